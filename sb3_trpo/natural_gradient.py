@@ -1,0 +1,323 @@
+"""
+The natural-gradient step of TRPO as small pure functions.
+
+Nothing here reads an algorithm's attributes: every function takes tensors, parameters and callables, so each
+can be checked on its own against a dense reference (``th.linalg.solve``, an explicit Hessian, a quadratic).
+
+Notation follows the TRPO paper (Schulman et al., 2015, https://arxiv.org/abs/1502.05477):
+``theta`` the actor parameters, ``L(theta)`` the surrogate objective, ``g`` its gradient at ``theta_old``,
+``F`` the Fisher information matrix (the Hessian of the mean ``KL(pi_old || pi_theta)`` at ``theta_old``),
+``delta`` the trust-region radius (``target_kl``).
+"""
+
+import copy
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch as th
+from stable_baselines3.common.distributions import Distribution, kl_divergence, sum_independent_dims
+from torch import nn
+
+FisherVectorProduct = Callable[[th.Tensor], th.Tensor]
+
+
+class CGResult(NamedTuple):
+    """
+    Outcome of :func:`conjugate_gradient`.
+
+    :param x: approximate solution of ``A x = b``, shape (n,)
+    :param n_iter: number of matrix-vector products used inside the loop
+    :param residual_norm: ``||b - A x||`` as tracked by the recurrence (a 0-d tensor)
+    :param converged: whether the residual fell below the tolerance before ``max_iter``
+    """
+
+    x: th.Tensor
+    n_iter: int
+    residual_norm: th.Tensor
+    converged: bool
+
+
+class LineSearchResult(NamedTuple):
+    """
+    Outcome of :func:`backtracking_line_search`.
+
+    :param accepted: whether a candidate passed both the KL and the improvement test
+    :param fraction: the accepted fraction ``shrink**j`` of the full step (0.0 when nothing was accepted)
+    :param n_backtracks: how many candidates were rejected before the accepted one
+        (``max_iter`` when nothing was accepted)
+    :param kl: ``KL(pi_old || pi_theta)`` at the accepted candidate (0.0 when nothing was accepted)
+    :param surrogate: ``L(theta)`` at the accepted candidate (``old_surrogate`` when nothing was accepted)
+    """
+
+    accepted: bool
+    fraction: float
+    n_backtracks: int
+    kl: float
+    surrogate: float
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Flat-parameter helpers
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def get_flat_params(params: Sequence[nn.Parameter]) -> th.Tensor:
+    """
+    Concatenate parameters into one detached vector (a copy).
+
+    :param params: the parameters, in a fixed order
+    :return: flat vector of shape (sum of numels,)
+    """
+    return th.nn.utils.parameters_to_vector(params).detach().clone()
+
+
+def set_flat_params(params: Sequence[nn.Parameter], flat: th.Tensor) -> None:
+    """
+    Write a flat vector back into the parameters, in place and bit for bit.
+
+    :param params: the parameters, in the order used by :func:`get_flat_params`
+    :param flat: vector of shape (sum of numels,)
+    """
+    n_total = sum(param.numel() for param in params)
+    if flat.numel() != n_total:
+        raise ValueError(f"`flat` has {flat.numel()} elements but the parameters have {n_total}")
+    offset = 0
+    with th.no_grad():
+        for param in params:
+            n_elements = param.numel()
+            param.copy_(flat[offset : offset + n_elements].view_as(param))
+            offset += n_elements
+
+
+def flat_grad(
+    output: th.Tensor,
+    params: Sequence[nn.Parameter],
+    create_graph: bool = False,
+    retain_graph: bool | None = None,
+) -> th.Tensor:
+    """
+    Gradient of a scalar with respect to all ``params`` in ONE autograd call, flattened.
+
+    Parameters that do not influence ``output`` get a zero gradient.
+
+    :param output: scalar tensor
+    :param params: the parameters to differentiate with respect to
+    :param create_graph: keep the graph of the gradient itself (for second derivatives)
+    :param retain_graph: keep the graph of ``output`` for further calls (defaults to ``create_graph``)
+    :return: flat gradient of shape (sum of numels,)
+    """
+    grads = th.autograd.grad(output, list(params), create_graph=create_graph, retain_graph=retain_graph, allow_unused=True)
+    return th.cat(
+        [
+            (grad if grad is not None else th.zeros_like(param)).reshape(-1)
+            for grad, param in zip(grads, params, strict=True)
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Surrogate objective and KL
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def normalize_advantages(advantages: th.Tensor, eps: float = 1e-8) -> th.Tensor:
+    """
+    Shift and scale advantages to zero mean and unit standard deviation.
+
+    A batch of one sample has no spread: it is only centered (the std of one sample is NaN).
+
+    :param advantages: shape (batch,)
+    :param eps: added to the std to avoid a division by zero
+    :return: normalized advantages, shape (batch,)
+    """
+    # A_norm = (A - mean(A)) / (std(A) + eps)
+    if advantages.numel() < 2:
+        return advantages - advantages.mean()
+    return (advantages - advantages.mean()) / (advantages.std() + eps)
+
+
+def surrogate_objective(log_prob: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor) -> th.Tensor:
+    """
+    TRPO's surrogate objective (importance-sampled advantage).
+
+    At ``theta = theta_old`` its value is ``mean(A)`` and its gradient is the policy gradient ``g``.
+
+    :param log_prob: ``log pi_theta(a|s)``, shape (batch,)
+    :param old_log_prob: ``log pi_old(a|s)``, detached, shape (batch,)
+    :param advantages: ``A(s, a)``, shape (batch,)
+    :return: scalar ``L(theta)``
+    """
+    # L(theta) = mean(exp(log_pi - log_pi_old) * A)                               [TRPO paper, Sec. 5]
+    return (th.exp(log_prob - old_log_prob) * advantages).mean()
+
+
+def _detach_torch_distribution(distribution: th.distributions.Distribution) -> th.distributions.Distribution:
+    if isinstance(distribution, th.distributions.Normal):
+        return th.distributions.Normal(distribution.loc.detach(), distribution.scale.detach(), validate_args=False)
+    if isinstance(distribution, th.distributions.Categorical):
+        return th.distributions.Categorical(logits=distribution.logits.detach(), validate_args=False)
+    if isinstance(distribution, th.distributions.Bernoulli):
+        return th.distributions.Bernoulli(logits=distribution.logits.detach(), validate_args=False)
+    raise TypeError(
+        f"Cannot snapshot a torch distribution of type {type(distribution).__name__}: "
+        "supported are Normal, Categorical and Bernoulli (SB3's on-policy action distributions)"
+    )
+
+
+def detached_distribution(distribution: Distribution) -> Distribution:
+    """
+    A frozen snapshot of an SB3 action distribution: ``pi_old``.
+
+    SB3 policies reuse ONE mutable distribution wrapper (``policy.action_dist``) and overwrite its ``distribution``
+    attribute on every forward pass, so keeping a reference (or a plain ``copy.copy``) of it would silently follow
+    the new parameters. The snapshot is a new wrapper whose torch distribution(s) are rebuilt from detached
+    parameters (mean and std, or logits), so later forward passes can neither change it nor backpropagate into it.
+
+    :param distribution: the distribution returned by ``policy.get_distribution(obs)``
+    :return: a distribution of the same class, detached from the graph
+    """
+    snapshot = copy.copy(distribution)
+    torch_distribution = distribution.distribution
+    if isinstance(torch_distribution, list):  # MultiCategoricalDistribution
+        snapshot.distribution = [_detach_torch_distribution(dist) for dist in torch_distribution]
+    else:
+        snapshot.distribution = _detach_torch_distribution(torch_distribution)
+    return snapshot
+
+
+def kl_old_new(old_distribution: Distribution, new_distribution: Distribution) -> th.Tensor:
+    """
+    Per-sample ``KL(pi_old || pi_theta)`` of the joint action distribution (the paper's direction).
+
+    SB3's ``kl_divergence`` returns one KL per independent action dimension for Gaussian and Bernoulli
+    distributions; the KL of the joint distribution is their sum (``sum_independent_dims``).
+
+    :param old_distribution: ``pi_old`` (see :func:`detached_distribution`)
+    :param new_distribution: ``pi_theta``, same class
+    :return: KL per sample, shape (batch,)
+    """
+    # KL(p || q) = E_p[log p - log q], summed over independent action dimensions
+    return sum_independent_dims(kl_divergence(old_distribution, new_distribution))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Fisher-vector product, conjugate gradient, step length, line search
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def fisher_vector_product(kl_grad: th.Tensor, params: Sequence[nn.Parameter], vector: th.Tensor, damping: float) -> th.Tensor:
+    """
+    Damped Fisher-vector product by double backward (the reference implementation).
+
+    ``F`` is the Hessian at ``theta_old`` of the mean ``KL(pi_old || pi_theta)``; ``kl_grad`` must be the gradient
+    of that KL built with ``create_graph=True``, so the same graph serves every call (it is retained).
+
+    :param kl_grad: flat ``grad_theta KL``, shape (n,), with its graph
+    :param params: the actor parameters ``theta``
+    :param vector: ``v``, shape (n,)
+    :param damping: ``cg_damping``, added as ``damping * v`` (Tikhonov damping)
+    :return: ``(F + damping * I) v``, shape (n,)
+    """
+    # (F + damping * I) v,  F v = grad_theta((grad_theta KL) . v)          [Hessian of KL = Fisher at theta_old]
+    return flat_grad(th.dot(kl_grad, vector), params, retain_graph=True).detach() + damping * vector
+
+
+def conjugate_gradient(
+    fvp: FisherVectorProduct,
+    g: th.Tensor,
+    max_iter: int,
+    residual_tol: float = 1e-10,
+    x0: th.Tensor | None = None,
+) -> CGResult:
+    """
+    Conjugate gradient for ``A x = g`` with ``A`` symmetric positive definite, given only ``v -> A v``.
+
+    Stops after ``max_iter`` products, when the squared residual norm drops below ``residual_tol``, or when a
+    search direction has non-positive curvature (``p^T A p <= 0``: ``A`` is not positive definite along it),
+    in which case the iterate reached so far is returned. Reference: Nocedal & Wright, Numerical Optimization,
+    Algorithm 5.2.
+
+    :param fvp: ``v -> A v``
+    :param g: right-hand side, shape (n,)
+    :param max_iter: maximum number of iterations (>= 1)
+    :param residual_tol: tolerance on the squared residual norm ``r^T r``
+    :param x0: starting point (warm start); ``None`` starts from zero
+    :return: :class:`CGResult`
+    """
+    # x ~= A^-1 g                                                          [Nocedal & Wright, Alg. 5.2]
+    if x0 is None:
+        x = th.zeros_like(g)
+        r = g.clone()
+    else:
+        x = x0.clone()
+        r = g - fvp(x)
+    p = r.clone()
+    r_dot_r = th.dot(r, r)
+    n_iter = 0
+    converged = bool(r_dot_r < residual_tol)
+    while not converged and n_iter < max_iter:
+        a_p = fvp(p)
+        curvature = th.dot(p, a_p)
+        n_iter += 1
+        if not bool(curvature > 0):
+            break
+        alpha = r_dot_r / curvature
+        x += alpha * p
+        r -= alpha * a_p
+        new_r_dot_r = th.dot(r, r)
+        converged = bool(new_r_dot_r < residual_tol)
+        p = r + (new_r_dot_r / r_dot_r) * p
+        r_dot_r = new_r_dot_r
+    return CGResult(x=x, n_iter=n_iter, residual_norm=th.sqrt(r_dot_r), converged=converged)
+
+
+def max_step_length(direction: th.Tensor, fvp_direction: th.Tensor, target_kl: float) -> float:
+    """
+    Largest step along ``s`` that the quadratic model of the KL allows.
+
+    With ``KL(theta_old + beta * s) ~= 0.5 * beta**2 * s^T F s``, setting it equal to ``delta`` gives ``beta``.
+    Returns 0.0 when ``s^T F s`` is not positive and finite (no step can be sized).
+
+    :param direction: search direction ``s``, shape (n,)
+    :param fvp_direction: ``F s``, shape (n,)
+    :param target_kl: trust-region radius ``delta``
+    :return: ``beta``
+    """
+    # beta = sqrt(2 * delta / (s^T F s))                                     [TRPO paper, App. C]
+    s_f_s = float(th.dot(direction, fvp_direction))
+    if not (math.isfinite(s_f_s) and s_f_s > 0.0):
+        return 0.0
+    return math.sqrt(2.0 * target_kl / s_f_s)
+
+
+def backtracking_line_search(
+    evaluate: Callable[[float], tuple[float, float]],
+    old_surrogate: float,
+    target_kl: float,
+    shrink: float,
+    max_iter: int,
+) -> LineSearchResult:
+    """
+    Backtracking line search on the fraction of the full natural-gradient step.
+
+    Tries ``fraction = shrink**j`` for ``j = 0 .. max_iter - 1`` and accepts the first candidate whose
+    ``KL(pi_old || pi_theta) <= target_kl`` and whose surrogate improves on ``old_surrogate`` (both finite).
+    ``evaluate`` moves the parameters to the candidate and measures it; restoring the old parameters after a
+    failure is the caller's job (it holds them).
+
+    :param evaluate: ``fraction -> (L(theta), KL(pi_old || pi_theta))`` at ``theta_old + fraction * full_step``
+    :param old_surrogate: ``L(theta_old)``
+    :param target_kl: trust-region radius ``delta``
+    :param shrink: ``line_search_shrinking_factor``, in (0, 1)
+    :param max_iter: ``line_search_max_iter``, >= 1
+    :return: :class:`LineSearchResult`
+    """
+    # try fraction = shrink**j; accept the first with KL <= delta and L(theta') > L(theta_old)
+    fraction = 1.0
+    for n_backtracks in range(max_iter):
+        surrogate, kl = evaluate(fraction)
+        if math.isfinite(surrogate) and math.isfinite(kl) and kl <= target_kl and surrogate > old_surrogate:
+            return LineSearchResult(True, fraction, n_backtracks, kl, surrogate)
+        fraction *= shrink
+    return LineSearchResult(False, 0.0, max_iter, 0.0, old_surrogate)

@@ -1,0 +1,96 @@
+"""
+Policies for TRPO (SB3's actor-critic policies) and the split of their parameters into actor and critic.
+
+TRPO updates the two halves differently: the actor (everything that shapes the action distribution) by a
+natural-gradient step inside the trust region, the critic (the value function) by Adam regression on the returns.
+The split is made from the policy's structure, never from parameter names.
+
+Who owns a shared features extractor: with ``share_features_extractor=True`` (SB3's default, and what
+``CnnPolicy`` and ``MultiInputPolicy`` use) the one extractor feeds both heads. It shapes the action distribution,
+so it belongs to the ACTOR: it moves only with the trust-region step, and the critic learns on top of its (frozen)
+features. Letting the critic's Adam steps move it would change the policy after the line search has measured the KL,
+and the update as a whole could leave the trust region. Pass ``share_features_extractor=False`` to give the critic
+an extractor of its own that it trains freely.
+"""
+
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
+from torch import nn
+
+MlpPolicy = ActorCriticPolicy
+CnnPolicy = ActorCriticCnnPolicy
+MultiInputPolicy = MultiInputActorCriticPolicy
+
+
+class PolicyPartitionError(TypeError):
+    """The policy's parameters cannot be split into actor and critic."""
+
+
+def _module_parameters(policy: nn.Module, attribute: str) -> list[nn.Parameter]:
+    module: object = policy
+    for name in attribute.split("."):
+        module = getattr(module, name, None)
+    if not isinstance(module, nn.Module):
+        raise PolicyPartitionError(
+            f"{type(policy).__name__} has no submodule `{attribute}`: TRPO splits the parameters of SB3's "
+            "ActorCriticPolicy by structure (features extractors, mlp_extractor.policy_net / value_net, action_net, "
+            "log_std, value_net). A custom policy must either keep that structure or define the methods "
+            "`actor_parameters()` and `critic_parameters()`."
+        )
+    return list(module.parameters())
+
+
+def _standard_partition(policy: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    shared = getattr(policy, "share_features_extractor", True)
+    actor = _module_parameters(policy, "pi_features_extractor")
+    actor += _module_parameters(policy, "mlp_extractor.policy_net")
+    actor += _module_parameters(policy, "action_net")
+    log_std = getattr(policy, "log_std", None)
+    if isinstance(log_std, nn.Parameter):
+        actor.append(log_std)
+
+    critic = [] if shared else _module_parameters(policy, "vf_features_extractor")
+    critic += _module_parameters(policy, "mlp_extractor.value_net")
+    critic += _module_parameters(policy, "value_net")
+    return actor, critic
+
+
+def actor_critic_parameters(policy: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """
+    Split a policy's parameters into the actor's (theta) and the critic's (phi).
+
+    A policy that defines ``actor_parameters()`` and ``critic_parameters()`` decides itself; otherwise SB3's
+    ``ActorCriticPolicy`` structure is used: actor = policy features extractor, ``mlp_extractor.policy_net``,
+    ``action_net`` and ``log_std`` (if any); critic = the critic's own features extractor (only when it is not
+    shared), ``mlp_extractor.value_net`` and ``value_net``. A shared features extractor belongs to the actor
+    (see the module docstring).
+
+    :param policy: the policy
+    :return: (actor parameters, critic parameters), each in the policy's registration order
+    :raises PolicyPartitionError: when the two sets overlap or do not cover every trainable parameter
+    """
+    if callable(getattr(policy, "actor_parameters", None)) and callable(getattr(policy, "critic_parameters", None)):
+        actor = list(policy.actor_parameters())  # type: ignore[operator]
+        critic = list(policy.critic_parameters())  # type: ignore[operator]
+    else:
+        actor, critic = _standard_partition(policy)
+
+    # Deduplicate (a module may be reachable twice) and keep the policy's registration order
+    actor_ids = {id(param) for param in actor}
+    critic_ids = {id(param) for param in critic}
+    overlap = actor_ids & critic_ids
+    if overlap:
+        names = [name for name, param in policy.named_parameters() if id(param) in overlap]
+        raise PolicyPartitionError(f"Parameters assigned to both the actor and the critic: {names}")
+    trainable = [(name, param) for name, param in policy.named_parameters() if param.requires_grad]
+    missing = [name for name, param in trainable if id(param) not in actor_ids | critic_ids]
+    if missing:
+        raise PolicyPartitionError(
+            f"Parameters of {type(policy).__name__} that belong to neither the actor nor the critic: {missing}. "
+            "Define `actor_parameters()` and `critic_parameters()` on the policy to say where they go."
+        )
+    ordered_actor = [param for _, param in trainable if id(param) in actor_ids]
+    ordered_critic = [param for _, param in trainable if id(param) in critic_ids]
+    return ordered_actor, ordered_critic
+
+
+__all__ = ["CnnPolicy", "MlpPolicy", "MultiInputPolicy", "PolicyPartitionError", "actor_critic_parameters"]

@@ -1,0 +1,412 @@
+import warnings
+from functools import partial
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.utils import explained_variance
+from torch import nn
+from torch.nn import functional as F
+
+from sb3_trpo.natural_gradient import (
+    LineSearchResult,
+    backtracking_line_search,
+    conjugate_gradient,
+    detached_distribution,
+    fisher_vector_product,
+    flat_grad,
+    get_flat_params,
+    kl_old_new,
+    max_step_length,
+    normalize_advantages,
+    set_flat_params,
+    surrogate_objective,
+)
+from sb3_trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, actor_critic_parameters
+
+SelfTRPO = TypeVar("SelfTRPO", bound="TRPO")
+
+
+def index_observations(observations: PyTorchObs, index: th.Tensor | slice) -> PyTorchObs:
+    """
+    Select samples from a batch of observations (a tensor, or a dict of tensors for ``Dict`` spaces).
+
+    :param observations: batch of observations, first dimension is the sample
+    :param index: indices or slice of the samples to keep
+    :return: the selected observations, same structure
+    """
+    if isinstance(observations, dict):
+        return {key: obs[index] for key, obs in observations.items()}
+    return observations[index]
+
+
+def _check_range(name: str, value: float, valid: bool, allowed: str) -> None:
+    if not valid:
+        raise ValueError(f"`{name}` must be {allowed}, got {value!r}")
+
+
+class TRPO(OnPolicyAlgorithm):
+    """
+    Trust Region Policy Optimization (TRPO)
+
+    Paper: https://arxiv.org/abs/1502.05477
+    Code: an independent implementation; sb3-contrib's TRPO (https://github.com/Stable-Baselines-Team/stable-baselines3-contrib)
+    and OpenAI Spinning Up (https://github.com/openai/spinningup/) were read as references, and every constructor
+    argument of sb3-contrib's TRPO is accepted under the same name, order and default.
+
+    Introduction to TRPO: https://spinningup.openai.com/en/latest/algorithms/trpo.html
+
+    Each update: one natural-gradient step of the actor, ``theta_old + shrink**j * beta * F^-1 g``, with ``F^-1 g``
+    from conjugate gradient on damped Fisher-vector products and ``j`` from a backtracking line search that accepts
+    only ``KL(pi_old || pi_theta) <= target_kl`` (the KL of the joint action distribution, in the paper's direction)
+    together with an improved surrogate; then ``n_critic_updates`` epochs of Adam regression of the value function
+    on the GAE returns, over the critic's parameters only (so the policy stays where the line search left it).
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate of the critic's Adam optimizer (the actor's step is set by ``target_kl``);
+        a float or a schedule of the progress remaining (from 1 to 0). Typically 1e-3.
+    :param n_steps: The number of steps to run for each environment per update
+        (i.e. rollout buffer size is n_steps * n_envs where n_envs is number of environment copies running in parallel).
+        NOTE: n_steps * n_envs must be greater than 1 (because of the advantage normalization)
+        See https://github.com/pytorch/pytorch/issues/29372. Typically 1024-8192 in total.
+    :param batch_size: Minibatch size of the critic's regression
+    :param gamma: Discount factor
+    :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products) to compute the
+        search direction ``F^-1 g``; >= 1, typically 10-25
+    :param cg_damping: Damping ``lambda`` of the Fisher-vector product ``(F + lambda * I) v``; >= 0, typically 0.01-0.1
+    :param line_search_shrinking_factor: Step-size reduction factor of the backtracking line search
+        (``theta_new = theta_old + shrink**j * full_step``); in (0, 1), typically 0.5-0.8
+    :param line_search_max_iter: Maximum number of candidates tried by the backtracking line search; >= 1
+    :param n_critic_updates: Number of epochs of critic regression per policy update; >= 1, typically 5-20
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+        instead of action noise exploration (default: False)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        Default: -1 (only sample at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
+    :param normalize_advantage: Whether to normalize or not the advantage
+    :param target_kl: The trust-region radius ``delta``: every accepted step satisfies
+        ``mean KL(pi_old || pi_theta) <= target_kl`` on the rollout batch (NOT PPO's early-stopping threshold).
+        > 0, typically 0.01-0.05.
+    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only,
+        to make the conjugate-gradient step cheaper (the gradient and the line search always use the whole batch);
+        see p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf. >= 1.
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+    policy: ActorCriticPolicy
+    rollout_buffer: RolloutBuffer
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        n_steps: int = 2048,
+        batch_size: int = 128,
+        gamma: float = 0.99,
+        cg_max_steps: int = 15,
+        cg_damping: float = 0.1,
+        line_search_shrinking_factor: float = 0.8,
+        line_search_max_iter: int = 10,
+        n_critic_updates: int = 10,
+        gae_lambda: float = 0.95,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        normalize_advantage: bool = True,
+        target_kl: float = 0.01,
+        sub_sampling_factor: int = 1,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+    ):
+        # New checks raise ValueError naming the argument (before any env is built)
+        _check_range("target_kl", target_kl, target_kl > 0, "> 0 (the trust-region radius)")
+        _check_range("cg_max_steps", cg_max_steps, cg_max_steps >= 1, "an integer >= 1")
+        _check_range("cg_damping", cg_damping, cg_damping >= 0, ">= 0")
+        _check_range(
+            "line_search_shrinking_factor",
+            line_search_shrinking_factor,
+            0 < line_search_shrinking_factor < 1,
+            "in the open interval (0, 1)",
+        )
+        _check_range("line_search_max_iter", line_search_max_iter, line_search_max_iter >= 1, "an integer >= 1")
+        _check_range("n_critic_updates", n_critic_updates, n_critic_updates >= 1, "an integer >= 1")
+        _check_range("sub_sampling_factor", sub_sampling_factor, sub_sampling_factor >= 1, "an integer >= 1")
+        _check_range("batch_size", batch_size, batch_size >= 1, "an integer >= 1")
+
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=0.0,  # entropy bonus is not used by TRPO
+            vf_coef=0.0,  # value function is optimized separately
+            max_grad_norm=0.0,  # the actor's step is bounded by the trust region, the critic's is not clipped
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            _init_setup_model=False,
+            supported_action_spaces=(
+                spaces.Box,
+                spaces.Discrete,
+                spaces.MultiDiscrete,
+                spaces.MultiBinary,
+            ),
+        )
+
+        self.normalize_advantage = normalize_advantage
+        # Sanity check, otherwise it will lead to noisy gradient and NaN
+        # because of the advantage normalization (same checks and messages as SB3 and sb3-contrib)
+        if self.env is not None:
+            buffer_size = self.env.num_envs * self.n_steps
+            if normalize_advantage:
+                assert buffer_size > 1, (
+                    "`n_steps * n_envs` must be greater than 1. "
+                    f"Currently n_steps={self.n_steps} and n_envs={self.env.num_envs}"
+                )
+            # Check that the rollout buffer size is a multiple of the mini-batch size
+            untruncated_batches = buffer_size // batch_size
+            if buffer_size % batch_size > 0:
+                warnings.warn(
+                    f"You have specified a mini-batch size of {batch_size},"
+                    f" but because the `RolloutBuffer` is of size `n_steps * n_envs = {buffer_size}`,"
+                    f" after every {untruncated_batches} untruncated mini-batches,"
+                    f" there will be a truncated mini-batch of size {buffer_size % batch_size}\n"
+                    f"We recommend using a `batch_size` that is a factor of `n_steps * n_envs`.\n"
+                    f"Info: (n_steps={self.n_steps} and n_envs={self.env.num_envs})"
+                )
+        self.batch_size = batch_size
+        # Conjugate gradients parameters
+        self.cg_max_steps = cg_max_steps
+        self.cg_damping = cg_damping
+        # Backtracking line search parameters
+        self.line_search_shrinking_factor = line_search_shrinking_factor
+        self.line_search_max_iter = line_search_max_iter
+        # Trust region radius (delta)
+        self.target_kl = target_kl
+        self.n_critic_updates = n_critic_updates
+        self.sub_sampling_factor = sub_sampling_factor
+
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.actor_params, self.critic_params = actor_critic_parameters(self.policy)
+        # The critic gets its own optimizer over the critic's parameters only. It replaces the policy's optimizer
+        # (built by SB3 over all parameters) so that `_get_torch_save_params`, save/load and the learning-rate
+        # schedule keep working as in SB3.
+        self.policy.optimizer = self.policy.optimizer_class(
+            self.critic_params, lr=self.lr_schedule(1), **self.policy.optimizer_kwargs  # type: ignore[call-arg]
+        )
+        # When the features extractor is shared it belongs to the actor (see sb3_trpo.policies): it is frozen during
+        # the critic's epochs, so its output can be computed once per update instead of once per minibatch.
+        critic_ids = {id(param) for param in self.critic_params}
+        self._critic_reuses_features = self.policy.share_features_extractor and not any(
+            id(param) in critic_ids for param in self.policy.features_extractor.parameters()
+        )
+
+    def _policy_terms(
+        self, observations: PyTorchObs, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor, old_dist: Any
+    ) -> tuple[th.Tensor, th.Tensor]:
+        """
+        Surrogate ``L(theta)`` and mean ``KL(pi_old || pi_theta)`` at the current actor parameters.
+
+        :return: (surrogate, mean KL), scalars
+        """
+        distribution = self.policy.get_distribution(observations)
+        surrogate = surrogate_objective(distribution.log_prob(actions), old_log_prob, advantages)
+        return surrogate, kl_old_new(old_dist, distribution).mean()
+
+    def _natural_gradient_step(
+        self, observations: PyTorchObs, actions: th.Tensor, advantages: th.Tensor
+    ) -> tuple[LineSearchResult, dict[str, float]]:
+        """
+        One trust-region step of the actor (DESIGN.md, section 2, steps 3 to 9).
+
+        :return: the line-search result and diagnostics for the logger
+        """
+        params = self.actor_params
+        # Snapshot pi_old: detached distribution parameters and log-probs at theta_old. Recomputing them (rather than
+        # reading the buffer's log-probs) makes the ratio exactly 1 at theta_old.
+        distribution = self.policy.get_distribution(observations)
+        old_dist = detached_distribution(distribution)
+        log_prob = distribution.log_prob(actions)
+        old_log_prob = log_prob.detach()
+
+        # Surrogate L(theta) and the policy gradient g = grad_theta L at theta_old
+        surrogate = surrogate_objective(log_prob, old_log_prob, advantages)
+        policy_gradient = flat_grad(surrogate, params, retain_graph=True)
+
+        # Mean KL(pi_old || pi_theta) whose Hessian at theta_old is the Fisher matrix F,
+        # optionally on every sub_sampling_factor-th sample only
+        if self.sub_sampling_factor > 1:
+            sub = slice(None, None, self.sub_sampling_factor)
+            sub_distribution = self.policy.get_distribution(index_observations(observations, sub))
+            kl = kl_old_new(detached_distribution(sub_distribution), sub_distribution).mean()
+        else:
+            kl = kl_old_new(old_dist, distribution).mean()
+        kl_grad = flat_grad(kl, params, create_graph=True)
+        fvp = partial(fisher_vector_product, kl_grad, params, damping=self.cg_damping)
+
+        # Search direction s = (F + damping * I)^-1 g by conjugate gradient, then the step length beta
+        cg = conjugate_gradient(fvp, policy_gradient, max_iter=self.cg_max_steps)
+        beta = max_step_length(cg.x, fvp(cg.x), self.target_kl) if bool(th.isfinite(cg.x).all()) else 0.0
+        full_step = beta * cg.x
+        del kl_grad, kl  # free the double-backward graph before the line search
+
+        old_surrogate = float(surrogate.detach())
+        old_flat = get_flat_params(params)
+
+        def evaluate(fraction: float) -> tuple[float, float]:
+            set_flat_params(params, old_flat + fraction * full_step)
+            with th.no_grad():
+                new_surrogate, new_kl = self._policy_terms(observations, actions, old_log_prob, advantages, old_dist)
+            return float(new_surrogate), float(new_kl)
+
+        if beta > 0.0:
+            result = backtracking_line_search(
+                evaluate, old_surrogate, self.target_kl, self.line_search_shrinking_factor, self.line_search_max_iter
+            )
+        else:
+            # No usable direction (zero gradient, or curvature that is not positive): no step is tried
+            result = LineSearchResult(False, 0.0, 0, 0.0, old_surrogate)
+        if not result.accepted:
+            # Restore theta_old exactly
+            set_flat_params(params, old_flat)
+
+        diagnostics = {
+            "max_step_length": beta,
+            "cg_iterations": float(cg.n_iter),
+            "cg_residual": float(cg.residual_norm),
+            "surrogate_improvement": result.surrogate - old_surrogate,
+        }
+        return result, diagnostics
+
+    def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> float:
+        """
+        Regress V_phi on the returns: ``n_critic_updates`` epochs of shuffled minibatches (DESIGN.md step 10).
+
+        :return: mean value loss over all minibatches
+        """
+        if self._critic_reuses_features:
+            with th.no_grad():
+                features = self.policy.extract_features(observations, self.policy.features_extractor)
+            assert isinstance(features, th.Tensor)
+
+            def predict_values(index: th.Tensor) -> th.Tensor:
+                return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features[index]))
+
+        else:
+
+            def predict_values(index: th.Tensor) -> th.Tensor:
+                return self.policy.predict_values(index_observations(observations, index))
+
+        n_samples = returns.shape[0]
+        value_losses = []
+        for _ in range(self.n_critic_updates):
+            permutation = th.randperm(n_samples, device=returns.device)
+            for start in range(0, n_samples, self.batch_size):
+                index = permutation[start : start + self.batch_size]
+                value_loss = F.mse_loss(returns[index], predict_values(index).flatten())
+                self.policy.optimizer.zero_grad(set_to_none=True)
+                value_loss.backward()
+                self.policy.optimizer.step()
+                value_losses.append(value_loss.detach())
+        return float(th.stack(value_losses).mean())
+
+    def train(self) -> None:
+        """
+        Update policy using the currently gathered rollout buffer.
+        """
+        # Switch to train mode (this affects batch norm / dropout)
+        self.policy.set_training_mode(True)
+        # Update the critic's learning rate
+        self._update_learning_rate(self.policy.optimizer)
+
+        # The whole rollout in one batch
+        rollout_data = next(self.rollout_buffer.get(batch_size=None))
+        actions = rollout_data.actions
+        if isinstance(self.action_space, spaces.Discrete):
+            # Convert discrete action from float to long
+            actions = rollout_data.actions.long().flatten()
+
+        advantages = rollout_data.advantages
+        if self.normalize_advantage:
+            advantages = normalize_advantages(advantages)
+
+        # Actor: natural-gradient step inside the trust region KL(pi_old || pi_theta) <= target_kl
+        line_search, diagnostics = self._natural_gradient_step(rollout_data.observations, actions, advantages)
+
+        # Critic: regression on the GAE returns (the actor's parameters are not touched)
+        value_loss = self._fit_critic(rollout_data.observations, rollout_data.returns)
+
+        self._n_updates += 1
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+
+        # Logs: sb3-contrib's keys, then our diagnostics
+        self.logger.record("train/policy_objective", line_search.surrogate)
+        self.logger.record("train/value_loss", value_loss)
+        self.logger.record("train/kl_divergence_loss", line_search.kl)
+        self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/is_line_search_success", float(line_search.accepted))
+        if isinstance(getattr(self.policy, "log_std", None), nn.Parameter):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/line_search_backtracks", line_search.n_backtracks)
+        for key, value in diagnostics.items():
+            self.logger.record(f"train/{key}", value)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def learn(
+        self: SelfTRPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "TRPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfTRPO:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
