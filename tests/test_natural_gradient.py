@@ -182,8 +182,31 @@ def _tiny_policy(action_space: spaces.Space, use_sde: bool, seed: int = 0) -> Ac
     return policy
 
 
+def reference_mean_kl(old_dist, new_dist) -> th.Tensor:
+    """Mean over the batch of KL(pi_old || pi_theta), written independently of sb3_trpo (closed forms)."""
+    old, new = old_dist.distribution, new_dist.distribution
+    if isinstance(old, list):  # multi-categorical: sum over the independent categoricals
+        return sum(reference_mean_kl_categorical(p.logits, q.logits) for p, q in zip(old, new, strict=True))
+    if isinstance(old, th.distributions.Normal):
+        var_ratio = (old.scale / new.scale) ** 2
+        per_dim = 0.5 * (var_ratio + ((old.loc - new.loc) / new.scale) ** 2 - 1 - th.log(var_ratio))
+        return per_dim.sum(dim=1).mean()
+    if isinstance(old, th.distributions.Categorical):
+        return reference_mean_kl_categorical(old.logits, new.logits)
+    assert isinstance(old, th.distributions.Bernoulli)
+    p, q = old.probs, new.probs
+    per_dim = p * (th.log(p) - th.log(q)) + (1 - p) * (th.log(1 - p) - th.log(1 - q))
+    return per_dim.sum(dim=1).mean()
+
+
+def reference_mean_kl_categorical(old_logits: th.Tensor, new_logits: th.Tensor) -> th.Tensor:
+    log_p, log_q = th.log_softmax(old_logits, dim=-1), th.log_softmax(new_logits, dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+
+
 def _explicit_kl_hessian(policy: ActorCriticPolicy, obs: th.Tensor, old_dist) -> th.Tensor:
-    """Hessian of theta -> mean KL(pi_old || pi_theta) at theta_old, by torch.autograd.functional.hessian."""
+    """Hessian of theta -> mean KL(pi_old || pi_theta) at theta_old, by torch.autograd.functional.hessian
+    of the independently written reference KL."""
     actor, _ = actor_critic_parameters(policy)
     names = {id(param): name for name, param in policy.named_parameters()}
     actor_names = [names[id(param)] for param in actor]
@@ -200,7 +223,7 @@ def _explicit_kl_hessian(policy: ActorCriticPolicy, obs: th.Tensor, old_dist) ->
                 self.policy = policy
 
             def forward(self, x: th.Tensor) -> th.Tensor:
-                return kl_old_new(old_dist, self.policy.get_distribution(x)).mean()
+                return reference_mean_kl(old_dist, self.policy.get_distribution(x))
 
         wrapper = Wrapper()
         return th.func.functional_call(wrapper, {f"policy.{name}": value for name, value in new_params.items()}, (obs,))
@@ -236,6 +259,23 @@ def test_fisher_vector_product_matches_explicit_kl_hessian(kind, float64_observa
         fvp = fisher_vector_product(kl_grad, actor, v, damping)
         expected = hessian @ v + damping * v
         assert th.allclose(fvp, expected, rtol=1e-8, atol=1e-10), kind
+
+
+@pytest.mark.parametrize("kind", list(ACTION_SPACES))
+def test_kl_old_new_is_per_sample_and_matches_closed_form(kind, float64_observations):
+    action_space, use_sde = ACTION_SPACES[kind]
+    policy = _tiny_policy(action_space, use_sde)
+    obs = th.randn(11, 3, dtype=th.float64, generator=th.Generator().manual_seed(3))
+    old = detached_distribution(policy.get_distribution(obs))
+    with th.no_grad():
+        for param in policy.parameters():
+            param.add_(0.1 * th.randn_like(param))
+    new = policy.get_distribution(obs)
+    kl = kl_old_new(old, new)
+    # One KL per sample (not summed over the batch, not averaged over action dimensions)
+    assert kl.shape == (11,)
+    assert (kl >= 0).all()
+    assert th.allclose(kl.mean(), reference_mean_kl(old, new), rtol=1e-10)
 
 
 def test_fisher_is_not_a_gradient_outer_product(float64_observations):
