@@ -238,7 +238,10 @@ def enjoy(argv: Sequence[str]) -> None:
             rl_zoo3.enjoy.enjoy()
     except (AssertionError, ValueError) as error:
         # The Zoo reports a missing run folder or model file this way
-        raise CLIError(" ".join(str(error).split())) from None
+        raise CLIError(
+            f"cannot load a trained TRPO agent for {namespace.env} from {namespace.folder or 'logs'}: "
+            f"{' '.join(str(error).split())} (train one with: python -m sb3_trpo train --env {namespace.env})"
+        ) from None
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"train": train, "enjoy": enjoy}
