@@ -184,6 +184,10 @@ def train(argv: Sequence[str]) -> None:
     import rl_zoo3.train
 
     if any(argument in ("-h", "--help") for argument in argv):
+        print(
+            "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo; -conf defaults to "
+            "zoo_configs/trpo.yml), plus --final-eval-episodes N (episodes of the final evaluation, default 10, 0 to skip)\n"
+        )
         with _zoo_script("python -m sb3_trpo train", ["--algo", "trpo", *argv]):
             rl_zoo3.train.train()
         return
@@ -196,6 +200,8 @@ def train(argv: Sequence[str]) -> None:
         zoo_argv = ["--conf-file", conf_file, *zoo_argv]
     try:
         zoo.check_run(options.env, conf_file, options.hyperparams, options.n_timesteps)
+    except zoo.MissingDependencyError as error:
+        raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
     except zoo.ConfigError as error:
         raise CLIError(str(error)) from None
 

@@ -60,6 +60,10 @@ class ConfigError(ValueError):
     """A problem with a run's configuration (environment id, hyperparameter file or entry), told in one line."""
 
 
+class MissingDependencyError(ConfigError):
+    """The environment needs an optional package that is not installed."""
+
+
 def register() -> None:
     """
     Make ``--algo trpo`` of the RL Zoo use ``sb3_trpo.TRPO`` in this process.
@@ -147,7 +151,9 @@ def check_env_dependencies(env_id: str) -> None:
         env = gym.make(env_id)
     except (gym.error.DependencyNotInstalled, ImportError) as error:
         message = " ".join(str(error).split())
-        raise ConfigError(f"{env_id} needs an optional dependency ({message}); install it with: {EXTRA_INSTALL}") from None
+        raise MissingDependencyError(
+            f"{env_id} needs an optional dependency ({message}); install it with: {EXTRA_INSTALL}"
+        ) from None
     env.close()
 
 

@@ -182,7 +182,7 @@ def test_missing_env_dependency(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(gym, "make", make_without_mujoco)
-    assert main(["train", "--env", "Hopper-v5", *FAST]) == EXIT_BAD_INPUT
+    assert main(["train", "--env", "Hopper-v5", *FAST]) == EXIT_MISSING_DEPENDENCY
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
     assert "Hopper-v5 needs an optional dependency (MuJoCo is not installed" in error
