@@ -16,6 +16,7 @@ with running the Zoo's scripts directly:
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class TrainOptions:
     :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams`` ``name:value``)
     :param n_timesteps: ``-n``/``--n-timesteps``; not positive: the entry's ``n_timesteps``
     :param gym_packages: modules imported to register environments (``--gym-packages``)
+    :param trained_agent: model to continue training (``-i``/``--trained-agent``), ``""`` for none
     :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
     """
 
@@ -67,6 +69,7 @@ class TrainOptions:
     hyperparams: dict[str, Any] | None
     n_timesteps: int
     gym_packages: list[str]
+    trained_agent: str
     final_eval_episodes: int
 
 
@@ -96,6 +99,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     parser.add_argument("-params", "--hyperparams", nargs="+", default=None)
     parser.add_argument("-n", "--n-timesteps", type=int, default=-1)
     parser.add_argument("--gym-packages", nargs="+", default=[])
+    parser.add_argument("-i", "--trained-agent", default="")
     parser.add_argument("--final-eval-episodes", type=int, default=10)
     namespace, _ = parser.parse_known_args(argv)
     if namespace.algo != "trpo":
@@ -117,6 +121,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         hyperparams=None if namespace.hyperparams is None else _parse_overrides(namespace.hyperparams),
         n_timesteps=namespace.n_timesteps,
         gym_packages=namespace.gym_packages,
+        trained_agent=namespace.trained_agent,
         final_eval_episodes=namespace.final_eval_episodes,
     )
     return options, zoo_argv
@@ -194,6 +199,8 @@ def train(argv: Sequence[str]) -> None:
 
     options, zoo_argv = parse_train_options(argv)
     _import_gym_packages(options.gym_packages)
+    if options.trained_agent and not (options.trained_agent.endswith(".zip") and os.path.isfile(options.trained_agent)):
+        raise CLIError(f"--trained-agent {options.trained_agent} is not a saved model (.zip file)")
     conf_file = options.conf_file
     if conf_file is None:
         conf_file = str(zoo.default_config_path())

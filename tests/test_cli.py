@@ -130,6 +130,7 @@ BAD_INPUTS = {
         r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be > 0",
     ),
     "other algorithm": (["--algo", "ppo"], None, r"runs TRPO only"),
+    "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
 }
 
 
