@@ -1,0 +1,283 @@
+"""
+Command line interface: ``python -m sb3_trpo train|enjoy``, the RL Zoo's scripts run on sb3_trpo's TRPO.
+
+``train`` accepts every option of ``python -m rl_zoo3.train`` (``--env``, ``-n``, ``--seed``, ``--eval-freq``,
+``--save-freq``, ``--tensorboard-log``, ``--progress``, ``--vec-env``, ``-optimize``/``--optimize-hyperparameters``
+with ``--n-trials``, ``-params``, ``-conf``, ...) and ``enjoy`` every option of ``python -m rl_zoo3.enjoy``. Compared
+with running the Zoo's scripts directly:
+
+- ``--algo`` is ``trpo``, and it is sb3_trpo's TRPO (see ``sb3_trpo.zoo``);
+- the hyperparameters come from ``zoo_configs/trpo.yml`` unless ``-conf`` is given;
+- the environment id, the hyperparameter file, the entry used and the hyperparameter names are checked before the
+  Zoo creates the run's folder, and a problem is reported in one line (exit code 2) instead of a traceback;
+- ``train`` ends with an evaluation of the final model (``--final-eval-episodes``, default 10, 0 to skip);
+- ``enjoy`` reads from ``logs/`` by default (the folder ``train`` writes to), not from the Zoo's pretrained agents.
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
+# Exit codes: a problem with the user's input, a missing optional dependency
+EXIT_BAD_INPUT = 2
+EXIT_MISSING_DEPENDENCY = 3
+
+USAGE = """usage: python -m sb3_trpo {train,enjoy} [options]
+
+Train, tune and watch sb3_trpo's TRPO with the RL Zoo (rl_zoo3).
+
+commands:
+  train   train (or, with -optimize, tune) on one environment; options of `python -m rl_zoo3.train`
+          plus --final-eval-episodes N (default 10); see `python -m sb3_trpo train --help`
+  enjoy   run a trained agent; options of `python -m rl_zoo3.enjoy` (default folder: logs)
+
+example:
+  python -m sb3_trpo train --env CartPole-v1 -n 20000 --progress
+  python -m sb3_trpo enjoy --env CartPole-v1 -f logs --no-render
+"""
+
+
+class CLIError(Exception):
+    """An error reported to the user in one line, with an exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class TrainOptions:
+    """
+    The options of ``train`` that this module reads itself; all others go to the RL Zoo unchanged.
+
+    :param env: environment id (``--env``, the Zoo's default is CartPole-v1)
+    :param conf_file: hyperparameter file (``-conf``/``--conf-file``), ``None`` for ``zoo_configs/trpo.yml``
+    :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams`` ``name:value``)
+    :param n_timesteps: ``-n``/``--n-timesteps``; not positive: the entry's ``n_timesteps``
+    :param gym_packages: modules imported to register environments (``--gym-packages``)
+    :param trained_agent: model to continue training (``-i``/``--trained-agent``), ``""`` for none
+    :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
+    """
+
+    env: str
+    conf_file: str | None
+    hyperparams: dict[str, Any] | None
+    n_timesteps: int
+    gym_packages: list[str]
+    trained_agent: str
+    final_eval_episodes: int
+
+
+def _parse_overrides(values: Sequence[str]) -> dict[str, Any]:
+    # Same syntax and evaluation as the Zoo's `StoreDict` (name:python_expression), with a readable error
+    from rl_zoo3.utils import StoreDict
+
+    namespace = argparse.Namespace()
+    try:
+        StoreDict(option_strings=["-params"], dest="hyperparams")(argparse.ArgumentParser(), namespace, list(values))
+    except Exception as error:
+        raise CLIError(f"cannot evaluate -params {' '.join(values)}: {type(error).__name__}: {error}") from None
+    return namespace.hyperparams
+
+
+def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
+    """
+    Read the options of ``train`` this module needs and remove ours (``--final-eval-episodes``) from the rest.
+
+    :param argv: the arguments after ``train``
+    :return: the options and the arguments for ``rl_zoo3.train``
+    """
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--algo", default="trpo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("-conf", "--conf-file", default=None)
+    parser.add_argument("-params", "--hyperparams", nargs="+", default=None)
+    parser.add_argument("-n", "--n-timesteps", type=int, default=-1)
+    parser.add_argument("--gym-packages", nargs="+", default=[])
+    parser.add_argument("-i", "--trained-agent", default="")
+    parser.add_argument("--final-eval-episodes", type=int, default=10)
+    namespace, _ = parser.parse_known_args(argv)
+    if namespace.algo != "trpo":
+        raise CLIError(f"python -m sb3_trpo runs TRPO only (got --algo {namespace.algo}); use python -m rl_zoo3.train")
+    if namespace.final_eval_episodes < 0:
+        raise CLIError("--final-eval-episodes must be >= 0")
+    zoo_argv = []
+    skip = 0
+    for index, argument in enumerate(argv):
+        if skip:
+            skip -= 1
+        elif argument == "--final-eval-episodes":
+            skip = 1
+        elif not argument.startswith("--final-eval-episodes="):
+            zoo_argv.append(argv[index])
+    options = TrainOptions(
+        env=namespace.env,
+        conf_file=namespace.conf_file,
+        hyperparams=None if namespace.hyperparams is None else _parse_overrides(namespace.hyperparams),
+        n_timesteps=namespace.n_timesteps,
+        gym_packages=namespace.gym_packages,
+        trained_agent=namespace.trained_agent,
+        final_eval_episodes=namespace.final_eval_episodes,
+    )
+    return options, zoo_argv
+
+
+def _import_zoo() -> Any:
+    """
+    Import ``sb3_trpo.zoo`` (which registers TRPO in the RL Zoo), or say which ``pip install`` is missing.
+
+    :return: the module
+    """
+    try:
+        from sb3_trpo import zoo
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] == "sb3_trpo":
+            raise
+        raise CLIError(
+            f"the RL Zoo workflow needs the optional package {error.name.split('.')[0]!r}; install it with: {EXTRA_INSTALL}",
+            EXIT_MISSING_DEPENDENCY,
+        ) from None
+    return zoo
+
+
+def _import_gym_packages(modules: Sequence[str]) -> None:
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise CLIError(f"cannot import --gym-packages module {module!r}: {error}") from None
+
+
+@contextlib.contextmanager
+def _zoo_script(prog: str, argv: Sequence[str], experiment_manager: type | None = None) -> Iterator[None]:
+    """
+    Run a Zoo script (which parses ``sys.argv``) on ``argv``; restore everything afterwards.
+
+    :param prog: program name shown by the Zoo's ``--help``
+    :param argv: arguments for the script
+    :param experiment_manager: the class that ``rl_zoo3.train.train()`` instantiates instead of the Zoo's
+        ``ExperimentManager`` during this call (``None``: the Zoo's)
+    """
+    import rl_zoo3.train
+
+    attribute = "ExperimentManager"
+    old_argv, zoo_manager = sys.argv, getattr(rl_zoo3.train, attribute)
+    sys.argv = [prog, *argv]
+    if experiment_manager is not None:
+        setattr(rl_zoo3.train, attribute, experiment_manager)
+    try:
+        yield
+    finally:
+        sys.argv = old_argv
+        setattr(rl_zoo3.train, attribute, zoo_manager)
+
+
+def train(argv: Sequence[str]) -> None:
+    """
+    ``python -m sb3_trpo train``: ``rl_zoo3.train`` with sb3_trpo's TRPO, checks first, and a final evaluation.
+
+    :param argv: the arguments after ``train``
+    """
+    zoo = _import_zoo()
+    import rl_zoo3.train
+
+    if any(argument in ("-h", "--help") for argument in argv):
+        print(
+            "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo; -conf defaults to "
+            "zoo_configs/trpo.yml), plus --final-eval-episodes N (episodes of the final evaluation, default 10, 0 to skip)\n"
+        )
+        with _zoo_script("python -m sb3_trpo train", ["--algo", "trpo", *argv]):
+            rl_zoo3.train.train()
+        return
+
+    options, zoo_argv = parse_train_options(argv)
+    _import_gym_packages(options.gym_packages)
+    if options.trained_agent and not (options.trained_agent.endswith(".zip") and os.path.isfile(options.trained_agent)):
+        raise CLIError(f"--trained-agent {options.trained_agent} is not a saved model (.zip file)")
+    conf_file = options.conf_file
+    if conf_file is None:
+        conf_file = str(zoo.default_config_path())
+        zoo_argv = ["--conf-file", conf_file, *zoo_argv]
+    try:
+        zoo.check_run(options.env, conf_file, options.hyperparams, options.n_timesteps)
+    except zoo.MissingDependencyError as error:
+        raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
+    except zoo.ConfigError as error:
+        raise CLIError(str(error)) from None
+
+    manager_class = zoo.experiment_manager_class(options.final_eval_episodes)
+    try:
+        with _zoo_script("python -m sb3_trpo train", ["--algo", "trpo", *zoo_argv], manager_class):
+            rl_zoo3.train.train()
+    except zoo.ConfigError as error:
+        raise CLIError(str(error)) from None
+
+
+def enjoy(argv: Sequence[str]) -> None:
+    """
+    ``python -m sb3_trpo enjoy``: ``rl_zoo3.enjoy`` on a TRPO agent trained by ``train`` (default folder ``logs``).
+
+    :param argv: the arguments after ``enjoy``
+    """
+    zoo = _import_zoo()
+    import rl_zoo3.enjoy
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--algo", default="trpo")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("-f", "--folder", default=None)
+    parser.add_argument("--gym-packages", nargs="+", default=[])
+    namespace, _ = parser.parse_known_args(argv)
+    if namespace.algo != "trpo":
+        raise CLIError(f"python -m sb3_trpo runs TRPO only (got --algo {namespace.algo}); use python -m rl_zoo3.enjoy")
+    zoo_argv = ["--algo", "trpo", *argv]
+    if namespace.folder is None:
+        zoo_argv += ["--folder", "logs"]
+    if not any(argument in ("-h", "--help") for argument in argv):
+        _import_gym_packages(namespace.gym_packages)
+        try:
+            zoo.check_env_id(namespace.env)
+        except zoo.ConfigError as error:
+            raise CLIError(str(error)) from None
+    try:
+        with _zoo_script("python -m sb3_trpo enjoy", zoo_argv):
+            rl_zoo3.enjoy.enjoy()
+    except (AssertionError, ValueError) as error:
+        # The Zoo reports a missing run folder or model file this way
+        raise CLIError(
+            f"cannot load a trained TRPO agent for {namespace.env} from {namespace.folder or 'logs'}: "
+            f"{' '.join(str(error).split())} (train one with: python -m sb3_trpo train --env {namespace.env})"
+        ) from None
+
+
+COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"train": train, "enjoy": enjoy}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Entry point of ``python -m sb3_trpo``.
+
+    :param argv: command line arguments without the program name (default: ``sys.argv[1:]``)
+    :return: exit code (0: success, 2: bad input, 3: missing optional dependency)
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else EXIT_BAD_INPUT
+    command, *rest = argv
+    if command not in COMMANDS:
+        print(f"sb3_trpo: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        COMMANDS[command](rest)
+    except CLIError as error:
+        print(f"sb3_trpo {command}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0

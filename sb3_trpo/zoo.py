@@ -1,0 +1,310 @@
+"""
+RL Zoo (``rl_zoo3``) integration of sb3_trpo's TRPO.
+
+Importing this module puts ``sb3_trpo.TRPO`` in the Zoo's algorithm table under the key ``"trpo"`` (replacing
+sb3-contrib's TRPO in the current process only), so ``--algo trpo``, the Zoo's Optuna sampler for TRPO and its log
+folders (``logs/trpo/ENV_ID_N``) all apply to our class. The module also exposes the hyperparameters of
+``zoo_configs/trpo.yml`` as ``hyperparams``, the attribute the Zoo reads from a python module given with ``-conf``.
+With the Zoo's own scripts::
+
+    python -m rl_zoo3.train --algo trpo --env CartPole-v1 --gym-packages sb3_trpo.zoo -conf sb3_trpo.zoo
+    python -m rl_zoo3.enjoy --algo trpo --env CartPole-v1 --gym-packages sb3_trpo.zoo -f logs
+
+``python -m sb3_trpo train|enjoy`` (``sb3_trpo.cli``) does the same, checks the run's configuration before the Zoo
+creates any folder, and ends training with an evaluation of the final model.
+"""
+
+import difflib
+import inspect
+import os
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import rl_zoo3.import_envs  # noqa: F401 (registers the Zoo's environments and the Atari games)
+import yaml
+from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.utils import ALGOS, create_test_env, get_saved_hyperparams
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import sb3_trpo
+from sb3_trpo.trpo import TRPO
+
+ZOO_ALGO = "trpo"
+CONFIG_NAME = "trpo.yml"
+EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
+
+# Keys of a Zoo entry that the Zoo consumes itself (they are not passed to the algorithm's constructor)
+ZOO_KEYS = frozenset(
+    {
+        "n_envs",
+        "n_timesteps",
+        "normalize",
+        "env_wrapper",
+        "vec_env_wrapper",
+        "frame_stack",
+        "callback",
+        "monitor_kwargs",
+        "env_kwargs",
+    }
+)
+# Constructor arguments the Zoo passes itself (from its command line): an entry must not set them
+ZOO_CONSTRUCTOR_ARGS = frozenset({"env", "tensorboard_log", "seed", "verbose", "device", "_init_setup_model"})
+
+
+class ConfigError(ValueError):
+    """A problem with a run's configuration (environment id, hyperparameter file or entry), told in one line."""
+
+
+class MissingDependencyError(ConfigError):
+    """The environment needs an optional package that is not installed."""
+
+
+def register() -> None:
+    """
+    Make ``--algo trpo`` of the RL Zoo use ``sb3_trpo.TRPO`` in this process.
+
+    ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager
+    read, so replacing its entry (in place) is enough.
+    """
+    ALGOS[ZOO_ALGO] = TRPO
+
+
+register()
+
+
+def default_config_path() -> Path:
+    """
+    The hyperparameter file used when the user gives no ``-conf``: ``zoo_configs/trpo.yml``.
+
+    It lives once, at the top of the repository; an installed package holds it as ``sb3_trpo/zoo_configs/trpo.yml``
+    (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
+
+    :return: path of the file
+    """
+    package_dir = Path(sb3_trpo.__file__).resolve().parent
+    candidates = [package_dir / "zoo_configs" / CONFIG_NAME, package_dir.parent / "zoo_configs" / CONFIG_NAME]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"the default hyperparameter file {CONFIG_NAME} was not found (looked for {' and '.join(map(str, candidates))}); "
+        "reinstall sb3_trpo or pass a file with -conf PATH"
+    )
+
+
+def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    """
+    Read a hyperparameter file in the RL Zoo's schema (a mapping from environment ids to entries).
+
+    :param path: path of the YAML file
+    :return: the entries, as ``yaml.safe_load`` returns them (anchors merged, ``!!float`` converted)
+    """
+    try:
+        text = Path(path).read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read the hyperparameter file {path}: {error.strerror}") from None
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"malformed YAML in {path}{where}: {problem}") from None
+    if not isinstance(config, dict) or not all(isinstance(entry, dict) for entry in config.values()):
+        raise ConfigError(f"{path} must map environment ids to mappings of hyperparameters (the RL Zoo's schema)")
+    return config
+
+
+def __getattr__(name: str) -> Any:
+    # `-conf sb3_trpo.zoo` makes the Zoo read `sb3_trpo.zoo.hyperparams`: a fresh copy of zoo_configs/trpo.yml
+    # (the Zoo updates the entry it picks in place)
+    if name == "hyperparams":
+        return load_config(default_config_path())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_env_id(env_id: str) -> None:
+    """
+    Check that ``env_id`` is registered in Gymnasium (after the Zoo's and ``--gym-packages``'s registrations).
+
+    :param env_id: environment id
+    """
+    registered = list(gym.envs.registry.keys())
+    if env_id not in registered:
+        close = difflib.get_close_matches(env_id, registered, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown environment id {env_id!r} (not in the Gymnasium registry){hint}")
+
+
+def check_env_dependencies(env_id: str) -> None:
+    """
+    Create the environment once, to report a missing optional package (MuJoCo, Box2D, Atari) in one line.
+
+    :param env_id: a registered environment id
+    """
+    try:
+        env = gym.make(env_id)
+    except (gym.error.DependencyNotInstalled, ImportError) as error:
+        message = " ".join(str(error).split())
+        raise MissingDependencyError(
+            f"{env_id} needs an optional dependency ({message}); install it with: {EXTRA_INSTALL}"
+        ) from None
+    env.close()
+
+
+def select_entry(config: dict[str, dict[str, Any]], env_id: str, config_name: str) -> tuple[str, dict[str, Any]]:
+    """
+    Pick the entry of ``env_id`` the way the RL Zoo does: its own key, else ``atari`` for an Atari game, else ``default``.
+
+    :param config: the hyperparameter file's entries
+    :param env_id: environment id
+    :param config_name: name of the file, for messages
+    :return: the key used and a copy of its entry
+    """
+    if env_id in config:
+        key = env_id
+    elif ExperimentManager.is_atari(env_id):
+        key = "atari"
+        if key not in config:
+            raise ConfigError(
+                f"no entry for {env_id!r} (nor 'atari') in {config_name}; add one or pass another file with -conf"
+            )
+    elif "default" in config:
+        key = "default"
+    else:
+        raise ConfigError(f"no entry for {env_id!r} (nor 'default') in {config_name}; add one or pass another file with -conf")
+    return key, dict(config[key])
+
+
+def check_hyperparameters(hyperparams: dict[str, Any], where: str) -> None:
+    """
+    Check that every key is a constructor argument of ``TRPO`` (same names as sb3-contrib's) or a key of the Zoo.
+
+    :param hyperparams: an entry of a hyperparameter file, with the ``-params`` overrides applied
+    :param where: where the keys come from, for messages
+    """
+    arguments = set(inspect.signature(TRPO.__init__).parameters) - {"self"} - ZOO_CONSTRUCTOR_ARGS
+    for name in hyperparams:
+        if name in ZOO_CONSTRUCTOR_ARGS:
+            raise ConfigError(f"{name!r} in {where} is set by the RL Zoo from its command line; remove it from the entry")
+        if name not in arguments and name not in ZOO_KEYS:
+            close = difflib.get_close_matches(name, sorted(arguments | ZOO_KEYS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown hyperparameter {name!r} for TRPO in {where}{hint}")
+    if "policy" not in hyperparams:
+        raise ConfigError(f"{where} has no 'policy' (e.g. policy: 'MlpPolicy')")
+
+
+def check_run(
+    env_id: str,
+    conf_file: str,
+    overrides: dict[str, Any] | None = None,
+    n_timesteps: int = -1,
+) -> dict[str, Any]:
+    """
+    Check a training run's configuration before the Zoo creates its log folder.
+
+    :param env_id: environment id
+    :param conf_file: the hyperparameter file (YAML); python files and modules are checked by the Zoo itself
+    :param overrides: the ``-params`` overrides
+    :param n_timesteps: the ``-n`` option (the entry needs ``n_timesteps`` when it is not positive)
+    :return: the entry with the overrides applied
+    """
+    check_env_id(env_id)
+    check_env_dependencies(env_id)
+    if not conf_file.endswith((".yml", ".yaml")):
+        return {}
+    key, hyperparams = select_entry(load_config(conf_file), env_id, conf_file)
+    check_hyperparameters(hyperparams, f"the entry {key!r} of {conf_file}")
+    if overrides:
+        check_hyperparameters({**hyperparams, **overrides}, f"the -params overrides for {conf_file}")
+        hyperparams.update(overrides)
+    if n_timesteps <= 0 and "n_timesteps" not in hyperparams:
+        raise ConfigError(f"the entry {key!r} of {conf_file} has no 'n_timesteps'; add it or pass -n N")
+    return hyperparams
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+class TRPOExperimentManager(ExperimentManager):
+    """
+    The RL Zoo's experiment manager, with two additions.
+
+    - If setting up the experiment fails (a hyperparameter value the algorithm rejects, an environment that cannot be
+      created), the folders it created are removed, so no half-written run is left behind, and the error is raised as
+      a one-line ``ConfigError``.
+    - After saving the final model (and its ``VecNormalize`` statistics), the model is evaluated over
+      ``n_final_eval_episodes`` episodes on a test environment built like ``enjoy`` builds it (saved statistics
+      loaded, not updated, rewards not normalized), and one line reports the mean and std of the returns.
+    """
+
+    n_final_eval_episodes: ClassVar[int] = 10
+
+    def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
+        # Deepest first, so that removing them in order leaves no empty parent that this run created
+        new_folders = [path for path in (self.save_path, self.log_path, self.log_folder) if not os.path.exists(path)]
+        try:
+            return super().setup_experiment()
+        except Exception as error:
+            for path in new_folders:
+                shutil.rmtree(path, ignore_errors=True)
+            raise ConfigError(f"cannot set up TRPO on {self.env_name.gym_id}: {_one_line(error)}") from error
+
+    def save_trained_model(self, model: BaseAlgorithm) -> None:
+        super().save_trained_model(model)
+        if self.n_final_eval_episodes > 0:
+            mean_reward, std_reward = self.evaluate_final_model(model, self.n_final_eval_episodes)
+            mode = "" if self.deterministic_eval else " (stochastic actions)"
+            print(
+                f"Evaluation of the final model over {self.n_final_eval_episodes} episodes{mode}: "
+                f"mean_reward={mean_reward:.2f} +/- {std_reward:.2f}"
+            )
+
+    def evaluate_final_model(self, model: BaseAlgorithm, n_episodes: int) -> tuple[float, float]:
+        """
+        Evaluate a model on a test environment built from the run's saved configuration (as ``enjoy`` does).
+
+        :param model: the trained model
+        :param n_episodes: number of episodes
+        :return: mean and standard deviation of the episode returns
+        """
+        hyperparams, stats_path = get_saved_hyperparams(self.params_path, test_mode=True)
+        env = create_test_env(
+            self.env_name.gym_id,
+            n_envs=1,
+            stats_path=stats_path,
+            seed=self.seed,
+            should_render=False,
+            hyperparams=hyperparams,
+            env_kwargs=self.eval_env_kwargs,
+            vec_env_cls=DummyVecEnv,
+        )
+        try:
+            returns, _ = evaluate_policy(
+                model, env, n_eval_episodes=n_episodes, deterministic=self.deterministic_eval, return_episode_rewards=True
+            )
+        finally:
+            env.close()
+        return float(np.mean(returns)), float(np.std(returns))
+
+
+def experiment_manager_class(n_final_eval_episodes: int) -> type[TRPOExperimentManager]:
+    """
+    A ``TRPOExperimentManager`` class for one run (the Zoo's ``train()`` creates the manager itself).
+
+    :param n_final_eval_episodes: episodes of the final evaluation, 0 to skip it
+    :return: the class
+    """
+
+    class RunExperimentManager(TRPOExperimentManager):
+        pass
+
+    RunExperimentManager.n_final_eval_episodes = n_final_eval_episodes
+    return RunExperimentManager

@@ -1,0 +1,198 @@
+"""`python -m sb3_trpo train|enjoy`: tiny-budget runs through the command line, and bad input."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+
+pytest.importorskip("rl_zoo3", reason='the RL Zoo is an optional dependency: pip install "sb3_trpo[extra]"')
+
+import sb3_trpo
+from rl_zoo3.utils import create_test_env, get_saved_hyperparams
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_trpo import TRPO
+from sb3_trpo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
+
+th.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+EVALUATION_LINE = re.compile(
+    r"^Evaluation of the final model over (\d+) episodes: mean_reward=(-?[\d.]+) \+/- ([\d.]+)$", re.MULTILINE
+)
+# Small and fast: one thread, no periodic evaluation unless a test asks for it
+FAST = ["--num-threads", "1", "--eval-freq", "-1"]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    # Import sb3_trpo from this checkout, whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-m", "sb3_trpo", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_train_then_enjoy(tmp_path: Path) -> None:
+    train = run_cli(
+        "train", "--env", "CartPole-v1", "-n", "256", "--seed", "0", "--final-eval-episodes", "3", *FAST,
+        "-params", "n_steps:64", "batch_size:64", "n_critic_updates:2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    match = EVALUATION_LINE.search(train.stdout)
+    assert match is not None, train.stdout[-3000:]
+    assert int(match.group(1)) == 3
+    assert 0 < float(match.group(2)) <= 500
+    # Written where the Zoo writes (logs/trpo/ENV_ID_N), loads with our class, and is our class
+    run_folder = tmp_path / "logs" / "trpo" / "CartPole-v1_1"
+    model = TRPO.load(run_folder / "CartPole-v1.zip")
+    assert type(model) is TRPO and model.n_steps == 64 and model.n_critic_updates == 2
+    # The saved configuration: zoo_configs/trpo.yml's entry with the -params overrides
+    saved, _ = get_saved_hyperparams(str(run_folder / "CartPole-v1"))
+    assert saved["n_steps"] == 64 and saved["cg_damping"] == 0.001 and saved["n_envs"] == 2
+
+    enjoy = run_cli("enjoy", "--env", "CartPole-v1", "--no-render", "-n", "600", "--num-threads", "1", cwd=tmp_path)
+    assert enjoy.returncode == 0, enjoy.stderr[-3000:]
+    assert f"Loading {Path('logs', 'trpo', 'CartPole-v1_1', 'CartPole-v1.zip')}" in enjoy.stdout
+    assert "Mean reward:" in enjoy.stdout
+
+
+def test_train_normalize_and_zoo_options(tmp_path: Path) -> None:
+    # MountainCarContinuous-v0 has `normalize: true`; also the Zoo's subprocess envs, checkpoints,
+    # periodic evaluation, tensorboard and progress bar
+    env_id, seed = "MountainCarContinuous-v0", 3
+    train = run_cli(
+        "train", "--env", env_id, "-n", "256", "--seed", str(seed), "--final-eval-episodes", "2",
+        "--num-threads", "1", "--vec-env", "subproc", "--save-freq", "128", "--eval-freq", "256",
+        "--eval-episodes", "1", "--tensorboard-log", "tb", "--progress",
+        "-params", "n_steps:64", "batch_size:64", "n_critic_updates:1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    run_folder = tmp_path / "logs" / "trpo" / f"{env_id}_1"
+    params_path = run_folder / env_id
+    assert (params_path / "vecnormalize.pkl").is_file()
+    assert sorted(path.name for path in run_folder.glob("rl_model_*_steps.zip")) == [
+        "rl_model_128_steps.zip",
+        "rl_model_256_steps.zip",
+    ]
+    assert (run_folder / "evaluations.npz").is_file()
+    assert list((tmp_path / "tb" / env_id).glob("TRPO_1/events.out.tfevents.*"))
+
+    # The reported evaluation is the one of the saved model on an environment with the saved statistics
+    match = EVALUATION_LINE.search(train.stdout)
+    assert match is not None, train.stdout[-3000:]
+    model = TRPO.load(run_folder / f"{env_id}.zip")
+    hyperparams, stats_path = get_saved_hyperparams(str(params_path), test_mode=True)
+    env = create_test_env(env_id, n_envs=1, stats_path=stats_path, seed=seed, should_render=False, hyperparams=hyperparams)
+    assert env.obs_rms.count > 1  # type: ignore[attr-defined]
+    returns, _ = evaluate_policy(model, env, n_eval_episodes=2, deterministic=True, return_episode_rewards=True)
+    env.close()
+    assert f"{np.mean(returns):.2f}" == match.group(2)
+
+
+def test_optimize_two_trials(tmp_path: Path) -> None:
+    # The Zoo's TRPO sampler on our class; seed 8 of the random sampler draws two cheap trials
+    optimize = run_cli(
+        "train", "--env", "CartPole-v1", "-optimize", "--n-trials", "2", "-n", "2000", "--n-evaluations", "1",
+        "--eval-episodes", "2", "--sampler", "random", "--pruner", "none", "--no-optim-plots", "--seed", "8",
+        "--num-threads", "1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert optimize.returncode == 0, optimize.stderr[-3000:]
+    assert "Number of finished trials:  2" in optimize.stdout
+    best = optimize.stdout[optimize.stdout.index("Best trial:") :]
+    assert re.search(r"Value:\s+-?[\d.]+", best)
+    assert re.search(r"target_kl: [\d.e-]+", best) and re.search(r"n_critic_updates: \d+", best)
+    assert len(list((tmp_path / "logs" / "trpo").glob("report_CartPole-v1_2-trials-2000-random-none_*.csv"))) == 1
+
+
+BAD_INPUTS = {
+    "unknown env id": (["--env", "CartPol-v1"], None, r"unknown environment id 'CartPol-v1'.*did you mean 'CartPole-v1'"),
+    "missing entry": (["--env", "Acrobot-v1"], "Pendulum-v1:\n  policy: MlpPolicy\n", r"no entry for 'Acrobot-v1'"),
+    "malformed yaml": (["--env", "CartPole-v1"], "CartPole-v1:\n  policy: [MlpPolicy\n", r"malformed YAML in .*bad\.yml"),
+    "unknown name in file": (
+        ["--env", "CartPole-v1"],
+        "CartPole-v1:\n  policy: MlpPolicy\n  n_timesteps: 100\n  cg_dampin: 0.1\n",
+        r"unknown hyperparameter 'cg_dampin' for TRPO in the entry 'CartPole-v1'.*did you mean 'cg_damping'",
+    ),
+    "unknown name in -params": (["--env", "CartPole-v1", "-params", "target_kll:0.1"], None, r"unknown hyperparameter"),
+    "set by the zoo": (["--env", "CartPole-v1", "-params", "seed:1"], None, r"'seed' .* is set by the RL Zoo"),
+    "rejected value": (
+        ["--env", "CartPole-v1", "-params", "target_kl:-1", "n_steps:64"],
+        None,
+        r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be > 0",
+    ),
+    "other algorithm": (["--algo", "ppo"], None, r"runs TRPO only"),
+    "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    args, config, message = BAD_INPUTS[case]
+    monkeypatch.chdir(tmp_path)
+    if config is not None:
+        (tmp_path / "bad.yml").write_text(config)
+        args = [*args, "-conf", "bad.yml"]
+    assert main(["train", *args, *FAST]) == EXIT_BAD_INPUT
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and re.search(message, error), error
+    # Nothing written that could pass for a run
+    assert not (tmp_path / "logs").exists()
+
+
+def test_bad_input_in_a_subprocess_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("train", "--env", "NoSuchEnv-v0", cwd=tmp_path)
+    assert result.returncode == EXIT_BAD_INPUT
+    expected = "sb3_trpo train: error: unknown environment id 'NoSuchEnv-v0' (not in the Gymnasium registry)"
+    assert result.stderr.strip() == expected
+    assert not (tmp_path / "logs").exists()
+
+
+def test_enjoy_without_a_trained_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["enjoy", "--env", "CartPole-v1", "--no-render"]) == EXIT_BAD_INPUT
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "cannot load a trained TRPO agent for CartPole-v1 from logs" in error
+
+
+def test_missing_rl_zoo(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # As if rl_zoo3 were not installed
+    monkeypatch.setitem(sys.modules, "rl_zoo3", None)
+    monkeypatch.delitem(sys.modules, "sb3_trpo.zoo", raising=False)
+    monkeypatch.delattr(sb3_trpo, "zoo", raising=False)
+    assert main(["train", "--env", "CartPole-v1"]) == EXIT_MISSING_DEPENDENCY
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "sb3_trpo train: error: the RL Zoo workflow needs the optional package 'rl_zoo3'; "
+        'install it with: pip install "sb3_trpo[extra]"'
+    )
+
+
+def test_missing_env_dependency(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # As if mujoco were not installed
+    def make_without_mujoco(env_id: str, **kwargs: object) -> gym.Env:
+        raise gym.error.DependencyNotInstalled('MuJoCo is not installed, run `pip install "gymnasium[mujoco]"`')
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(gym, "make", make_without_mujoco)
+    assert main(["train", "--env", "Hopper-v5", *FAST]) == EXIT_MISSING_DEPENDENCY
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "Hopper-v5 needs an optional dependency (MuJoCo is not installed" in error
+    assert error.endswith('install it with: pip install "sb3_trpo[extra]"')
+    assert not (tmp_path / "logs").exists()
+
+
+def test_usage(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--help"]) == 0
+    assert "python -m sb3_trpo train --env CartPole-v1" in capsys.readouterr().out
+    assert main(["fit"]) == EXIT_BAD_INPUT
+    assert "unknown command 'fit'" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""zoo_configs/trpo.yml: every entry parses the way the RL Zoo parses it and builds a TRPO on its environment."""
+
+import argparse
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import pytest
+import torch as th
+import yaml
+
+pytest.importorskip("rl_zoo3", reason='the RL Zoo is an optional dependency: pip install "sb3_trpo[extra]"')
+
+import rl_zoo3
+from rl_zoo3.exp_manager import ExperimentManager
+from setuptools import find_packages
+
+from sb3_trpo import TRPO, zoo
+
+th.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_PATH = ROOT / "zoo_configs" / "trpo.yml"
+CONFIG = zoo.load_config(CONFIG_PATH)
+# Environments used to build the fallback entries: ids without an entry of their own
+FALLBACK_ENV = {"default": "FrozenLake-v1", "atari": "SpaceInvadersNoFrameskip-v4"}
+REQUIRED_ENVS = [
+    "CartPole-v1",
+    "Pendulum-v1",
+    "Acrobot-v1",
+    "MountainCar-v0",
+    "MountainCarContinuous-v0",
+    "LunarLander-v3",
+    "LunarLanderContinuous-v3",
+    "BipedalWalker-v3",
+    "Hopper-v5",
+    "Walker2d-v5",
+    "HalfCheetah-v5",
+    "Ant-v5",
+    "Swimmer-v5",
+    "Humanoid-v5",
+    "InvertedPendulum-v5",
+    "InvertedDoublePendulum-v5",
+    "Reacher-v5",
+    "BreakoutNoFrameskip-v4",
+]
+
+
+def zoo_manager(env_id: str, tmp_path: Path) -> ExperimentManager:
+    # The Zoo's own experiment manager, reading our file; it creates nothing on construction
+    return ExperimentManager(
+        argparse.Namespace(),
+        zoo.ZOO_ALGO,
+        env_id,
+        str(tmp_path / "logs"),
+        n_timesteps=0,
+        eval_freq=-1,
+        seed=0,
+        verbose=0,
+        config=str(CONFIG_PATH),
+    )
+
+
+def test_default_config_path_is_the_top_level_file() -> None:
+    assert zoo.default_config_path() == CONFIG_PATH
+
+
+def test_required_environments_have_an_entry() -> None:
+    missing = [env_id for env_id in REQUIRED_ENVS if env_id not in CONFIG]
+    assert not missing, f"no entry for {missing} in {CONFIG_PATH}"
+    atari = zoo.select_entry(CONFIG, "BreakoutNoFrameskip-v4", "trpo.yml")[1]
+    assert atari["policy"] == "CnnPolicy"
+    assert "stable_baselines3.common.atari_wrappers.AtariWrapper" in atari["env_wrapper"]
+
+
+def test_every_entry_is_marked_to_be_tuned() -> None:
+    # Nothing has been measured with sb3_trpo yet: the comment above each entry says so
+    lines = CONFIG_PATH.read_text().splitlines()
+    for index, line in enumerate(lines):
+        match = re.match(r"^([\w/.-]+):", line)
+        if match is None:
+            continue
+        previous = next(text for text in reversed(lines[:index]) if text.strip())
+        assert previous.startswith("# To be tuned"), f"entry {match.group(1)!r} is not marked '# To be tuned'"
+    assert len(CONFIG) == sum(bool(re.match(r"^[\w/.-]+:", line)) for line in lines)
+
+
+@pytest.mark.parametrize("key", sorted(CONFIG))
+def test_entry_names_are_trpo_arguments(key: str) -> None:
+    zoo.check_hyperparameters(CONFIG[key], key)
+
+
+def test_unknown_name_is_reported() -> None:
+    with pytest.raises(zoo.ConfigError, match=r"unknown hyperparameter 'target_kll'.*did you mean 'target_kl'"):
+        zoo.check_hyperparameters({"policy": "MlpPolicy", "target_kll": 0.01}, "test")
+
+
+def test_zoo_values_are_kept() -> None:
+    # Configs must transfer unchanged from the Zoo's TRPO file: every value it sets is ours too (MuJoCo v4 -> v5)
+    with open(Path(rl_zoo3.__file__).parent / "hyperparams" / "trpo.yml") as file:
+        zoo_config = yaml.safe_load(file)
+    compared = 0
+    for key, entry in CONFIG.items():
+        zoo_key = key.replace("-v5", "-v4") if key.endswith("-v5") else key
+        if zoo_key not in zoo_config:
+            continue
+        compared += 1
+        for name, value in zoo_config[zoo_key].items():
+            assert entry.get(name) == value, f"{key}: {name}={entry.get(name)!r}, the RL Zoo has {value!r}"
+    assert compared >= 14
+
+
+@pytest.mark.parametrize("key", sorted(CONFIG))
+def test_entry_builds_trpo(key: str, tmp_path: Path) -> None:
+    env_id = FALLBACK_ENV.get(key, key)
+    if ExperimentManager.is_atari(env_id):
+        pytest.importorskip("ale_py", reason="Atari needs ale-py")
+    try:
+        gym.make(env_id).close()
+    except (gym.error.DependencyNotInstalled, ImportError) as error:
+        pytest.skip(f"{env_id}: {error}")
+
+    manager = zoo_manager(env_id, tmp_path)
+    unprocessed, _ = manager.read_hyperparameters()
+    assert unprocessed == CONFIG[key]
+    # The Zoo's preprocessing: schedules, normalize, policy_kwargs strings, wrappers, frame stacking
+    hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(unprocessed)
+    assert manager.n_timesteps > 0
+    env = manager.create_envs(n_envs=1, no_log=True)
+    try:
+        model = TRPO(env=env, seed=0, **hyperparams)
+        assert isinstance(model, TRPO)
+        assert model.n_steps == CONFIG[key].get("n_steps", 2048)
+        assert model.target_kl == CONFIG[key].get("target_kl", 0.01)
+        assert manager.normalize == CONFIG[key].get("normalize", False)
+    finally:
+        env.close()
+    assert not (tmp_path / "logs").exists()
+
+
+def test_zoo_module_exposes_hyperparams_and_registers_trpo() -> None:
+    # What `-conf sb3_trpo.zoo` and `--gym-packages sb3_trpo.zoo` of plain rl_zoo3 rely on
+    assert zoo.hyperparams == CONFIG
+    assert zoo.hyperparams is not zoo.hyperparams  # a fresh copy each time: the Zoo updates entries in place
+    assert rl_zoo3.ALGOS["trpo"] is TRPO
+
+
+def test_pyproject_ships_the_config_and_every_package() -> None:
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        setuptools_config: dict[str, Any] = tomllib.load(file)["tool"]["setuptools"]
+    packages = set(setuptools_config["packages"])
+    on_disk = set(find_packages(str(ROOT), include=["sb3_trpo", "sb3_trpo.*"]))
+    assert on_disk <= packages, f"add {sorted(on_disk - packages)} to [tool.setuptools] packages in pyproject.toml"
+    assert setuptools_config["package-dir"]["sb3_trpo.zoo_configs"] == "zoo_configs"
+    assert "*.yml" in setuptools_config["package-data"]["sb3_trpo.zoo_configs"]
