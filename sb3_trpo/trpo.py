@@ -1,3 +1,5 @@
+import io
+import pathlib
 import warnings
 from functools import partial
 from typing import Any, ClassVar, TypeVar
@@ -5,6 +7,7 @@ from typing import Any, ClassVar, TypeVar
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
@@ -27,6 +30,7 @@ from sb3_trpo.natural_gradient import (
     surrogate_objective,
 )
 from sb3_trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, actor_critic_parameters
+from sb3_trpo.safety import RejectNonFiniteEnvData, check_finite_rollout, check_model_archive
 
 SelfTRPO = TypeVar("SelfTRPO", bound="TRPO")
 
@@ -241,6 +245,12 @@ class TRPO(OnPolicyAlgorithm):
             id(param) in critic_ids for param in self.policy.features_extractor.parameters()
         )
 
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        # Reject NaN / inf from the environment at the step it appears, before the user's callbacks see it
+        checked = CallbackList([RejectNonFiniteEnvData(), super()._init_callback(callback, progress_bar)])
+        checked.init_callback(self)
+        return checked
+
     def _policy_terms(
         self, observations: PyTorchObs, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor, old_dist: Any
     ) -> tuple[th.Tensor, th.Tensor]:
@@ -359,6 +369,9 @@ class TRPO(OnPolicyAlgorithm):
         # Update the critic's learning rate
         self._update_learning_rate(self.policy.optimizer)
 
+        # Refuse NaN / inf from the environment before anything is updated with it
+        check_finite_rollout(self.rollout_buffer)
+
         # The whole rollout in one batch
         rollout_data = next(self.rollout_buffer.get(batch_size=None))
         actions = rollout_data.actions
@@ -391,6 +404,43 @@ class TRPO(OnPolicyAlgorithm):
         for key, value in diagnostics.items():
             self.logger.record(f"train/{key}", value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    @classmethod
+    def load(
+        cls: type[SelfTRPO],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfTRPO:
+        """
+        Load the model from a zip-file (SB3's ``load``, same arguments).
+
+        The archive is checked whole first (every member's CRC, the members TRPO writes), so a truncated or
+        corrupted file raises a ``ValueError`` saying so instead of giving a half-loaded model.
+
+        :param path: path to the file (or a file-like object) to load the model from
+        :param env: the new environment to run the loaded model on (can be None if you only need prediction)
+        :param device: device on which the code should run
+        :param custom_objects: objects to replace upon loading (see SB3's ``BaseAlgorithm.load``)
+        :param print_system_info: whether to print the system info of the saved model and the current one
+        :param force_reset: force a call to ``reset()`` before training
+        :param kwargs: extra arguments to change the model when loading
+        :return: new model instance with loaded parameters
+        """
+        check_model_archive(path)
+        return super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
 
     def learn(
         self: SelfTRPO,
