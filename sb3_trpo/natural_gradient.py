@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch as th
-from stable_baselines3.common.distributions import Distribution, kl_divergence, sum_independent_dims
+from stable_baselines3.common.distributions import Distribution, kl_divergence
 from torch import nn
 
 FisherVectorProduct = Callable[[th.Tensor], th.Tensor]
@@ -191,14 +191,17 @@ def kl_old_new(old_distribution: Distribution, new_distribution: Distribution) -
     Per-sample ``KL(pi_old || pi_theta)`` of the joint action distribution (the paper's direction).
 
     SB3's ``kl_divergence`` returns one KL per independent action dimension for Gaussian and Bernoulli
-    distributions; the KL of the joint distribution is their sum (``sum_independent_dims``).
+    distributions, shape (batch, action_dim); the KL of the joint distribution is their sum. For Categorical and
+    MultiCategorical it is already one KL per sample, shape (batch,), and is returned as is (SB3's
+    ``sum_independent_dims`` would sum a 1-d tensor over the batch).
 
     :param old_distribution: ``pi_old`` (see :func:`detached_distribution`)
     :param new_distribution: ``pi_theta``, same class
     :return: KL per sample, shape (batch,)
     """
     # KL(p || q) = E_p[log p - log q], summed over independent action dimensions
-    return sum_independent_dims(kl_divergence(old_distribution, new_distribution))
+    kl = kl_divergence(old_distribution, new_distribution)
+    return kl.sum(dim=1) if kl.dim() > 1 else kl
 
 
 # ---------------------------------------------------------------------------------------------------------------------
