@@ -13,7 +13,9 @@ from stable_baselines3.common.utils import explained_variance
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_trpo.fisher import gauss_newton_fisher_vector_product, supports_gauss_newton
 from sb3_trpo.natural_gradient import (
+    FisherVectorProduct,
     LineSearchResult,
     backtracking_line_search,
     conjugate_gradient,
@@ -107,7 +109,14 @@ class TRPO(OnPolicyAlgorithm):
     :param device: Device (cpu, cuda, ...) on which the code should be run.
         Setting it to auto, the code will be run on the GPU if possible.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    :param fisher_product: How the Fisher-vector products of conjugate gradient are computed (same matrix, different
+        cost): ``"gauss_newton"`` (default) as ``J^T M J v`` with ``J`` the Jacobian of the distribution parameters
+        (products through graphs built once per update) and ``M`` the closed-form Fisher of the action distribution (Gaussian, gSDE,
+        categorical, multi-categorical, Bernoulli; any other distribution falls back to double backward);
+        ``"double_backward"``: the Hessian-vector product of the mean KL by double backward (the reference).
     """
+
+    fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
@@ -145,7 +154,11 @@ class TRPO(OnPolicyAlgorithm):
         seed: int | None = None,
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
+        *,
+        fisher_product: str = "gauss_newton",
     ):
+        if fisher_product not in self.fisher_products:
+            raise ValueError(f"`fisher_product` must be one of {self.fisher_products}, got {fisher_product!r}")
         # New checks raise ValueError naming the argument (before any env is built)
         _check_range("target_kl", target_kl, target_kl > 0, "> 0 (the trust-region radius)")
         _check_range("cg_max_steps", cg_max_steps, cg_max_steps >= 1, "an integer >= 1")
@@ -222,6 +235,7 @@ class TRPO(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self.n_critic_updates = n_critic_updates
         self.sub_sampling_factor = sub_sampling_factor
+        self.fisher_product = fisher_product
 
         if _init_setup_model:
             self._setup_model()
@@ -254,6 +268,28 @@ class TRPO(OnPolicyAlgorithm):
         surrogate = surrogate_objective(distribution.log_prob(actions), old_log_prob, advantages)
         return surrogate, kl_old_new(old_dist, distribution).mean()
 
+    def _fisher_vector_product(self, observations: PyTorchObs, distribution: Any, old_dist: Any) -> FisherVectorProduct:
+        """
+        The damped Fisher-vector product of this update, ``v -> (F + cg_damping * I) v``.
+
+        :param observations: the whole batch
+        :param distribution: ``pi_theta`` on the whole batch, with its graph
+        :param old_dist: its detached snapshot ``pi_old``
+        :return: the product, on flat vectors over the actor parameters
+        """
+        if self.sub_sampling_factor > 1:
+            observations = index_observations(observations, slice(None, None, self.sub_sampling_factor))
+        if self.fisher_product == "gauss_newton" and supports_gauss_newton(distribution):
+            # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.fisher)
+            return gauss_newton_fisher_vector_product(self.policy, self.actor_params, observations, damping=self.cg_damping)
+        # F v = grad_theta((grad_theta KL) . v) by double backward through one retained graph
+        if self.sub_sampling_factor > 1:
+            distribution = self.policy.get_distribution(observations)
+            old_dist = detached_distribution(distribution)
+        kl = kl_old_new(old_dist, distribution).mean()
+        kl_grad = flat_grad(kl, self.actor_params, create_graph=True)
+        return partial(fisher_vector_product, kl_grad, self.actor_params, damping=self.cg_damping)
+
     def _natural_gradient_step(
         self, observations: PyTorchObs, actions: th.Tensor, advantages: th.Tensor
     ) -> tuple[LineSearchResult, dict[str, float]]:
@@ -274,22 +310,15 @@ class TRPO(OnPolicyAlgorithm):
         surrogate = surrogate_objective(log_prob, old_log_prob, advantages)
         policy_gradient = flat_grad(surrogate, params, retain_graph=True)
 
-        # Mean KL(pi_old || pi_theta) whose Hessian at theta_old is the Fisher matrix F,
-        # optionally on every sub_sampling_factor-th sample only
-        if self.sub_sampling_factor > 1:
-            sub = slice(None, None, self.sub_sampling_factor)
-            sub_distribution = self.policy.get_distribution(index_observations(observations, sub))
-            kl = kl_old_new(detached_distribution(sub_distribution), sub_distribution).mean()
-        else:
-            kl = kl_old_new(old_dist, distribution).mean()
-        kl_grad = flat_grad(kl, params, create_graph=True)
-        fvp = partial(fisher_vector_product, kl_grad, params, damping=self.cg_damping)
+        # Fisher-vector products v -> (F + damping * I) v, F the Hessian of the mean KL(pi_old || pi_theta) at
+        # theta_old, optionally on every sub_sampling_factor-th sample only
+        fvp = self._fisher_vector_product(observations, distribution, old_dist)
 
         # Search direction s = (F + damping * I)^-1 g by conjugate gradient, then the step length beta
         cg = conjugate_gradient(fvp, policy_gradient, max_iter=self.cg_max_steps)
         beta = max_step_length(cg.x, fvp(cg.x), self.target_kl) if bool(th.isfinite(cg.x).all()) else 0.0
         full_step = beta * cg.x
-        del kl_grad, kl  # free the double-backward graph before the line search
+        del fvp  # free the graphs of the Fisher products before the line search
 
         old_surrogate = float(surrogate.detach())
         old_flat = get_flat_params(params)
