@@ -14,8 +14,9 @@ For SB3's action distributions (Gaussian, categorical, Bernoulli: all in the exp
 trick: ``J^T w`` is linear in a dummy ``w``, and its derivative in ``w`` along ``v`` is ``J v``). Forward-mode
 alternatives were measured on this machine's MLPs: ``torch.func.linearize`` gives the same per-product cost but its
 tracing costs about 50 policy passes per update, and ``torch.func.jvp`` per product is three times slower. Each
-product costs about two small backward passes, cheaper than the double-backward reference (:func:`sb3_trpo.natural_gradient.fisher_vector_product`), which stays the reference the
-tests compare against and the fallback for distributions not handled here.
+product costs about two small backward passes, cheaper than the double-backward reference
+(:func:`sb3_trpo.natural_gradient.fisher_vector_product`), which stays the reference the tests compare against and
+the fallback for distributions not handled here.
 """
 
 import copy
@@ -83,6 +84,9 @@ def bernoulli_fisher_product(logits: th.Tensor, d_logits: th.Tensor) -> th.Tenso
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+_SUPPORTED = (th.distributions.Normal, th.distributions.Categorical, th.distributions.Bernoulli)
+
+
 def _torch_distributions(distribution: Distribution) -> list[th.distributions.Distribution]:
     torch_distribution = distribution.distribution
     return list(torch_distribution) if isinstance(torch_distribution, list) else [torch_distribution]
@@ -100,7 +104,7 @@ def supports_gauss_newton(distribution: Distribution) -> bool:
     """
     torch_distributions = _torch_distributions(distribution)
     if len(torch_distributions) == 1:
-        return type(torch_distributions[0]) in (th.distributions.Normal, th.distributions.Categorical, th.distributions.Bernoulli)
+        return type(torch_distributions[0]) in _SUPPORTED
     return all(type(dist) is th.distributions.Categorical for dist in torch_distributions)
 
 
@@ -147,7 +151,8 @@ def output_fisher_product(distribution: Distribution, parameters: OutputTensors)
         return bernoulli_product
 
     def categorical_product(tangent: OutputTensors) -> OutputTensors:
-        return tuple(categorical_fisher_product(logits, d_logits) for logits, d_logits in zip(parameters, tangent, strict=True))
+        pairs = zip(parameters, tangent, strict=True)
+        return tuple(categorical_fisher_product(logits, d_logits) for logits, d_logits in pairs)
 
     return categorical_product
 

@@ -109,10 +109,7 @@ def flat_grad(
     """
     grads = th.autograd.grad(output, list(params), create_graph=create_graph, retain_graph=retain_graph, allow_unused=True)
     return th.cat(
-        [
-            (grad if grad is not None else th.zeros_like(param)).reshape(-1)
-            for grad, param in zip(grads, params, strict=True)
-        ]
+        [(grad if grad is not None else th.zeros_like(param)).reshape(-1) for grad, param in zip(grads, params, strict=True)]
     )
 
 

@@ -1,8 +1,8 @@
 import warnings
 from functools import partial
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
@@ -111,8 +111,8 @@ class TRPO(OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     :param fisher_product: How the Fisher-vector products of conjugate gradient are computed (same matrix, different
         cost): ``"gauss_newton"`` (default) as ``J^T M J v`` with ``J`` the Jacobian of the distribution parameters
-        (products through graphs built once per update) and ``M`` the closed-form Fisher of the action distribution (Gaussian, gSDE,
-        categorical, multi-categorical, Bernoulli; any other distribution falls back to double backward);
+        (products through graphs built once per update) and ``M`` the closed-form Fisher of the action distribution
+        (Gaussian, gSDE, categorical, multi-categorical, Bernoulli; any other distribution falls back to double backward);
         ``"double_backward"``: the Hessian-vector product of the mean KL by double backward (the reference).
     """
 
@@ -246,8 +246,13 @@ class TRPO(OnPolicyAlgorithm):
         # The critic gets its own optimizer over the critic's parameters only. It replaces the policy's optimizer
         # (built by SB3 over all parameters) so that `_get_torch_save_params`, save/load and the learning-rate
         # schedule keep working as in SB3.
+        optimizer_kwargs = dict(self.policy.optimizer_kwargs)
+        if self.policy.optimizer_class is th.optim.Adam and not {"fused", "foreach"} & optimizer_kwargs.keys():
+            # The critic's many small Adam steps are overhead-bound: the fused kernel (one op per step instead of
+            # a Python loop over parameters) computes the same update, faster. Skipped when the user chose.
+            optimizer_kwargs["fused"] = self.device.type in ("cpu", "cuda")
         self.policy.optimizer = self.policy.optimizer_class(
-            self.critic_params, lr=self.lr_schedule(1), **self.policy.optimizer_kwargs  # type: ignore[call-arg]
+            self.critic_params, lr=self.lr_schedule(1), **optimizer_kwargs  # type: ignore[call-arg]
         )
         # When the features extractor is shared it belongs to the actor (see sb3_trpo.policies): it is frozen during
         # the critic's epochs, so its output can be computed once per update instead of once per minibatch.
@@ -354,26 +359,30 @@ class TRPO(OnPolicyAlgorithm):
 
         :return: mean value loss over all minibatches
         """
+        inputs: PyTorchObs
         if self._critic_reuses_features:
             with th.no_grad():
-                features = self.policy.extract_features(observations, self.policy.features_extractor)
-            assert isinstance(features, th.Tensor)
+                inputs = self.policy.extract_features(observations, self.policy.features_extractor)  # type: ignore[assignment]
 
-            def predict_values(index: th.Tensor) -> th.Tensor:
-                return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features[index]))
+            def values_from_features(features: PyTorchObs) -> th.Tensor:
+                assert isinstance(features, th.Tensor)
+                return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features))
 
+            predict_values: Callable[[PyTorchObs], th.Tensor] = values_from_features
         else:
-
-            def predict_values(index: th.Tensor) -> th.Tensor:
-                return self.policy.predict_values(index_observations(observations, index))
+            inputs = observations
+            predict_values = self.policy.predict_values
 
         n_samples = returns.shape[0]
         value_losses = []
         for _ in range(self.n_critic_updates):
+            # Shuffle once per epoch; the minibatches are then contiguous views
             permutation = th.randperm(n_samples, device=returns.device)
+            epoch_inputs, epoch_returns = index_observations(inputs, permutation), returns[permutation]
             for start in range(0, n_samples, self.batch_size):
-                index = permutation[start : start + self.batch_size]
-                value_loss = F.mse_loss(returns[index], predict_values(index).flatten())
+                minibatch = slice(start, start + self.batch_size)
+                values = predict_values(index_observations(epoch_inputs, minibatch)).flatten()
+                value_loss = F.mse_loss(epoch_returns[minibatch], values)
                 self.policy.optimizer.zero_grad(set_to_none=True)
                 value_loss.backward()
                 self.policy.optimizer.step()

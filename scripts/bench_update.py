@@ -42,8 +42,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 # Import sb3_trpo from this checkout (not from another installed copy)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import sb3_trpo  # noqa: E402
-import sb3_trpo.trpo as our_trpo_module  # noqa: E402
+import sb3_trpo
+import sb3_trpo.trpo as our_trpo_module
 
 
 class TinyImageEnv(gym.Env):
@@ -89,7 +89,7 @@ CONFIGS: dict[str, Config] = {
     "cartpole": Config(
         "CartPole-v1",
         2,
-        dict(n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99, learning_rate=1e-3, n_critic_updates=20),
+        dict(n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, learning_rate=1e-3, n_critic_updates=20),
     ),
     "pendulum": Config("Pendulum-v1", 2, dict(n_steps=1024, gamma=0.9, n_critic_updates=15, use_sde=True, sde_sample_freq=4)),
     "hopper": Config("Hopper-v5", 2, dict(MUJOCO), normalize=True),
@@ -159,7 +159,7 @@ def build_pair(config: Config, seed: int, fisher_product: str = "gauss_newton") 
 
 
 @contextmanager
-def patched(module: Any, name: str, wrapper: Callable[[Callable], Callable]):  # noqa: ANN201
+def patched(module: Any, name: str, wrapper: Callable[[Callable], Callable]):
     original = getattr(module, name)
     setattr(module, name, wrapper(original))
     try:
