@@ -2,6 +2,7 @@ import io
 import pathlib
 import warnings
 from functools import partial
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
@@ -15,7 +16,9 @@ from stable_baselines3.common.utils import explained_variance
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_trpo.fisher import gauss_newton_fisher_vector_product, supports_gauss_newton
 from sb3_trpo.natural_gradient import (
+    FisherVectorProduct,
     LineSearchResult,
     backtracking_line_search,
     conjugate_gradient,
@@ -110,7 +113,14 @@ class TRPO(OnPolicyAlgorithm):
     :param device: Device (cpu, cuda, ...) on which the code should be run.
         Setting it to auto, the code will be run on the GPU if possible.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    :param fisher_product: How the Fisher-vector products of conjugate gradient are computed (same matrix, different
+        cost): ``"gauss_newton"`` (default) as ``J^T M J v`` with ``J`` the Jacobian of the distribution parameters
+        (products through graphs built once per update) and ``M`` the closed-form Fisher of the action distribution
+        (Gaussian, gSDE, categorical, multi-categorical, Bernoulli; any other distribution falls back to double backward);
+        ``"double_backward"``: the Hessian-vector product of the mean KL by double backward (the reference).
     """
+
+    fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
@@ -148,7 +158,11 @@ class TRPO(OnPolicyAlgorithm):
         seed: int | None = None,
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
+        *,
+        fisher_product: str = "gauss_newton",
     ):
+        if fisher_product not in self.fisher_products:
+            raise ValueError(f"`fisher_product` must be one of {self.fisher_products}, got {fisher_product!r}")
         # New checks raise ValueError naming the argument (before any env is built)
         _check_range("target_kl", target_kl, target_kl > 0, "> 0 (the trust-region radius)")
         _check_range("cg_max_steps", cg_max_steps, cg_max_steps >= 1, "an integer >= 1")
@@ -225,6 +239,7 @@ class TRPO(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self.n_critic_updates = n_critic_updates
         self.sub_sampling_factor = sub_sampling_factor
+        self.fisher_product = fisher_product
 
         if _init_setup_model:
             self._setup_model()
@@ -235,8 +250,13 @@ class TRPO(OnPolicyAlgorithm):
         # The critic gets its own optimizer over the critic's parameters only. It replaces the policy's optimizer
         # (built by SB3 over all parameters) so that `_get_torch_save_params`, save/load and the learning-rate
         # schedule keep working as in SB3.
+        optimizer_kwargs = dict(self.policy.optimizer_kwargs)
+        if self.policy.optimizer_class is th.optim.Adam and not {"fused", "foreach"} & optimizer_kwargs.keys():
+            # The critic's many small Adam steps are overhead-bound: the fused kernel (one op per step instead of
+            # a Python loop over parameters) computes the same update, faster. Skipped when the user chose.
+            optimizer_kwargs["fused"] = self.device.type in ("cpu", "cuda")
         self.policy.optimizer = self.policy.optimizer_class(
-            self.critic_params, lr=self.lr_schedule(1), **self.policy.optimizer_kwargs  # type: ignore[call-arg]
+            self.critic_params, lr=self.lr_schedule(1), **optimizer_kwargs  # type: ignore[call-arg]
         )
         # When the features extractor is shared it belongs to the actor (see sb3_trpo.policies): it is frozen during
         # the critic's epochs, so its output can be computed once per update instead of once per minibatch.
@@ -263,6 +283,28 @@ class TRPO(OnPolicyAlgorithm):
         surrogate = surrogate_objective(distribution.log_prob(actions), old_log_prob, advantages)
         return surrogate, kl_old_new(old_dist, distribution).mean()
 
+    def _fisher_vector_product(self, observations: PyTorchObs, distribution: Any, old_dist: Any) -> FisherVectorProduct:
+        """
+        The damped Fisher-vector product of this update, ``v -> (F + cg_damping * I) v``.
+
+        :param observations: the whole batch
+        :param distribution: ``pi_theta`` on the whole batch, with its graph
+        :param old_dist: its detached snapshot ``pi_old``
+        :return: the product, on flat vectors over the actor parameters
+        """
+        if self.sub_sampling_factor > 1:
+            observations = index_observations(observations, slice(None, None, self.sub_sampling_factor))
+        if self.fisher_product == "gauss_newton" and supports_gauss_newton(distribution):
+            # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.fisher)
+            return gauss_newton_fisher_vector_product(self.policy, self.actor_params, observations, damping=self.cg_damping)
+        # F v = grad_theta((grad_theta KL) . v) by double backward through one retained graph
+        if self.sub_sampling_factor > 1:
+            distribution = self.policy.get_distribution(observations)
+            old_dist = detached_distribution(distribution)
+        kl = kl_old_new(old_dist, distribution).mean()
+        kl_grad = flat_grad(kl, self.actor_params, create_graph=True)
+        return partial(fisher_vector_product, kl_grad, self.actor_params, damping=self.cg_damping)
+
     def _natural_gradient_step(
         self, observations: PyTorchObs, actions: th.Tensor, advantages: th.Tensor
     ) -> tuple[LineSearchResult, dict[str, float]]:
@@ -283,22 +325,15 @@ class TRPO(OnPolicyAlgorithm):
         surrogate = surrogate_objective(log_prob, old_log_prob, advantages)
         policy_gradient = flat_grad(surrogate, params, retain_graph=True)
 
-        # Mean KL(pi_old || pi_theta) whose Hessian at theta_old is the Fisher matrix F,
-        # optionally on every sub_sampling_factor-th sample only
-        if self.sub_sampling_factor > 1:
-            sub = slice(None, None, self.sub_sampling_factor)
-            sub_distribution = self.policy.get_distribution(index_observations(observations, sub))
-            kl = kl_old_new(detached_distribution(sub_distribution), sub_distribution).mean()
-        else:
-            kl = kl_old_new(old_dist, distribution).mean()
-        kl_grad = flat_grad(kl, params, create_graph=True)
-        fvp = partial(fisher_vector_product, kl_grad, params, damping=self.cg_damping)
+        # Fisher-vector products v -> (F + damping * I) v, F the Hessian of the mean KL(pi_old || pi_theta) at
+        # theta_old, optionally on every sub_sampling_factor-th sample only
+        fvp = self._fisher_vector_product(observations, distribution, old_dist)
 
         # Search direction s = (F + damping * I)^-1 g by conjugate gradient, then the step length beta
         cg = conjugate_gradient(fvp, policy_gradient, max_iter=self.cg_max_steps)
         beta = max_step_length(cg.x, fvp(cg.x), self.target_kl) if bool(th.isfinite(cg.x).all()) else 0.0
         full_step = beta * cg.x
-        del kl_grad, kl  # free the double-backward graph before the line search
+        del fvp  # free the graphs of the Fisher products before the line search
 
         old_surrogate = float(surrogate.detach())
         old_flat = get_flat_params(params)
@@ -334,26 +369,30 @@ class TRPO(OnPolicyAlgorithm):
 
         :return: mean value loss over all minibatches
         """
+        inputs: PyTorchObs
         if self._critic_reuses_features:
             with th.no_grad():
-                features = self.policy.extract_features(observations, self.policy.features_extractor)
-            assert isinstance(features, th.Tensor)
+                inputs = self.policy.extract_features(observations, self.policy.features_extractor)  # type: ignore[assignment]
 
-            def predict_values(index: th.Tensor) -> th.Tensor:
-                return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features[index]))
+            def values_from_features(features: PyTorchObs) -> th.Tensor:
+                assert isinstance(features, th.Tensor)
+                return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features))
 
+            predict_values: Callable[[PyTorchObs], th.Tensor] = values_from_features
         else:
-
-            def predict_values(index: th.Tensor) -> th.Tensor:
-                return self.policy.predict_values(index_observations(observations, index))
+            inputs = observations
+            predict_values = self.policy.predict_values
 
         n_samples = returns.shape[0]
         value_losses = []
         for _ in range(self.n_critic_updates):
+            # Shuffle once per epoch; the minibatches are then contiguous views
             permutation = th.randperm(n_samples, device=returns.device)
+            epoch_inputs, epoch_returns = index_observations(inputs, permutation), returns[permutation]
             for start in range(0, n_samples, self.batch_size):
-                index = permutation[start : start + self.batch_size]
-                value_loss = F.mse_loss(returns[index], predict_values(index).flatten())
+                minibatch = slice(start, start + self.batch_size)
+                values = predict_values(index_observations(epoch_inputs, minibatch)).flatten()
+                value_loss = F.mse_loss(epoch_returns[minibatch], values)
                 self.policy.optimizer.zero_grad(set_to_none=True)
                 value_loss.backward()
                 self.policy.optimizer.step()

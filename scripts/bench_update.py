@@ -1,0 +1,356 @@
+"""
+Time one TRPO update (``train()`` alone) of sb3_trpo against sb3-contrib's TRPO, on the same data and weights.
+
+For each config: both algorithms are built on the same environment, seed and hyperparameters; ours gets the policy
+weights of contrib's (same ``ActorCriticPolicy`` class, so the state dict transfers); one rollout is collected with
+contrib's model and copied into both. Every timed call starts from the same weights, buffer, optimizer state and
+RNG state, so every call does the same work. Calls are interleaved (contrib, ours, contrib, ours, ...), on one core
+and one torch thread (run under ``taskset -c 1``).
+
+Damping: our KL is the KL of the JOINT action distribution (summed over the d action dimensions), contrib's averages
+over action dimensions too, so contrib's Fisher is ours / d. Ours runs with ``cg_damping = d * contrib_damping``, which
+makes the two damped systems proportional, hence the same search direction (checked: cosine of the two CG solutions).
+
+Usage::
+
+    taskset -c 1 python scripts/bench_update.py --configs hopper halfcheetah --updates 20 --json bench.json
+    taskset -c 1 python scripts/bench_update.py --learn --learn-steps 20000 --repeats 3
+"""
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import sb3_contrib
+import sb3_contrib.trpo.trpo as contrib_trpo_module
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+# Import sb3_trpo from this checkout (not from another installed copy)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import sb3_trpo
+import sb3_trpo.trpo as our_trpo_module
+
+
+class TinyImageEnv(gym.Env):
+    """Channel-first 3x36x36 uint8 images; reward 1 when the action names the brightest channel. 100 steps."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(0, 255, (3, 36, 36), dtype=np.uint8)
+        self.action_space = spaces.Discrete(3)
+        self._t = 0
+        self._obs = np.zeros((3, 36, 36), dtype=np.uint8)
+
+    def _draw(self) -> np.ndarray:
+        self._obs = self.np_random.integers(0, 256, (3, 36, 36), dtype=np.uint8)
+        return self._obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t = 0
+        return self._draw(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        reward = float(int(action) == int(self._obs.reshape(3, -1).mean(axis=1).argmax()))
+        self._t += 1
+        return self._draw(), reward, False, self._t >= 100, {}
+
+
+MUJOCO = dict(batch_size=128, n_steps=1024, gamma=0.99, gae_lambda=0.95, sub_sampling_factor=1, cg_max_steps=25,
+              cg_damping=0.1, n_critic_updates=20, learning_rate=1e-3)  # fmt: skip
+
+
+@dataclass
+class Config:
+    env_id: str | Callable[[], gym.Env]
+    n_envs: int
+    kwargs: dict[str, Any]
+    policy: str = "MlpPolicy"
+    normalize: bool = False
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+# RL Zoo's TRPO settings (rl_zoo3/hyperparams/trpo.yml): CartPole-v1, Pendulum-v1, the MuJoCo defaults
+CONFIGS: dict[str, Config] = {
+    "cartpole": Config(
+        "CartPole-v1",
+        2,
+        dict(n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, learning_rate=1e-3, n_critic_updates=20),
+    ),
+    "pendulum": Config("Pendulum-v1", 2, dict(n_steps=1024, gamma=0.9, n_critic_updates=15, use_sde=True, sde_sample_freq=4)),
+    "hopper": Config("Hopper-v5", 2, dict(MUJOCO), normalize=True),
+    "halfcheetah": Config(
+        "HalfCheetah-v5",
+        2,
+        dict(MUJOCO, n_steps=4096, target_kl=0.04),
+        normalize=True,
+        policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256])),
+    ),
+    "cnn": Config(TinyImageEnv, 2, dict(n_steps=256, batch_size=128, n_critic_updates=10), policy="CnnPolicy"),
+}
+
+
+def make_env(config: Config, seed: int) -> VecEnv:
+    env = make_vec_env(config.env_id, n_envs=config.n_envs, seed=seed)
+    return VecNormalize(env) if config.normalize else env
+
+
+def n_action_dims(action_space: spaces.Space) -> int:
+    """Number of action dimensions contrib's KL averages over (1 for Discrete and MultiDiscrete: one KL per sample)."""
+    if isinstance(action_space, (spaces.Box, spaces.MultiBinary)):
+        return int(np.prod(action_space.shape))
+    return 1
+
+
+@dataclass
+class Snapshot:
+    """Everything ``train()`` reads or changes, to restore before each call."""
+
+    policy: dict[str, th.Tensor]
+    optimizer: dict[str, Any]
+    buffer: Any
+
+
+def snapshot(model: Any) -> Snapshot:
+    return Snapshot(
+        copy.deepcopy(model.policy.state_dict()),
+        copy.deepcopy(model.policy.optimizer.state_dict()),
+        copy.deepcopy(model.rollout_buffer),
+    )
+
+
+def restore(model: Any, state: Snapshot, seed: int) -> None:
+    model.policy.load_state_dict(state.policy)
+    model.policy.optimizer.load_state_dict(state.optimizer)
+    model.rollout_buffer = copy.deepcopy(state.buffer)
+    set_random_seed(seed)
+
+
+def build_pair(config: Config, seed: int, fisher_product: str = "gauss_newton") -> tuple[Any, Any]:
+    """Contrib's and our TRPO on the same env, same weights, one rollout collected by contrib's and copied into ours."""
+    env = make_env(config, seed)
+    kwargs = dict(config.kwargs)
+    common = dict(policy_kwargs=config.policy_kwargs, seed=seed, device="cpu", verbose=0)
+    contrib = sb3_contrib.TRPO(config.policy, env, **kwargs, **common)
+    ours_kwargs = dict(kwargs, cg_damping=kwargs.get("cg_damping", 0.1) * n_action_dims(env.action_space))
+    ours = sb3_trpo.TRPO(config.policy, env, **ours_kwargs, **common, fisher_product=fisher_product)
+    ours.policy.load_state_dict(contrib.policy.state_dict())
+    for model in (contrib, ours):
+        model.set_logger(configure(None, []))
+    _, callback = contrib._setup_learn(contrib.n_steps * env.num_envs, None)
+    callback.on_training_start(locals(), globals())
+    contrib.collect_rollouts(contrib.env, callback, contrib.rollout_buffer, contrib.n_steps)
+    ours.rollout_buffer = copy.deepcopy(contrib.rollout_buffer)
+    return contrib, ours
+
+
+@contextmanager
+def patched(module: Any, name: str, wrapper: Callable[[Callable], Callable]):
+    original = getattr(module, name)
+    setattr(module, name, wrapper(original))
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def capture_result(store: list) -> Callable[[Callable], Callable]:
+    def wrapper(function: Callable) -> Callable:
+        def captured(*args: Any, **kwargs: Any) -> Any:
+            result = function(*args, **kwargs)
+            store.append(result)
+            return result
+
+        return captured
+
+    return wrapper
+
+
+def timed(store: dict[str, float], key: str) -> Callable[[Callable], Callable]:
+    def wrapper(function: Callable) -> Callable:
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                store[key] = store.get(key, 0.0) + time.perf_counter() - start
+
+        return timed_call
+
+    return wrapper
+
+
+def direction_cosine(contrib: Any, ours: Any, state: tuple[Snapshot, Snapshot], seed: int) -> dict[str, float]:
+    """Cosine similarity of the two CG solutions (natural-gradient directions) computed by each ``train()``."""
+    contrib_x: list[th.Tensor] = []
+    ours_cg: list[Any] = []
+    restore(contrib, state[0], seed)
+    with patched(contrib_trpo_module, "conjugate_gradient_solver", capture_result(contrib_x)):
+        contrib.train()
+    restore(ours, state[1], seed)
+    with patched(our_trpo_module, "conjugate_gradient", capture_result(ours_cg)):
+        ours.train()
+    cosine = th.nn.functional.cosine_similarity(contrib_x[0], ours_cg[0].x, dim=0)
+    return {"cosine": float(cosine), "ours_cg_iterations": ours_cg[0].n_iter, "contrib_cg_iterations": contrib.cg_max_steps}
+
+
+def breakdown(ours: Any, state: Snapshot, seed: int, repeats: int) -> dict[str, float]:
+    """Median share of our train() time per section, by wrapping the pure functions and methods train() calls."""
+    shares: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        times: dict[str, float] = {}
+        restore(ours, state, seed)
+        with (
+            patched(our_trpo_module, "conjugate_gradient", timed(times, "cg")),
+            patched(our_trpo_module, "backtracking_line_search", timed(times, "line_search")),
+            patched(ours, "_fisher_vector_product", timed(times, "fisher_build")),
+            patched(ours, "_natural_gradient_step", timed(times, "natural_gradient_step")),
+            patched(ours, "_fit_critic", timed(times, "critic")),
+        ):
+            start = time.perf_counter()
+            ours.train()
+            total = time.perf_counter() - start
+        sections = {
+            "gradient": times["natural_gradient_step"] - times["fisher_build"] - times["cg"] - times.get("line_search", 0.0),
+            "fisher+cg": times["fisher_build"] + times["cg"],
+            "line_search": times.get("line_search", 0.0),
+            "critic": times["critic"],
+            "other": total - times["natural_gradient_step"] - times["critic"],
+        }
+        for key, value in sections.items():
+            shares.setdefault(key, []).append(value / total)
+    return {key: statistics.median(values) for key, values in shares.items()}
+
+
+def policy_pass_seconds(model: Any, repeats: int = 20) -> float:
+    """One forward + backward of the actor's log-probability over the whole batch."""
+    data = next(copy.deepcopy(model.rollout_buffer).get(batch_size=None))
+    actions = data.actions.long().flatten() if isinstance(model.action_space, spaces.Discrete) else data.actions
+    times = []
+    for _ in range(repeats + 2):
+        start = time.perf_counter()
+        model.policy.get_distribution(data.observations).log_prob(actions).mean().backward()
+        times.append(time.perf_counter() - start)
+        model.policy.zero_grad(set_to_none=True)
+    return statistics.median(times[2:])
+
+
+def bench_config(name: str, config: Config, updates: int, seed: int) -> dict[str, Any]:
+    contrib, ours = build_pair(config, seed)
+    states = (snapshot(contrib), snapshot(ours))
+    cosine = direction_cosine(contrib, ours, states, seed)
+    seconds: dict[str, list[float]] = {"contrib": [], "ours": []}
+    for _ in range(updates):
+        for label, model, state in (("contrib", contrib, states[0]), ("ours", ours, states[1])):
+            restore(model, state, seed)
+            start = time.perf_counter()
+            model.train()
+            seconds[label].append(time.perf_counter() - start)
+    shares = breakdown(ours, states[1], seed, repeats=max(3, updates // 4))
+    restore(ours, states[1], seed)
+    one_pass = policy_pass_seconds(ours)
+    contrib_median, ours_median = statistics.median(seconds["contrib"]), statistics.median(seconds["ours"])
+    return {
+        "config": name,
+        "batch": ours.rollout_buffer.buffer_size * ours.rollout_buffer.n_envs,
+        "action_dims": n_action_dims(ours.action_space),
+        "contrib_s": contrib_median,
+        "ours_s": ours_median,
+        "speedup": contrib_median / ours_median,
+        "ours_passes": ours_median / one_pass,
+        "contrib_passes": contrib_median / one_pass,
+        "pass_s": one_pass,
+        "shares": shares,
+        **cosine,
+    }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    header = (
+        f"{'config':<12}{'batch':>6}{'d':>3}{'contrib s':>11}{'ours s':>9}{'speedup':>9}{'passes':>8}{'(contrib)':>10}"
+        f"{'cosine':>9}{'cg it':>6}  ours: gradient / fisher+cg / line search / critic / other"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        s = r["shares"]
+        print(
+            f"{r['config']:<12}{r['batch']:>6}{r['action_dims']:>3}{r['contrib_s']:>11.4f}{r['ours_s']:>9.4f}"
+            f"{r['speedup']:>8.2f}x{r['ours_passes']:>8.1f}{r['contrib_passes']:>10.1f}{r['cosine']:>9.5f}"
+            f"{r['ours_cg_iterations']:>3}/{r['contrib_cg_iterations']:<2}  "
+            f"{s['gradient']:.0%} / {s['fisher+cg']:.0%} / {s['line_search']:.0%} / {s['critic']:.0%} / {s['other']:.0%}"
+        )
+    print(
+        "median seconds per train(); passes = train() time / one actor forward+backward over the batch; "
+        "cosine of the CG directions with our cg_damping = d * contrib's (d = action dims; joint-KL Fisher = d * contrib's)"
+    )
+
+
+def bench_learn(steps: int, repeats: int, seed: int) -> dict[str, Any]:
+    """End-to-end learn() steps per second on Hopper-v5, both algorithms interleaved, same settings."""
+    config = CONFIGS["hopper"]
+    rates: dict[str, list[float]] = {"contrib": [], "ours": []}
+    for repeat in range(repeats):
+        for label in ("contrib", "ours"):
+            env = make_env(config, seed + repeat)
+            common = dict(policy_kwargs=config.policy_kwargs, seed=seed + repeat, device="cpu", verbose=0)
+            if label == "contrib":
+                model: Any = sb3_contrib.TRPO(config.policy, env, **config.kwargs, **common)
+            else:
+                model = sb3_trpo.TRPO(config.policy, env, **config.kwargs, **common)
+            start = time.perf_counter()
+            model.learn(steps)
+            rates[label].append(model.num_timesteps / (time.perf_counter() - start))
+            env.close()
+    result = {label: statistics.median(values) for label, values in rates.items()}
+    print(
+        f"learn() on Hopper-v5, {steps} steps x {repeats} repetitions (median steps/s): "
+        f"contrib {result['contrib']:.0f}, ours {result['ours']:.0f}, ratio {result['ours'] / result['contrib']:.2f}x"
+    )
+    return {"learn_steps": steps, "learn_repeats": repeats, "steps_per_s": result, "all": rates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--updates", type=int, default=20, help="timed train() calls per algorithm")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--learn", action="store_true", help="only the end-to-end learn() benchmark on Hopper-v5")
+    parser.add_argument("--learn-steps", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=str, default=None, help="save the results here")
+    args = parser.parse_args()
+    th.set_num_threads(args.threads)
+
+    output: dict[str, Any] = {"torch": th.__version__, "threads": args.threads}
+    if args.learn:
+        output["learn"] = bench_learn(args.learn_steps, args.repeats, args.seed)
+    else:
+        results = []
+        for name in args.configs:
+            results.append(bench_config(name, CONFIGS[name], args.updates, args.seed))
+            print(f"[done {name}]", flush=True)
+        print_table(results)
+        output["updates"] = results
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(output, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
