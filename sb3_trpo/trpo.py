@@ -1,8 +1,8 @@
 import io
 import pathlib
 import warnings
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar, TypeVar
 
 import torch as th
@@ -10,12 +10,13 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch import nn
 from torch.nn import functional as F
 
+from sb3_trpo.critic import fast_value_regression
 from sb3_trpo.fisher import gauss_newton_fisher_vector_product, supports_gauss_newton
 from sb3_trpo.natural_gradient import (
     FisherVectorProduct,
@@ -258,11 +259,15 @@ class TRPO(OnPolicyAlgorithm):
         self.policy.optimizer = self.policy.optimizer_class(
             self.critic_params, lr=self.lr_schedule(1), **optimizer_kwargs  # type: ignore[call-arg]
         )
-        # When the features extractor is shared it belongs to the actor (see sb3_trpo.policies): it is frozen during
-        # the critic's epochs, so its output can be computed once per update instead of once per minibatch.
+        # The critic's features extractor is frozen during the critic's epochs when it has no critic parameter:
+        # shared (it then belongs to the actor, see sb3_trpo.policies) or parameter-free (e.g. SB3's FlattenExtractor).
+        # Its output is then computed once per update instead of once per minibatch.
         critic_ids = {id(param) for param in self.critic_params}
-        self._critic_reuses_features = self.policy.share_features_extractor and not any(
-            id(param) in critic_ids for param in self.policy.features_extractor.parameters()
+        self._critic_extractor = self.policy.vf_features_extractor
+        self._critic_reuses_features = not any(id(param) in critic_ids for param in self._critic_extractor.parameters())
+        # On top of frozen features, a plain MLP value function gets closed-form gradients (sb3_trpo.critic)
+        self._value_regression = (
+            fast_value_regression(self.policy, self.critic_params) if self._critic_reuses_features else None
         )
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
@@ -344,18 +349,24 @@ class TRPO(OnPolicyAlgorithm):
                 new_surrogate, new_kl = self._policy_terms(observations, actions, old_log_prob, advantages, old_dist)
             return float(new_surrogate), float(new_kl)
 
-        if beta > 0.0:
-            result = backtracking_line_search(
-                evaluate, old_surrogate, self.target_kl, self.line_search_shrinking_factor, self.line_search_max_iter
-            )
-        else:
-            # No usable direction (zero gradient, or curvature that is not positive): no step is tried
-            result = LineSearchResult(False, 0.0, 0, 0.0, old_surrogate)
+        try:
+            if beta > 0.0:
+                result = backtracking_line_search(
+                    evaluate, old_surrogate, self.target_kl, self.line_search_shrinking_factor, self.line_search_max_iter
+                )
+            else:
+                # No usable direction (zero or non-finite gradient, curvature that is not positive): no step is tried
+                result = LineSearchResult(False, 0.0, 0, 0.0, old_surrogate)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, an error in a forward pass) with the actor at a candidate: restore it
+            set_flat_params(params, old_flat)
+            raise
         if not result.accepted:
             # Restore theta_old exactly
             set_flat_params(params, old_flat)
 
         diagnostics = {
+            "step_skipped": float(beta == 0.0),
             "max_step_length": beta,
             "cg_iterations": float(cg.n_iter),
             "cg_residual": float(cg.residual_norm),
@@ -363,41 +374,50 @@ class TRPO(OnPolicyAlgorithm):
         }
         return result, diagnostics
 
-    def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> float:
+    def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> tuple[float, int]:
         """
         Regress V_phi on the returns: ``n_critic_updates`` epochs of shuffled minibatches (DESIGN.md step 10).
 
-        :return: mean value loss over all minibatches
+        A minibatch whose loss is not finite is skipped (no optimizer step), so no NaN reaches the critic's weights.
+
+        :return: mean value loss over the minibatches, and the number of skipped minibatches
         """
-        inputs: PyTorchObs
+        # Inputs of the trainable part of the critic: frozen features (a tensor), or the observations
+        inputs: Any = observations
+        predict_values: Callable[[Any], th.Tensor] = self.policy.predict_values
         if self._critic_reuses_features:
             with th.no_grad():
-                inputs = self.policy.extract_features(observations, self.policy.features_extractor)  # type: ignore[assignment]
+                inputs = BaseModel.extract_features(self.policy, observations, self._critic_extractor)
 
-            def values_from_features(features: PyTorchObs) -> th.Tensor:
-                assert isinstance(features, th.Tensor)
+            def predict_values(features: th.Tensor) -> th.Tensor:
                 return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features))
 
-            predict_values: Callable[[PyTorchObs], th.Tensor] = values_from_features
-        else:
-            inputs = observations
-            predict_values = self.policy.predict_values
-
+        optimizer = self.policy.optimizer
         n_samples = returns.shape[0]
         value_losses = []
+        n_skipped = 0
         for _ in range(self.n_critic_updates):
             # Shuffle once per epoch; the minibatches are then contiguous views
             permutation = th.randperm(n_samples, device=returns.device)
             epoch_inputs, epoch_returns = index_observations(inputs, permutation), returns[permutation]
             for start in range(0, n_samples, self.batch_size):
                 minibatch = slice(start, start + self.batch_size)
-                values = predict_values(index_observations(epoch_inputs, minibatch)).flatten()
-                value_loss = F.mse_loss(epoch_returns[minibatch], values)
-                self.policy.optimizer.zero_grad(set_to_none=True)
-                value_loss.backward()
-                self.policy.optimizer.step()
+                minibatch_inputs: Any = index_observations(epoch_inputs, minibatch)
+                minibatch_returns = epoch_returns[minibatch]
+                if self._value_regression is not None:
+                    # Same gradient as autograd's, without its graph bookkeeping (sb3_trpo.critic)
+                    value_loss = self._value_regression.loss_and_grad(minibatch_inputs, minibatch_returns)
+                else:
+                    value_loss = F.mse_loss(minibatch_returns, predict_values(minibatch_inputs).flatten())
+                    optimizer.zero_grad(set_to_none=True)
+                    value_loss.backward()
+                if not bool(th.isfinite(value_loss)):
+                    n_skipped += 1
+                    continue
+                optimizer.step()
                 value_losses.append(value_loss.detach())
-        return float(th.stack(value_losses).mean())
+        mean_loss = float(th.stack(value_losses).mean()) if value_losses else float("nan")
+        return mean_loss, n_skipped
 
     def train(self) -> None:
         """
@@ -426,7 +446,7 @@ class TRPO(OnPolicyAlgorithm):
         line_search, diagnostics = self._natural_gradient_step(rollout_data.observations, actions, advantages)
 
         # Critic: regression on the GAE returns (the actor's parameters are not touched)
-        value_loss = self._fit_critic(rollout_data.observations, rollout_data.returns)
+        value_loss, critic_skipped = self._fit_critic(rollout_data.observations, rollout_data.returns)
 
         self._n_updates += 1
         explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
@@ -440,6 +460,7 @@ class TRPO(OnPolicyAlgorithm):
         if isinstance(getattr(self.policy, "log_std", None), nn.Parameter):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/line_search_backtracks", line_search.n_backtracks)
+        self.logger.record("train/critic_skipped_minibatches", critic_skipped)
         for key, value in diagnostics.items():
             self.logger.record(f"train/{key}", value)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
