@@ -9,7 +9,7 @@ the mean squared error has a short closed form; :class:`MlpRegression` computes 
 gradient as autograd's up to float rounding, which ``tests/test_critic.py`` checks.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch as th
 from torch import nn
@@ -92,9 +92,9 @@ class MlpRegression:
                 if activation is not None:
                     # Only hidden layers have an activation: its output is the next layer's input
                     grad_output = grad_output * _activation_derivative(activation, layer_inputs[index + 1])
-                _write_grad(linear.weight, grad_output.t() @ layer_inputs[index])
+                th.mm(grad_output.t(), layer_inputs[index], out=_grad_buffer(linear.weight))
                 if linear.bias is not None:
-                    _write_grad(linear.bias, grad_output.sum(dim=0))
+                    th.sum(grad_output, dim=0, out=_grad_buffer(linear.bias))
                 if index > 0:
                     grad_output = grad_output @ linear.weight
         return loss
@@ -107,11 +107,64 @@ def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tenso
     return (output > 0).to(output.dtype)
 
 
-def _write_grad(param: th.Tensor, grad: th.Tensor) -> None:
+def _grad_buffer(param: th.Tensor) -> th.Tensor:
+    # The gradient is written in place into the parameter's .grad (allocated once)
     if param.grad is None:
-        param.grad = grad.clone()
-    else:
-        param.grad.copy_(grad)
+        param.grad = th.empty_like(param)
+    return param.grad
+
+
+def fused_adam_step(optimizer: th.optim.Optimizer) -> Callable[[], None] | None:
+    """
+    ``optimizer.step()`` of a fused ``torch.optim.Adam`` without the Python wrapper around the fused kernel.
+
+    ``Adam.step`` spends most of its time (for a small network) in per-call bookkeeping before it reaches the one
+    fused kernel. When the optimizer is a plain fused Adam (one parameter group, no amsgrad / maximize / capturable /
+    differentiable / decoupled weight decay) whose state already exists, the returned callable increments the step
+    counters and calls the same kernel with the same arguments, so the update is bit for bit the one
+    ``optimizer.step()`` makes. The parameters' ``.grad`` tensors must stay the same objects between calls (they
+    are gathered once), as :class:`MlpRegression` guarantees.
+
+    :param optimizer: the critic's optimizer
+    :return: the step function, or None when the shortcut does not apply (then call ``optimizer.step()``)
+    """
+    if type(optimizer) is not th.optim.Adam or len(optimizer.param_groups) != 1 or not hasattr(th, "_fused_adam_"):
+        return None
+    group = optimizer.param_groups[0]
+    flags = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
+    if not group.get("fused") or any(group.get(flag) for flag in flags):
+        return None
+    params = [param for param in group["params"] if param.grad is not None]
+    states = [optimizer.state.get(param, {}) for param in params]
+    if len(params) != len(group["params"]) or not all({"step", "exp_avg", "exp_avg_sq"} <= state.keys() for state in states):
+        return None
+    if not all(isinstance(group[key], float) for key in ("lr", "eps", "weight_decay")):
+        return None
+    grads = [param.grad for param in params]
+    exp_avgs = [state["exp_avg"] for state in states]
+    exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+    steps = [state["step"] for state in states]
+    beta1, beta2 = group["betas"]
+
+    def step() -> None:
+        th._foreach_add_(steps, 1)
+        th._fused_adam_(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            lr=group["lr"],
+            beta1=float(beta1),
+            beta2=float(beta2),
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            amsgrad=False,
+            maximize=False,
+        )
+
+    return step
 
 
 def fast_value_regression(policy: nn.Module, critic_params: Sequence[nn.Parameter]) -> MlpRegression | None:

@@ -16,7 +16,7 @@ from stable_baselines3.common.utils import explained_variance
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_trpo.critic import fast_value_regression
+from sb3_trpo.critic import fast_value_regression, fused_adam_step
 from sb3_trpo.fisher import gauss_newton_fisher_vector_product, supports_gauss_newton
 from sb3_trpo.natural_gradient import (
     FisherVectorProduct,
@@ -393,6 +393,9 @@ class TRPO(OnPolicyAlgorithm):
                 return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features))
 
         optimizer = self.policy.optimizer
+        optimizer_step: Callable[[], Any] = optimizer.step
+        # The closed-form gradients keep the same .grad tensors, which the fused-Adam shortcut relies on
+        try_fused_step = self._value_regression is not None
         n_samples = returns.shape[0]
         value_losses = []
         n_skipped = 0
@@ -414,7 +417,11 @@ class TRPO(OnPolicyAlgorithm):
                 if not bool(th.isfinite(value_loss)):
                     n_skipped += 1
                     continue
-                optimizer.step()
+                optimizer_step()
+                if try_fused_step:
+                    # Adam's state now exists: step with its fused kernel directly (the same update, bit for bit)
+                    optimizer_step = fused_adam_step(optimizer) or optimizer.step
+                    try_fused_step = False
                 value_losses.append(value_loss.detach())
         mean_loss = float(th.stack(value_losses).mean()) if value_losses else float("nan")
         return mean_loss, n_skipped

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo import TRPO
-from sb3_trpo.critic import MlpRegression, fast_value_regression, mlp_layers
+from sb3_trpo.critic import MlpRegression, fast_value_regression, fused_adam_step, mlp_layers
 
 
 @pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])
@@ -94,3 +94,44 @@ def test_fast_value_regression_requires_the_critic_parameters():
     critic = list(policy.mlp_extractor.value_net.parameters()) + list(policy.value_net.parameters())
     assert fast_value_regression(policy, critic) is not None
     assert fast_value_regression(policy, critic[:-1]) is None
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_fused_adam_shortcut_is_bit_for_bit_optimizer_step(weight_decay):
+    th.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    optimizers = [th.optim.Adam(net.parameters(), lr=3e-3, eps=1e-5, weight_decay=weight_decay, fused=True) for net in nets]
+    regressions = [MlpRegression(mlp_layers([net])) for net in nets]
+    x, y = th.randn(16, 3), th.randn(16)
+    shortcut = None
+    for step in range(5):
+        for index in range(2):
+            regressions[index].loss_and_grad(x, y + step)
+        optimizers[0].step()
+        if shortcut is None:
+            optimizers[1].step()  # first step creates Adam's state
+            shortcut = fused_adam_step(optimizers[1])
+            assert shortcut is not None
+        else:
+            shortcut()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert th.equal(a, b)
+    state_a, state_b = optimizers[0].state_dict()["state"], optimizers[1].state_dict()["state"]
+    for key in state_a:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            assert th.equal(state_a[key][name], state_b[key][name])
+
+
+def test_fused_adam_shortcut_declines_other_optimizers():
+    net = nn.Linear(3, 1)
+    net(th.randn(2, 3)).sum().backward()
+    for optimizer in (
+        th.optim.Adam(net.parameters()),
+        th.optim.SGD(net.parameters(), lr=0.1),
+        th.optim.Adam(net.parameters(), fused=True, amsgrad=True),
+    ):
+        optimizer.step()
+        assert fused_adam_step(optimizer) is None
+    fresh = th.optim.Adam(net.parameters(), fused=True)  # no state yet
+    assert fused_adam_step(fresh) is None
