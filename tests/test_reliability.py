@@ -127,3 +127,86 @@ def test_corrupted_save_file_gives_a_clear_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="truncated or corrupted"):
         TRPO.load(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Numerical faults inside the update: detected, counted, and no NaN reaches the weights
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _one_update(model: TRPO) -> dict:
+    model.learn(model.n_steps, reset_num_timesteps=False, log_interval=10**9)
+    return dict(model.logger.name_to_value)
+
+
+def _finite(model: TRPO) -> bool:
+    return all(bool(th.isfinite(param).all()) for param in model.policy.parameters())
+
+
+@pytest.mark.parametrize("log_std", [-20.0, 20.0])
+@pytest.mark.parametrize("fisher_product", ["gauss_newton", "double_backward"])
+def test_extreme_log_std_never_produces_non_finite_weights(log_std, fisher_product):
+    model = TRPO(
+        "MlpPolicy", "Pendulum-v1", n_steps=128, batch_size=64, policy_kwargs=TINY, seed=0, fisher_product=fisher_product
+    )
+    with th.no_grad():
+        model.policy.log_std.fill_(log_std)
+    for _ in range(3):
+        actor_before = get_flat_params(model.actor_params)
+        logged = _one_update(model)
+        assert _finite(model)
+        if logged["train/is_line_search_success"]:
+            assert logged["train/kl_divergence_loss"] <= model.target_kl
+        else:
+            assert th.equal(get_flat_params(model.actor_params), actor_before)
+
+
+def test_ratio_overflow_in_long_steps_is_rejected():
+    """A huge trust region makes the first candidates overflow exp(log_pi - log_pi_old): they are rejected."""
+    model = TRPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=128,
+        batch_size=64,
+        policy_kwargs=TINY,
+        seed=0,
+        target_kl=1e4,
+        line_search_max_iter=40,
+    )
+    for _ in range(3):
+        logged = _one_update(model)
+        assert _finite(model)
+        assert logged["train/kl_divergence_loss"] <= model.target_kl
+
+
+def test_line_search_with_only_nan_candidates_reverts_and_counts(monkeypatch):
+    model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, policy_kwargs=TINY, seed=0)
+    model.learn(64)
+    nan = th.tensor(float("nan"))
+    monkeypatch.setattr(model, "_policy_terms", lambda *args: (nan, nan))
+    actor_before = get_flat_params(model.actor_params)
+    logged = _one_update(model)
+    assert th.equal(get_flat_params(model.actor_params), actor_before)
+    assert logged["train/is_line_search_success"] == 0.0
+    assert logged["train/line_search_backtracks"] == model.line_search_max_iter
+    assert _finite(model)
+
+
+def test_non_positive_curvature_skips_the_step(monkeypatch):
+    """A Fisher product that is not positive along the CG direction (x^T F x <= 0): no step, counted."""
+    import sb3_trpo.trpo
+
+    model = TRPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, policy_kwargs=TINY, seed=0)
+    model.learn(64)
+    real = sb3_trpo.trpo.TRPO._fisher_vector_product
+
+    def negated(self, *args):
+        fvp = real(self, *args)
+        return lambda vector: -fvp(vector)
+
+    monkeypatch.setattr(sb3_trpo.trpo.TRPO, "_fisher_vector_product", negated)
+    actor_before = get_flat_params(model.actor_params)
+    logged = _one_update(model)
+    assert th.equal(get_flat_params(model.actor_params), actor_before)
+    assert logged["train/step_skipped"] == 1.0 and logged["train/max_step_length"] == 0.0
+    assert _finite(model)
