@@ -210,3 +210,28 @@ def test_non_positive_curvature_skips_the_step(monkeypatch):
     assert th.equal(get_flat_params(model.actor_params), actor_before)
     assert logged["train/step_skipped"] == 1.0 and logged["train/max_step_length"] == 0.0
     assert _finite(model)
+
+
+def test_resumed_training_continues_logs_and_schedules(tmp_path):
+    def schedule(progress_remaining: float) -> float:
+        return 1e-3 * progress_remaining + 1e-5
+
+    model = TRPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=64,
+        batch_size=32,
+        policy_kwargs=TINY,
+        seed=0,
+        learning_rate=schedule,
+        tensorboard_log=str(tmp_path / "tb"),
+    )
+    model.learn(128, tb_log_name="run")
+    model.save(tmp_path / "model")
+    loaded = TRPO.load(tmp_path / "model", env=make_vec_env("CartPole-v1", n_envs=1), learning_rate=schedule)
+    loaded.learn(128, reset_num_timesteps=False, tb_log_name="run")
+    # The counters continue, the learning-rate schedule is evaluated on the continued progress, and the
+    # tensorboard events go on in the same run folder
+    assert loaded.num_timesteps == 256 and loaded._n_updates == 4
+    assert loaded.policy.optimizer.param_groups[0]["lr"] == pytest.approx(schedule(loaded._current_progress_remaining))
+    assert sorted(path.name for path in (tmp_path / "tb").iterdir()) == ["run_1"]
