@@ -27,6 +27,7 @@ import copy
 import dataclasses
 import fcntl
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -124,7 +125,7 @@ def _field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
-    for node, following in zip(body, body[1:]):
+    for node, following in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
             docs[node.target.id] = str(following.value.value)  # type: ignore[union-attr]
     return docs
@@ -204,7 +205,8 @@ def versions() -> dict[str, str]:
     :return: versions of python and of the packages that shape the results
     """
     found = {"python": platform.python_version()}
-    for package in ("torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "rl_zoo3", "gymnasium", "mujoco", "box2d", "numpy"):
+    packages = ("torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "rl_zoo3", "gymnasium", "mujoco", "box2d", "numpy")
+    for package in packages:
         try:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -370,9 +372,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "timesteps": int(model.num_timesteps),
         "config_file": spec["config"],
         "config_key": config_key,
-        "config_note": (
-            f"{env_id} has no entry in {Path(spec['config']).name}: used the {config_key} entry" if config_key != env_id else ""
-        ),
+        # e.g. a MuJoCo v5 task run with the Zoo's v4 entry
+        "config_note": "" if config_key == env_id else f"no {env_id} entry in {spec['config']}: used its {config_key} entry",
         "zoo_n_timesteps": _json_ready(raw_hyperparams.get("n_timesteps")),
         "hyperparams": _json_ready(raw_hyperparams),
         "model_kwargs": _json_ready(hyperparams),
@@ -521,7 +522,8 @@ def run_grid(args: Args, command: str) -> int:
             spec = {**pending.pop(0), "command": command}
             core = free_cores.pop(0)
             running[core] = (subprocess.Popen(worker_command(spec, core), env=env), spec, time.time())
-            print(f"[start] {spec['algo']} {spec['env']} seed {spec['seed']} ({spec['budget']} steps) on core {core}", flush=True)
+            what = f"{spec['algo']} {spec['env']} seed {spec['seed']} ({spec['budget']} steps)"
+            print(f"[start] {what} on core {core}", flush=True)
         time.sleep(0.2)
         for core, (process, spec, started) in list(running.items()):
             if process.poll() is None:
