@@ -23,6 +23,7 @@ Usage (classic control, the RL Zoo budgets, 3 seeds)::
 """
 
 import argparse
+import ast
 import copy
 import dataclasses
 import fcntl
@@ -118,14 +119,11 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 
 def _field_docs(cls: type) -> dict[str, str]:
-    # The string literal right after a field is its documentation (as in CleanRL's Args)
-    import ast
-    import inspect
-
-    tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    # The string literal right after a field is its documentation (as in CleanRL's Args); read from this file's source
+    tree = ast.parse(Path(__file__).read_text())
+    class_def = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == cls.__name__)
     docs = {}
-    for node, following in itertools.pairwise(body):
+    for node, following in itertools.pairwise(class_def.body):
         if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
             docs[node.target.id] = str(following.value.value)  # type: ignore[union-attr]
     return docs
