@@ -212,6 +212,19 @@ def versions() -> dict[str, str]:
     return found
 
 
+def cpu_model() -> str:
+    """
+    :return: the processor's model name (from /proc/cpuinfo on Linux), else the machine type
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _json_ready(value: Any) -> Any:
     # Hyperparameters as plain JSON: YAML scalars stay, anything else (classes, schedules) becomes its repr
     if isinstance(value, dict):
@@ -392,7 +405,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "steps_per_second": model.num_timesteps / train_seconds,
         "updates": callback.updates,
         "versions": versions(),
-        "hardware": {"cpu": platform.processor() or platform.machine(), "cores_pinned": sorted(os.sched_getaffinity(0))},
+        "hardware": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cores_pinned": sorted(os.sched_getaffinity(0))},
         "torch_threads": th.get_num_threads(),
         "command": spec.get("command", ""),
         "worker_command": shlex.join([sys.executable, *sys.argv]),
