@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGO_ORDER = ("sb3_trpo", "sb3_contrib", "ppo")
 ALGO_LABELS = {"sb3_trpo": "sb3_trpo TRPO (ours)", "sb3_contrib": "sb3-contrib TRPO", "ppo": "SB3 PPO"}
 DROP_FRACTION = 0.1
+TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 
 
 @dataclass
@@ -42,7 +43,10 @@ class Args:
     results: str = dataclasses.field(default=str(REPO_ROOT / "benchmarks" / "results"), metadata={"help": "results folder"})
     plots: str = dataclasses.field(default=str(REPO_ROOT / "benchmarks" / "plots"), metadata={"help": "folder of the PNGs"})
     table: str = dataclasses.field(
-        default=str(REPO_ROOT / "benchmarks" / "results.md"), metadata={"help": "markdown file of the tables"}
+        default=str(REPO_ROOT / "benchmarks" / "results.md"), metadata={"help": "markdown file of the table"}
+    )
+    docs: str = dataclasses.field(
+        default="", metadata={"help": f"if set, a markdown file whose block between {TABLE_START} and {TABLE_END} is replaced"}
     )
 
 
@@ -196,6 +200,21 @@ def tables(all_runs: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def replace_block(path: Path, text: str) -> None:
+    """
+    Replace the text between the ``TABLE_START`` and ``TABLE_END`` markers of a markdown file.
+
+    :param path: the markdown file (e.g. docs/results.md)
+    :param text: the new block
+    """
+    content = path.read_text()
+    if TABLE_START not in content or TABLE_END not in content:
+        raise ValueError(f"{path} has no {TABLE_START} ... {TABLE_END} block")
+    before, rest = content.split(TABLE_START, 1)
+    _, after = rest.split(TABLE_END, 1)
+    path.write_text(f"{before}{TABLE_START}\n{text}{TABLE_END}{after}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     all_runs = load_runs(args.results)
@@ -207,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     text = tables(all_runs)
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
     Path(args.table).write_text("# Benchmark results\n\n" + text)
+    if args.docs:
+        replace_block(Path(args.docs), text)
+        print(f"updated the table in {args.docs}")
     print(text)
     return 0
 
