@@ -1,0 +1,569 @@
+"""
+Benchmark sb3_trpo's TRPO against sb3-contrib's TRPO and SB3's PPO on a grid of algorithm x environment x seed.
+
+- The two TRPOs take the same hyperparameters: the environment's entry of ``zoo_configs/trpo.yml`` (or of the file
+  given with ``--trpo-config``, e.g. the RL Zoo's own ``rl_zoo3/hyperparams/trpo.yml``).
+- PPO takes the RL Zoo's ``hyperparams/ppo.yml`` entry for the environment. A MuJoCo ``-v5`` task without an entry
+  of its own uses the ``-v4`` entry (for any of the files); the run's JSON records which entry was used.
+- Every algorithm trains for the budget of the TRPO file's entry (``n_timesteps``), so that the three curves of an
+  environment share their x axis; PPO's own Zoo budget is recorded as ``zoo_n_timesteps``.
+- The Zoo's own code turns an entry into a model and environments (``ExperimentManager._preprocess_hyperparams`` for
+  schedules such as ``lin_1e-3``, ``policy_kwargs`` strings, ``normalize``, ``env_wrapper``, ``frame_stack``, and
+  ``ExperimentManager.create_envs`` for the vectorized, monitored, normalized environments).
+
+Each run is one process pinned to one core (``taskset -c CORE``, one torch thread); ``--jobs N`` runs N of them at a
+time on cores 0..N-1. A run appends one JSON line to ``OUT/<env>.jsonl`` when it ends; runs whose line is already
+there are skipped, so an interrupted grid is resumed by running the same command again.
+
+Usage (classic control, the RL Zoo budgets, 3 seeds)::
+
+    python scripts/benchmark.py --envs CartPole-v1 Pendulum-v1 Acrobot-v1 MountainCarContinuous-v0 \\
+        LunarLander-v3 LunarLanderContinuous-v3 --seeds 0 1 2 --jobs 1
+    python scripts/plot_results.py
+"""
+
+import argparse
+import ast
+import copy
+import dataclasses
+import fcntl
+import importlib.metadata
+import itertools
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ALGOS = ("sb3_trpo", "sb3_contrib", "ppo")
+CLASSIC_CONTROL = (
+    "CartPole-v1",
+    "Pendulum-v1",
+    "Acrobot-v1",
+    "MountainCarContinuous-v0",
+    "LunarLander-v3",
+    "LunarLanderContinuous-v3",
+)
+MUJOCO = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Args:
+    """Command-line arguments of the benchmark (each field's docstring is its ``--help`` text)."""
+
+    envs: list[str] = field(default_factory=lambda: list(CLASSIC_CONTROL))
+    """environment ids to run"""
+    algos: list[str] = field(default_factory=lambda: list(ALGOS))
+    """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO) and ppo (SB3's PPO)"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """random seeds"""
+    trpo_config: str = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
+    """hyperparameter file (RL Zoo schema) of both TRPOs"""
+    ppo_config: str = ""
+    """hyperparameter file of PPO (default: the RL Zoo's hyperparams/ppo.yml)"""
+    budget_scale: float = 1.0
+    """multiply every budget (the TRPO file's n_timesteps) by this factor, for quick checks"""
+    n_timesteps: int = 0
+    """if > 0, the budget of every run (overrides the file and --budget-scale)"""
+    n_evals: int = 20
+    """evaluations along training (every budget / n_evals steps, plus one before training)"""
+    eval_episodes: int = 10
+    """episodes of each evaluation along training (deterministic actions)"""
+    final_eval_episodes: int = 20
+    """episodes of the final evaluation (deterministic actions)"""
+    jobs: int = 1
+    """runs at a time, each pinned to its own core (cores 0..jobs-1)"""
+    out: str = str(REPO_ROOT / "benchmarks" / "results")
+    """folder of the results, one JSON-lines file per environment"""
+    dry_run: bool = False
+    """print the runs that would start, and start none"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """
+    Build an argparse parser from the ``Args`` dataclass (field docstrings become the help) and parse ``argv``.
+
+    :param argv: command-line arguments (``sys.argv[1:]`` when None)
+    :return: the arguments
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    docs = _field_docs(Args)
+    for arg_field in dataclasses.fields(Args):
+        flag = "--" + arg_field.name.replace("_", "-")
+        default = arg_field.default_factory() if arg_field.default_factory is not dataclasses.MISSING else arg_field.default
+        help_text = f"{docs.get(arg_field.name, '')} (default: {default})"
+        if arg_field.type == "bool" or isinstance(default, bool):
+            parser.add_argument(flag, action="store_true", help=help_text)
+        elif isinstance(default, list):
+            item_type = int if arg_field.name == "seeds" else str
+            parser.add_argument(flag, nargs="+", type=item_type, default=default, help=help_text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+    args = Args(**vars(parser.parse_args(argv)))
+    unknown = sorted(set(args.algos) - set(ALGOS))
+    if unknown:
+        parser.error(f"unknown algorithm(s) {unknown}; choose among {list(ALGOS)}")
+    if args.jobs < 1 or args.n_evals < 1 or args.eval_episodes < 1 or args.final_eval_episodes < 1:
+        parser.error("--jobs, --n-evals, --eval-episodes and --final-eval-episodes must be >= 1")
+    return args
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    # The string literal right after a field is its documentation (as in CleanRL's Args); read from this file's source
+    tree = ast.parse(Path(__file__).read_text())
+    class_def = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == cls.__name__)
+    docs = {}
+    for node, following in itertools.pairwise(class_def.body):
+        if isinstance(node, ast.AnnAssign) and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant):
+            docs[node.target.id] = str(following.value.value)  # type: ignore[union-attr]
+    return docs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Hyperparameters: pick an entry the way the Zoo does, with an explicit v5 -> v4 fallback
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def default_ppo_config() -> str:
+    """
+    :return: path of the RL Zoo's ``hyperparams/ppo.yml`` (installed with rl_zoo3)
+    """
+    import rl_zoo3
+
+    return str(Path(rl_zoo3.__file__).resolve().parent / "hyperparams" / "ppo.yml")
+
+
+def select_entry(config_path: str, env_id: str) -> tuple[str, dict[str, Any]]:
+    """
+    The entry of ``env_id`` in a Zoo hyperparameter file: its own key; else, for a ``-v5`` task, the ``-v4`` key
+    (the Zoo's ppo.yml and trpo.yml have MuJoCo v4 entries only); else what the Zoo picks (``atari``, ``default``).
+
+    :param config_path: the YAML file
+    :param env_id: environment id
+    :return: the key used and a deep copy of its entry
+    """
+    from sb3_trpo.zoo import load_config
+    from sb3_trpo.zoo import select_entry as zoo_select_entry
+
+    config = load_config(config_path)
+    if env_id not in config and env_id.endswith("-v5") and env_id[:-1] + "4" in config:
+        key = env_id[:-1] + "4"
+        return key, copy.deepcopy(config[key])
+    key, entry = zoo_select_entry(config, env_id, config_path)
+    return key, copy.deepcopy(entry)
+
+
+def run_budget(args: Args, env_id: str) -> int:
+    """
+    :param args: the benchmark's arguments
+    :param env_id: environment id
+    :return: the number of training steps of every algorithm on ``env_id``
+    """
+    if args.n_timesteps > 0:
+        return args.n_timesteps
+    _, entry = select_entry(args.trpo_config, env_id)
+    return max(1, round(float(entry["n_timesteps"]) * args.budget_scale))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One run (in its own process)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def algorithm_class(algo: str) -> type:
+    """
+    :param algo: one of ``ALGOS``
+    :return: the algorithm's class
+    """
+    if algo == "sb3_trpo":
+        from sb3_trpo import TRPO
+
+        return TRPO
+    if algo == "sb3_contrib":
+        from sb3_contrib import TRPO as ContribTRPO
+
+        return ContribTRPO
+    from stable_baselines3 import PPO
+
+    return PPO
+
+
+def versions() -> dict[str, str]:
+    """
+    :return: versions of python and of the packages that shape the results
+    """
+    found = {"python": platform.python_version()}
+    packages = ("torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "rl_zoo3", "gymnasium", "mujoco", "box2d", "numpy")
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def cpu_model() -> str:
+    """
+    :return: the processor's model name (from /proc/cpuinfo on Linux), else the machine type
+    """
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _json_ready(value: Any) -> Any:
+    # Hyperparameters as plain JSON: YAML scalars stay, anything else (classes, schedules) becomes its repr
+    if isinstance(value, dict):
+        return {str(key): _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int) -> Any:
+    """
+    A callback that evaluates the model every ``eval_freq`` steps and records, per update, the mean training return
+    (the Monitor's episodes in ``ep_info_buffer``) and the ``train/*`` values the algorithm logged for that update.
+
+    :param eval_env: evaluation environment (a ``VecNormalize`` in it is synced from the training env before each evaluation)
+    :param eval_freq: steps between evaluations
+    :param eval_episodes: episodes per evaluation
+    :return: the callback
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    class BenchmarkCallback(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.curve: list[dict[str, Any]] = []
+            self.updates: list[dict[str, Any]] = []
+            self.eval_seconds = 0.0
+            self._next_eval = eval_freq
+            self._pending: dict[str, Any] | None = None
+
+        def evaluate(self) -> None:
+            start = time.perf_counter()
+            sync_envs_normalization(self.training_env, eval_env)
+            returns, lengths = evaluate_policy(
+                self.model, eval_env, n_eval_episodes=eval_episodes, deterministic=True, return_episode_rewards=True
+            )
+            self.curve.append(
+                {
+                    "timesteps": int(self.num_timesteps),
+                    "mean": float(np.mean(returns)),
+                    "std": float(np.std(returns)),
+                    "mean_length": float(np.mean(lengths)),
+                }
+            )
+            self.eval_seconds += time.perf_counter() - start
+
+        def _on_training_start(self) -> None:
+            self.evaluate()
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self._next_eval:
+                self._next_eval += eval_freq
+                self.evaluate()
+            return True
+
+        def _on_rollout_end(self) -> None:
+            episode_returns = [info["r"] for info in self.model.ep_info_buffer]
+            self._pending = {
+                "timesteps": int(self.num_timesteps),
+                "ep_rew_mean": float(np.mean(episode_returns)) if episode_returns else None,
+            }
+
+        def _flush_update(self) -> None:
+            # The values train() logged for the rollout that just ended (read before the next dump clears them)
+            if self._pending is None:
+                return
+            for key, value in self.model.logger.name_to_value.items():
+                if key.startswith("train/"):
+                    self._pending[key[len("train/") :]] = _float(value)
+            self.updates.append(self._pending)
+            self._pending = None
+
+        def _on_rollout_start(self) -> None:
+            self._flush_update()
+
+        def _on_training_end(self) -> None:
+            self._flush_update()
+            if not self.curve or self.curve[-1]["timesteps"] < self.num_timesteps:
+                self.evaluate()
+
+    return BenchmarkCallback()
+
+
+def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    """
+    Train one algorithm on one environment with one seed, evaluating along the way, and return the run's record.
+
+    :param spec: ``algo``, ``env``, ``seed``, ``budget``, ``config``, ``n_evals``, ``eval_episodes``, ``final_eval_episodes``
+    :return: the JSON record of the run
+    """
+    import torch as th
+
+    th.set_num_threads(1)
+    import rl_zoo3.import_envs  # noqa: F401 (registers the Zoo's environments)
+    from rl_zoo3.exp_manager import ExperimentManager
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    algo, env_id, seed, budget = spec["algo"], spec["env"], spec["seed"], spec["budget"]
+    config_key, entry = select_entry(spec["config"], env_id)
+    raw_hyperparams = copy.deepcopy(entry)
+
+    with tempfile.TemporaryDirectory() as log_folder:
+        # The Zoo's experiment manager does the parsing: schedules, policy_kwargs, normalize, wrappers, frame stack
+        manager = ExperimentManager(
+            argparse.Namespace(),
+            "ppo" if algo == "ppo" else "trpo",
+            env_id,
+            log_folder,
+            n_timesteps=budget,
+            seed=seed,
+            verbose=0,
+            config=spec["config"],
+        )
+        entry.setdefault("n_timesteps", budget)
+        hyperparams, env_wrapper, zoo_callbacks, vec_env_wrapper = manager._preprocess_hyperparams(copy.deepcopy(entry))
+        manager.env_wrapper, manager.vec_env_wrapper = env_wrapper, vec_env_wrapper
+        env = manager.create_envs(manager.n_envs, no_log=True)
+        # A separate evaluation env, seeded apart from the training envs
+        manager.seed = seed + 10_000
+        eval_env = manager.create_envs(1, eval_env=True)
+        manager.seed = seed
+
+        model = algorithm_class(algo)(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
+        callback = make_benchmark_callback(eval_env, max(1, budget // spec["n_evals"]), spec["eval_episodes"])
+        start = time.perf_counter()
+        model.learn(total_timesteps=budget, callback=[callback, *zoo_callbacks])
+        wall_clock = time.perf_counter() - start
+
+        # Final evaluation on a fresh env with the final normalization statistics
+        manager.seed = seed + 20_000
+        final_env = manager.create_envs(1, eval_env=True)
+        sync_envs_normalization(model.get_env(), final_env)
+        final_returns, _ = evaluate_policy(
+            model, final_env, n_eval_episodes=spec["final_eval_episodes"], deterministic=True, return_episode_rewards=True
+        )
+        for vec_env in (env, eval_env, final_env):
+            vec_env.close()
+
+    train_seconds = wall_clock - callback.eval_seconds
+    record = {
+        "algo": algo,
+        "env": env_id,
+        "seed": seed,
+        "budget": budget,
+        "timesteps": int(model.num_timesteps),
+        "config_file": spec["config"],
+        "config_key": config_key,
+        # e.g. a MuJoCo v5 task run with the Zoo's v4 entry
+        "config_note": "" if config_key == env_id else f"no {env_id} entry in {spec['config']}: used its {config_key} entry",
+        "zoo_n_timesteps": _json_ready(raw_hyperparams.get("n_timesteps")),
+        "hyperparams": _json_ready(raw_hyperparams),
+        "model_kwargs": _json_ready(hyperparams),
+        "n_envs": manager.n_envs,
+        "normalize": bool(manager.normalize),
+        "normalize_kwargs": _json_ready(manager.normalize_kwargs),
+        "eval_episodes": spec["eval_episodes"],
+        "learning_curve": callback.curve,
+        "final_eval": {
+            "episodes": len(final_returns),
+            "mean": float(np.mean(final_returns)),
+            "std": float(np.std(final_returns)),
+            "returns": [float(value) for value in final_returns],
+        },
+        "wall_clock_s": wall_clock,
+        "eval_s": callback.eval_seconds,
+        "train_s": train_seconds,
+        "steps_per_second": model.num_timesteps / train_seconds,
+        "updates": callback.updates,
+        "versions": versions(),
+        "hardware": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cores_pinned": sorted(os.sched_getaffinity(0))},
+        "torch_threads": th.get_num_threads(),
+        "command": spec.get("command", ""),
+        "worker_command": shlex.join([sys.executable, *sys.argv]),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return record
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """
+    Append one JSON line to ``path`` under an exclusive lock (several runs may end at once).
+
+    :param path: the environment's results file
+    :param record: the run's record
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        file.write(json.dumps(record) + "\n")
+        file.flush()
+        fcntl.flock(file, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The grid: skip finished runs, start the others on cores 0..jobs-1
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def results_path(out: str, env_id: str) -> Path:
+    """
+    :param out: results folder
+    :param env_id: environment id
+    :return: the JSON-lines file of ``env_id``
+    """
+    return Path(out) / f"{env_id}.jsonl"
+
+
+def run_key(algo: str, env_id: str, seed: int, budget: int, config: str) -> tuple[str, str, int, int, str]:
+    """
+    :return: what identifies a run: algorithm, environment, seed, budget and the hyperparameter file's name
+    """
+    return (algo, env_id, seed, budget, Path(config).name)
+
+
+def finished_runs(out: str, env_id: str) -> set[tuple[str, str, int, int, str]]:
+    """
+    :param out: results folder
+    :param env_id: environment id
+    :return: the keys of the runs whose line is in the environment's results file
+    """
+    path = results_path(out, env_id)
+    keys = set()
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                keys.add(run_key(record["algo"], record["env"], record["seed"], record["budget"], record["config_file"]))
+    return keys
+
+
+def plan_runs(args: Args) -> tuple[list[dict[str, Any]], int]:
+    """
+    :param args: the benchmark's arguments
+    :return: the specs of the runs still to do (environment-major order) and the number of finished runs skipped
+    """
+    ppo_config = args.ppo_config or default_ppo_config()
+    pending, skipped = [], 0
+    for env_id in args.envs:
+        budget = run_budget(args, env_id)
+        done = finished_runs(args.out, env_id)
+        for seed in args.seeds:
+            for algo in args.algos:
+                config = ppo_config if algo == "ppo" else args.trpo_config
+                if run_key(algo, env_id, seed, budget, config) in done:
+                    skipped += 1
+                    continue
+                pending.append(
+                    {
+                        "algo": algo,
+                        "env": env_id,
+                        "seed": seed,
+                        "budget": budget,
+                        "config": config,
+                        "n_evals": args.n_evals,
+                        "eval_episodes": args.eval_episodes,
+                        "final_eval_episodes": args.final_eval_episodes,
+                        "out": args.out,
+                    }
+                )
+    return pending, skipped
+
+
+def worker_command(spec: dict[str, Any], core: int) -> list[str]:
+    """
+    :param spec: a run's spec
+    :param core: the core to pin the run to
+    :return: the command that runs it (``taskset -c CORE`` when taskset is installed)
+    """
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+    if shutil.which("taskset"):
+        command = ["taskset", "-c", str(core), *command]
+    return command
+
+
+def run_grid(args: Args, command: str) -> int:
+    """
+    Run the pending runs, ``args.jobs`` at a time, each in its own process on its own core.
+
+    :param args: the benchmark's arguments
+    :param command: the benchmark's command line, recorded in every run
+    :return: the number of failed runs
+    """
+    pending, skipped = plan_runs(args)
+    print(f"{len(pending)} runs to do, {skipped} finished runs skipped (results in {args.out})", flush=True)
+    if args.dry_run:
+        for spec in pending:
+            print(f"  {spec['algo']:12s} {spec['env']:28s} seed {spec['seed']}  {spec['budget']} steps")
+        return 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    running: dict[int, tuple[subprocess.Popen, dict[str, Any], float]] = {}
+    free_cores = list(range(args.jobs))
+    failures = 0
+    while pending or running:
+        while pending and free_cores:
+            spec = {**pending.pop(0), "command": command}
+            core = free_cores.pop(0)
+            running[core] = (subprocess.Popen(worker_command(spec, core), env=env), spec, time.time())
+            what = f"{spec['algo']} {spec['env']} seed {spec['seed']} ({spec['budget']} steps)"
+            print(f"[start] {what} on core {core}", flush=True)
+        time.sleep(0.2)
+        for core, (process, spec, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[core]
+            free_cores.append(core)
+            status = "done" if process.returncode == 0 else f"FAILED (exit code {process.returncode})"
+            failures += process.returncode != 0
+            print(f"[{status}] {spec['algo']} {spec['env']} seed {spec['seed']} in {time.time() - started:.0f} s", flush=True)
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        spec = json.loads(argv[1])
+        record = run_one(spec)
+        append_record(results_path(spec["out"], spec["env"]), record)
+        final = record["final_eval"]
+        print(
+            f"{spec['algo']} {spec['env']} seed {spec['seed']}: final return {final['mean']:.1f} +/- {final['std']:.1f}, "
+            f"{record['steps_per_second']:.0f} steps/s",
+            flush=True,
+        )
+        return 0
+    args = parse_args(argv)
+    command = shlex.join(["python", "scripts/benchmark.py", *argv])
+    return 1 if run_grid(args, command) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""
+Plot and tabulate the runs of ``scripts/benchmark.py``.
+
+- One PNG per environment in ``--plots``: the deterministic evaluation return against training steps, the mean over
+  seeds with a +/- one std band, one line per algorithm.
+- A markdown table in ``--table`` (and printed): per environment, the budget, the seeds, the final return
+  (``mean +/- std`` over seeds of each seed's final evaluation mean) and the training steps per second of each algorithm.
+- Stability, per algorithm and environment: the share of updates after which the mean training return (Monitor
+  episodes, ``ep_rew_mean``) fell by more than 10% of the run's range (max - min of that run's curve), averaged over
+  seeds, and the coefficient of variation (std / |mean|) of the final return across seeds.
+
+Usage::
+
+    python scripts/plot_results.py --results benchmarks/results --plots benchmarks/plots --table benchmarks/results.md
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ALGO_ORDER = ("sb3_trpo", "sb3_contrib", "ppo")
+ALGO_LABELS = {"sb3_trpo": "sb3_trpo TRPO (ours)", "sb3_contrib": "sb3-contrib TRPO", "ppo": "SB3 PPO"}
+DROP_FRACTION = 0.1
+TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+
+
+@dataclass
+class Args:
+    """Command-line arguments (each field's ``help`` is its ``--help`` text)."""
+
+    results: str = dataclasses.field(default=str(REPO_ROOT / "benchmarks" / "results"), metadata={"help": "results folder"})
+    plots: str = dataclasses.field(default=str(REPO_ROOT / "benchmarks" / "plots"), metadata={"help": "folder of the PNGs"})
+    table: str = dataclasses.field(
+        default=str(REPO_ROOT / "benchmarks" / "results.md"), metadata={"help": "markdown file of the table"}
+    )
+    docs: str = dataclasses.field(
+        default="", metadata={"help": f"if set, a markdown file whose block between {TABLE_START} and {TABLE_END} is replaced"}
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """
+    :param argv: command-line arguments (``sys.argv[1:]`` when None)
+    :return: the arguments
+    """
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for arg_field in dataclasses.fields(Args):
+        parser.add_argument(
+            "--" + arg_field.name, default=arg_field.default, help=f"{arg_field.metadata['help']} (default: %(default)s)"
+        )
+    return Args(**vars(parser.parse_args(argv)))
+
+
+def load_runs(results: str) -> dict[str, list[dict[str, Any]]]:
+    """
+    Read every ``*.jsonl`` file of the results folder. A run present twice (same algorithm, seed, budget and
+    hyperparameter file) counts once: its last line.
+
+    :param results: results folder
+    :return: the runs of each environment
+    """
+    runs: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
+    for path in sorted(Path(results).glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                key = (record["algo"], record["seed"], record["budget"], Path(record["config_file"]).name)
+                runs[record["env"]][key] = record
+    return {env_id: list(by_key.values()) for env_id, by_key in runs.items()}
+
+
+def by_algo(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """
+    :param runs: the runs of one environment
+    :return: the runs of each algorithm (in ``ALGO_ORDER``), sorted by seed
+    """
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in runs:
+        grouped[record["algo"]].append(record)
+    order = [algo for algo in ALGO_ORDER if algo in grouped] + sorted(set(grouped) - set(ALGO_ORDER))
+    return {algo: sorted(grouped[algo], key=lambda record: record["seed"]) for algo in order}
+
+
+def drop_share(ep_rew_means: list[float | None], fraction: float = DROP_FRACTION) -> float:
+    """
+    Share of updates after which the mean training return fell by more than ``fraction`` of the curve's range.
+
+    For the curve ``r_1..r_n`` (updates before any finished episode are left out) and ``range = max(r) - min(r)``,
+    this is ``#{i : r_(i-1) - r_i > fraction * range} / (n - 1)``; 0 for a flat or too short curve.
+
+    Example: ``drop_share([0, 10, 5, 10])`` is 1/3 (the range is 10; one drop of 5 > 1 in three updates).
+
+    :param ep_rew_means: mean training return after each update (None before the first episode ends)
+    :param fraction: the drop that counts, as a fraction of the range
+    :return: the share, in [0, 1]
+    """
+    curve = np.array([value for value in ep_rew_means if value is not None], dtype=float)
+    if len(curve) < 2:
+        return 0.0
+    value_range = curve.max() - curve.min()
+    if value_range <= 0:
+        return 0.0
+    drops = -np.diff(curve) > fraction * value_range
+    return float(drops.mean())
+
+
+def coefficient_of_variation(values: list[float]) -> float:
+    """
+    :param values: final returns of the seeds
+    :return: std / |mean| (population std; NaN when the mean is 0)
+    """
+    mean = float(np.mean(values))
+    return float(np.std(values) / abs(mean)) if mean != 0 else float("nan")
+
+
+def plot_env(env_id: str, runs: list[dict[str, Any]], plots: Path) -> Path:
+    """
+    Plot the learning curves of one environment: mean over seeds +/- one std, one line per algorithm.
+
+    :param env_id: environment id
+    :param runs: the runs of the environment
+    :param plots: output folder
+    :return: path of the PNG
+    """
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    for algo, records in by_algo(runs).items():
+        # Seeds share their evaluation steps (same budget, n_envs and n_steps); cut to the shortest curve
+        length = min(len(record["learning_curve"]) for record in records)
+        steps = np.array([point["timesteps"] for point in records[0]["learning_curve"][:length]])
+        returns = np.array([[point["mean"] for point in record["learning_curve"][:length]] for record in records])
+        mean, std = returns.mean(axis=0), returns.std(axis=0)
+        (line,) = axis.plot(steps, mean, label=f"{ALGO_LABELS.get(algo, algo)} ({len(records)} seeds)")
+        axis.fill_between(steps, mean - std, mean + std, alpha=0.2, color=line.get_color())
+    axis.set_title(f"{env_id} (deterministic evaluation, mean +/- std over seeds)", fontsize=10)
+    axis.set_xlabel("timesteps")
+    axis.set_ylabel("evaluation return")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    plots.mkdir(parents=True, exist_ok=True)
+    path = plots / f"{env_id}.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _budgets(runs: list[dict[str, Any]]) -> str:
+    return "/".join(f"{budget:,}" for budget in sorted({record["budget"] for record in runs}))
+
+
+def _seeds(runs: list[dict[str, Any]]) -> str:
+    return ",".join(str(seed) for seed in sorted({record["seed"] for record in runs}))
+
+
+def tables(all_runs: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    The markdown table: one row per environment and algorithm.
+
+    :param all_runs: the runs of each environment
+    :return: markdown text
+    """
+    lines = [
+        "Final return: deterministic evaluation of the final model, `mean +/- std` over seeds of each seed's mean "
+        "return over its final-evaluation episodes. Steps/s: training steps per second (evaluation time excluded), "
+        "mean over seeds, each run one process pinned to one core. Drops: share of updates after which the mean "
+        f"training return fell by more than {DROP_FRACTION:.0%} of the run's range (max - min of its curve), mean over "
+        "seeds. CV: coefficient of variation (std / |mean|) of the final return across seeds (2+ seeds).",
+        "",
+        "| env | budget | algorithm | seeds | final return | steps/s | drops | CV |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for env_id in sorted(all_runs):
+        for algo, records in by_algo(all_runs[env_id]).items():
+            finals = [record["final_eval"]["mean"] for record in records]
+            shares = [drop_share([update.get("ep_rew_mean") for update in record["updates"]]) for record in records]
+            cv = f"{coefficient_of_variation(finals):.3f}" if len(finals) > 1 else "-"
+            row = [
+                env_id,
+                _budgets(records),
+                ALGO_LABELS.get(algo, algo),
+                _seeds(records),
+                f"{np.mean(finals):.1f} +/- {np.std(finals):.1f}",
+                f"{np.mean([record['steps_per_second'] for record in records]):.0f}",
+                f"{np.mean(shares):.1%}",
+                cv,
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(path: Path, text: str) -> None:
+    """
+    Replace the text between the ``TABLE_START`` and ``TABLE_END`` markers of a markdown file.
+
+    :param path: the markdown file (e.g. docs/results.md)
+    :param text: the new block
+    """
+    content = path.read_text()
+    if TABLE_START not in content or TABLE_END not in content:
+        raise ValueError(f"{path} has no {TABLE_START} ... {TABLE_END} block")
+    before, rest = content.split(TABLE_START, 1)
+    _, after = rest.split(TABLE_END, 1)
+    path.write_text(f"{before}{TABLE_START}\n{text}{TABLE_END}{after}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    all_runs = load_runs(args.results)
+    if not all_runs:
+        print(f"no results in {args.results}", file=sys.stderr)
+        return 1
+    for env_id, runs in sorted(all_runs.items()):
+        print(f"wrote {plot_env(env_id, runs, Path(args.plots))}")
+    text = tables(all_runs)
+    Path(args.table).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.table).write_text("# Benchmark results\n\n" + text)
+    if args.docs:
+        replace_block(Path(args.docs), text)
+        print(f"updated the table in {args.docs}")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Tests of scripts/benchmark.py and scripts/plot_results.py: a tiny grid end to end, resumability, plots and table."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ALGOS = ("sb3_trpo", "sb3_contrib", "ppo")
+# CartPole-v1's budget in zoo_configs/trpo.yml is 1e5 steps: 2% of it is 2,000 steps
+TINY_GRID = [
+    "--envs", "CartPole-v1", "--algos", *ALGOS, "--seeds", "0", "--budget-scale", "0.02",
+    "--n-evals", "2", "--eval-episodes", "2", "--final-eval-episodes", "2",
+]  # fmt: skip
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_benchmark(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/benchmark.py", *TINY_GRID, "--out", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("results")
+    completed = run_benchmark(out)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return out, completed
+
+
+def test_benchmark_records(tiny_results):
+    out, completed = tiny_results
+    assert "3 runs to do, 0 finished runs skipped" in completed.stdout
+    records = [json.loads(line) for line in (out / "CartPole-v1.jsonl").read_text().splitlines()]
+    assert sorted(record["algo"] for record in records) == sorted(ALGOS)
+    for record in records:
+        assert record["env"] == "CartPole-v1" and record["seed"] == 0 and record["budget"] == 2000
+        assert record["timesteps"] >= 2000
+        # Both TRPOs read the same entry; PPO reads the Zoo's ppo.yml
+        config = Path(record["config_file"]).name
+        assert config == ("ppo.yml" if record["algo"] == "ppo" else "trpo.yml")
+        assert record["config_key"] == "CartPole-v1" and record["config_note"] == ""
+        assert record["hyperparams"]["policy"] == "MlpPolicy" and "n_envs" in record["hyperparams"]
+        assert record["zoo_n_timesteps"] == 100_000
+        # Learning curve: one evaluation before training, n_evals along it, the last at the end of training
+        curve = record["learning_curve"]
+        assert curve[0]["timesteps"] == 0 and curve[-1]["timesteps"] == record["timesteps"]
+        assert len(curve) >= 3 and all(set(point) >= {"timesteps", "mean", "std"} for point in curve)
+        assert record["final_eval"]["episodes"] == 2 and len(record["final_eval"]["returns"]) == 2
+        assert record["wall_clock_s"] > 0 and record["steps_per_second"] > 0
+        assert record["updates"] and all("ep_rew_mean" in update for update in record["updates"])
+        assert set(record["versions"]) >= {"python", "torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "gymnasium"}
+        assert record["command"].startswith("python scripts/benchmark.py") and record["torch_threads"] == 1
+    diagnostics = {record["algo"]: record["updates"][-1] for record in records}
+    for trpo in ("sb3_trpo", "sb3_contrib"):
+        assert {"kl_divergence_loss", "is_line_search_success"} <= set(diagnostics[trpo])
+    assert "approx_kl" in diagnostics["ppo"]
+    # Our KL after an accepted step is inside the trust region (CartPole-v1's entry keeps the default 0.01)
+    for update in next(record for record in records if record["algo"] == "sb3_trpo")["updates"]:
+        if update["is_line_search_success"]:
+            assert update["kl_divergence_loss"] <= 0.01 + 1e-6
+
+
+def test_benchmark_resumes(tiny_results):
+    out, _ = tiny_results
+    lines_before = (out / "CartPole-v1.jsonl").read_text()
+    completed = run_benchmark(out)
+    assert completed.returncode == 0, completed.stderr
+    assert "0 runs to do, 3 finished runs skipped" in completed.stdout
+    assert (out / "CartPole-v1.jsonl").read_text() == lines_before
+
+
+def test_plot_results(tiny_results, tmp_path):
+    out, _ = tiny_results
+    plot_results = load_script("plot_results")
+    table = tmp_path / "results.md"
+    assert plot_results.main(["--results", str(out), "--plots", str(tmp_path / "plots"), "--table", str(table)]) == 0
+    assert (tmp_path / "plots" / "CartPole-v1.png").stat().st_size > 0
+    text = table.read_text()
+    for label in plot_results.ALGO_LABELS.values():
+        assert f"| CartPole-v1 | 2,000 | {label} | 0 |" in text
+
+
+def test_drop_share_and_cv():
+    plot_results = load_script("plot_results")
+    # Range 10; one fall larger than 1 (10 -> 5) among three updates
+    assert plot_results.drop_share([0.0, 10.0, 5.0, 10.0]) == pytest.approx(1 / 3)
+    # Updates before the first finished episode are left out; a flat curve never drops
+    assert plot_results.drop_share([None, 3.0, 3.0]) == 0.0
+    assert plot_results.drop_share([0.0, 10.0, 9.5]) == 0.0
+    assert plot_results.coefficient_of_variation([1.0, 3.0]) == pytest.approx(0.5)
+
+
+def test_mujoco_v5_uses_zoo_v4_entries():
+    benchmark = load_script("benchmark")
+    key, entry = benchmark.select_entry(benchmark.default_ppo_config(), "Hopper-v5")
+    assert key == "Hopper-v4" and entry["n_timesteps"] == 1e6
+    # Our own file has v5 entries
+    key, _ = benchmark.select_entry(str(REPO_ROOT / "zoo_configs" / "trpo.yml"), "Hopper-v5")
+    assert key == "Hopper-v5"
+
+
+def test_benchmark_rejects_unknown_algorithm():
+    benchmark = load_script("benchmark")
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--algos", "a2c"])
