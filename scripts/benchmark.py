@@ -82,7 +82,9 @@ class Args:
     final_eval_episodes: int = 20
     """episodes of the final evaluation (deterministic actions)"""
     jobs: int = 1
-    """runs at a time, each pinned to its own core (cores 0..jobs-1)"""
+    """runs at a time, each pinned to its own core (cores first_core..first_core+jobs-1)"""
+    first_core: int = 0
+    """first core to pin runs to (two grids can share a machine on disjoint cores)"""
     out: str = str(REPO_ROOT / "benchmarks" / "results")
     """folder of the results, one JSON-lines file per environment"""
     dry_run: bool = False
@@ -526,7 +528,7 @@ def run_grid(args: Args, command: str) -> int:
         return 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     running: dict[int, tuple[subprocess.Popen, dict[str, Any], float]] = {}
-    free_cores = list(range(args.jobs))
+    free_cores = list(range(args.first_core, args.first_core + args.jobs))
     failures = 0
     while pending or running:
         while pending and free_cores:
