@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import torch as th
 from torch import nn
 
-#: Activations whose derivative is a cheap function of their OUTPUT h: tanh' = 1 - h^2, relu' = 1[h > 0]
+#: Activations whose derivative is a cheap function of their OUTPUT h (see ``_ACTIVATIONS``)
 SUPPORTED_ACTIVATIONS = (nn.Tanh, nn.ReLU)
 
 
@@ -38,7 +38,7 @@ def mlp_layers(modules: Sequence[nn.Module]) -> list[tuple[nn.Linear, nn.Module 
     for module in flat:
         if type(module) is nn.Linear:
             layers.append((module, None))
-        elif isinstance(module, SUPPORTED_ACTIVATIONS) and layers and layers[-1][1] is None:
+        elif type(module) in SUPPORTED_ACTIVATIONS and layers and layers[-1][1] is None:
             layers[-1] = (layers[-1][0], module)
         else:
             return None
@@ -62,49 +62,85 @@ class MlpRegression:
             if linear.bias is not None:
                 self.parameters.append(linear.bias)
 
-    def loss_and_grad(self, inputs: th.Tensor, targets: th.Tensor) -> th.Tensor:
+    def loss_and_grad(self, inputs: th.Tensor, targets: th.Tensor) -> float:
         """
         Forward pass, loss, and the loss's gradient written into each parameter's ``.grad``.
 
         :param inputs: shape (batch, in_features)
         :param targets: shape (batch,)
-        :return: the loss ``mean((targets - v)^2)``, a 0-d tensor
+        :return: the loss ``mean((targets - v)^2)`` as a Python float (NaN or inf when the minibatch is not finite)
         """
-        with th.no_grad():
-            # Forward, keeping each layer's input and its post-activation output
-            layer_inputs = []
-            hidden = inputs
-            for linear, activation in self.layers:
-                layer_inputs.append(hidden)
-                hidden = (
-                    th.addmm(linear.bias, hidden, linear.weight.t()) if linear.bias is not None else hidden @ linear.weight.t()
-                )
-                if activation is not None:
-                    hidden = activation(hidden)
-            values = hidden.squeeze(1)
-            error = values - targets
-            loss = th.mean(error * error)
+        return self.bind()(inputs, targets)
 
-            # Backward: d loss / d v = 2 (v - y) / batch                       [mean squared error]
-            grad_output = (error * (2.0 / error.shape[0])).unsqueeze(1)
-            for index in range(len(self.layers) - 1, -1, -1):
-                linear, activation = self.layers[index]
-                if activation is not None:
-                    # Only hidden layers have an activation: its output is the next layer's input
-                    grad_output = grad_output * _activation_derivative(activation, layer_inputs[index + 1])
-                th.mm(grad_output.t(), layer_inputs[index], out=_grad_buffer(linear.weight))
-                if linear.bias is not None:
-                    th.sum(grad_output, dim=0, out=_grad_buffer(linear.bias))
-                if index > 0:
-                    grad_output = grad_output @ linear.weight
-        return loss
+    def bind(self) -> Callable[[th.Tensor, th.Tensor], float]:
+        """
+        :meth:`loss_and_grad` with the weights, gradient buffers and activations looked up once.
+
+        For the small batches TRPO's critic sees, Python-side lookups (module attributes, module calls) cost as much
+        as the arithmetic, so :meth:`loss_and_grad` binds them for every call while a caller that makes many steps
+        (``TRPO._fit_critic``, once per update) binds once. The bound function stays valid while the parameters
+        are updated in place (by an optimizer, ``load_state_dict``); bind again after anything replaces them.
+
+        :return: a function ``(inputs, targets) -> loss`` with the same effect as :meth:`loss_and_grad`
+        """
+        layers = [
+            (
+                linear.weight.detach(),
+                linear.weight.detach().t(),
+                None if linear.bias is None else linear.bias.detach(),
+                _grad_buffer(linear.weight),
+                None if linear.bias is None else _grad_buffer(linear.bias),
+                _ACTIVATIONS[type(activation)] if activation is not None else None,
+            )
+            for linear, activation in self.layers
+        ]
+        last = len(layers) - 1
+
+        def loss_and_grad(inputs: th.Tensor, targets: th.Tensor) -> float:
+            with th.no_grad():
+                # Forward, keeping each layer's input (the previous layer's post-activation output)
+                layer_inputs = []
+                hidden = inputs
+                for _, weight_t, bias, _, _, activation in layers:
+                    layer_inputs.append(hidden)
+                    hidden = th.mm(hidden, weight_t) if bias is None else th.addmm(bias, hidden, weight_t)
+                    if activation is not None:
+                        hidden = activation[0](hidden)
+                error = hidden.squeeze(1) - targets
+                batch_size = error.shape[0]
+                loss = th.dot(error, error).item() / batch_size
+
+                # Backward: d loss / d v = 2 (v - y) / batch                   [mean squared error]
+                grad_output = (error * (2.0 / batch_size)).unsqueeze(1)
+                for index in range(last, -1, -1):
+                    weight, _, _, grad_weight, grad_bias, activation = layers[index]
+                    if activation is not None:
+                        # Only hidden layers have an activation: its output is the next layer's input
+                        grad_output = activation[1](grad_output, layer_inputs[index + 1])
+                    th.mm(grad_output.t(), layer_inputs[index], out=grad_weight)
+                    if grad_bias is not None:
+                        th.sum(grad_output, dim=0, out=grad_bias)
+                    if index > 0:
+                        grad_output = grad_output @ weight
+            return loss
+
+        return loss_and_grad
 
 
-def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tensor:
-    # tanh'(z) = 1 - tanh(z)^2 ; relu'(z) = 1[relu(z) > 0]
-    if isinstance(activation, nn.Tanh):
-        return 1.0 - output * output
-    return (output > 0).to(output.dtype)
+def _relu_backward(grad_output: th.Tensor, output: th.Tensor) -> th.Tensor:
+    return th.ops.aten.threshold_backward(grad_output, output, 0.0)
+
+
+def _tanh_backward(grad_output: th.Tensor, output: th.Tensor) -> th.Tensor:
+    return th.ops.aten.tanh_backward(grad_output, output)
+
+
+#: Activation -> (function, backward from the activation's OUTPUT h): tanh' = 1 - h^2, relu' = 1[h > 0]; ATen's fused
+#: backward kernels compute grad * derivative in one operation
+_ACTIVATIONS: dict[type[nn.Module], tuple[Callable[[th.Tensor], th.Tensor], Callable[[th.Tensor, th.Tensor], th.Tensor]]] = {
+    nn.Tanh: (th.tanh, _tanh_backward),
+    nn.ReLU: (th.relu, _relu_backward),
+}
 
 
 def _grad_buffer(param: th.Tensor) -> th.Tensor:
@@ -123,7 +159,8 @@ def fused_adam_step(optimizer: th.optim.Optimizer) -> Callable[[], None] | None:
     differentiable / decoupled weight decay) whose state already exists, the returned callable increments the step
     counters and calls the same kernel with the same arguments, so the update is bit for bit the one
     ``optimizer.step()`` makes. The parameters' ``.grad`` tensors must stay the same objects between calls (they
-    are gathered once), as :class:`MlpRegression` guarantees.
+    are gathered once), as :class:`MlpRegression` guarantees. The per-parameter step counters become views of one
+    tensor, advanced by one ``add_``.
 
     :param optimizer: the critic's optimizer
     :return: the step function, or None when the shortcut does not apply (then call ``optimizer.step()``)
@@ -138,16 +175,32 @@ def fused_adam_step(optimizer: th.optim.Optimizer) -> Callable[[], None] | None:
     states = [optimizer.state.get(param, {}) for param in params]
     if len(params) != len(group["params"]) or not all({"step", "exp_avg", "exp_avg_sq"} <= state.keys() for state in states):
         return None
-    if not all(isinstance(group[key], float) for key in ("lr", "eps", "weight_decay")):
+    first_step = states[0]["step"]
+    if not all(
+        isinstance(state["step"], th.Tensor)
+        and state["step"].dim() == 0
+        and state["step"].dtype == first_step.dtype
+        and state["step"].device == first_step.device
+        for state in states
+    ):
+        return None
+    # Hyperparameters given as tensors (or bools) are left to optimizer.step(); ints such as the default
+    # weight_decay=0 are passed to the kernel as floats, exactly as Adam.step() does
+    if not all(_is_real_number(group[key]) for key in ("lr", "eps", "weight_decay")):
         return None
     grads = [param.grad for param in params]
     exp_avgs = [state["exp_avg"] for state in states]
     exp_avg_sqs = [state["exp_avg_sq"] for state in states]
+    # Adam keeps one step counter per parameter, all equal here: make them views of one tensor so that a single
+    # add_ advances them all (they stay ordinary entries of the optimizer's state for step() and state_dict())
+    counter = th.stack([state["step"] for state in states])
+    for index, state in enumerate(states):
+        state["step"] = counter[index]
     steps = [state["step"] for state in states]
     beta1, beta2 = group["betas"]
 
     def step() -> None:
-        th._foreach_add_(steps, 1)
+        counter.add_(1)
         th._fused_adam_(
             params,
             grads,
@@ -155,16 +208,20 @@ def fused_adam_step(optimizer: th.optim.Optimizer) -> Callable[[], None] | None:
             exp_avg_sqs,
             [],
             steps,
-            lr=group["lr"],
+            lr=float(group["lr"]),
             beta1=float(beta1),
             beta2=float(beta2),
-            weight_decay=group["weight_decay"],
-            eps=group["eps"],
+            weight_decay=float(group["weight_decay"]),
+            eps=float(group["eps"]),
             amsgrad=False,
             maximize=False,
         )
 
     return step
+
+
+def _is_real_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def fast_value_regression(policy: nn.Module, critic_params: Sequence[nn.Parameter]) -> MlpRegression | None:

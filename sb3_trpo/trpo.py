@@ -1,4 +1,5 @@
 import io
+import math
 import pathlib
 import warnings
 from collections.abc import Callable
@@ -396,8 +397,10 @@ class TRPO(OnPolicyAlgorithm):
         optimizer_step: Callable[[], Any] = optimizer.step
         # The closed-form gradients keep the same .grad tensors, which the fused-Adam shortcut relies on
         try_fused_step = self._value_regression is not None
+        # Closed-form gradients with the critic's tensors looked up once for all the minibatches
+        value_regression = self._value_regression.bind() if self._value_regression is not None else None
         n_samples = returns.shape[0]
-        value_losses = []
+        value_losses: list[float] = []
         n_skipped = 0
         for _ in range(self.n_critic_updates):
             # Shuffle once per epoch; the minibatches are then contiguous views
@@ -407,14 +410,15 @@ class TRPO(OnPolicyAlgorithm):
                 minibatch = slice(start, start + self.batch_size)
                 minibatch_inputs: Any = index_observations(epoch_inputs, minibatch)
                 minibatch_returns = epoch_returns[minibatch]
-                if self._value_regression is not None:
+                if value_regression is not None:
                     # Same gradient as autograd's, without its graph bookkeeping (sb3_trpo.critic)
-                    value_loss = self._value_regression.loss_and_grad(minibatch_inputs, minibatch_returns)
+                    value_loss = value_regression(minibatch_inputs, minibatch_returns)
                 else:
-                    value_loss = F.mse_loss(minibatch_returns, predict_values(minibatch_inputs).flatten())
+                    loss = F.mse_loss(minibatch_returns, predict_values(minibatch_inputs).flatten())
                     optimizer.zero_grad(set_to_none=True)
-                    value_loss.backward()
-                if not bool(th.isfinite(value_loss)):
+                    loss.backward()
+                    value_loss = loss.item()
+                if not math.isfinite(value_loss):
                     n_skipped += 1
                     continue
                 optimizer_step()
@@ -422,8 +426,8 @@ class TRPO(OnPolicyAlgorithm):
                     # Adam's state now exists: step with its fused kernel directly (the same update, bit for bit)
                     optimizer_step = fused_adam_step(optimizer) or optimizer.step
                     try_fused_step = False
-                value_losses.append(value_loss.detach())
-        mean_loss = float(th.stack(value_losses).mean()) if value_losses else float("nan")
+                value_losses.append(value_loss)
+        mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
         return mean_loss, n_skipped
 
     def train(self) -> None:

@@ -32,7 +32,7 @@ def test_closed_form_gradient_matches_autograd(activation, hidden, bias):
 
     reference = F.mse_loss(y, head(body(x)).flatten())
     expected = th.autograd.grad(reference, regression.parameters)
-    assert th.allclose(loss, reference, rtol=1e-12)
+    assert loss == pytest.approx(reference.item(), rel=1e-12)
     for grad, expected_grad in zip(closed_form, expected, strict=True):
         assert th.allclose(grad, expected_grad, rtol=1e-10, atol=1e-12)
 
@@ -96,7 +96,7 @@ def test_fast_value_regression_requires_the_critic_parameters():
     assert fast_value_regression(policy, critic[:-1]) is None
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+@pytest.mark.parametrize("weight_decay", [0, 0.0, 1e-3])  # 0: Adam's default, an int
 def test_fused_adam_shortcut_is_bit_for_bit_optimizer_step(weight_decay):
     th.manual_seed(0)
     nets = [nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)) for _ in range(2)]
@@ -135,3 +135,14 @@ def test_fused_adam_shortcut_declines_other_optimizers():
         assert fused_adam_step(optimizer) is None
     fresh = th.optim.Adam(net.parameters(), fused=True)  # no state yet
     assert fused_adam_step(fresh) is None
+
+
+def test_trpo_default_critic_optimizer_takes_the_fused_shortcut():
+    # With SB3's default optimizer settings (Adam, weight_decay=0 as an int) the shortcut must apply:
+    # it once declined them silently, leaving the critic on the slow optimizer.step() path
+    from sb3_trpo import TRPO
+
+    model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, n_critic_updates=1, seed=0)
+    model.learn(64)
+    assert model.policy.optimizer.param_groups[0]["weight_decay"] == 0
+    assert fused_adam_step(model.policy.optimizer) is not None
