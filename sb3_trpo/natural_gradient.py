@@ -30,12 +30,15 @@ class CGResult(NamedTuple):
     :param n_iter: number of matrix-vector products used inside the loop
     :param residual_norm: ``||b - A x||`` as tracked by the recurrence (a 0-d tensor)
     :param converged: whether the residual fell below the tolerance before ``max_iter``
+    :param residual: ``r = b - A x`` as tracked by the recurrence, shape (n,); ``b - r`` is ``A x`` without
+        another product
     """
 
     x: th.Tensor
     n_iter: int
     residual_norm: th.Tensor
     converged: bool
+    residual: th.Tensor
 
 
 class LineSearchResult(NamedTuple):
@@ -269,7 +272,7 @@ def conjugate_gradient(
         converged = bool(new_r_dot_r < residual_tol)
         p = r + (new_r_dot_r / r_dot_r) * p
         r_dot_r = new_r_dot_r
-    return CGResult(x=x, n_iter=n_iter, residual_norm=th.sqrt(r_dot_r), converged=converged)
+    return CGResult(x=x, n_iter=n_iter, residual_norm=th.sqrt(r_dot_r), converged=converged, residual=r)
 
 
 def max_step_length(direction: th.Tensor, fvp_direction: th.Tensor, target_kl: float) -> float:

@@ -131,6 +131,19 @@ def test_conjugate_gradient_respects_max_iter_and_warm_start():
     assert th.allclose(resumed.x, exact, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("max_iter", [1, 4, 25])
+def test_conjugate_gradient_residual_gives_the_product_of_its_solution(max_iter):
+    # TRPO sizes its step with s^T A s = s . (g - r): the tracked residual must equal g - A x, converged or not,
+    # from zero or from a warm start, in float32 as TRPO runs it
+    a = _random_spd(40, 5).float()
+    b = th.randn(40, generator=th.Generator().manual_seed(6))
+    for x0 in (None, th.randn(40, generator=th.Generator().manual_seed(7))):
+        result = conjugate_gradient(lambda v: a @ v, b, max_iter=max_iter, residual_tol=0.0, x0=x0)
+        assert th.allclose(b - result.residual, a @ result.x, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+        quadratic = float(th.dot(result.x, a @ result.x))
+        assert math.isclose(float(th.dot(result.x, b - result.residual)), quadratic, rel_tol=1e-4)
+
+
 def test_conjugate_gradient_stops_on_non_positive_curvature():
     # A = diag(1, -1): the second direction has negative curvature
     a = th.diag(th.tensor([1.0, -1.0], dtype=th.float64))
