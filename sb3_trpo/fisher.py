@@ -23,10 +23,16 @@ import copy
 from collections.abc import Callable, Sequence
 
 import torch as th
-from stable_baselines3.common.distributions import Distribution
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution, Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
+from torch.nn import functional as F
 
+from sb3_trpo.critic import mlp_layers
 from sb3_trpo.natural_gradient import FisherVectorProduct
 
 OutputTensors = tuple[th.Tensor, ...]
@@ -234,3 +240,169 @@ def gauss_newton_fisher_vector_product(
         return th.cat([grad.reshape(-1) for grad in _grad_or_zeros(grads, params)]) + damping * vector
 
     return fvp
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Closed form for MLP actors: J v by a tangent forward pass, J^T u by a backward pass, no autograd graph
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def mlp_fisher_vector_product(
+    policy: nn.Module, params: Sequence[nn.Parameter], observations: PyTorchObs, damping: float
+) -> FisherVectorProduct | None:
+    """
+    The same damped product as :func:`gauss_newton_fisher_vector_product`, in closed form for MLP actors.
+
+    For SB3's ``ActorCriticPolicy`` whose actor is ``FlattenExtractor`` (non-image ``Box`` observations), an
+    ``mlp_extractor.policy_net`` of linear layers with tanh or ReLU and a linear ``action_net``, with a diagonal
+    Gaussian (no gSDE) or categorical action distribution. The activations at ``theta_old`` are computed once; then
+    for each product, with ``h_k`` the input of linear layer ``k`` and ``a_k'`` its activation's derivative:
+
+    - ``J v`` by a tangent forward pass: ``dz_k = h_k dW_k^T + db_k + (a_{k-1}' * dz_{k-1}) W_k^T``;
+    - ``u = M J v / N`` with ``M`` the closed-form Fisher of the output distribution (of the logits; of the mean,
+      ``diag(1 / sigma^2)``);
+    - ``J^T u`` by a backward pass: ``dW_k = u_k^T h_k``, ``db_k = sum u_k``, ``u_{k-1} = (u_k W_k) * a_{k-1}'``.
+
+    The block of ``log_std`` is ``2 I``: ``sigma = exp(log_std)`` does not depend on the observation and its Fisher
+    in ``sigma`` is ``2 / sigma^2``, so ``J^T M J = sigma * 2 / sigma^2 * sigma = 2`` per dimension, with no cross
+    term (the mean does not depend on ``log_std``). Same product as the autograd version up to float rounding
+    (``tests/test_fisher.py``), with a handful of tensor operations per layer instead of autograd's graph walks.
+
+    :param policy: the policy
+    :param params: the actor parameters ``theta``, in the order of the flat vectors
+    :param observations: the batch the mean KL is taken over (already sub-sampled if needed)
+    :param damping: ``cg_damping``
+    :return: ``v -> (F + damping * I) v`` on flat vectors, or None where the closed form does not apply
+    """
+    layers = _mlp_actor_layers(policy, observations)
+    if layers is None:
+        return None
+    log_std: th.Tensor | None = None
+    if isinstance(policy.action_dist, DiagGaussianDistribution):
+        log_std = getattr(policy, "log_std", None)
+        if not isinstance(log_std, nn.Parameter):
+            return None
+    # The flat vectors' pieces, in the order of params: each one a (weight, bias) of a layer, or log_std
+    pieces = [linear.weight for linear, _ in layers] + [linear.bias for linear, _ in layers]
+    pieces += [] if log_std is None else [log_std]
+    if sorted(map(id, params)) != sorted(id(piece) for piece in pieces if piece is not None):
+        return None
+    order = {id(param): position for position, param in enumerate(params)}
+    actor = _MlpActorJacobian(layers, _flat_features(observations))
+    metric = _output_metric(actor.outputs, log_std)
+    numels = [param.numel() for param in params]
+
+    def fvp(vector: th.Tensor) -> th.Tensor:
+        with th.no_grad():
+            chunks = th.split(vector, numels)
+
+            def tangent_of(param: th.Tensor | None) -> th.Tensor | None:
+                return None if param is None else chunks[order[id(param)]].view(param.shape)
+
+            tangent = actor.jacobian_vector(
+                [tangent_of(linear.weight) for linear, _ in layers], [tangent_of(linear.bias) for linear, _ in layers]
+            )
+            grads_weight, grads_bias = actor.jacobian_transpose_vector(metric(tangent))
+            products: list[th.Tensor] = [th.empty(0)] * len(params)
+            for (linear, _), grad_weight, grad_bias in zip(layers, grads_weight, grads_bias, strict=True):
+                products[order[id(linear.weight)]] = grad_weight
+                if linear.bias is not None:
+                    products[order[id(linear.bias)]] = grad_bias
+            if log_std is not None:
+                # The log_std block of J^T M J / N is 2 I (see above)
+                products[order[id(log_std)]] = 2.0 * chunks[order[id(log_std)]]
+            return th.cat([product.reshape(-1) for product in products]) + damping * vector
+
+    return fvp
+
+
+class _MlpActorJacobian:
+    """``J v`` and ``J^T u`` of an MLP's output in its weights, at the activations of one forward pass."""
+
+    def __init__(self, layers: list[tuple[nn.Linear, nn.Module | None]], inputs: th.Tensor) -> None:
+        self.weights = [linear.weight.detach() for linear, _ in layers]
+        self.layer_inputs: list[th.Tensor] = []  # h_k, the input of linear layer k
+        self.derivatives: list[th.Tensor] = []  # a_k', the derivative of the activation after layer k
+        with th.no_grad():
+            hidden = inputs
+            for linear, activation in layers:
+                self.layer_inputs.append(hidden)
+                hidden = F.linear(hidden, linear.weight, linear.bias)
+                if activation is not None:
+                    hidden = activation(hidden)
+                    self.derivatives.append(_activation_derivative(activation, hidden))
+        self.outputs = hidden
+
+    def jacobian_vector(self, tangent_weights: list[th.Tensor | None], tangent_biases: list[th.Tensor | None]) -> th.Tensor:
+        # dz_k = h_k dW_k^T + db_k + (a_{k-1}' * dz_{k-1}) W_k^T                [tangent forward pass]
+        tangent = th.empty(0)
+        for index, (tangent_weight, tangent_bias) in enumerate(zip(tangent_weights, tangent_biases, strict=True)):
+            assert tangent_weight is not None
+            change = F.linear(self.layer_inputs[index], tangent_weight, tangent_bias)
+            if index > 0:
+                change = th.addmm(change, tangent * self.derivatives[index - 1], self.weights[index].t())
+            tangent = change
+        return tangent
+
+    def jacobian_transpose_vector(self, grad_output: th.Tensor) -> tuple[list[th.Tensor], list[th.Tensor]]:
+        # dW_k = u_k^T h_k, db_k = sum_i u_k, u_{k-1} = (u_k W_k) * a_{k-1}'     [backward pass]
+        grads_weight: list[th.Tensor] = []
+        grads_bias: list[th.Tensor] = []
+        for index in range(len(self.weights) - 1, -1, -1):
+            grads_weight.insert(0, grad_output.t() @ self.layer_inputs[index])
+            grads_bias.insert(0, grad_output.sum(dim=0))
+            if index > 0:
+                grad_output = (grad_output @ self.weights[index]) * self.derivatives[index - 1]
+        return grads_weight, grads_bias
+
+
+def _output_metric(outputs: th.Tensor, log_std: th.Tensor | None) -> Callable[[th.Tensor], th.Tensor]:
+    # u -> M u / N at theta_old: diag(1 / sigma^2) for the Gaussian mean, diag(p) - p p^T for the logits
+    batch_size = outputs.shape[0]
+    with th.no_grad():
+        if log_std is not None:
+            weight = th.exp(-2.0 * log_std.detach()) / batch_size
+            return lambda tangent: tangent * weight
+        probs = th.softmax(outputs, dim=-1)
+    return lambda tangent: categorical_fisher_product_from_probs(probs, tangent) / batch_size
+
+
+def categorical_fisher_product_from_probs(probs: th.Tensor, d_logits: th.Tensor) -> th.Tensor:
+    """
+    :func:`categorical_fisher_product` with the probabilities already computed.
+
+    :param probs: ``softmax(logits)``, shape (batch, n_categories)
+    :param d_logits: tangent of the logits, shape (batch, n_categories)
+    :return: ``(diag(p) - p p^T) d_logits``, shape (batch, n_categories)
+    """
+    weighted = probs * d_logits
+    return weighted - probs * weighted.sum(dim=-1, keepdim=True)
+
+
+def _flat_features(observations: PyTorchObs) -> th.Tensor:
+    # preprocess_obs for a non-image Box (float), then FlattenExtractor (start_dim=1)
+    assert isinstance(observations, th.Tensor)
+    return observations.float().flatten(1)
+
+
+def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tensor:
+    # tanh'(z) = 1 - tanh(z)^2 ; relu'(z) = 1[relu(z) > 0], from the activation's output
+    if isinstance(activation, nn.Tanh):
+        return 1.0 - output * output
+    return (output > 0).to(output.dtype)
+
+
+def _mlp_actor_layers(policy: nn.Module, observations: PyTorchObs) -> list[tuple[nn.Linear, nn.Module | None]] | None:
+    # The actor as a chain of linear layers (policy_net then action_net), where the closed form applies
+    if type(policy) is not ActorCriticPolicy or not isinstance(observations, th.Tensor):
+        return None
+    observation_space = policy.observation_space
+    if not isinstance(observation_space, spaces.Box) or is_image_space(observation_space):
+        return None
+    if type(policy.pi_features_extractor) is not FlattenExtractor:
+        return None
+    if type(policy.action_dist) not in (DiagGaussianDistribution, CategoricalDistribution):
+        return None
+    if type(policy.mlp_extractor) is not MlpExtractor or type(policy.action_net) is not nn.Linear:
+        return None
+    return mlp_layers([policy.mlp_extractor.policy_net, policy.action_net])

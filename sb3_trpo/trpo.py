@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo.critic import fast_value_regression, fused_adam_step
-from sb3_trpo.fisher import gauss_newton_fisher_vector_product, supports_gauss_newton
+from sb3_trpo.fisher import gauss_newton_fisher_vector_product, mlp_fisher_vector_product, supports_gauss_newton
 from sb3_trpo.natural_gradient import (
     FisherVectorProduct,
     LineSearchResult,
@@ -119,7 +119,8 @@ class TRPO(OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     :param fisher_product: How the Fisher-vector products of conjugate gradient are computed (same matrix, different
         cost): ``"gauss_newton"`` (default) as ``J^T M J v`` with ``J`` the Jacobian of the distribution parameters
-        (products through graphs built once per update) and ``M`` the closed-form Fisher of the action distribution
+        (in closed form for MLP actors, elsewhere through graphs built once per update) and ``M`` the closed-form
+        Fisher of the action distribution
         (Gaussian, gSDE, categorical, multi-categorical, Bernoulli; any other distribution falls back to double backward);
         ``"double_backward"``: the Hessian-vector product of the mean KL by double backward (the reference).
     """
@@ -319,7 +320,11 @@ class TRPO(OnPolicyAlgorithm):
         if self.sub_sampling_factor > 1:
             observations = index_observations(observations, slice(None, None, self.sub_sampling_factor))
         if self.fisher_product == "gauss_newton" and supports_gauss_newton(distribution):
-            # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.fisher)
+            # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.fisher): in closed
+            # form for MLP actors, else through autograd graphs built once
+            closed_form = mlp_fisher_vector_product(self.policy, self.actor_params, observations, damping=self.cg_damping)
+            if closed_form is not None:
+                return closed_form
             return gauss_newton_fisher_vector_product(self.policy, self.actor_params, observations, damping=self.cg_damping)
         # F v = grad_theta((grad_theta KL) . v) by double backward through one retained graph
         if self.sub_sampling_factor > 1:

@@ -14,6 +14,7 @@ from sb3_trpo.fisher import (
     bernoulli_fisher_product,
     categorical_fisher_product,
     gauss_newton_fisher_vector_product,
+    mlp_fisher_vector_product,
     normal_fisher_product,
     supports_gauss_newton,
 )
@@ -127,6 +128,56 @@ def test_cg_direction_equals_reference(kind: str) -> None:
     assert relative_error(fast.x, reference.x) < 1e-4
 
 
+@pytest.mark.parametrize(
+    "kind,policy_kwargs",
+    [
+        ("gaussian", dict(net_arch=[8])),
+        ("gaussian", dict(net_arch=dict(pi=[6, 5], vf=[4]), activation_fn=th.nn.ReLU, log_std_init=-0.5)),
+        ("gaussian", dict(net_arch=[])),
+        ("categorical", dict(net_arch=[8, 7])),
+        ("categorical", dict(net_arch=[], share_features_extractor=False)),
+    ],
+)
+def test_mlp_closed_form_equals_hessian_and_autograd(kind: str, policy_kwargs: dict[str, Any]) -> None:
+    th.manual_seed(0)
+    action_space, _ = ACTION_SPACES[kind]
+    policy = ActorCriticPolicy(spaces.Box(-1, 1, (3,)), action_space, lambda _: 1e-3, **policy_kwargs)
+    with th.no_grad():
+        for param in policy.parameters():
+            param.add_(0.3 * th.randn_like(param))
+    params, _ = actor_critic_parameters(policy)
+    observations = th.randn(N_SAMPLES, 3)
+    closed_form = mlp_fisher_vector_product(policy, params, observations, DAMPING)
+    assert closed_form is not None
+    autograd = gauss_newton_fisher_vector_product(policy, params, observations, DAMPING)
+    fisher = explicit_fisher(policy, params, observations)
+    generator = th.Generator().manual_seed(3)
+    for _ in range(3):
+        vector = th.randn(fisher.shape[0], generator=generator)
+        assert relative_error(closed_form(vector), fisher @ vector + DAMPING * vector) < 1e-5
+        assert relative_error(closed_form(vector), autograd(vector)) < 1e-5
+    # Parameters in another order: the flat vectors follow params
+    reordered = params[::-1]
+    vector = th.randn(fisher.shape[0], generator=generator)
+    product = mlp_fisher_vector_product(policy, reordered, observations, DAMPING)
+    assert product is not None
+    assert (
+        relative_error(product(vector), gauss_newton_fisher_vector_product(policy, reordered, observations, DAMPING)(vector))
+        < 1e-5
+    )
+
+
+@pytest.mark.parametrize("kind", ["gsde", "multicategorical", "bernoulli"])
+def test_mlp_closed_form_declines_other_distributions(kind: str) -> None:
+    policy = make_policy(kind)
+    params, _ = actor_critic_parameters(policy)
+    assert mlp_fisher_vector_product(policy, params, th.randn(4, 3), DAMPING) is None
+    # and a parameter list that is not exactly the actor's
+    gaussian = make_policy("gaussian")
+    actor, _ = actor_critic_parameters(gaussian)
+    assert mlp_fisher_vector_product(gaussian, actor[1:], th.randn(4, 3), DAMPING) is None
+
+
 def test_gauss_newton_leaves_policy_distribution_untouched() -> None:
     policy = make_policy("gsde")
     params, _ = actor_critic_parameters(policy)
@@ -184,3 +235,19 @@ def test_train_on_cuda() -> None:
     model.learn(64)
     assert model.policy.device.type == "cuda"
     assert all(param.is_cuda for param in model.actor_params)
+
+
+def test_trpo_uses_the_closed_form_for_mlp_actors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sb3_trpo.trpo
+
+    made = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        product = mlp_fisher_vector_product(*args, **kwargs)
+        made.append(product is not None)
+        return product
+
+    monkeypatch.setattr(sb3_trpo.trpo, "mlp_fisher_vector_product", recording)
+    TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, n_critic_updates=1, seed=0).learn(128)
+    TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, n_critic_updates=1, use_sde=True, seed=0).learn(128)
+    assert made == [True, True, False, False]
