@@ -1,7 +1,9 @@
 """zoo_configs/trpo.yml: every entry parses the way the RL Zoo parses it and builds a TRPO on its environment."""
 
 import argparse
+import json
 import re
+import statistics
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -75,16 +77,46 @@ def test_required_environments_have_an_entry() -> None:
     assert "stable_baselines3.common.atari_wrappers.AtariWrapper" in atari["env_wrapper"]
 
 
-def test_every_entry_is_marked_to_be_tuned() -> None:
-    # Nothing has been measured with sb3_trpo yet: the comment above each entry says so
+TUNED = re.compile(r"^# Tuned \(.*\): (-?\d+\.\d) \+/- (\d+\.\d) at ")
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _entry_marks() -> dict[str, str]:
+    # The comment line right above each top-level entry
     lines = CONFIG_PATH.read_text().splitlines()
+    marks = {}
     for index, line in enumerate(lines):
         match = re.match(r"^([\w/.-]+):", line)
-        if match is None:
-            continue
-        previous = next(text for text in reversed(lines[:index]) if text.strip())
-        assert previous.startswith("# To be tuned"), f"entry {match.group(1)!r} is not marked '# To be tuned'"
-    assert len(CONFIG) == sum(bool(re.match(r"^[\w/.-]+:", line)) for line in lines)
+        if match is not None:
+            marks[match.group(1)] = next(text for text in reversed(lines[:index]) if text.strip())
+    assert len(CONFIG) == len(marks)
+    return marks
+
+
+def test_every_entry_is_marked_tuned_or_to_be_tuned() -> None:
+    for key, mark in _entry_marks().items():
+        assert mark.startswith("# To be tuned") or TUNED.match(mark), f"entry {key!r} is not marked: {mark!r}"
+
+
+def test_tuned_entries_match_the_committed_results() -> None:
+    # A `# Tuned` mark quotes the final return of sb3_trpo's runs in benchmarks/results/ (seeds 0, 1, 2, at the
+    # entry's budget and hyperparameters): recompute it from the JSON lines
+    tuned = {key: TUNED.match(mark) for key, mark in _entry_marks().items() if mark.startswith("# Tuned")}
+    assert tuned, "no entry is marked # Tuned"
+    for key, match in tuned.items():
+        assert match is not None
+        runs = [json.loads(line) for line in (RESULTS / f"{key}.jsonl").read_text().splitlines() if line.strip()]
+        finals = {
+            run["seed"]: run["final_eval"]["mean"]
+            for run in runs
+            if run["algo"] == "sb3_trpo"
+            and run["budget"] == int(CONFIG[key]["n_timesteps"])
+            and all(run["hyperparams"].get(name) == value for name, value in CONFIG[key].items())
+        }
+        assert sorted(finals) == [0, 1, 2], f"{key}: runs of seeds {sorted(finals)}"
+        values = [finals[seed] for seed in (0, 1, 2)]
+        assert f"{statistics.mean(values):.1f}" == match.group(1), key
+        assert f"{statistics.pstdev(values):.1f}" == match.group(2), key
 
 
 @pytest.mark.parametrize("key", sorted(CONFIG))
