@@ -23,17 +23,14 @@ import copy
 from collections.abc import Callable, Sequence
 
 import torch as th
-from gymnasium import spaces
-from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution, Distribution
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
+from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo.critic import mlp_layers
 from sb3_trpo.natural_gradient import FisherVectorProduct
+from sb3_trpo.policies import has_flat_mlp_actor
 
 OutputTensors = tuple[th.Tensor, ...]
 OutputFisherProduct = Callable[[OutputTensors], OutputTensors]
@@ -66,10 +63,7 @@ def categorical_fisher_product(logits: th.Tensor, d_logits: th.Tensor) -> th.Ten
     :param d_logits: tangent of the logits, shape (batch, n_categories)
     :return: ``M d_logits``, shape (batch, n_categories)
     """
-    # M t = (diag(p) - p p^T) t = p * t - p * (p . t)                         [Fisher of softmax(logits)]
-    probs = th.softmax(logits, dim=-1)
-    weighted = probs * d_logits
-    return weighted - probs * weighted.sum(dim=-1, keepdim=True)
+    return categorical_fisher_product_from_probs(th.softmax(logits, dim=-1), d_logits)
 
 
 def bernoulli_fisher_product(logits: th.Tensor, d_logits: th.Tensor) -> th.Tensor:
@@ -375,6 +369,7 @@ def categorical_fisher_product_from_probs(probs: th.Tensor, d_logits: th.Tensor)
     :param d_logits: tangent of the logits, shape (batch, n_categories)
     :return: ``(diag(p) - p p^T) d_logits``, shape (batch, n_categories)
     """
+    # M t = (diag(p) - p p^T) t = p * t - p * (p . t)                         [Fisher of softmax(logits)]
     weighted = probs * d_logits
     return weighted - probs * weighted.sum(dim=-1, keepdim=True)
 
@@ -394,15 +389,6 @@ def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tenso
 
 def _mlp_actor_layers(policy: nn.Module, observations: PyTorchObs) -> list[tuple[nn.Linear, nn.Module | None]] | None:
     # The actor as a chain of linear layers (policy_net then action_net), where the closed form applies
-    if type(policy) is not ActorCriticPolicy or not isinstance(observations, th.Tensor):
-        return None
-    observation_space = policy.observation_space
-    if not isinstance(observation_space, spaces.Box) or is_image_space(observation_space):
-        return None
-    if type(policy.pi_features_extractor) is not FlattenExtractor:
-        return None
-    if type(policy.action_dist) not in (DiagGaussianDistribution, CategoricalDistribution):
-        return None
-    if type(policy.mlp_extractor) is not MlpExtractor or type(policy.action_net) is not nn.Linear:
+    if not has_flat_mlp_actor(policy) or not isinstance(observations, th.Tensor):
         return None
     return mlp_layers([policy.mlp_extractor.policy_net, policy.action_net])

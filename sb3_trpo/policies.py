@@ -13,7 +13,13 @@ and the update as a whole could leave the trust region. Pass ``share_features_ex
 an extractor of its own that it trains freely.
 """
 
+from typing import TypeGuard
+
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
 from torch import nn
 
 MlpPolicy = ActorCriticPolicy
@@ -93,4 +99,37 @@ def actor_critic_parameters(policy: nn.Module) -> tuple[list[nn.Parameter], list
     return ordered_actor, ordered_critic
 
 
-__all__ = ["CnnPolicy", "MlpPolicy", "MultiInputPolicy", "PolicyPartitionError", "actor_critic_parameters"]
+def has_flat_mlp_actor(policy: nn.Module) -> TypeGuard[ActorCriticPolicy]:
+    """
+    Whether the policy is SB3's ``ActorCriticPolicy`` itself with a plain MLP actor, the case the closed-form paths
+    (:mod:`sb3_trpo.rollout`, :func:`sb3_trpo.fisher.mlp_fisher_vector_product`) handle.
+
+    That is: the class itself (a subclass may override ``forward`` or ``get_distribution``), non-image ``Box``
+    observations through a ``FlattenExtractor``, an ``MlpExtractor``, a linear ``action_net``, and a diagonal
+    Gaussian (without gSDE) or categorical action distribution. (Whether the layers are linear with tanh or ReLU is
+    checked by :func:`sb3_trpo.critic.mlp_layers`.)
+
+    :param policy: the policy
+    :return: True when the closed-form paths may apply
+    """
+    if type(policy) is not ActorCriticPolicy:
+        return False
+    observation_space = policy.observation_space
+    return (
+        isinstance(observation_space, spaces.Box)
+        and not is_image_space(observation_space)
+        and type(policy.pi_features_extractor) is FlattenExtractor
+        and type(policy.mlp_extractor) is MlpExtractor
+        and type(policy.action_net) is nn.Linear
+        and type(policy.action_dist) in (DiagGaussianDistribution, CategoricalDistribution)
+    )
+
+
+__all__ = [
+    "CnnPolicy",
+    "MlpPolicy",
+    "MultiInputPolicy",
+    "PolicyPartitionError",
+    "actor_critic_parameters",
+    "has_flat_mlp_actor",
+]

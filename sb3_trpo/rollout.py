@@ -18,14 +18,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch as th
-from gymnasium import spaces
-from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
-from stable_baselines3.common.policies import ActorCriticPolicy
-from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
+from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
 from sb3_trpo.critic import SUPPORTED_ACTIVATIONS, mlp_layers
+from sb3_trpo.policies import has_flat_mlp_actor
 
 RolloutForward = Callable[..., tuple[th.Tensor, th.Tensor, th.Tensor]]
 #: (W^T, bias or None, activation or None) for each linear layer of a chain
@@ -76,18 +74,7 @@ def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
     :param policy: the policy
     :return: the forward function, or None (use ``policy.forward``)
     """
-    if type(policy) is not ActorCriticPolicy:
-        return None
-    observation_space = policy.observation_space
-    if not isinstance(observation_space, spaces.Box) or is_image_space(observation_space):
-        return None
-    extractors = [policy.pi_features_extractor, policy.vf_features_extractor]
-    if not all(type(extractor) is FlattenExtractor for extractor in extractors):
-        return None
-    action_dist = policy.action_dist
-    if type(action_dist) not in (DiagGaussianDistribution, CategoricalDistribution):
-        return None
-    if type(policy.mlp_extractor) is not MlpExtractor or type(policy.action_net) is not nn.Linear:
+    if not has_flat_mlp_actor(policy) or type(policy.vf_features_extractor) is not FlattenExtractor:
         return None
     if type(policy.value_net) is not nn.Linear:
         return None
@@ -99,7 +86,7 @@ def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
         return None
     actor, critic = actor + head, critic + value_head
     action_shape: tuple[int, ...] = policy.action_space.shape or ()
-    gaussian = type(action_dist) is DiagGaussianDistribution
+    gaussian = type(policy.action_dist) is DiagGaussianDistribution
     log_std = policy.log_std.detach() if gaussian else None
 
     def forward(obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
