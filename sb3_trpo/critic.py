@@ -14,9 +14,6 @@ from collections.abc import Callable, Sequence
 import torch as th
 from torch import nn
 
-#: Activations whose derivative is a cheap function of their OUTPUT h (see ``_ACTIVATIONS``)
-SUPPORTED_ACTIVATIONS = (nn.Tanh, nn.ReLU)
-
 
 def mlp_layers(modules: Sequence[nn.Module]) -> list[tuple[nn.Linear, nn.Module | None]] | None:
     """
@@ -38,7 +35,7 @@ def mlp_layers(modules: Sequence[nn.Module]) -> list[tuple[nn.Linear, nn.Module 
     for module in flat:
         if type(module) is nn.Linear:
             layers.append((module, None))
-        elif type(module) in SUPPORTED_ACTIVATIONS and layers and layers[-1][1] is None:
+        elif type(module) in ACTIVATIONS and layers and layers[-1][1] is None:
             layers[-1] = (layers[-1][0], module)
         else:
             return None
@@ -90,7 +87,7 @@ class MlpRegression:
                 None if linear.bias is None else linear.bias.detach(),
                 _grad_buffer(linear.weight),
                 None if linear.bias is None else _grad_buffer(linear.bias),
-                _ACTIVATIONS[type(activation)] if activation is not None else None,
+                ACTIVATIONS[type(activation)] if activation is not None else None,
             )
             for linear, activation in self.layers
         ]
@@ -137,7 +134,7 @@ def _tanh_backward(grad_output: th.Tensor, output: th.Tensor) -> th.Tensor:
 
 #: Activation -> (function, backward from the activation's OUTPUT h): tanh' = 1 - h^2, relu' = 1[h > 0]; ATen's fused
 #: backward kernels compute grad * derivative in one operation
-_ACTIVATIONS: dict[type[nn.Module], tuple[Callable[[th.Tensor], th.Tensor], Callable[[th.Tensor, th.Tensor], th.Tensor]]] = {
+ACTIVATIONS: dict[type[nn.Module], tuple[Callable[[th.Tensor], th.Tensor], Callable[[th.Tensor, th.Tensor], th.Tensor]]] = {
     nn.Tanh: (th.tanh, _tanh_backward),
     nn.ReLU: (th.relu, _relu_backward),
 }

@@ -22,15 +22,13 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.torch_layers import FlattenExtractor
 from torch import nn
 
-from sb3_trpo.critic import SUPPORTED_ACTIVATIONS, mlp_layers
+from sb3_trpo.critic import ACTIVATIONS, mlp_layers
 from sb3_trpo.policies import has_flat_mlp_actor
 
 RolloutForward = Callable[..., tuple[th.Tensor, th.Tensor, th.Tensor]]
 #: (W^T, bias or None, activation or None) for each linear layer of a chain
 BoundLayers = list[tuple[th.Tensor, th.Tensor | None, Callable[[th.Tensor], th.Tensor] | None]]
 
-_ACTIVATION_FUNCTIONS: dict[type[nn.Module], Callable[[th.Tensor], th.Tensor]] = {nn.Tanh: th.tanh, nn.ReLU: th.relu}
-assert set(_ACTIVATION_FUNCTIONS) == set(SUPPORTED_ACTIVATIONS)
 
 # log(sqrt(2 pi)), the constant of torch.distributions.Normal.log_prob, computed the same way
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
@@ -47,7 +45,7 @@ def _bind_chain(chain: nn.Module) -> BoundLayers | None:
         (
             linear.weight.detach().t(),
             None if linear.bias is None else linear.bias.detach(),
-            None if activation is None else _ACTIVATION_FUNCTIONS[type(activation)],
+            None if activation is None else ACTIVATIONS[type(activation)][0],
         )
         for linear, activation in layers
     ]
