@@ -25,6 +25,7 @@ Usage (classic control, the RL Zoo budgets, 3 seeds)::
 import argparse
 import ast
 import copy
+import hashlib
 import dataclasses
 import fcntl
 import importlib.metadata
@@ -55,6 +56,8 @@ CLASSIC_CONTROL = (
 )
 MUJOCO = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# --trpo-config / --ppo-config value that stands for the RL Zoo's own hyperparams/trpo.yml / ppo.yml
+RL_ZOO = "rl_zoo"
 
 
 @dataclass
@@ -68,9 +71,9 @@ class Args:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """random seeds"""
     trpo_config: str = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
-    """hyperparameter file (RL Zoo schema) of both TRPOs"""
-    ppo_config: str = ""
-    """hyperparameter file of PPO (default: the RL Zoo's hyperparams/ppo.yml)"""
+    """hyperparameter file (RL Zoo schema) of both TRPOs; rl_zoo: the RL Zoo's own hyperparams/trpo.yml"""
+    ppo_config: str = RL_ZOO
+    """hyperparameter file of PPO; rl_zoo: the RL Zoo's own hyperparams/ppo.yml"""
     budget_scale: float = 1.0
     """multiply every budget (the TRPO file's n_timesteps) by this factor, for quick checks"""
     n_timesteps: int = 0
@@ -136,13 +139,23 @@ def _field_docs(cls: type) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def default_ppo_config() -> str:
+def rl_zoo_config(algo: str) -> str:
     """
-    :return: path of the RL Zoo's ``hyperparams/ppo.yml`` (installed with rl_zoo3)
+    :param algo: ``trpo`` or ``ppo``
+    :return: path of the RL Zoo's own ``hyperparams/<algo>.yml`` (installed with rl_zoo3)
     """
     import rl_zoo3
 
-    return str(Path(rl_zoo3.__file__).resolve().parent / "hyperparams" / "ppo.yml")
+    return str(Path(rl_zoo3.__file__).resolve().parent / "hyperparams" / f"{algo}.yml")
+
+
+def config_path(value: str, algo: str) -> str:
+    """
+    :param value: a ``--trpo-config`` or ``--ppo-config`` value: a path, or ``rl_zoo``
+    :param algo: ``trpo`` or ``ppo``
+    :return: the hyperparameter file's path
+    """
+    return rl_zoo_config(algo) if value == RL_ZOO else value
 
 
 def select_entry(config_path: str, env_id: str) -> tuple[str, dict[str, Any]]:
@@ -173,7 +186,7 @@ def run_budget(args: Args, env_id: str) -> int:
     """
     if args.n_timesteps > 0:
         return args.n_timesteps
-    _, entry = select_entry(args.trpo_config, env_id)
+    _, entry = select_entry(config_path(args.trpo_config, "trpo"), env_id)
     return max(1, round(float(entry["n_timesteps"]) * args.budget_scale))
 
 
@@ -293,7 +306,7 @@ def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int) -
             return True
 
         def _on_rollout_end(self) -> None:
-            episode_returns = [info["r"] for info in self.model.ep_info_buffer]
+            episode_returns = [info["r"] for info in self.model.ep_info_buffer or ()]
             self._pending = {
                 "timesteps": int(self.num_timesteps),
                 "ep_rew_mean": float(np.mean(episode_returns)) if episode_returns else None,
@@ -373,6 +386,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         final_returns, _ = evaluate_policy(
             model, final_env, n_eval_episodes=spec["final_eval_episodes"], deterministic=True, return_episode_rewards=True
         )
+        assert isinstance(final_returns, list)  # return_episode_rewards=True: one return per episode
         for vec_env in (env, eval_env, final_env):
             vec_env.close()
 
@@ -445,11 +459,21 @@ def results_path(out: str, env_id: str) -> Path:
     return Path(out) / f"{env_id}.jsonl"
 
 
-def run_key(algo: str, env_id: str, seed: int, budget: int, config: str) -> tuple[str, str, int, int, str]:
+def hyperparams_digest(hyperparams: dict[str, Any]) -> str:
     """
-    :return: what identifies a run: algorithm, environment, seed, budget and the hyperparameter file's name
+    :param hyperparams: a Zoo entry
+    :return: 12 hex digits of the SHA-1 of the entry as canonical JSON (same values, same digest, in any file)
     """
-    return (algo, env_id, seed, budget, Path(config).name)
+    text = json.dumps(_json_ready(hyperparams), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def run_key(algo: str, env_id: str, seed: int, budget: int, hyperparams: dict[str, Any]) -> tuple[str, str, int, int, str]:
+    """
+    :return: what identifies a run: algorithm, environment, seed, budget and the hyperparameters' digest (a run
+        with the same values in another file counts as done; a changed entry runs again)
+    """
+    return (algo, env_id, seed, budget, hyperparams_digest(hyperparams))
 
 
 def finished_runs(out: str, env_id: str) -> set[tuple[str, str, int, int, str]]:
@@ -464,7 +488,7 @@ def finished_runs(out: str, env_id: str) -> set[tuple[str, str, int, int, str]]:
         for line in path.read_text().splitlines():
             if line.strip():
                 record = json.loads(line)
-                keys.add(run_key(record["algo"], record["env"], record["seed"], record["budget"], record["config_file"]))
+                keys.add(run_key(record["algo"], record["env"], record["seed"], record["budget"], record["hyperparams"]))
     return keys
 
 
@@ -473,15 +497,15 @@ def plan_runs(args: Args) -> tuple[list[dict[str, Any]], int]:
     :param args: the benchmark's arguments
     :return: the specs of the runs still to do (environment-major order) and the number of finished runs skipped
     """
-    ppo_config = args.ppo_config or default_ppo_config()
+    trpo_config, ppo_config = config_path(args.trpo_config, "trpo"), config_path(args.ppo_config, "ppo")
     pending, skipped = [], 0
     for env_id in args.envs:
         budget = run_budget(args, env_id)
         done = finished_runs(args.out, env_id)
         for seed in args.seeds:
             for algo in args.algos:
-                config = ppo_config if algo == "ppo" else args.trpo_config
-                if run_key(algo, env_id, seed, budget, config) in done:
+                config = ppo_config if algo == "ppo" else trpo_config
+                if run_key(algo, env_id, seed, budget, select_entry(config, env_id)[1]) in done:
                     skipped += 1
                     continue
                 pending.append(

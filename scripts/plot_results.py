@@ -2,7 +2,8 @@
 Plot and tabulate the runs of ``scripts/benchmark.py``.
 
 - One PNG per environment in ``--plots``: the deterministic evaluation return against training steps, the mean over
-  seeds with a +/- one std band, one line per algorithm.
+  seeds with a +/- one std band, one line per algorithm and hyperparameter set. Runs with the RL Zoo's own entry are
+  labelled by the algorithm alone; others also name what they change (e.g. ``target_kl=0.06``).
 - A markdown table in ``--table`` (and printed): per environment, the budget, the seeds, the final return
   (``mean +/- std`` over seeds of each seed's final evaluation mean) and the training steps per second of each algorithm.
 - Stability, per algorithm and environment: the share of updates after which the mean training return (Monitor
@@ -16,11 +17,14 @@ Usage::
 
 import argparse
 import dataclasses
+import functools
+import importlib.util
 import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import matplotlib
@@ -66,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def load_runs(results: str) -> dict[str, list[dict[str, Any]]]:
     """
     Read every ``*.jsonl`` file of the results folder. A run present twice (same algorithm, seed, budget and
-    hyperparameter file) counts once: its last line.
+    hyperparameters) counts once: its last line.
 
     :param results: results folder
     :return: the runs of each environment
@@ -76,21 +80,70 @@ def load_runs(results: str) -> dict[str, list[dict[str, Any]]]:
         for line in path.read_text().splitlines():
             if line.strip():
                 record = json.loads(line)
-                key = (record["algo"], record["seed"], record["budget"], Path(record["config_file"]).name)
+                key = (record["algo"], record["seed"], record["budget"], json.dumps(record["hyperparams"], sort_keys=True))
                 runs[record["env"]][key] = record
     return {env_id: list(by_key.values()) for env_id, by_key in runs.items()}
 
 
-def by_algo(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+@functools.cache
+def _benchmark_script() -> ModuleType:
+    # scripts/benchmark.py, for the RL Zoo's entries exactly as the benchmark selects them (v5 tasks: the v4 entry)
+    spec = importlib.util.spec_from_file_location("benchmark", Path(__file__).resolve().with_name("benchmark.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _rl_zoo_entry(algo: str, env_id: str) -> str | None:
+    # The RL Zoo's own entry of env_id (as canonical JSON), None when its file has none
+    benchmark = _benchmark_script()
+    try:
+        _, entry = benchmark.select_entry(benchmark.rl_zoo_config("ppo" if algo == "ppo" else "trpo"), env_id)
+    except ValueError:  # sb3_trpo.zoo.ConfigError: no entry
+        return None
+    return json.dumps(benchmark._json_ready(entry), sort_keys=True)
+
+
+def changes_from_rl_zoo(record: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param record: a run
+    :return: the hyperparameters whose value differs from the RL Zoo's own entry for the run's algorithm and
+        environment (None for a name the run leaves out); empty when the Zoo has no entry
+    """
+    zoo_json = _rl_zoo_entry(record["algo"], record["env"])
+    if zoo_json is None:
+        return {}
+    zoo, ours = json.loads(zoo_json), record["hyperparams"]
+    return {name: ours.get(name) for name in sorted(set(zoo) | set(ours)) if zoo.get(name) != ours.get(name)}
+
+
+def variant_label(record: dict[str, Any]) -> str:
+    """
+    :param record: a run
+    :return: its line's label: the algorithm, then what its hyperparameters change from the RL Zoo's
+        (``sb3_trpo TRPO (ours), target_kl=0.06``)
+    """
+    changes = changes_from_rl_zoo(record)
+    return ", ".join(
+        [ALGO_LABELS.get(record["algo"], record["algo"])] + [f"{name}={value}" for name, value in changes.items()]
+    )
+
+
+def by_variant(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """
     :param runs: the runs of one environment
-    :return: the runs of each algorithm (in ``ALGO_ORDER``), sorted by seed
+    :return: the runs of each algorithm and hyperparameter set, keyed by ``variant_label`` (algorithms in
+        ``ALGO_ORDER``, the RL Zoo's settings first), sorted by seed
     """
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    grouped: dict[tuple[int, str, int, str], list[dict[str, Any]]] = defaultdict(list)
     for record in runs:
-        grouped[record["algo"]].append(record)
-    order = [algo for algo in ALGO_ORDER if algo in grouped] + sorted(set(grouped) - set(ALGO_ORDER))
-    return {algo: sorted(grouped[algo], key=lambda record: record["seed"]) for algo in order}
+        algo = record["algo"]
+        rank = ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER)
+        label = variant_label(record)
+        grouped[(rank, algo, len(label), label)].append(record)
+    return {key[3]: sorted(grouped[key], key=lambda record: record["seed"]) for key in sorted(grouped)}
 
 
 def drop_share(ep_rew_means: list[float | None], fraction: float = DROP_FRACTION) -> float:
@@ -135,13 +188,13 @@ def plot_env(env_id: str, runs: list[dict[str, Any]], plots: Path) -> Path:
     :return: path of the PNG
     """
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for algo, records in by_algo(runs).items():
+    for label, records in by_variant(runs).items():
         # Seeds share their evaluation steps (same budget, n_envs and n_steps); cut to the shortest curve
         length = min(len(record["learning_curve"]) for record in records)
         steps = np.array([point["timesteps"] for point in records[0]["learning_curve"][:length]])
         returns = np.array([[point["mean"] for point in record["learning_curve"][:length]] for record in records])
         mean, std = returns.mean(axis=0), returns.std(axis=0)
-        (line,) = axis.plot(steps, mean, label=f"{ALGO_LABELS.get(algo, algo)} ({len(records)} seeds)")
+        (line,) = axis.plot(steps, mean, label=f"{label} ({len(records)} seeds)")
         axis.fill_between(steps, mean - std, mean + std, alpha=0.2, color=line.get_color())
     axis.set_title(f"{env_id} (deterministic evaluation, mean +/- std over seeds)", fontsize=10)
     axis.set_xlabel("timesteps")
@@ -166,7 +219,7 @@ def _seeds(runs: list[dict[str, Any]]) -> str:
 
 def tables(all_runs: dict[str, list[dict[str, Any]]]) -> str:
     """
-    The markdown table: one row per environment and algorithm.
+    The markdown table: one row per environment, algorithm and hyperparameter set.
 
     :param all_runs: the runs of each environment
     :return: markdown text
@@ -176,20 +229,21 @@ def tables(all_runs: dict[str, list[dict[str, Any]]]) -> str:
         "return over its final-evaluation episodes. Steps/s: training steps per second (evaluation time excluded), "
         "mean over seeds, each run one process pinned to one core. Drops: share of updates after which the mean "
         f"training return fell by more than {DROP_FRACTION:.0%} of the run's range (max - min of its curve), mean over "
-        "seeds. CV: coefficient of variation (std / |mean|) of the final return across seeds (2+ seeds).",
+        "seeds. CV: coefficient of variation (std / |mean|) of the final return across seeds (2+ seeds). Algorithm: "
+        "runs with the RL Zoo's own hyperparameters are named by the algorithm alone; other rows name what they change.",
         "",
         "| env | budget | algorithm | seeds | final return | steps/s | drops | CV |",
         "|---|---:|---|---|---:|---:|---:|---:|",
     ]
     for env_id in sorted(all_runs):
-        for algo, records in by_algo(all_runs[env_id]).items():
+        for label, records in by_variant(all_runs[env_id]).items():
             finals = [record["final_eval"]["mean"] for record in records]
             shares = [drop_share([update.get("ep_rew_mean") for update in record["updates"]]) for record in records]
             cv = f"{coefficient_of_variation(finals):.3f}" if len(finals) > 1 else "-"
             row = [
                 env_id,
                 _budgets(records),
-                ALGO_LABELS.get(algo, algo),
+                label,
                 _seeds(records),
                 f"{np.mean(finals):.1f} +/- {np.std(finals):.1f}",
                 f"{np.mean([record['steps_per_second'] for record in records]):.0f}",

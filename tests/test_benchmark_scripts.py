@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("sb3_trpo", "sb3_contrib", "ppo")
@@ -111,7 +112,7 @@ def test_drop_share_and_cv():
 
 def test_mujoco_v5_uses_zoo_v4_entries():
     benchmark = load_script("benchmark")
-    key, entry = benchmark.select_entry(benchmark.default_ppo_config(), "Hopper-v5")
+    key, entry = benchmark.select_entry(benchmark.rl_zoo_config("ppo"), "Hopper-v5")
     assert key == "Hopper-v4" and entry["n_timesteps"] == 1e6
     # Our own file has v5 entries
     key, _ = benchmark.select_entry(str(REPO_ROOT / "zoo_configs" / "trpo.yml"), "Hopper-v5")
@@ -122,3 +123,38 @@ def test_benchmark_rejects_unknown_algorithm():
     benchmark = load_script("benchmark")
     with pytest.raises(SystemExit):
         benchmark.parse_args(["--algos", "a2c"])
+
+
+def test_resume_keys_on_hyperparameters(tiny_results, tmp_path):
+    # A finished run counts for any file with the same entry (the RL Zoo's own trpo.yml has our CartPole-v1 values),
+    # and a changed entry runs again under the same file name
+    out, _ = tiny_results
+    benchmark = load_script("benchmark")
+    same = benchmark.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", "rl_zoo"])
+    assert benchmark.plan_runs(same) == ([], 3)
+    config = yaml.safe_load((REPO_ROOT / "zoo_configs" / "trpo.yml").read_text())
+    changed = tmp_path / "trpo.yml"
+    changed.write_text(yaml.safe_dump({"CartPole-v1": {**config["CartPole-v1"], "target_kl": 0.02}}))
+    pending, skipped = benchmark.plan_runs(
+        benchmark.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", str(changed)])
+    )
+    assert sorted(spec["algo"] for spec in pending) == ["sb3_contrib", "sb3_trpo"] and skipped == 1
+    assert all(spec["config"] == str(changed) for spec in pending)
+
+
+def test_variant_labels_name_the_changes_from_the_rl_zoo():
+    plot_results = load_script("plot_results")
+    benchmark = load_script("benchmark")
+    _, zoo_entry = benchmark.select_entry(benchmark.rl_zoo_config("trpo"), "Walker2d-v5")
+    record = {"algo": "sb3_trpo", "env": "Walker2d-v5", "hyperparams": benchmark._json_ready(zoo_entry)}
+    assert plot_results.variant_label(record) == "sb3_trpo TRPO (ours)"
+    tuned = {**record, "hyperparams": {**record["hyperparams"], "target_kl": 0.06, "cg_damping": 0.2}}
+    assert plot_results.variant_label(tuned) == "sb3_trpo TRPO (ours), cg_damping=0.2, target_kl=0.06"
+    runs = [{**tuned, "seed": 1}, {**record, "seed": 1}, {**record, "algo": "sb3_contrib", "seed": 0}, {**record, "seed": 0}]
+    grouped = plot_results.by_variant(runs)
+    assert list(grouped) == [
+        "sb3_trpo TRPO (ours)",
+        "sb3_trpo TRPO (ours), cg_damping=0.2, target_kl=0.06",
+        "sb3-contrib TRPO",
+    ]
+    assert [run["seed"] for run in grouped["sb3_trpo TRPO (ours)"]] == [0, 1]
