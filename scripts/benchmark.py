@@ -25,9 +25,9 @@ Usage (classic control, the RL Zoo budgets, 3 seeds)::
 import argparse
 import ast
 import copy
-import hashlib
 import dataclasses
 import fcntl
+import hashlib
 import importlib.metadata
 import itertools
 import json

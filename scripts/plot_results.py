@@ -76,11 +76,12 @@ def load_runs(results: str) -> dict[str, list[dict[str, Any]]]:
     :return: the runs of each environment
     """
     runs: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
+    digest = _benchmark_script().hyperparams_digest  # the benchmark's own run identity
     for path in sorted(Path(results).glob("*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
                 record = json.loads(line)
-                key = (record["algo"], record["seed"], record["budget"], json.dumps(record["hyperparams"], sort_keys=True))
+                key = (record["algo"], record["seed"], record["budget"], digest(record["hyperparams"]))
                 runs[record["env"]][key] = record
     return {env_id: list(by_key.values()) for env_id, by_key in runs.items()}
 
