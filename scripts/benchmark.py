@@ -550,7 +550,9 @@ def run_grid(args: Args, command: str) -> int:
         for spec in pending:
             print(f"  {spec['algo']:12s} {spec['env']:28s} seed {spec['seed']}  {spec['budget']} steps")
         return 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    # The repository first on the path (the workers import scripts' helpers and sb3_trpo), the caller's path kept
+    python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": python_path}
     running: dict[int, tuple[subprocess.Popen, dict[str, Any], float]] = {}
     free_cores = list(range(args.first_core, args.first_core + args.jobs))
     failures = 0

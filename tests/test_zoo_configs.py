@@ -131,12 +131,13 @@ def test_unknown_name_is_reported() -> None:
 
 def test_zoo_values_are_kept() -> None:
     # Configs must transfer unchanged from the Zoo's TRPO file: every value it sets is ours too (MuJoCo v4 -> v5).
-    # One exception, in `# Tuned` entries only: cg_damping multiplied by the factor that multiplies target_kl
-    # (0.01 when the Zoo leaves it at its default), which gives sb3-contrib's step on d-dimensional actions
+    # Two exceptions, in `# Tuned` entries only: cg_damping multiplied by the factor that multiplies target_kl
+    # (0.01 when the Zoo leaves it at its default), which gives sb3-contrib's step on d-dimensional actions; and
+    # n_steps (the samples per update), which the entry's mark must name
     with open(Path(rl_zoo3.__file__).parent / "hyperparams" / "trpo.yml") as file:
         zoo_config = yaml.safe_load(file)
     marks = _entry_marks()
-    compared = scaled = 0
+    compared = scaled = resized = 0
     for key, entry in CONFIG.items():
         zoo_key = key.replace("-v5", "-v4") if key.endswith("-v5") else key
         if zoo_key not in zoo_config:
@@ -149,9 +150,14 @@ def test_zoo_values_are_kept() -> None:
                 assert factor > 1 and entry[name] == pytest.approx(value * factor), f"{key}: {name} not x {factor}"
                 scaled += 1
                 continue
+            if name == "n_steps" and entry.get(name) != value and marks[key].startswith("# Tuned"):
+                assert f"n_steps {entry[name]}" in marks[key], f"{key}: the # Tuned mark does not name n_steps"
+                resized += 1
+                continue
             assert entry.get(name) == value, f"{key}: {name}={entry.get(name)!r}, the RL Zoo has {value!r}"
     assert compared >= 14
     assert scaled == 2  # Hopper-v5 and Ant-v5
+    assert resized == 2  # Hopper-v5 and Ant-v5 (n_steps 2048)
 
 
 @pytest.mark.parametrize("key", sorted(CONFIG))
