@@ -17,6 +17,7 @@ creates any folder, and ends training with an evaluation of the final model.
 import difflib
 import inspect
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, ClassVar
@@ -118,6 +119,28 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
     if not isinstance(config, dict) or not all(isinstance(entry, dict) for entry in config.values()):
         raise ConfigError(f"{path} must map environment ids to mappings of hyperparameters (the RL Zoo's schema)")
     return config
+
+
+def entry_marks(path: str | Path) -> dict[str, str]:
+    """
+    The comment line right above each top-level entry of a hyperparameter file: in ``zoo_configs/trpo.yml``,
+    ``# Tuned (...): <mean> +/- <std> at <budget> ...`` or ``# To be tuned ...``.
+
+    :param path: path of the YAML file
+    :return: the mark of each entry that has one, by environment id
+    """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"cannot read the hyperparameter file {path}: {error.strerror}") from None
+    marks, previous = {}, ""
+    for line in lines:
+        match = re.match(r"^([\w/.-]+):", line)
+        if match is not None and previous.startswith("#"):
+            marks[match.group(1)] = previous
+        if line.strip():
+            previous = line
+    return marks
 
 
 def __getattr__(name: str) -> Any:

@@ -2,8 +2,9 @@
 Plot and tabulate the runs of ``scripts/benchmark.py``.
 
 - One PNG per environment in ``--plots``: the deterministic evaluation return against training steps, the mean over
-  seeds with a +/- one std band, one line per algorithm and hyperparameter set. Runs with the RL Zoo's own entry are
-  labelled by the algorithm alone; others also name what they change (e.g. ``target_kl=0.06``).
+  seeds with a +/- one std band, one line per algorithm with the RL Zoo's own entry (labelled by the algorithm alone)
+  and one for ours with the ``# Tuned`` entry of ``zoo_configs/trpo.yml`` (``(ours, tuned)``, then what it changes,
+  e.g. ``target_kl=0.06``). Where other candidates were run, ``candidates/<env>.png`` has every line.
 - A markdown table in ``--table`` (and printed): per environment, the budget, the seeds, the final return
   (``mean +/- std`` over seeds of each seed's final evaluation mean) and the training steps per second of each algorithm.
 - Stability, per algorithm and environment: the share of updates after which the mean training return (Monitor
@@ -32,6 +33,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+
+from sb3_trpo import zoo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGO_ORDER = ("sb3_trpo", "sb3_contrib", "ppo")
@@ -120,16 +123,53 @@ def changes_from_rl_zoo(record: dict[str, Any]) -> dict[str, Any]:
     return {name: ours.get(name) for name in sorted(set(zoo) | set(ours)) if zoo.get(name) != ours.get(name)}
 
 
+@functools.cache
+def _tuned_entries() -> dict[str, str]:
+    # The entries of zoo_configs/trpo.yml marked `# Tuned` (as canonical JSON), by environment id
+    path = REPO_ROOT / "zoo_configs" / "trpo.yml"
+    config, marks = zoo.load_config(path), zoo.entry_marks(path)
+    benchmark = _benchmark_script()
+    return {
+        env_id: json.dumps(benchmark._json_ready(entry), sort_keys=True)
+        for env_id, entry in config.items()
+        if marks.get(env_id, "").startswith("# Tuned")
+    }
+
+
+def is_tuned(record: dict[str, Any]) -> bool:
+    """
+    :param record: a run
+    :return: whether it is sb3_trpo with its environment's ``# Tuned`` entry of ``zoo_configs/trpo.yml`` (every
+        hyperparameter of the entry, at the entry's budget)
+    """
+    entry_json = _tuned_entries().get(record["env"])
+    if record["algo"] != "sb3_trpo" or entry_json is None:
+        return False
+    entry = json.loads(entry_json)
+    same_values = all(record["hyperparams"].get(name) == value for name, value in entry.items())
+    return same_values and record["budget"] == int(entry["n_timesteps"])
+
+
 def variant_label(record: dict[str, Any]) -> str:
     """
     :param record: a run
     :return: its line's label: the algorithm, then what its hyperparameters change from the RL Zoo's
-        (``sb3_trpo TRPO (ours), target_kl=0.06``)
+        (``sb3_trpo TRPO (ours), target_kl=0.06``); ``(ours, tuned)`` for a ``# Tuned`` entry that changes them
     """
     changes = changes_from_rl_zoo(record)
-    return ", ".join(
-        [ALGO_LABELS.get(record["algo"], record["algo"])] + [f"{name}={value}" for name, value in changes.items()]
-    )
+    algo = ALGO_LABELS.get(record["algo"], record["algo"])
+    if changes and is_tuned(record):
+        algo = algo.replace("(ours)", "(ours, tuned)")
+    return ", ".join([algo] + [f"{name}={value}" for name, value in changes.items()])
+
+
+def is_headline(record: dict[str, Any]) -> bool:
+    """
+    :param record: a run
+    :return: whether its line belongs in the environment's main plot: an algorithm with the RL Zoo's own
+        hyperparameters, or ours with its ``# Tuned`` entry (the other candidates go to ``candidates/``)
+    """
+    return not changes_from_rl_zoo(record) or is_tuned(record)
 
 
 def by_variant(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -179,17 +219,31 @@ def coefficient_of_variation(values: list[float]) -> float:
     return float(np.std(values) / abs(mean)) if mean != 0 else float("nan")
 
 
-def plot_env(env_id: str, runs: list[dict[str, Any]], plots: Path) -> Path:
+def plot_env(env_id: str, runs: list[dict[str, Any]], plots: Path) -> list[Path]:
     """
-    Plot the learning curves of one environment: mean over seeds +/- one std, one line per algorithm.
+    Plot the learning curves of one environment: mean over seeds +/- one std, one line per algorithm and
+    hyperparameter set. ``plots/<env>.png`` has the headline lines (``is_headline``); when other candidates were
+    run, ``plots/candidates/<env>.png`` has every line.
 
     :param env_id: environment id
     :param runs: the runs of the environment
     :param plots: output folder
-    :return: path of the PNG
+    :return: paths of the PNGs
     """
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
-    for label, records in by_variant(runs).items():
+    headline = [record for record in runs if is_headline(record)]
+    paths = [_plot_curves(env_id, headline or runs, plots / f"{env_id}.png")]
+    if headline and len(headline) < len(runs):
+        paths.append(_plot_curves(f"{env_id}, every candidate", runs, plots / "candidates" / f"{env_id}.png"))
+    return paths
+
+
+def _plot_curves(title: str, runs: list[dict[str, Any]], path: Path) -> Path:
+    variants = by_variant(runs)
+    # The legend goes under the axes, one line per variant
+    figure, axis = plt.subplots(figsize=(7.0, 4.2 + 0.2 * len(variants)))
+    if len(variants) > 10:  # more lines than the default cycle has colors
+        axis.set_prop_cycle(color=plt.get_cmap("tab20").colors)
+    for label, records in variants.items():
         # Seeds share their evaluation steps (same budget, n_envs and n_steps); cut to the shortest curve
         length = min(len(record["learning_curve"]) for record in records)
         steps = np.array([point["timesteps"] for point in records[0]["learning_curve"][:length]])
@@ -197,15 +251,14 @@ def plot_env(env_id: str, runs: list[dict[str, Any]], plots: Path) -> Path:
         mean, std = returns.mean(axis=0), returns.std(axis=0)
         (line,) = axis.plot(steps, mean, label=f"{label} ({len(records)} seeds)")
         axis.fill_between(steps, mean - std, mean + std, alpha=0.2, color=line.get_color())
-    axis.set_title(f"{env_id} (deterministic evaluation, mean +/- std over seeds)", fontsize=10)
+    axis.set_title(f"{title} (deterministic evaluation, mean +/- std over seeds)", fontsize=10)
     axis.set_xlabel("timesteps")
     axis.set_ylabel("evaluation return")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
     figure.tight_layout()
-    plots.mkdir(parents=True, exist_ok=True)
-    path = plots / f"{env_id}.png"
-    figure.savefig(path, dpi=100)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return path
 
@@ -231,7 +284,8 @@ def tables(all_runs: dict[str, list[dict[str, Any]]]) -> str:
         "mean over seeds, each run one process pinned to one core. Drops: share of updates after which the mean "
         f"training return fell by more than {DROP_FRACTION:.0%} of the run's range (max - min of its curve), mean over "
         "seeds. CV: coefficient of variation (std / |mean|) of the final return across seeds (2+ seeds). Algorithm: "
-        "runs with the RL Zoo's own hyperparameters are named by the algorithm alone; other rows name what they change.",
+        "runs with the RL Zoo's own hyperparameters are named by the algorithm alone; other rows name what they change, "
+        "and `(ours, tuned)` marks the `# Tuned` entry of `zoo_configs/trpo.yml`.",
         "",
         "| env | budget | algorithm | seeds | final return | steps/s | drops | CV |",
         "|---|---:|---|---|---:|---:|---:|---:|",
@@ -277,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no results in {args.results}", file=sys.stderr)
         return 1
     for env_id, runs in sorted(all_runs.items()):
-        print(f"wrote {plot_env(env_id, runs, Path(args.plots))}")
+        for path in plot_env(env_id, runs, Path(args.plots)):
+            print(f"wrote {path}")
     text = tables(all_runs)
     Path(args.table).parent.mkdir(parents=True, exist_ok=True)
     Path(args.table).write_text("# Benchmark results\n\n" + text)

@@ -158,3 +158,11 @@ def test_variant_labels_name_the_changes_from_the_rl_zoo():
         "sb3-contrib TRPO",
     ]
     assert [run["seed"] for run in grouped["sb3_trpo TRPO (ours)"]] == [0, 1]
+    # The entry of zoo_configs/trpo.yml marked `# Tuned` is named as such and plotted with the Zoo's settings; the
+    # other candidates only in candidates/
+    ours = yaml.safe_load((REPO_ROOT / "zoo_configs" / "trpo.yml").read_text())["Walker2d-v5"]
+    entry = {**record, "hyperparams": benchmark._json_ready(ours), "budget": int(ours["n_timesteps"])}
+    assert plot_results.variant_label(entry).startswith("sb3_trpo TRPO (ours, tuned), ")
+    assert plot_results.is_tuned(entry) and plot_results.is_headline(entry) and plot_results.is_headline(record)
+    assert not plot_results.is_tuned({**entry, "budget": 1000}) and not plot_results.is_headline({**tuned, "budget": 1})
+    assert not plot_results.is_tuned({**entry, "algo": "sb3_contrib"})

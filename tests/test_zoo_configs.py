@@ -82,14 +82,8 @@ RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def _entry_marks() -> dict[str, str]:
-    # The comment line right above each top-level entry
-    lines = CONFIG_PATH.read_text().splitlines()
-    marks = {}
-    for index, line in enumerate(lines):
-        match = re.match(r"^([\w/.-]+):", line)
-        if match is not None:
-            marks[match.group(1)] = next(text for text in reversed(lines[:index]) if text.strip())
-    assert len(CONFIG) == len(marks)
+    marks = zoo.entry_marks(CONFIG_PATH)
+    assert sorted(marks) == sorted(CONFIG), "every entry has a comment line right above it"
     return marks
 
 
@@ -207,3 +201,13 @@ def test_pyproject_ships_the_config_and_every_package() -> None:
     assert on_disk <= packages, f"add {sorted(on_disk - packages)} to [tool.setuptools] packages in pyproject.toml"
     assert setuptools_config["package-dir"]["sb3_trpo.zoo_configs"] == "zoo_configs"
     assert "*.yml" in setuptools_config["package-data"]["sb3_trpo.zoo_configs"]
+
+
+def test_entry_marks_are_the_comment_right_above_each_entry(tmp_path: Path) -> None:
+    path = tmp_path / "marks.yml"
+    path.write_text(
+        "# header\n\n# Tuned (x): 1.0 +/- 0.0 at 1k steps\nA-v0:\n  gamma: 0.9\n\nB-v0:\n  gamma: 0.9\n# To be\nC-v0: {}\n"
+    )
+    assert zoo.entry_marks(path) == {"A-v0": "# Tuned (x): 1.0 +/- 0.0 at 1k steps", "C-v0": "# To be"}
+    with pytest.raises(zoo.ConfigError, match="cannot read the hyperparameter file"):
+        zoo.entry_marks(tmp_path / "missing.yml")
