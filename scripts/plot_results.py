@@ -124,13 +124,13 @@ def changes_from_rl_zoo(record: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _tuned_entries() -> dict[str, str]:
-    # The entries of zoo_configs/trpo.yml marked `# Tuned` (as canonical JSON), by environment id
+def _tuned_entries() -> dict[str, dict[str, Any]]:
+    # The entries of zoo_configs/trpo.yml marked `# Tuned` (as runs record them), by environment id
     path = REPO_ROOT / "zoo_configs" / "trpo.yml"
     config, marks = zoo.load_config(path), zoo.entry_marks(path)
     benchmark = _benchmark_script()
     return {
-        env_id: json.dumps(benchmark._json_ready(entry), sort_keys=True)
+        env_id: benchmark._json_ready(entry)
         for env_id, entry in config.items()
         if marks.get(env_id, "").startswith("# Tuned")
     }
@@ -142,10 +142,9 @@ def is_tuned(record: dict[str, Any]) -> bool:
     :return: whether it is sb3_trpo with its environment's ``# Tuned`` entry of ``zoo_configs/trpo.yml`` (every
         hyperparameter of the entry, at the entry's budget)
     """
-    entry_json = _tuned_entries().get(record["env"])
-    if record["algo"] != "sb3_trpo" or entry_json is None:
+    entry = _tuned_entries().get(record["env"])
+    if record["algo"] != "sb3_trpo" or entry is None:
         return False
-    entry = json.loads(entry_json)
     same_values = all(record["hyperparams"].get(name) == value for name, value in entry.items())
     return same_values and record["budget"] == int(entry["n_timesteps"])
 
