@@ -130,9 +130,7 @@ def _tuned_entries() -> dict[str, dict[str, Any]]:
     config, marks = zoo.load_config(path), zoo.entry_marks(path)
     benchmark = _benchmark_script()
     return {
-        env_id: benchmark._json_ready(entry)
-        for env_id, entry in config.items()
-        if marks.get(env_id, "").startswith("# Tuned")
+        env_id: benchmark._json_ready(entry) for env_id, entry in config.items() if marks.get(env_id, "").startswith("# Tuned")
     }
 
 
