@@ -137,14 +137,15 @@ def _tuned_entries() -> dict[str, dict[str, Any]]:
 def is_tuned(record: dict[str, Any]) -> bool:
     """
     :param record: a run
-    :return: whether it is sb3_trpo with its environment's ``# Tuned`` entry of ``zoo_configs/trpo.yml`` (every
-        hyperparameter of the entry, at the entry's budget)
+    :return: whether it is sb3_trpo with its environment's ``# Tuned`` entry of ``zoo_configs/trpo.yml`` (exactly
+        the entry's hyperparameters, none added, at the entry's budget)
     """
     entry = _tuned_entries().get(record["env"])
     if record["algo"] != "sb3_trpo" or entry is None:
         return False
-    same_values = all(record["hyperparams"].get(name) == value for name, value in entry.items())
-    return same_values and record["budget"] == int(entry["n_timesteps"])
+    # The same names as well as the same values: a candidate that adds a hyperparameter (policy_kwargs, say) to the
+    # entry is not the entry
+    return record["hyperparams"] == entry and record["budget"] == int(entry["n_timesteps"])
 
 
 def variant_label(record: dict[str, Any]) -> str:

@@ -166,3 +166,7 @@ def test_variant_labels_name_the_changes_from_the_rl_zoo():
     assert plot_results.is_tuned(entry) and plot_results.is_headline(entry) and plot_results.is_headline(record)
     assert not plot_results.is_tuned({**entry, "budget": 1000}) and not plot_results.is_headline({**tuned, "budget": 1})
     assert not plot_results.is_tuned({**entry, "algo": "sb3_contrib"})
+    # A candidate that adds a hyperparameter to the entry is a candidate, not the entry
+    wider = {**entry, "hyperparams": {**entry["hyperparams"], "policy_kwargs": "dict(net_arch=[256, 256])"}}
+    assert not plot_results.is_tuned(wider) and not plot_results.is_headline(wider)
+    assert "(ours, tuned)" not in plot_results.variant_label(wider)

@@ -105,7 +105,8 @@ def test_tuned_entries_match_the_committed_results() -> None:
             for run in runs
             if run["algo"] == "sb3_trpo"
             and run["budget"] == int(CONFIG[key]["n_timesteps"])
-            and all(run["hyperparams"].get(name) == value for name, value in CONFIG[key].items())
+            and set(run["hyperparams"]) == set(CONFIG[key])  # a candidate that adds a name is not the entry
+            and all(run["hyperparams"][name] == value for name, value in CONFIG[key].items())
         }
         # seeds 0, 1, 2, and any further seeds run to check an entry (its mark then says how many)
         assert {0, 1, 2} <= set(finals), f"{key}: runs of seeds {sorted(finals)}"
