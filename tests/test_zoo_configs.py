@@ -156,7 +156,9 @@ def test_zoo_values_are_kept() -> None:
             scaled += 1
     assert compared >= 14
     assert scaled == 2  # Hopper-v5 and Ant-v5
-    assert named == 4  # n_steps of Hopper-v5 and Ant-v5, cg_damping of Walker2d-v5, gae_lambda of Swimmer-v5
+    # n_steps of Hopper-v5, Ant-v5 and LunarLander-v3, cg_damping of Walker2d-v5, gae_lambda of Swimmer-v5,
+    # sde_sample_freq of MountainCarContinuous-v0
+    assert named == 6
 
 
 @pytest.mark.parametrize("key", sorted(CONFIG))
