@@ -1,13 +1,14 @@
-"""Trust Region Policy Optimization (TRPO) as a Stable-Baselines3 algorithm."""
+"""Trust-region policy optimization for Stable-Baselines3: TRPO and NPG over one natural-gradient core."""
 
 import os
 
-from sb3_trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
+from sb3_trpo.trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")
 with open(version_file) as file_handler:
     __version__ = file_handler.read().strip()
 
-__all__ = ["TRPO", "CnnPolicy", "MlpPolicy", "MultiInputPolicy", "__version__"]
+__all__ = ["NPG", "TRPO", "CnnPolicy", "MlpPolicy", "MultiInputPolicy", "__version__"]

@@ -1,13 +1,13 @@
 """
-Command line interface: ``python -m sb3_trpo train|enjoy``, the RL Zoo's scripts run on sb3_trpo's TRPO.
+Command line interface: ``python -m sb3_trpo train|enjoy``, the RL Zoo's scripts run on sb3_trpo's algorithms.
 
 ``train`` accepts every option of ``python -m rl_zoo3.train`` (``--env``, ``-n``, ``--seed``, ``--eval-freq``,
 ``--save-freq``, ``--tensorboard-log``, ``--progress``, ``--vec-env``, ``-optimize``/``--optimize-hyperparameters``
 with ``--n-trials``, ``-params``, ``-conf``, ...) and ``enjoy`` every option of ``python -m rl_zoo3.enjoy``. Compared
 with running the Zoo's scripts directly:
 
-- ``--algo`` is ``trpo``, and it is sb3_trpo's TRPO (see ``sb3_trpo.zoo``);
-- the hyperparameters come from ``zoo_configs/trpo.yml`` unless ``-conf`` is given;
+- ``--algo`` is ``trpo`` (the default) or ``npg``, and they are sb3_trpo's TRPO and NPG (see ``sb3_trpo.zoo``);
+- the hyperparameters come from ``zoo_configs/<algo>.yml`` unless ``-conf`` is given;
 - the environment id, the hyperparameter file, the entry used and the hyperparameter names are checked before the
   Zoo creates the run's folder, and a problem is reported in one line (exit code 2) instead of a traceback;
 - ``train`` ends with an evaluation of the final model (``--final-eval-episodes``, default 10, 0 to skip);
@@ -26,19 +26,23 @@ EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 # Exit codes: a problem with the user's input, a missing optional dependency
 EXIT_BAD_INPUT = 2
 EXIT_MISSING_DEPENDENCY = 3
+# The --algo names (sb3_trpo.zoo.ALGORITHMS, listed here so that the CLI parses without importing the Zoo)
+ALGOS = ("trpo", "npg")
 
 USAGE = """usage: python -m sb3_trpo {train,enjoy} [options]
 
-Train, tune and watch sb3_trpo's TRPO with the RL Zoo (rl_zoo3).
+Train, tune and watch sb3_trpo's TRPO and NPG with the RL Zoo (rl_zoo3).
 
 commands:
   train   train (or, with -optimize, tune) on one environment; options of `python -m rl_zoo3.train`
-          plus --final-eval-episodes N (default 10); see `python -m sb3_trpo train --help`
+          (--algo trpo, the default, or npg) plus --final-eval-episodes N (default 10);
+          see `python -m sb3_trpo train --help`
   enjoy   run a trained agent; options of `python -m rl_zoo3.enjoy` (default folder: logs)
 
 example:
   python -m sb3_trpo train --env CartPole-v1 -n 20000 --progress
   python -m sb3_trpo enjoy --env CartPole-v1 -f logs --no-render
+  python -m sb3_trpo train --algo npg --env Pendulum-v1
 """
 
 
@@ -55,8 +59,9 @@ class TrainOptions:
     """
     The options of ``train`` that this module reads itself; all others go to the RL Zoo unchanged.
 
+    :param algo: ``--algo``: ``trpo`` (default) or ``npg``
     :param env: environment id (``--env``, the Zoo's default is CartPole-v1)
-    :param conf_file: hyperparameter file (``-conf``/``--conf-file``), ``None`` for ``zoo_configs/trpo.yml``
+    :param conf_file: hyperparameter file (``-conf``/``--conf-file``), ``None`` for ``zoo_configs/<algo>.yml``
     :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams`` ``name:value``)
     :param n_timesteps: ``-n``/``--n-timesteps``; not positive: the entry's ``n_timesteps``
     :param gym_packages: modules imported to register environments (``--gym-packages``)
@@ -64,6 +69,7 @@ class TrainOptions:
     :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
     """
 
+    algo: str
     env: str
     conf_file: str | None
     hyperparams: dict[str, Any] | None
@@ -102,8 +108,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     parser.add_argument("-i", "--trained-agent", default="")
     parser.add_argument("--final-eval-episodes", type=int, default=10)
     namespace, _ = parser.parse_known_args(argv)
-    if namespace.algo != "trpo":
-        raise CLIError(f"python -m sb3_trpo runs TRPO only (got --algo {namespace.algo}); use python -m rl_zoo3.train")
+    _check_algo(namespace.algo, "python -m rl_zoo3.train")
     if namespace.final_eval_episodes < 0:
         raise CLIError("--final-eval-episodes must be >= 0")
     zoo_argv = []
@@ -116,6 +121,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         elif not argument.startswith("--final-eval-episodes="):
             zoo_argv.append(argv[index])
     options = TrainOptions(
+        algo=namespace.algo,
         env=namespace.env,
         conf_file=namespace.conf_file,
         hyperparams=None if namespace.hyperparams is None else _parse_overrides(namespace.hyperparams),
@@ -125,6 +131,17 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         final_eval_episodes=namespace.final_eval_episodes,
     )
     return options, zoo_argv
+
+
+def _check_algo(algo: str, zoo_script: str) -> None:
+    if algo not in ALGOS:
+        raise CLIError(f"python -m sb3_trpo runs --algo {' or '.join(ALGOS)} (got --algo {algo}); for others use {zoo_script}")
+
+
+def _with_algo(argv: Sequence[str], algo: str) -> list[str]:
+    # The Zoo's own --algo default is a2c: give it ours (trpo) unless the user named one
+    has_algo = any(argument == "--algo" or argument.startswith("--algo=") for argument in argv)
+    return list(argv) if has_algo else ["--algo", algo, *argv]
 
 
 def _import_zoo() -> Any:
@@ -190,10 +207,11 @@ def train(argv: Sequence[str]) -> None:
 
     if any(argument in ("-h", "--help") for argument in argv):
         print(
-            "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo; -conf defaults to "
-            "zoo_configs/trpo.yml), plus --final-eval-episodes N (episodes of the final evaluation, default 10, 0 to skip)\n"
+            "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo, the default, or npg; "
+            "-conf defaults to zoo_configs/<algo>.yml), plus --final-eval-episodes N (episodes of the final evaluation, "
+            "default 10, 0 to skip)\n"
         )
-        with _zoo_script("python -m sb3_trpo train", ["--algo", "trpo", *argv]):
+        with _zoo_script("python -m sb3_trpo train", _with_algo(argv, "trpo")):
             rl_zoo3.train.train()
         return
 
@@ -202,11 +220,11 @@ def train(argv: Sequence[str]) -> None:
     if options.trained_agent and not (options.trained_agent.endswith(".zip") and os.path.isfile(options.trained_agent)):
         raise CLIError(f"--trained-agent {options.trained_agent} is not a saved model (.zip file)")
     conf_file = options.conf_file
-    if conf_file is None:
-        conf_file = str(zoo.default_config_path())
-        zoo_argv = ["--conf-file", conf_file, *zoo_argv]
     try:
-        zoo.check_run(options.env, conf_file, options.hyperparams, options.n_timesteps)
+        if conf_file is None:
+            conf_file = str(zoo.default_config_path(options.algo))
+            zoo_argv = ["--conf-file", conf_file, *zoo_argv]
+        zoo.check_run(options.env, conf_file, options.hyperparams, options.n_timesteps, options.algo)
     except zoo.MissingDependencyError as error:
         raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
     except zoo.ConfigError as error:
@@ -214,7 +232,7 @@ def train(argv: Sequence[str]) -> None:
 
     manager_class = zoo.experiment_manager_class(options.final_eval_episodes)
     try:
-        with _zoo_script("python -m sb3_trpo train", ["--algo", "trpo", *zoo_argv], manager_class):
+        with _zoo_script("python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), manager_class):
             rl_zoo3.train.train()
     except zoo.ConfigError as error:
         raise CLIError(str(error)) from None
@@ -222,7 +240,7 @@ def train(argv: Sequence[str]) -> None:
 
 def enjoy(argv: Sequence[str]) -> None:
     """
-    ``python -m sb3_trpo enjoy``: ``rl_zoo3.enjoy`` on a TRPO agent trained by ``train`` (default folder ``logs``).
+    ``python -m sb3_trpo enjoy``: ``rl_zoo3.enjoy`` on an agent trained by ``train`` (default folder ``logs``).
 
     :param argv: the arguments after ``enjoy``
     """
@@ -235,9 +253,8 @@ def enjoy(argv: Sequence[str]) -> None:
     parser.add_argument("-f", "--folder", default=None)
     parser.add_argument("--gym-packages", nargs="+", default=[])
     namespace, _ = parser.parse_known_args(argv)
-    if namespace.algo != "trpo":
-        raise CLIError(f"python -m sb3_trpo runs TRPO only (got --algo {namespace.algo}); use python -m rl_zoo3.enjoy")
-    zoo_argv = ["--algo", "trpo", *argv]
+    _check_algo(namespace.algo, "python -m rl_zoo3.enjoy")
+    zoo_argv = _with_algo(argv, namespace.algo)
     if namespace.folder is None:
         zoo_argv += ["--folder", "logs"]
     if not any(argument in ("-h", "--help") for argument in argv):
@@ -252,8 +269,9 @@ def enjoy(argv: Sequence[str]) -> None:
     except (AssertionError, ValueError) as error:
         # The Zoo reports a missing run folder or model file this way
         raise CLIError(
-            f"cannot load a trained TRPO agent for {namespace.env} from {namespace.folder or 'logs'}: "
-            f"{' '.join(str(error).split())} (train one with: python -m sb3_trpo train --env {namespace.env})"
+            f"cannot load a trained {namespace.algo.upper()} agent for {namespace.env} from {namespace.folder or 'logs'}: "
+            f"{' '.join(str(error).split())} (train one with: python -m sb3_trpo train --algo {namespace.algo} "
+            f"--env {namespace.env})"
         ) from None
 
 

@@ -1,9 +1,10 @@
 """
-RL Zoo (``rl_zoo3``) integration of sb3_trpo's TRPO.
+RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG).
 
 Importing this module puts ``sb3_trpo.TRPO`` in the Zoo's algorithm table under the key ``"trpo"`` (replacing
-sb3-contrib's TRPO in the current process only), so ``--algo trpo``, the Zoo's Optuna sampler for TRPO and its log
-folders (``logs/trpo/ENV_ID_N``) all apply to our class. The module also exposes the hyperparameters of
+sb3-contrib's TRPO in the current process only) and ``sb3_trpo.NPG`` under ``"npg"``, so ``--algo trpo|npg``, the
+Zoo's Optuna sampler (TRPO's, which samples no line-search argument, serves NPG too) and its log folders
+(``logs/trpo/ENV_ID_N``, ``logs/npg/ENV_ID_N``) all apply to our classes. The module also exposes the hyperparameters of
 ``zoo_configs/trpo.yml`` as ``hyperparams``, the attribute the Zoo reads from a python module given with ``-conf``.
 With the Zoo's own scripts::
 
@@ -27,16 +28,19 @@ import numpy as np
 import rl_zoo3.import_envs  # noqa: F401 (registers the Zoo's environments and the Atari games)
 import yaml
 from rl_zoo3.exp_manager import ExperimentManager
+from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS, create_test_env, get_saved_hyperparams
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_trpo
+from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
 
-ZOO_ALGO = "trpo"
-CONFIG_NAME = "trpo.yml"
+#: ``--algo`` name -> algorithm class; each reads its hyperparameters from ``zoo_configs/<name>.yml``
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"trpo": TRPO, "npg": NPG}
+DEFAULT_ALGO = "trpo"
 EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 
 # Keys of a Zoo entry that the Zoo consumes itself (they are not passed to the algorithm's constructor)
@@ -67,33 +71,51 @@ class MissingDependencyError(ConfigError):
 
 def register() -> None:
     """
-    Make ``--algo trpo`` of the RL Zoo use ``sb3_trpo.TRPO`` in this process.
+    Make ``--algo trpo`` and ``--algo npg`` of the RL Zoo use ``sb3_trpo.TRPO`` and ``sb3_trpo.NPG`` in this process.
 
     ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager
-    read, so replacing its entry (in place) is enough.
+    read, so replacing its entries (in place) is enough. For ``-optimize``, NPG uses the Zoo's TRPO sampler, which
+    samples no line-search argument.
     """
-    ALGOS[ZOO_ALGO] = TRPO
+    ALGOS.update(ALGORITHMS)
+    for algo in ALGORITHMS:
+        HYPERPARAMS_SAMPLER.setdefault(algo, HYPERPARAMS_SAMPLER["trpo"])
+        HYPERPARAMS_CONVERTER.setdefault(algo, HYPERPARAMS_CONVERTER["trpo"])
+
+
+def algorithm_class(algo: str) -> type[BaseAlgorithm]:
+    """
+    The class behind an ``--algo`` name.
+
+    :param algo: ``"trpo"`` or ``"npg"``
+    :return: the algorithm class
+    """
+    if algo not in ALGORITHMS:
+        raise ConfigError(f"unknown --algo {algo!r}; choose from {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[algo]
 
 
 register()
 
 
-def default_config_path() -> Path:
+def default_config_path(algo: str = DEFAULT_ALGO) -> Path:
     """
-    The hyperparameter file used when the user gives no ``-conf``: ``zoo_configs/trpo.yml``.
+    The hyperparameter file used when the user gives no ``-conf``: ``zoo_configs/<algo>.yml``.
 
-    It lives once, at the top of the repository; an installed package holds it as ``sb3_trpo/zoo_configs/trpo.yml``
+    It lives once, at the top of the repository; an installed package holds it as ``sb3_trpo/zoo_configs/<algo>.yml``
     (see ``[tool.setuptools.package-dir]`` in pyproject.toml).
 
+    :param algo: ``--algo`` name
     :return: path of the file
     """
+    config_name = f"{algo}.yml"
     package_dir = Path(sb3_trpo.__file__).resolve().parent
-    candidates = [package_dir / "zoo_configs" / CONFIG_NAME, package_dir.parent / "zoo_configs" / CONFIG_NAME]
+    candidates = [package_dir / "zoo_configs" / config_name, package_dir.parent / "zoo_configs" / config_name]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     raise ConfigError(
-        f"the default hyperparameter file {CONFIG_NAME} was not found (looked for {' and '.join(map(str, candidates))}); "
+        f"the default hyperparameter file {config_name} was not found (looked for {' and '.join(map(str, candidates))}); "
         "reinstall sb3_trpo or pass a file with -conf PATH"
     )
 
@@ -204,21 +226,24 @@ def select_entry(config: dict[str, dict[str, Any]], env_id: str, config_name: st
     return key, dict(config[key])
 
 
-def check_hyperparameters(hyperparams: dict[str, Any], where: str) -> None:
+def check_hyperparameters(hyperparams: dict[str, Any], where: str, algo: str = DEFAULT_ALGO) -> None:
     """
-    Check that every key is a constructor argument of ``TRPO`` (same names as sb3-contrib's) or a key of the Zoo.
+    Check that every key is a constructor argument of the algorithm (TRPO: same names as sb3-contrib's) or a key of
+    the Zoo.
 
     :param hyperparams: an entry of a hyperparameter file, with the ``-params`` overrides applied
     :param where: where the keys come from, for messages
+    :param algo: ``--algo`` name
     """
-    arguments = set(inspect.signature(TRPO.__init__).parameters) - {"self"} - ZOO_CONSTRUCTOR_ARGS
+    algorithm = algorithm_class(algo)
+    arguments = set(inspect.signature(algorithm.__init__).parameters) - {"self"} - ZOO_CONSTRUCTOR_ARGS
     for name in hyperparams:
         if name in ZOO_CONSTRUCTOR_ARGS:
             raise ConfigError(f"{name!r} in {where} is set by the RL Zoo from its command line; remove it from the entry")
         if name not in arguments and name not in ZOO_KEYS:
             close = difflib.get_close_matches(name, sorted(arguments | ZOO_KEYS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown hyperparameter {name!r} for TRPO in {where}{hint}")
+            raise ConfigError(f"unknown hyperparameter {name!r} for {algorithm.__name__} in {where}{hint}")
     if "policy" not in hyperparams:
         raise ConfigError(f"{where} has no 'policy' (e.g. policy: 'MlpPolicy')")
 
@@ -228,6 +253,7 @@ def check_run(
     conf_file: str,
     overrides: dict[str, Any] | None = None,
     n_timesteps: int = -1,
+    algo: str = DEFAULT_ALGO,
 ) -> dict[str, Any]:
     """
     Check a training run's configuration before the Zoo creates its log folder.
@@ -236,6 +262,7 @@ def check_run(
     :param conf_file: the hyperparameter file (YAML); python files and modules are checked by the Zoo itself
     :param overrides: the ``-params`` overrides
     :param n_timesteps: the ``-n`` option (the entry needs ``n_timesteps`` when it is not positive)
+    :param algo: ``--algo`` name
     :return: the entry with the overrides applied
     """
     check_env_id(env_id)
@@ -243,9 +270,9 @@ def check_run(
     if not conf_file.endswith((".yml", ".yaml")):
         return {}
     key, hyperparams = select_entry(load_config(conf_file), env_id, conf_file)
-    check_hyperparameters(hyperparams, f"the entry {key!r} of {conf_file}")
+    check_hyperparameters(hyperparams, f"the entry {key!r} of {conf_file}", algo)
     if overrides:
-        check_hyperparameters({**hyperparams, **overrides}, f"the -params overrides for {conf_file}")
+        check_hyperparameters({**hyperparams, **overrides}, f"the -params overrides for {conf_file}", algo)
         hyperparams.update(overrides)
     if n_timesteps <= 0 and "n_timesteps" not in hyperparams:
         raise ConfigError(f"the entry {key!r} of {conf_file} has no 'n_timesteps'; add it or pass -n N")
@@ -278,7 +305,8 @@ class TRPOExperimentManager(ExperimentManager):
         except Exception as error:
             for path in new_folders:
                 shutil.rmtree(path, ignore_errors=True)
-            raise ConfigError(f"cannot set up TRPO on {self.env_name.gym_id}: {_one_line(error)}") from error
+            algorithm = ALGORITHMS[self.algo].__name__ if self.algo in ALGORITHMS else self.algo
+            raise ConfigError(f"cannot set up {algorithm} on {self.env_name.gym_id}: {_one_line(error)}") from error
 
     def save_trained_model(self, model: BaseAlgorithm) -> None:
         super().save_trained_model(model)

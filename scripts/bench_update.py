@@ -43,7 +43,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 # Import sb3_trpo from this checkout (not from another installed copy)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sb3_trpo
-import sb3_trpo.trpo as our_trpo_module
+import sb3_trpo.common.on_policy_ng as our_trpo_module
 
 
 class TinyImageEnv(gym.Env):
@@ -215,22 +215,17 @@ def breakdown(ours: Any, state: Snapshot, seed: int, repeats: int) -> dict[str, 
         times: dict[str, float] = {}
         restore(ours, state, seed)
         with (
-            patched(our_trpo_module, "conjugate_gradient", timed(times, "cg")),
-            patched(our_trpo_module, "backtracking_line_search", timed(times, "line_search")),
-            patched(ours, "_fisher_vector_product", timed(times, "fisher_build")),
-            patched(ours, "_natural_gradient_step", timed(times, "natural_gradient_step")),
+            patched(ours, "_policy_objective", timed(times, "gradient")),
+            patched(ours, "_search_direction", timed(times, "fisher+cg")),
+            patched(ours, "_apply_step", timed(times, "line_search")),
             patched(ours, "_fit_critic", timed(times, "critic")),
         ):
             start = time.perf_counter()
             ours.train()
             total = time.perf_counter() - start
-        sections = {
-            "gradient": times["natural_gradient_step"] - times["fisher_build"] - times["cg"] - times.get("line_search", 0.0),
-            "fisher+cg": times["fisher_build"] + times["cg"],
-            "line_search": times.get("line_search", 0.0),
-            "critic": times["critic"],
-            "other": total - times["natural_gradient_step"] - times["critic"],
-        }
+        parts = ("gradient", "fisher+cg", "line_search", "critic")
+        sections = {part: times[part] for part in parts}
+        sections["other"] = total - sum(sections.values())
         for key, value in sections.items():
             shares.setdefault(key, []).append(value / total)
     return {key: statistics.median(values) for key, values in shares.items()}

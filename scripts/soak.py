@@ -26,7 +26,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from sb3_trpo import TRPO
-from sb3_trpo.natural_gradient import detached_distribution, kl_old_new
+from sb3_trpo.common.natural_gradient import detached_distribution, kl_old_new
 
 
 @dataclass

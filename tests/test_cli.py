@@ -17,7 +17,7 @@ import sb3_trpo
 from rl_zoo3.utils import create_test_env, get_saved_hyperparams
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_trpo import TRPO
+from sb3_trpo import NPG, TRPO
 from sb3_trpo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
 
 th.set_num_threads(1)
@@ -129,7 +129,7 @@ BAD_INPUTS = {
         None,
         r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be > 0",
     ),
-    "other algorithm": (["--algo", "ppo"], None, r"runs TRPO only"),
+    "other algorithm": (["--algo", "ppo"], None, r"runs --algo trpo or npg \(got --algo ppo\)"),
     "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
 }
 
@@ -154,6 +154,31 @@ def test_bad_input_in_a_subprocess_is_one_line(tmp_path: Path) -> None:
     expected = "sb3_trpo train: error: unknown environment id 'NoSuchEnv-v0' (not in the Gymnasium registry)"
     assert result.stderr.strip() == expected
     assert not (tmp_path / "logs").exists()
+
+
+def test_npg_train_then_enjoy(tmp_path: Path) -> None:
+    # --algo npg: zoo_configs/npg.yml's entry, logs/npg/ENV_ID_N, and the model is sb3_trpo's NPG
+    train = run_cli(
+        "train", "--algo", "npg", "--env", "Pendulum-v1", "-n", "256", "--seed", "0", "--final-eval-episodes", "2",
+        *FAST, "-params", "n_steps:64", "batch_size:64", "n_critic_updates:2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert EVALUATION_LINE.search(train.stdout) is not None, train.stdout[-3000:]
+    run_folder = tmp_path / "logs" / "npg" / "Pendulum-v1_1"
+    model = NPG.load(run_folder / "Pendulum-v1.zip")
+    assert type(model) is NPG and model.n_steps == 64
+    saved, _ = get_saved_hyperparams(str(run_folder / "Pendulum-v1"))
+    assert saved["gamma"] == 0.9 and saved["use_sde"] is True  # npg.yml's Pendulum-v1 entry
+
+    enjoy = run_cli(
+        "enjoy", "--algo", "npg", "--env", "Pendulum-v1", "--no-render", "-n", "50", "--num-threads", "1", cwd=tmp_path
+    )
+    assert enjoy.returncode == 0, enjoy.stderr[-3000:]
+
+    bad = run_cli("train", "--algo", "npg", "--env", "Pendulum-v1", "-params", "line_search_max_iter:3", cwd=tmp_path)
+    assert bad.returncode == EXIT_BAD_INPUT
+    assert "unknown hyperparameter 'line_search_max_iter' for NPG" in bad.stderr
 
 
 def test_enjoy_without_a_trained_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -1,4 +1,4 @@
-"""The closed-form critic gradient (sb3_trpo.critic) equals autograd's, and TRPO uses it only where it applies."""
+"""The closed-form critic gradient (sb3_trpo.common.critic) equals autograd's, and TRPO uses it only where it applies."""
 
 import itertools
 
@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo import TRPO
-from sb3_trpo.critic import MlpRegression, fast_value_regression, fused_adam_step, mlp_layers
+from sb3_trpo.common.critic import MlpRegression, fast_value_regression, fused_adam_step, mlp_layers
 
 
 @pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])

@@ -1,4 +1,4 @@
-"""Fast Gauss-Newton Fisher-vector products (sb3_trpo.fisher) against the double-backward reference and an explicit Hessian."""
+"""Fast Gauss-Newton Fisher-vector products (sb3_trpo.common.fisher) against double backward and an explicit Hessian."""
 
 import copy
 from typing import Any
@@ -10,7 +10,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.utils import set_random_seed
 
 from sb3_trpo import TRPO
-from sb3_trpo.fisher import (
+from sb3_trpo.common.fisher import (
     bernoulli_fisher_product,
     categorical_fisher_product,
     gauss_newton_fisher_vector_product,
@@ -18,7 +18,7 @@ from sb3_trpo.fisher import (
     normal_fisher_product,
     supports_gauss_newton,
 )
-from sb3_trpo.natural_gradient import (
+from sb3_trpo.common.natural_gradient import (
     conjugate_gradient,
     detached_distribution,
     fisher_vector_product,
@@ -26,7 +26,7 @@ from sb3_trpo.natural_gradient import (
     get_flat_params,
     kl_old_new,
 )
-from sb3_trpo.policies import actor_critic_parameters
+from sb3_trpo.common.policies import actor_critic_parameters
 
 ACTION_SPACES: dict[str, tuple[spaces.Space, dict[str, Any]]] = {
     "gaussian": (spaces.Box(-1, 1, (2,)), {}),
@@ -238,7 +238,7 @@ def test_train_on_cuda() -> None:
 
 
 def test_trpo_uses_the_closed_form_for_mlp_actors(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sb3_trpo.trpo
+    import sb3_trpo.common.on_policy_ng
 
     made = []
 
@@ -247,7 +247,7 @@ def test_trpo_uses_the_closed_form_for_mlp_actors(monkeypatch: pytest.MonkeyPatc
         made.append(product is not None)
         return product
 
-    monkeypatch.setattr(sb3_trpo.trpo, "mlp_fisher_vector_product", recording)
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "mlp_fisher_vector_product", recording)
     TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, n_critic_updates=1, seed=0).learn(128)
     TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, n_critic_updates=1, use_sde=True, seed=0).learn(128)
     assert made == [True, True, False, False]

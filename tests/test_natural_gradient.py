@@ -1,4 +1,4 @@
-"""Exact numerical checks of sb3_trpo.natural_gradient on problems with known answers."""
+"""Exact numerical checks of sb3_trpo.common.natural_gradient on problems with known answers."""
 
 import math
 
@@ -9,7 +9,7 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from sb3_trpo.natural_gradient import (
+from sb3_trpo.common.natural_gradient import (
     backtracking_line_search,
     conjugate_gradient,
     detached_distribution,
@@ -22,7 +22,7 @@ from sb3_trpo.natural_gradient import (
     set_flat_params,
     surrogate_objective,
 )
-from sb3_trpo.policies import actor_critic_parameters
+from sb3_trpo.common.policies import actor_critic_parameters
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Flat parameters and gradients

@@ -1,4 +1,4 @@
-"""The actor/critic split of sb3_trpo.policies: disjoint, complete, by structure, loud on unknown policies."""
+"""The actor/critic split of sb3_trpo.common.policies: disjoint, complete, by structure, loud on unknown policies."""
 
 from collections import OrderedDict
 
@@ -9,7 +9,7 @@ from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticP
 from torch import nn
 
 from sb3_trpo import CnnPolicy, MlpPolicy, MultiInputPolicy
-from sb3_trpo.policies import PolicyPartitionError, actor_critic_parameters
+from sb3_trpo.common.policies import PolicyPartitionError, actor_critic_parameters
 
 BOX_OBS = spaces.Box(-1, 1, (4,))
 IMAGE_OBS = spaces.Box(0, 255, (3, 36, 36), dtype="uint8")

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_trpo.natural_gradient import (
+from sb3_trpo.common.natural_gradient import (
     backtracking_line_search,
     conjugate_gradient,
     detached_distribution,
@@ -17,7 +17,7 @@ from sb3_trpo.natural_gradient import (
     flat_grad,
     kl_old_new,
 )
-from sb3_trpo.policies import actor_critic_parameters
+from sb3_trpo.common.policies import actor_critic_parameters
 
 FAST = settings(max_examples=40, deadline=None)
 

@@ -10,7 +10,7 @@ from stable_baselines3.common.envs import SimpleMultiObsEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_trpo import TRPO
-from sb3_trpo.natural_gradient import get_flat_params
+from sb3_trpo.common.natural_gradient import get_flat_params
 
 TINY = dict(net_arch=[16])
 
@@ -86,9 +86,9 @@ def test_stopped_or_interrupted_learn_leaves_a_model_that_saves_loads_and_trains
 
 def test_interrupt_inside_the_line_search_restores_the_actor(monkeypatch):
     """A KeyboardInterrupt while the line search has moved the parameters leaves theta_old in place."""
-    import sb3_trpo.trpo
+    import sb3_trpo.trpo.trpo
 
-    real_search = sb3_trpo.trpo.backtracking_line_search
+    real_search = sb3_trpo.trpo.trpo.backtracking_line_search
 
     def interrupted_search(evaluate, *args, **kwargs):
         evaluate(1.0)  # parameters now at the full step
@@ -97,12 +97,12 @@ def test_interrupt_inside_the_line_search_restores_the_actor(monkeypatch):
     model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=32, policy_kwargs=TINY, seed=0)
     model.learn(64)
     model.rollout_buffer.reset()
-    monkeypatch.setattr(sb3_trpo.trpo, "backtracking_line_search", interrupted_search)
+    monkeypatch.setattr(sb3_trpo.trpo.trpo, "backtracking_line_search", interrupted_search)
     before = get_flat_params(model.actor_params)
     with pytest.raises(KeyboardInterrupt):
         model.learn(64, reset_num_timesteps=False)
     assert th.equal(get_flat_params(model.actor_params), before)
-    monkeypatch.setattr(sb3_trpo.trpo, "backtracking_line_search", real_search)
+    monkeypatch.setattr(sb3_trpo.trpo.trpo, "backtracking_line_search", real_search)
     model.learn(64, reset_num_timesteps=False)
 
 
@@ -194,17 +194,17 @@ def test_line_search_with_only_nan_candidates_reverts_and_counts(monkeypatch):
 
 def test_non_positive_curvature_skips_the_step(monkeypatch):
     """A Fisher product that is not positive along the CG direction (x^T F x <= 0): no step, counted."""
-    import sb3_trpo.trpo
+    import sb3_trpo.trpo.trpo
 
     model = TRPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32, policy_kwargs=TINY, seed=0)
     model.learn(64)
-    real = sb3_trpo.trpo.TRPO._fisher_vector_product
+    real = sb3_trpo.trpo.trpo.TRPO._fisher_vector_product
 
     def negated(self, *args):
         fvp = real(self, *args)
         return lambda vector: -fvp(vector)
 
-    monkeypatch.setattr(sb3_trpo.trpo.TRPO, "_fisher_vector_product", negated)
+    monkeypatch.setattr(sb3_trpo.trpo.trpo.TRPO, "_fisher_vector_product", negated)
     actor_before = get_flat_params(model.actor_params)
     logged = _one_update(model)
     assert th.equal(get_flat_params(model.actor_params), actor_before)

@@ -1,4 +1,4 @@
-"""The bound rollout forward (sb3_trpo.rollout) equals SB3's policy.forward bit for bit, and learning is unchanged."""
+"""The bound rollout forward (sb3_trpo.common.rollout) equals SB3's policy.forward bit for bit, and learning is unchanged."""
 
 from contextlib import contextmanager
 
@@ -9,9 +9,9 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-import sb3_trpo.trpo
+import sb3_trpo.common.on_policy_ng
 from sb3_trpo import TRPO
-from sb3_trpo.rollout import bind_rollout_forward, rollout_forward
+from sb3_trpo.common.rollout import bind_rollout_forward, rollout_forward
 
 BOX_OBS = spaces.Box(-np.inf, np.inf, (5,), np.float32)
 
@@ -90,7 +90,7 @@ def test_learning_is_unchanged_by_the_bound_forward(env_id, monkeypatch):
         return [param.detach().clone() for param in model.policy.parameters()] + [th.as_tensor(model.rollout_buffer.actions)]
 
     fast = run()
-    monkeypatch.setattr(sb3_trpo.trpo, "rollout_forward", _sb3_forward)
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "rollout_forward", _sb3_forward)
     reference = run()
     for a, b in zip(fast, reference, strict=True):
         assert th.equal(a, b)

@@ -1,8 +1,11 @@
 """Save/load round trip (SB3 style): every parameter, the critic optimizer's state, predictions, and training goes on."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox, SimpleMultiObsEnv
 
 from stable_baselines3.common.logger import configure
@@ -101,3 +104,20 @@ def test_load_then_continue_equals_uninterrupted(tmp_path):
     loaded.train()
     for a, b in zip(model.policy.parameters(), loaded.policy.parameters(), strict=True):
         assert th.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["pendulum", "cartpole"])
+def test_legacy_model_loads_and_predicts_the_same(name: str) -> None:
+    # Saved by the flat-package layout (tests/fixtures/make_legacy_models.py): loads with today's code, is a TRPO
+    # with its options at their defaults, predicts the actions it predicted then, and trains on
+    fixtures = Path(__file__).parent / "fixtures"
+    expected = np.load(fixtures / f"legacy_trpo_{name}.npz")
+    model = TRPO.load(fixtures / f"legacy_trpo_{name}.zip")
+    assert type(model) is TRPO and model.n_steps == 64
+    assert model.ent_coef == 0.0 and not model.adaptive_kl and not model.cg_warm_start
+    actions, _ = model.predict(expected["observations"], deterministic=True)
+    np.testing.assert_array_equal(actions, expected["actions"])
+    env_id = {"pendulum": "Pendulum-v1", "cartpole": "CartPole-v1"}[name]
+    model.set_env(make_vec_env(env_id, n_envs=1, seed=0))
+    model.learn(64)
+    assert model._n_updates == 3

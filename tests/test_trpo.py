@@ -17,9 +17,9 @@ from stable_baselines3.common.envs import (
 )
 from stable_baselines3.common.vec_env import VecNormalize
 
-import sb3_trpo.trpo
-from sb3_trpo import TRPO
-from sb3_trpo.natural_gradient import backtracking_line_search, detached_distribution, get_flat_params, kl_old_new
+import sb3_trpo.trpo.trpo
+from sb3_trpo import NPG, TRPO
+from sb3_trpo.common.natural_gradient import backtracking_line_search, detached_distribution, get_flat_params, kl_old_new
 
 TINY = dict(net_arch=[16])
 
@@ -68,6 +68,36 @@ def test_multi_input_policy(share_features_extractor):
     policy_kwargs = dict(net_arch=[16], share_features_extractor=share_features_extractor)
     model = TRPO("MultiInputPolicy", env, n_steps=32, batch_size=16, policy_kwargs=policy_kwargs, seed=0)
     model.learn(64)
+
+
+class SingleBoxDict(gym.ObservationWrapper):
+    """The env's Box observation as the only entry of a Dict observation."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.observation_space = gym.spaces.Dict({"state": env.observation_space})
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        return {"state": observation}
+
+
+@pytest.mark.parametrize("algo", [TRPO, NPG])
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("share_features_extractor", [True, False])
+def test_dict_of_one_box_gives_the_same_update_as_the_box(algo, env_id, share_features_extractor):
+    # SB3's test_dict_env.py::test_consistency: a MultiInputPolicy on a Dict holding one Box and an MlpPolicy on the
+    # flattened Box are the same network. Both take the same (closed-form) path here, so the same update, bit for bit.
+    dict_env = SingleBoxDict(gym.make(env_id))
+    observation, _ = dict_env.reset(seed=0)
+    policy_kwargs = dict(net_arch=[16], share_features_extractor=share_features_extractor)
+    kwargs = dict(n_steps=128, batch_size=64, policy_kwargs=policy_kwargs, seed=1)
+    dict_model = algo("MultiInputPolicy", dict_env, **kwargs).learn(384)
+    flat_model = algo("MlpPolicy", gym.wrappers.FlattenObservation(dict_env), **kwargs).learn(384)
+    for dict_param, flat_param in zip(dict_model.policy.parameters(), flat_model.policy.parameters(), strict=True):
+        assert th.equal(dict_param, flat_param)
+    dict_action, _ = dict_model.predict(observation, deterministic=True)
+    flat_action, _ = flat_model.predict(observation["state"], deterministic=True)
+    np.testing.assert_array_equal(dict_action, flat_action)
 
 
 def test_vec_normalize_and_multiple_envs():
@@ -168,7 +198,7 @@ def test_failed_line_search_restores_actor_exactly_and_still_fits_critic(monkeyp
         calls.append(result)
         return result
 
-    monkeypatch.setattr(sb3_trpo.trpo, "backtracking_line_search", always_failing_line_search)
+    monkeypatch.setattr(sb3_trpo.trpo.trpo, "backtracking_line_search", always_failing_line_search)
     model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=128, batch_size=64, policy_kwargs=TINY, seed=0)
     actor_before = get_flat_params(model.actor_params)
     critic_before = get_flat_params(model.critic_params)

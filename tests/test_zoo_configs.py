@@ -19,7 +19,7 @@ import rl_zoo3
 from rl_zoo3.exp_manager import ExperimentManager
 from setuptools import find_packages
 
-from sb3_trpo import TRPO, zoo
+from sb3_trpo import NPG, TRPO, zoo
 
 th.set_num_threads(1)
 
@@ -54,7 +54,7 @@ def zoo_manager(env_id: str, tmp_path: Path) -> ExperimentManager:
     # The Zoo's own experiment manager, reading our file; it creates nothing on construction
     return ExperimentManager(
         argparse.Namespace(),
-        zoo.ZOO_ALGO,
+        zoo.DEFAULT_ALGO,
         env_id,
         str(tmp_path / "logs"),
         n_timesteps=0,
@@ -214,3 +214,65 @@ def test_entry_marks_are_the_comment_right_above_each_entry(tmp_path: Path) -> N
     assert zoo.entry_marks(path) == {"A-v0": "# Tuned (x): 1.0 +/- 0.0 at 1k steps", "C-v0": "# To be"}
     with pytest.raises(zoo.ConfigError, match="cannot read the hyperparameter file"):
         zoo.entry_marks(tmp_path / "missing.yml")
+
+
+NPG_CONFIG_PATH = ROOT / "zoo_configs" / "npg.yml"
+NPG_CONFIG = zoo.load_config(NPG_CONFIG_PATH)
+NPG_REQUIRED_ENVS = [
+    "CartPole-v1",
+    "Pendulum-v1",
+    "Acrobot-v1",
+    "MountainCarContinuous-v0",
+    "LunarLander-v3",
+    "LunarLanderContinuous-v3",
+    "HalfCheetah-v5",
+    "Hopper-v5",
+    "Walker2d-v5",
+    "Ant-v5",
+    "Swimmer-v5",
+]
+
+
+def test_npg_config_covers_classic_box2d_and_mujoco_and_is_marked() -> None:
+    assert zoo.default_config_path("npg") == NPG_CONFIG_PATH
+    missing = [env_id for env_id in NPG_REQUIRED_ENVS if env_id not in NPG_CONFIG]
+    assert not missing, f"no entry for {missing} in {NPG_CONFIG_PATH}"
+    marks = zoo.entry_marks(NPG_CONFIG_PATH)
+    assert sorted(marks) == sorted(NPG_CONFIG)
+    # No NPG result is committed yet: nothing may claim to be tuned
+    assert all(mark.startswith("# To be tuned") for mark in marks.values()), marks
+
+
+@pytest.mark.parametrize("key", sorted(NPG_CONFIG))
+def test_npg_entry_builds_npg(key: str, tmp_path: Path) -> None:
+    zoo.check_hyperparameters(NPG_CONFIG[key], key, "npg")
+    env_id = FALLBACK_ENV.get(key, key)
+    try:
+        gym.make(env_id).close()
+    except (gym.error.DependencyNotInstalled, ImportError) as error:
+        pytest.skip(f"{env_id}: {error}")
+    manager = ExperimentManager(
+        argparse.Namespace(), "npg", env_id, str(tmp_path / "logs"), n_timesteps=0, eval_freq=-1, seed=0, verbose=0,
+        config=str(NPG_CONFIG_PATH),
+    )  # fmt: skip
+    unprocessed, _ = manager.read_hyperparameters()
+    assert unprocessed == NPG_CONFIG[key]
+    hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(unprocessed)
+    env = manager.create_envs(n_envs=1, no_log=True)
+    try:
+        model = NPG(env=env, seed=0, **hyperparams)
+        assert type(model) is NPG and model.target_kl == NPG_CONFIG[key].get("target_kl", 0.01)
+    finally:
+        env.close()
+
+
+def test_npg_rejects_line_search_arguments_and_is_registered() -> None:
+    with pytest.raises(zoo.ConfigError, match=r"unknown hyperparameter 'line_search_max_iter' for NPG"):
+        zoo.check_hyperparameters({"policy": "MlpPolicy", "line_search_max_iter": 5}, "test", "npg")
+    zoo.check_hyperparameters({"policy": "MlpPolicy", "line_search_max_iter": 5}, "test", "trpo")
+    assert rl_zoo3.ALGOS["npg"] is NPG
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
+
+    assert HYPERPARAMS_SAMPLER["npg"] is HYPERPARAMS_SAMPLER["trpo"]
+    with pytest.raises(zoo.ConfigError, match=r"unknown --algo 'ppo'; choose from trpo, npg"):
+        zoo.algorithm_class("ppo")

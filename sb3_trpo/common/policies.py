@@ -1,5 +1,5 @@
 """
-Policies for TRPO (SB3's actor-critic policies) and the split of their parameters into actor and critic.
+The split of an actor-critic policy's parameters into actor and critic, shared by the natural-gradient family.
 
 TRPO updates the two halves differently: the actor (everything that shapes the action distribution) by a
 natural-gradient step inside the trust region, the critic (the value function) by Adam regression on the returns.
@@ -15,16 +15,10 @@ an extractor of its own that it trains freely.
 
 from typing import TypeGuard
 
-from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
-from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import FlattenExtractor, MlpExtractor
+from stable_baselines3.common.torch_layers import MlpExtractor
 from torch import nn
-
-MlpPolicy = ActorCriticPolicy
-CnnPolicy = ActorCriticCnnPolicy
-MultiInputPolicy = MultiInputActorCriticPolicy
 
 
 class PolicyPartitionError(TypeError):
@@ -99,26 +93,32 @@ def actor_critic_parameters(policy: nn.Module) -> tuple[list[nn.Parameter], list
     return ordered_actor, ordered_critic
 
 
+#: SB3's actor-critic policy classes whose ``forward`` and ``get_distribution`` are ``ActorCriticPolicy``'s own (the
+#: two subclasses only change constructor defaults)
+SB3_ACTOR_CRITIC_CLASSES = (ActorCriticPolicy, ActorCriticCnnPolicy, MultiInputActorCriticPolicy)
+
+
 def has_flat_mlp_actor(policy: nn.Module) -> TypeGuard[ActorCriticPolicy]:
     """
-    Whether the policy is SB3's ``ActorCriticPolicy`` itself with a plain MLP actor, the case the closed-form paths
-    (:mod:`sb3_trpo.rollout`, :func:`sb3_trpo.fisher.mlp_fisher_vector_product`) handle.
+    Whether the policy's actor is a flat MLP over parameter-free features, the case the closed-form paths
+    (:mod:`sb3_trpo.common.rollout`, :func:`sb3_trpo.common.fisher.mlp_fisher_vector_product`) handle.
 
-    That is: the class itself (a subclass may override ``forward`` or ``get_distribution``), non-image ``Box``
-    observations through a ``FlattenExtractor``, an ``MlpExtractor``, a linear ``action_net``, and a diagonal
-    Gaussian (without gSDE) or categorical action distribution. (Whether the layers are linear with tanh or ReLU is
-    checked by :func:`sb3_trpo.critic.mlp_layers`.)
+    That is: one of SB3's actor-critic policy classes itself (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``; a
+    subclass may override ``forward`` or ``get_distribution``), an actor features extractor without trainable
+    parameters (``FlattenExtractor``, or ``CombinedExtractor`` over vector observations of a ``Dict``: the
+    concatenated flat features), an ``MlpExtractor``, a linear ``action_net``, and a diagonal Gaussian (without gSDE)
+    or categorical action distribution. A ``MultiInputPolicy`` on a ``Dict`` holding one ``Box`` and an ``MlpPolicy``
+    on that ``Box`` are the same network and take the same path. (Whether the layers are linear with tanh or ReLU is
+    checked by :func:`sb3_trpo.common.critic.mlp_layers`.)
 
     :param policy: the policy
     :return: True when the closed-form paths may apply
     """
-    if type(policy) is not ActorCriticPolicy:
+    if type(policy) not in SB3_ACTOR_CRITIC_CLASSES:
         return False
-    observation_space = policy.observation_space
+    assert isinstance(policy, ActorCriticPolicy)
     return (
-        isinstance(observation_space, spaces.Box)
-        and not is_image_space(observation_space)
-        and type(policy.pi_features_extractor) is FlattenExtractor
+        not any(param.requires_grad for param in policy.pi_features_extractor.parameters())
         and type(policy.mlp_extractor) is MlpExtractor
         and type(policy.action_net) is nn.Linear
         and type(policy.action_dist) in (DiagGaussianDistribution, CategoricalDistribution)
@@ -126,9 +126,6 @@ def has_flat_mlp_actor(policy: nn.Module) -> TypeGuard[ActorCriticPolicy]:
 
 
 __all__ = [
-    "CnnPolicy",
-    "MlpPolicy",
-    "MultiInputPolicy",
     "PolicyPartitionError",
     "actor_critic_parameters",
     "has_flat_mlp_actor",

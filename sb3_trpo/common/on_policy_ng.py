@@ -1,31 +1,46 @@
+"""
+The natural-gradient update shared by the family (TRPO, NPG): one base class over SB3's ``OnPolicyAlgorithm``.
+
+:class:`NaturalGradientAlgorithm` owns everything but the step itself: the rollout (SB3's ``collect_rollouts`` with a
+bound forward), the objective ``L(theta)`` and its gradient ``g``, the Fisher-vector products, conjugate gradient,
+the step length, the critic's regression, the options (entropy bonus, adaptive radius, warm-started CG), save/load
+and the logs. A subclass says how the step along the full natural-gradient step is taken, in one hook,
+:meth:`NaturalGradientAlgorithm._policy_step`: TRPO backtracks until the step is inside the trust region and
+improves the objective, NPG takes the full step. (Tianshou builds TRPO on NPG the same way.)
+"""
+
 import io
 import math
 import pathlib
 import warnings
+from abc import abstractmethod
 from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_trpo.critic import fast_value_regression, fused_adam_step
-from sb3_trpo.fisher import gauss_newton_fisher_vector_product, mlp_fisher_vector_product, supports_gauss_newton
-from sb3_trpo.natural_gradient import (
+from sb3_trpo.common.critic import fast_value_regression, fused_adam_step
+from sb3_trpo.common.fisher import gauss_newton_fisher_vector_product, mlp_fisher_vector_product, supports_gauss_newton
+from sb3_trpo.common.natural_gradient import (
+    CGResult,
     FisherVectorProduct,
     LineSearchResult,
-    backtracking_line_search,
+    adapt_trust_region_radius,
     conjugate_gradient,
     detached_distribution,
+    entropy_regularized_surrogate,
     fisher_vector_product,
     flat_grad,
     get_flat_params,
@@ -33,13 +48,15 @@ from sb3_trpo.natural_gradient import (
     max_step_length,
     normalize_advantages,
     set_flat_params,
-    surrogate_objective,
 )
-from sb3_trpo.rollout import rollout_forward
-from sb3_trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, actor_critic_parameters
-from sb3_trpo.safety import RejectNonFiniteEnvData, check_finite_rollout, check_model_archive
+from sb3_trpo.common.policies import actor_critic_parameters
+from sb3_trpo.common.rollout import rollout_forward
+from sb3_trpo.common.safety import RejectNonFiniteEnvData, check_finite_rollout, check_model_archive
 
-SelfTRPO = TypeVar("SelfTRPO", bound="TRPO")
+SelfNaturalGradientAlgorithm = TypeVar("SelfNaturalGradientAlgorithm", bound="NaturalGradientAlgorithm")
+
+#: ``evaluate(fraction) -> (objective, KL(pi_old || pi_theta))`` at ``theta_old + fraction * full_step``
+StepEvaluator = Callable[[float], tuple[float, float]]
 
 
 def index_observations(observations: PyTorchObs, index: th.Tensor | slice) -> PyTorchObs:
@@ -55,27 +72,53 @@ def index_observations(observations: PyTorchObs, index: th.Tensor | slice) -> Py
     return observations[index]
 
 
-def _check_range(name: str, value: float, valid: bool, allowed: str) -> None:
+def check_range(name: str, value: Any, valid: bool, allowed: str) -> None:
+    """
+    Raise a ``ValueError`` naming the argument and what it allows when ``valid`` is false.
+
+    :param name: the constructor argument
+    :param value: the value it was given
+    :param valid: whether the value is allowed
+    :param allowed: the allowed values, in words
+    """
     if not valid:
         raise ValueError(f"`{name}` must be {allowed}, got {value!r}")
 
 
-class TRPO(OnPolicyAlgorithm):
+def _is_bool(value: Any) -> bool:
+    # True / False, also numpy's bool_ (e.g. from a config built with numpy)
+    return isinstance(value, bool) or type(value).__name__ == "bool_"
+
+
+class PolicyObjective(NamedTuple):
     """
-    Trust Region Policy Optimization (TRPO)
+    The policy's side of one update at ``theta_old``.
 
-    Paper: https://arxiv.org/abs/1502.05477
-    Code: an independent implementation; sb3-contrib's TRPO (https://github.com/Stable-Baselines-Team/stable-baselines3-contrib)
-    and OpenAI Spinning Up (https://github.com/openai/spinningup/) were read as references, and every constructor
-    argument of sb3-contrib's TRPO is accepted under the same name, order and default.
+    :param old_distribution: ``pi_old``, a detached snapshot of the action distribution on the batch
+    :param distribution: ``pi_theta`` on the batch, with its graph (for the Fisher products)
+    :param old_log_prob: ``log pi_old(a|s)``, detached, shape (batch,)
+    :param value: the objective ``L(theta_old)`` (plus ``ent_coef * H``), a Python float
+    :param gradient: ``g``, its gradient over the actor parameters, flat, shape (n,)
+    """
 
-    Introduction to TRPO: https://spinningup.openai.com/en/latest/algorithms/trpo.html
+    old_distribution: Distribution
+    distribution: Distribution
+    old_log_prob: th.Tensor
+    value: float
+    gradient: th.Tensor
 
-    Each update: one natural-gradient step of the actor, ``theta_old + shrink**j * beta * F^-1 g``, with ``F^-1 g``
-    from conjugate gradient on damped Fisher-vector products and ``j`` from a backtracking line search that accepts
-    only ``KL(pi_old || pi_theta) <= target_kl`` (the KL of the joint action distribution, in the paper's direction)
-    together with an improved surrogate; then ``n_critic_updates`` epochs of Adam regression of the value function
-    on the GAE returns, over the critic's parameters only (so the policy stays where the line search left it).
+
+class NaturalGradientAlgorithm(OnPolicyAlgorithm):
+    """
+    Base class of the natural-gradient family (TRPO, NPG): SB3's ``OnPolicyAlgorithm`` with a natural-gradient
+    step of the actor and a separate regression of the critic.
+
+    Each update (:meth:`train`): the objective ``L(theta) = mean(ratio * A) + ent_coef * mean(H(pi_theta))`` and its
+    gradient ``g`` at ``theta_old``; the search direction ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient
+    on Fisher-vector products, ``F`` the Hessian of the mean ``KL(pi_old || pi_theta)``; the full step ``beta * s``
+    with ``beta = sqrt(2 * delta / s^T (F + cg_damping * I) s)``, which reaches ``KL = delta`` at the quadratic model;
+    the step itself (:meth:`_policy_step`, the subclass's); then ``n_critic_updates`` epochs of Adam regression of
+    the value function on the GAE returns, over the critic's parameters only.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -90,9 +133,6 @@ class TRPO(OnPolicyAlgorithm):
     :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products) to compute the
         search direction ``F^-1 g``; >= 1, typically 10-25
     :param cg_damping: Damping ``lambda`` of the Fisher-vector product ``(F + lambda * I) v``; >= 0, typically 0.01-0.1
-    :param line_search_shrinking_factor: Step-size reduction factor of the backtracking line search
-        (``theta_new = theta_old + shrink**j * full_step``); in (0, 1), typically 0.5-0.8
-    :param line_search_max_iter: Maximum number of candidates tried by the backtracking line search; >= 1
     :param n_critic_updates: Number of epochs of critic regression per policy update; >= 1, typically 5-20
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
@@ -102,11 +142,10 @@ class TRPO(OnPolicyAlgorithm):
     :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
-    :param target_kl: The trust-region radius ``delta``: every accepted step satisfies
-        ``mean KL(pi_old || pi_theta) <= target_kl`` on the rollout batch (NOT PPO's early-stopping threshold).
-        > 0, typically 0.01-0.05.
+    :param target_kl: The trust-region radius ``delta``: the full step reaches ``mean KL(pi_old || pi_theta) = delta``
+        at the quadratic model of the KL (NOT PPO's early-stopping threshold). > 0, typically 0.01-0.05.
     :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only,
-        to make the conjugate-gradient step cheaper (the gradient and the line search always use the whole batch);
+        to make the conjugate-gradient step cheaper (the gradient and the step's checks always use the whole batch);
         see p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf. >= 1.
     :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
         the reported success rate, mean episode length, and mean reward over
@@ -119,19 +158,25 @@ class TRPO(OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     :param fisher_product: How the Fisher-vector products of conjugate gradient are computed (same matrix, different
         cost): ``"gauss_newton"`` (default) as ``J^T M J v`` with ``J`` the Jacobian of the distribution parameters
-        (in closed form for MLP actors, elsewhere through graphs built once per update) and ``M`` the closed-form
-        Fisher of the action distribution
-        (Gaussian, gSDE, categorical, multi-categorical, Bernoulli; any other distribution falls back to double backward);
+        (in closed form for MLP actors over parameter-free features, elsewhere through graphs built once per update)
+        and ``M`` the closed-form Fisher of the action distribution (Gaussian, gSDE, categorical, multi-categorical,
+        Bernoulli; any other distribution falls back to double backward);
         ``"double_backward"``: the Hessian-vector product of the mean KL by double backward (the reference).
+    :param ent_coef: Entropy bonus: the objective is ``L(theta) + ent_coef * mean(H(pi_theta(.|s)))``, in the policy
+        gradient and in every check of the objective alike. >= 0 and finite; 0 (default) leaves the update unchanged.
+        Typically 0.0-0.01 (advantages are normalized to unit std).
+    :param adaptive_kl: Whether the trust-region radius adapts between updates, starting at ``target_kl`` (see
+        :func:`sb3_trpo.common.natural_gradient.adapt_trust_region_radius` for the exact rule: x1.5 after a full step
+        accepted with ``KL <= radius / 1.5``, /1.5 after a rejected step or a KL above ``1.5 * radius``, within
+        ``[target_kl / 10, 10 * target_kl]``). The radius in use is ``target_kl_effective``, logged as
+        ``train/target_kl_effective`` and saved with the model. Default: False (the radius is ``target_kl``).
+    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction instead of zero
+        (one more Fisher product to start, often fewer iterations; ``train/cg_iterations`` shows it). The direction is
+        saved with the model. Default: False.
     """
 
     fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "MlpPolicy": MlpPolicy,
-        "CnnPolicy": CnnPolicy,
-        "MultiInputPolicy": MultiInputPolicy,
-    }
     policy: ActorCriticPolicy
     rollout_buffer: RolloutBuffer
 
@@ -145,8 +190,6 @@ class TRPO(OnPolicyAlgorithm):
         gamma: float = 0.99,
         cg_max_steps: int = 15,
         cg_damping: float = 0.1,
-        line_search_shrinking_factor: float = 0.8,
-        line_search_max_iter: int = 10,
         n_critic_updates: int = 10,
         gae_lambda: float = 0.95,
         use_sde: bool = False,
@@ -165,23 +208,22 @@ class TRPO(OnPolicyAlgorithm):
         _init_setup_model: bool = True,
         *,
         fisher_product: str = "gauss_newton",
+        ent_coef: float = 0.0,
+        adaptive_kl: bool = False,
+        cg_warm_start: bool = False,
     ):
-        if fisher_product not in self.fisher_products:
-            raise ValueError(f"`fisher_product` must be one of {self.fisher_products}, got {fisher_product!r}")
+        check_range("fisher_product", fisher_product, fisher_product in self.fisher_products, f"one of {self.fisher_products}")
         # New checks raise ValueError naming the argument (before any env is built)
-        _check_range("target_kl", target_kl, target_kl > 0, "> 0 (the trust-region radius)")
-        _check_range("cg_max_steps", cg_max_steps, cg_max_steps >= 1, "an integer >= 1")
-        _check_range("cg_damping", cg_damping, cg_damping >= 0, ">= 0")
-        _check_range(
-            "line_search_shrinking_factor",
-            line_search_shrinking_factor,
-            0 < line_search_shrinking_factor < 1,
-            "in the open interval (0, 1)",
-        )
-        _check_range("line_search_max_iter", line_search_max_iter, line_search_max_iter >= 1, "an integer >= 1")
-        _check_range("n_critic_updates", n_critic_updates, n_critic_updates >= 1, "an integer >= 1")
-        _check_range("sub_sampling_factor", sub_sampling_factor, sub_sampling_factor >= 1, "an integer >= 1")
-        _check_range("batch_size", batch_size, batch_size >= 1, "an integer >= 1")
+        check_range("target_kl", target_kl, target_kl > 0, "> 0 (the trust-region radius)")
+        check_range("cg_max_steps", cg_max_steps, cg_max_steps >= 1, "an integer >= 1")
+        check_range("cg_damping", cg_damping, cg_damping >= 0, ">= 0")
+        check_range("n_critic_updates", n_critic_updates, n_critic_updates >= 1, "an integer >= 1")
+        check_range("sub_sampling_factor", sub_sampling_factor, sub_sampling_factor >= 1, "an integer >= 1")
+        check_range("batch_size", batch_size, batch_size >= 1, "an integer >= 1")
+        is_number = isinstance(ent_coef, (int, float)) and not _is_bool(ent_coef)
+        check_range("ent_coef", ent_coef, is_number and math.isfinite(ent_coef) and ent_coef >= 0, "a finite number >= 0")
+        check_range("adaptive_kl", adaptive_kl, _is_bool(adaptive_kl), "True or False")
+        check_range("cg_warm_start", cg_warm_start, _is_bool(cg_warm_start), "True or False")
 
         super().__init__(
             policy,
@@ -190,7 +232,7 @@ class TRPO(OnPolicyAlgorithm):
             n_steps=n_steps,
             gamma=gamma,
             gae_lambda=gae_lambda,
-            ent_coef=0.0,  # entropy bonus is not used by TRPO
+            ent_coef=float(ent_coef),
             vf_coef=0.0,  # value function is optimized separately
             max_grad_norm=0.0,  # the actor's step is bounded by the trust region, the critic's is not clipped
             use_sde=use_sde,
@@ -237,11 +279,11 @@ class TRPO(OnPolicyAlgorithm):
         # Conjugate gradients parameters
         self.cg_max_steps = cg_max_steps
         self.cg_damping = cg_damping
-        # Backtracking line search parameters
-        self.line_search_shrinking_factor = line_search_shrinking_factor
-        self.line_search_max_iter = line_search_max_iter
-        # Trust region radius (delta)
+        self.cg_warm_start = bool(cg_warm_start)
+        # Trust region radius (delta), and the radius in use (adapted between updates with adaptive_kl)
         self.target_kl = target_kl
+        self.adaptive_kl = bool(adaptive_kl)
+        self.target_kl_effective = float(target_kl)
         self.n_critic_updates = n_critic_updates
         self.sub_sampling_factor = sub_sampling_factor
         self.fisher_product = fisher_product
@@ -252,6 +294,9 @@ class TRPO(OnPolicyAlgorithm):
     def _setup_model(self) -> None:
         super()._setup_model()
         self.actor_params, self.critic_params = actor_critic_parameters(self.policy)
+        # The previous update's search direction, for cg_warm_start (zero: none yet, start from zero). A tensor so
+        # that save/load keeps it with the model (`_get_torch_save_params`).
+        self._cg_previous_direction = th.zeros(sum(param.numel() for param in self.actor_params), device=self.device)
         # The critic gets its own optimizer over the critic's parameters only. It replaces the policy's optimizer
         # (built by SB3 over all parameters) so that `_get_torch_save_params`, save/load and the learning-rate
         # schedule keep working as in SB3.
@@ -264,15 +309,31 @@ class TRPO(OnPolicyAlgorithm):
             self.critic_params, lr=self.lr_schedule(1), **optimizer_kwargs  # type: ignore[call-arg]
         )
         # The critic's features extractor is frozen during the critic's epochs when it has no critic parameter:
-        # shared (it then belongs to the actor, see sb3_trpo.policies) or parameter-free (e.g. SB3's FlattenExtractor).
-        # Its output is then computed once per update instead of once per minibatch.
+        # shared (it then belongs to the actor, see sb3_trpo.common.policies) or parameter-free (e.g. SB3's
+        # FlattenExtractor). Its output is then computed once per update instead of once per minibatch.
         critic_ids = {id(param) for param in self.critic_params}
         self._critic_extractor = self.policy.vf_features_extractor
         self._critic_reuses_features = not any(id(param) in critic_ids for param in self._critic_extractor.parameters())
-        # On top of frozen features, a plain MLP value function gets closed-form gradients (sb3_trpo.critic)
+        # On top of frozen features, a plain MLP value function gets closed-form gradients (sb3_trpo.common.critic)
         self._value_regression = (
             fast_value_regression(self.policy, self.critic_params) if self._critic_reuses_features else None
         )
+
+    # Attributes rebuilt by `_setup_model` from the policy: never pickled (they are views of the policy's tensors)
+    _derived_attributes: ClassVar[tuple[str, ...]] = (
+        "actor_params",
+        "critic_params",
+        "_critic_extractor",
+        "_critic_reuses_features",
+        "_value_regression",
+    )
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *self._derived_attributes, "_cg_previous_direction"]
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, torch_variables = super()._get_torch_save_params()
+        return state_dicts, [*torch_variables, "_cg_previous_direction"]
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
         # Reject NaN / inf from the environment at the step it appears, before the user's callbacks see it
@@ -290,23 +351,68 @@ class TRPO(OnPolicyAlgorithm):
         """
         SB3's ``collect_rollouts``, with the policy's forward bound once for the whole rollout where it applies.
 
-        The bound forward (:mod:`sb3_trpo.rollout`) gives the same actions, values and log-probabilities as
+        The bound forward (:mod:`sb3_trpo.common.rollout`) gives the same actions, values and log-probabilities as
         ``policy.forward``, bit for bit, at a fraction of its per-step overhead.
         """
         with rollout_forward(self.policy):
             return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
 
+    # -----------------------------------------------------------------------------------------------------------------
+    # The update, step by step
+    # -----------------------------------------------------------------------------------------------------------------
+
+    def _policy_batch(self) -> RolloutBufferSamples:
+        """
+        The whole rollout as one batch: discrete actions as indices, advantages normalized when asked.
+
+        :return: SB3's rollout samples over the whole buffer
+        """
+        rollout_data = next(self.rollout_buffer.get(batch_size=None))
+        if isinstance(self.action_space, spaces.Discrete):
+            # Convert discrete action from float to long
+            rollout_data = rollout_data._replace(actions=rollout_data.actions.long().flatten())
+        if self.normalize_advantage:
+            rollout_data = rollout_data._replace(advantages=normalize_advantages(rollout_data.advantages))
+        return rollout_data
+
+    def _objective(
+        self, distribution: Distribution, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor
+    ) -> th.Tensor:
+        """
+        The objective ``L(theta) + ent_coef * mean(H(pi_theta))`` for a distribution on the batch.
+
+        :return: scalar tensor
+        """
+        entropy = distribution.entropy() if self.ent_coef > 0 else None
+        return entropy_regularized_surrogate(distribution.log_prob(actions), old_log_prob, advantages, entropy, self.ent_coef)
+
+    def _policy_objective(self, batch: RolloutBufferSamples) -> PolicyObjective:
+        """
+        ``pi_old``, the objective at ``theta_old`` and its gradient ``g`` (DESIGN.md, section 2, steps 3 to 5).
+
+        :param batch: the whole rollout (:meth:`_policy_batch`)
+        :return: :class:`PolicyObjective`
+        """
+        # Snapshot pi_old: detached distribution parameters and log-probs at theta_old. Recomputing them (rather than
+        # reading the buffer's log-probs) makes the ratio exactly 1 at theta_old.
+        distribution = self.policy.get_distribution(batch.observations)
+        old_distribution = detached_distribution(distribution)
+        old_log_prob = distribution.log_prob(batch.actions).detach()
+        objective = self._objective(distribution, batch.actions, old_log_prob, batch.advantages)
+        gradient = flat_grad(objective, self.actor_params, retain_graph=True)
+        return PolicyObjective(old_distribution, distribution, old_log_prob, float(objective.detach()), gradient)
+
     def _policy_terms(
         self, observations: PyTorchObs, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor, old_dist: Any
     ) -> tuple[th.Tensor, th.Tensor]:
         """
-        Surrogate ``L(theta)`` and mean ``KL(pi_old || pi_theta)`` at the current actor parameters.
+        Objective and mean ``KL(pi_old || pi_theta)`` at the current actor parameters.
 
-        :return: (surrogate, mean KL), scalars
+        :return: (objective, mean KL), scalars
         """
         distribution = self.policy.get_distribution(observations)
-        surrogate = surrogate_objective(distribution.log_prob(actions), old_log_prob, advantages)
-        return surrogate, kl_old_new(old_dist, distribution).mean()
+        objective = self._objective(distribution, actions, old_log_prob, advantages)
+        return objective, kl_old_new(old_dist, distribution).mean()
 
     def _fisher_vector_product(self, observations: PyTorchObs, distribution: Any, old_dist: Any) -> FisherVectorProduct:
         """
@@ -320,8 +426,8 @@ class TRPO(OnPolicyAlgorithm):
         if self.sub_sampling_factor > 1:
             observations = index_observations(observations, slice(None, None, self.sub_sampling_factor))
         if self.fisher_product == "gauss_newton" and supports_gauss_newton(distribution):
-            # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.fisher): in closed
-            # form for MLP actors, else through autograd graphs built once
+            # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.common.fisher): in
+            # closed form for MLP actors, else through autograd graphs built once
             closed_form = mlp_fisher_vector_product(self.policy, self.actor_params, observations, damping=self.cg_damping)
             if closed_form is not None:
                 return closed_form
@@ -334,72 +440,76 @@ class TRPO(OnPolicyAlgorithm):
         kl_grad = flat_grad(kl, self.actor_params, create_graph=True)
         return partial(fisher_vector_product, kl_grad, self.actor_params, damping=self.cg_damping)
 
-    def _natural_gradient_step(
-        self, observations: PyTorchObs, actions: th.Tensor, advantages: th.Tensor
-    ) -> tuple[LineSearchResult, dict[str, float]]:
+    def _search_direction(self, batch: RolloutBufferSamples, objective: PolicyObjective) -> CGResult:
         """
-        One trust-region step of the actor (DESIGN.md, section 2, steps 3 to 9).
+        ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient (DESIGN.md, section 2, steps 6 and 7).
 
-        :return: the line-search result and diagnostics for the logger
+        With ``cg_warm_start``, CG starts from the previous update's direction (when there is one).
+
+        :return: CG's result
         """
+        fvp = self._fisher_vector_product(batch.observations, objective.distribution, objective.old_distribution)
+        warm_start = self.cg_warm_start and bool(self._cg_previous_direction.any())
+        x0 = self._cg_previous_direction if warm_start else None
+        cg = conjugate_gradient(fvp, objective.gradient, max_iter=self.cg_max_steps, x0=x0)
+        if self.cg_warm_start and bool(th.isfinite(cg.x).all()):
+            self._cg_previous_direction = cg.x.detach().clone()
+        return cg
+
+    @abstractmethod
+    def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:
+        """
+        Take the step along the full natural-gradient step: the one hook of the family.
+
+        :param evaluate: moves the actor to ``theta_old + fraction * full_step`` and measures it
+        :param old_objective: the objective at ``theta_old``
+        :param radius: the trust-region radius ``delta`` of this update
+        :return: the step taken; when not ``accepted``, the caller restores ``theta_old`` exactly
+        """
+
+    def _record_step(self, step: LineSearchResult) -> None:
+        """
+        Log what is particular to the subclass's step (called once per update, also when no step was tried).
+
+        :param step: the step taken
+        """
+
+    def _apply_step(
+        self, batch: RolloutBufferSamples, objective: PolicyObjective, full_step: th.Tensor | None, radius: float
+    ) -> LineSearchResult:
+        """
+        Run :meth:`_policy_step` from ``theta_old`` and leave the actor where it accepted, else exactly at ``theta_old``.
+
+        :param batch: the whole rollout
+        :param objective: ``pi_old`` and the objective at ``theta_old``
+        :param full_step: ``beta * s``; None when no step can be sized
+        :param radius: the trust-region radius of this update
+        :return: the step taken
+        """
+        if full_step is None:
+            # No usable direction (zero or non-finite gradient, curvature that is not positive): no step is tried
+            return LineSearchResult(False, 0.0, 0, 0.0, objective.value)
         params = self.actor_params
-        # Snapshot pi_old: detached distribution parameters and log-probs at theta_old. Recomputing them (rather than
-        # reading the buffer's log-probs) makes the ratio exactly 1 at theta_old.
-        distribution = self.policy.get_distribution(observations)
-        old_dist = detached_distribution(distribution)
-        log_prob = distribution.log_prob(actions)
-        old_log_prob = log_prob.detach()
-
-        # Surrogate L(theta) and the policy gradient g = grad_theta L at theta_old
-        surrogate = surrogate_objective(log_prob, old_log_prob, advantages)
-        policy_gradient = flat_grad(surrogate, params, retain_graph=True)
-
-        # Fisher-vector products v -> (F + damping * I) v, F the Hessian of the mean KL(pi_old || pi_theta) at
-        # theta_old, optionally on every sub_sampling_factor-th sample only
-        fvp = self._fisher_vector_product(observations, distribution, old_dist)
-
-        # Search direction s = (F + damping * I)^-1 g by conjugate gradient, then the step length beta
-        cg = conjugate_gradient(fvp, policy_gradient, max_iter=self.cg_max_steps)
-        # (F + damping * I) s = g - r, with r the residual CG tracks: s^T F s without one more Fisher product
-        # (equal to s . fvp(s) up to float rounding, about 1e-7 relative in float32)
-        fisher_direction = policy_gradient - cg.residual
-        beta = max_step_length(cg.x, fisher_direction, self.target_kl) if bool(th.isfinite(cg.x).all()) else 0.0
-        full_step = beta * cg.x
-        del fvp  # free the graphs of the Fisher products before the line search
-
-        old_surrogate = float(surrogate.detach())
         old_flat = get_flat_params(params)
 
         def evaluate(fraction: float) -> tuple[float, float]:
             set_flat_params(params, old_flat + fraction * full_step)
             with th.no_grad():
-                new_surrogate, new_kl = self._policy_terms(observations, actions, old_log_prob, advantages, old_dist)
-            return float(new_surrogate), float(new_kl)
+                new_objective, new_kl = self._policy_terms(
+                    batch.observations, batch.actions, objective.old_log_prob, batch.advantages, objective.old_distribution
+                )
+            return float(new_objective), float(new_kl)
 
         try:
-            if beta > 0.0:
-                result = backtracking_line_search(
-                    evaluate, old_surrogate, self.target_kl, self.line_search_shrinking_factor, self.line_search_max_iter
-                )
-            else:
-                # No usable direction (zero or non-finite gradient, curvature that is not positive): no step is tried
-                result = LineSearchResult(False, 0.0, 0, 0.0, old_surrogate)
+            step = self._policy_step(evaluate, objective.value, radius)
         except BaseException:
             # Interrupted (KeyboardInterrupt, an error in a forward pass) with the actor at a candidate: restore it
             set_flat_params(params, old_flat)
             raise
-        if not result.accepted:
+        if not step.accepted:
             # Restore theta_old exactly
             set_flat_params(params, old_flat)
-
-        diagnostics = {
-            "step_skipped": float(beta == 0.0),
-            "max_step_length": beta,
-            "cg_iterations": float(cg.n_iter),
-            "cg_residual": float(cg.residual_norm),
-            "surrogate_improvement": result.surrogate - old_surrogate,
-        }
-        return result, diagnostics
+        return step
 
     def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> tuple[float, int]:
         """
@@ -437,7 +547,7 @@ class TRPO(OnPolicyAlgorithm):
                 minibatch_inputs: Any = index_observations(epoch_inputs, minibatch)
                 minibatch_returns = epoch_returns[minibatch]
                 if value_regression is not None:
-                    # Same gradient as autograd's, without its graph bookkeeping (sb3_trpo.critic)
+                    # Same gradient as autograd's, without its graph bookkeeping (sb3_trpo.common.critic)
                     value_loss = value_regression(minibatch_inputs, minibatch_returns)
                 else:
                     loss = F.mse_loss(minibatch_returns, predict_values(minibatch_inputs).flatten())
@@ -458,53 +568,56 @@ class TRPO(OnPolicyAlgorithm):
 
     def train(self) -> None:
         """
-        Update policy using the currently gathered rollout buffer.
+        One update from the rollout buffer (the algorithm box of TRPO and NPG; DESIGN.md, section 2).
         """
-        # Switch to train mode (this affects batch norm / dropout)
+        # Switch to train mode (this affects batch norm / dropout); update the critic's learning rate
         self.policy.set_training_mode(True)
-        # Update the critic's learning rate
         self._update_learning_rate(self.policy.optimizer)
-
         # Refuse NaN / inf from the environment before anything is updated with it
         check_finite_rollout(self.rollout_buffer)
 
-        # The whole rollout in one batch
-        rollout_data = next(self.rollout_buffer.get(batch_size=None))
-        actions = rollout_data.actions
-        if isinstance(self.action_space, spaces.Discrete):
-            # Convert discrete action from float to long
-            actions = rollout_data.actions.long().flatten()
-
-        advantages = rollout_data.advantages
-        if self.normalize_advantage:
-            advantages = normalize_advantages(advantages)
-
-        # Actor: natural-gradient step inside the trust region KL(pi_old || pi_theta) <= target_kl
-        line_search, diagnostics = self._natural_gradient_step(rollout_data.observations, actions, advantages)
-
-        # Critic: regression on the GAE returns (the actor's parameters are not touched)
-        value_loss, critic_skipped = self._fit_critic(rollout_data.observations, rollout_data.returns)
-
+        # 1. The whole rollout in one batch, GAE advantages normalized
+        batch = self._policy_batch()
+        # 2. pi_old, the objective L(theta_old) (+ ent_coef * H) and the policy gradient g
+        objective = self._policy_objective(batch)
+        # 3. Search direction s = (F + cg_damping * I)^-1 g by conjugate gradient on Fisher-vector products
+        cg = self._search_direction(batch, objective)
+        # 4. Step length beta = sqrt(2 delta / s^T (F + damping I) s): the quadratic model of the KL reaches delta.
+        #    (F + damping I) s = g - r, with r the residual CG tracks: no extra Fisher product
+        radius = self.target_kl_effective
+        usable = bool(th.isfinite(cg.x).all())
+        beta = max_step_length(cg.x, objective.gradient - cg.residual, radius) if usable else 0.0
+        # 5. The step theta_old + fraction * beta * s (TRPO: backtracking line search; NPG: the full step);
+        #    theta_old is restored exactly when no step is accepted
+        step = self._apply_step(batch, objective, beta * cg.x if beta > 0.0 else None, radius)
+        # 6. The radius of the next update (adaptive_kl)
+        if self.adaptive_kl:
+            self.target_kl_effective = adapt_trust_region_radius(radius, self.target_kl, step)
+        # 7. Critic: regression on the GAE returns (the actor's parameters are not touched)
+        value_loss, critic_skipped = self._fit_critic(batch.observations, batch.returns)
         self._n_updates += 1
-        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
 
         # Logs: sb3-contrib's keys, then our diagnostics
-        self.logger.record("train/policy_objective", line_search.surrogate)
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/policy_objective", step.surrogate)
         self.logger.record("train/value_loss", value_loss)
-        self.logger.record("train/kl_divergence_loss", line_search.kl)
+        self.logger.record("train/kl_divergence_loss", step.kl)
         self.logger.record("train/explained_variance", explained_var)
-        self.logger.record("train/is_line_search_success", float(line_search.accepted))
         if isinstance(getattr(self.policy, "log_std", None), nn.Parameter):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
-        self.logger.record("train/line_search_backtracks", line_search.n_backtracks)
+        self._record_step(step)
         self.logger.record("train/critic_skipped_minibatches", critic_skipped)
-        for key, value in diagnostics.items():
-            self.logger.record(f"train/{key}", value)
+        self.logger.record("train/step_skipped", float(beta == 0.0))
+        self.logger.record("train/max_step_length", beta)
+        self.logger.record("train/cg_iterations", float(cg.n_iter))
+        self.logger.record("train/cg_residual", float(cg.residual_norm))
+        self.logger.record("train/surrogate_improvement", step.surrogate - objective.value)
+        self.logger.record("train/target_kl_effective", self.target_kl_effective)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     @classmethod
     def load(
-        cls: type[SelfTRPO],
+        cls: type[SelfNaturalGradientAlgorithm],
         path: str | pathlib.Path | io.BufferedIOBase,
         env: GymEnv | None = None,
         device: th.device | str = "auto",
@@ -512,12 +625,14 @@ class TRPO(OnPolicyAlgorithm):
         print_system_info: bool = False,
         force_reset: bool = True,
         **kwargs: Any,
-    ) -> SelfTRPO:
+    ) -> SelfNaturalGradientAlgorithm:
         """
         Load the model from a zip-file (SB3's ``load``, same arguments).
 
-        The archive is checked whole first (every member's CRC, the members TRPO writes), so a truncated or
-        corrupted file raises a ``ValueError`` saying so instead of giving a half-loaded model.
+        The archive is checked whole first (every member's CRC, the members the model writes), so a truncated or
+        corrupted file raises a ``ValueError`` saying so instead of giving a half-loaded model. Attributes that
+        ``_setup_model`` rebuilds from the policy are not read from the file (models saved by version 0.1
+        pickled them, some under module paths that have moved).
 
         :param path: path to the file (or a file-like object) to load the model from
         :param env: the new environment to run the loaded model on (can be None if you only need prediction)
@@ -529,30 +644,13 @@ class TRPO(OnPolicyAlgorithm):
         :return: new model instance with loaded parameters
         """
         check_model_archive(path)
+        derived: dict[str, Any] = dict.fromkeys(cls._derived_attributes)
         return super().load(
             path,
             env=env,
             device=device,
-            custom_objects=custom_objects,
+            custom_objects={**derived, **(custom_objects or {})},
             print_system_info=print_system_info,
             force_reset=force_reset,
             **kwargs,
-        )
-
-    def learn(
-        self: SelfTRPO,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "TRPO",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfTRPO:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
         )

@@ -15,7 +15,7 @@ trick: ``J^T w`` is linear in a dummy ``w``, and its derivative in ``w`` along `
 alternatives were measured on this machine's MLPs: ``torch.func.linearize`` gives the same per-product cost but its
 tracing costs about 50 policy passes per update, and ``torch.func.jvp`` per product is three times slower. Each
 product costs about two small backward passes, cheaper than the double-backward reference
-(:func:`sb3_trpo.natural_gradient.fisher_vector_product`), which stays the reference the tests compare against and
+(:func:`sb3_trpo.common.natural_gradient.fisher_vector_product`), which stays the reference the tests compare against and
 the fallback for distributions not handled here.
 """
 
@@ -24,13 +24,14 @@ from collections.abc import Callable, Sequence
 
 import torch as th
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 from torch.nn import functional as F
 
-from sb3_trpo.critic import mlp_layers
-from sb3_trpo.natural_gradient import FisherVectorProduct
-from sb3_trpo.policies import has_flat_mlp_actor
+from sb3_trpo.common.critic import mlp_layers
+from sb3_trpo.common.natural_gradient import FisherVectorProduct
+from sb3_trpo.common.policies import has_flat_mlp_actor
 
 OutputTensors = tuple[th.Tensor, ...]
 OutputFisherProduct = Callable[[OutputTensors], OutputTensors]
@@ -182,7 +183,7 @@ def gauss_newton_fisher_vector_product(
     ``J^T w`` as a function of a dummy ``w`` (linear in ``w``): then ``J v = d (J^T w . v) / d w`` (the double-vjp
     trick, one backward pass) and ``J^T u`` (one backward pass) reuse them at every call. Equal, up to rounding, to
     the Hessian of the mean ``KL(pi_old || pi_theta)`` over ``observations`` at the current parameters, i.e. to
-    :func:`sb3_trpo.natural_gradient.fisher_vector_product`.
+    :func:`sb3_trpo.common.natural_gradient.fisher_vector_product`.
 
     :param policy: an SB3 ``ActorCriticPolicy`` (anything with ``get_distribution`` and ``action_dist``)
         whose action distribution :func:`supports_gauss_newton` accepts
@@ -247,7 +248,8 @@ def mlp_fisher_vector_product(
     """
     The same damped product as :func:`gauss_newton_fisher_vector_product`, in closed form for MLP actors.
 
-    For SB3's ``ActorCriticPolicy`` whose actor is ``FlattenExtractor`` (non-image ``Box`` observations), an
+    For SB3's actor-critic policies whose actor is a parameter-free features extractor (``FlattenExtractor``, or
+    ``CombinedExtractor`` over vector observations; :func:`sb3_trpo.common.policies.has_flat_mlp_actor`), an
     ``mlp_extractor.policy_net`` of linear layers with tanh or ReLU and a linear ``action_net``, with a diagonal
     Gaussian (no gSDE) or categorical action distribution. The activations at ``theta_old`` are computed once; then
     for each product, with ``h_k`` the input of linear layer ``k`` and ``a_k'`` its activation's derivative:
@@ -282,7 +284,8 @@ def mlp_fisher_vector_product(
     if sorted(map(id, params)) != sorted(id(piece) for piece in pieces if piece is not None):
         return None
     order = {id(param): position for position, param in enumerate(params)}
-    actor = _MlpActorJacobian(layers, _flat_features(observations))
+    assert has_flat_mlp_actor(policy)
+    actor = _MlpActorJacobian(layers, actor_features(policy, observations))
     metric = _output_metric(actor.outputs, log_std)
     numels = [param.numel() for param in params]
 
@@ -374,10 +377,16 @@ def categorical_fisher_product_from_probs(probs: th.Tensor, d_logits: th.Tensor)
     return weighted - probs * weighted.sum(dim=-1, keepdim=True)
 
 
-def _flat_features(observations: PyTorchObs) -> th.Tensor:
-    # preprocess_obs for a non-image Box (float), then FlattenExtractor (start_dim=1)
-    assert isinstance(observations, th.Tensor)
-    return observations.float().flatten(1)
+def actor_features(policy: ActorCriticPolicy, observations: PyTorchObs) -> th.Tensor:
+    """
+    The actor's input features, for a policy whose actor features extractor has no parameters (constant in theta).
+
+    :param policy: the policy (see :func:`sb3_trpo.common.policies.has_flat_mlp_actor`)
+    :param observations: a batch of observations (a tensor, or a dict of tensors)
+    :return: features of shape (batch, features_dim): SB3's ``preprocess_obs`` then the features extractor
+    """
+    with th.no_grad():
+        return BaseModel.extract_features(policy, observations, policy.pi_features_extractor)
 
 
 def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tensor:
@@ -389,6 +398,6 @@ def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tenso
 
 def _mlp_actor_layers(policy: nn.Module, observations: PyTorchObs) -> list[tuple[nn.Linear, nn.Module | None]] | None:
     # The actor as a chain of linear layers (policy_net then action_net), where the closed form applies
-    if not has_flat_mlp_actor(policy) or not isinstance(observations, th.Tensor):
+    if not has_flat_mlp_actor(policy):
         return None
     return mlp_layers([policy.mlp_extractor.policy_net, policy.action_net])

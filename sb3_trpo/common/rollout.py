@@ -8,9 +8,11 @@ where it applies, a function that computes the same actions, values and log-prob
 in the same order as SB3 and PyTorch do (same kernels, same random draws), with the weights looked up once per rollout.
 ``tests/test_rollout.py`` checks the outputs are identical to ``policy.forward``'s, and that learning is unchanged.
 
-It applies to SB3's ``ActorCriticPolicy`` itself (not subclasses, which may override ``forward``) with a
-``FlattenExtractor`` on non-image ``Box`` observations, an ``MlpExtractor`` of linear layers with tanh or ReLU, and a
-diagonal Gaussian (without gSDE) or categorical action distribution. Anything else keeps SB3's ``forward``.
+It applies to SB3's actor-critic policy classes themselves (not user subclasses, which may override ``forward``) whose
+actor is a flat MLP over parameter-free features (:func:`sb3_trpo.common.policies.has_flat_mlp_actor`: a
+``FlattenExtractor`` on ``Box`` observations, or a ``CombinedExtractor`` over the vector observations of a ``Dict``),
+with an ``MlpExtractor`` of linear layers with tanh or ReLU, a linear value head, and a diagonal Gaussian (without
+gSDE) or categorical action distribution. Anything else keeps SB3's ``forward``.
 """
 
 import math
@@ -18,12 +20,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.policies import BaseModel
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
 
-from sb3_trpo.critic import ACTIVATIONS, mlp_layers
-from sb3_trpo.policies import has_flat_mlp_actor
+from sb3_trpo.common.critic import ACTIVATIONS, mlp_layers
+from sb3_trpo.common.policies import has_flat_mlp_actor
 
 RolloutForward = Callable[..., tuple[th.Tensor, th.Tensor, th.Tensor]]
 #: (W^T, bias or None, activation or None) for each linear layer of a chain
@@ -72,9 +78,7 @@ def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
     :param policy: the policy
     :return: the forward function, or None (use ``policy.forward``)
     """
-    if not has_flat_mlp_actor(policy) or type(policy.vf_features_extractor) is not FlattenExtractor:
-        return None
-    if type(policy.value_net) is not nn.Linear:
+    if not has_flat_mlp_actor(policy) or type(policy.value_net) is not nn.Linear:
         return None
     actor = _bind_chain(policy.mlp_extractor.policy_net)
     critic = _bind_chain(policy.mlp_extractor.value_net)
@@ -86,11 +90,13 @@ def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
     action_shape: tuple[int, ...] = policy.action_space.shape or ()
     gaussian = type(policy.action_dist) is DiagGaussianDistribution
     log_std = policy.log_std.detach() if gaussian else None
+    pi_features = _bind_features(policy, policy.pi_features_extractor)
+    vf_extractor = policy.vf_features_extractor
+    vf_features = None if vf_extractor is policy.pi_features_extractor else _bind_features(policy, vf_extractor)
 
-    def forward(obs: th.Tensor, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
-        # preprocess_obs (Box: float) then FlattenExtractor (nn.Flatten: start_dim=1)
-        features = obs.float().flatten(1)
-        values = _apply(critic, features)
+    def forward(obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+        features = pi_features(obs)
+        values = _apply(critic, features if vf_features is None else vf_features(obs))
         mean_actions = _apply(actor, features)
         if log_std is not None:
             # DiagGaussianDistribution: Normal(mean, ones_like(mean) * exp(log_std)); Normal.sample, Normal.log_prob
@@ -106,6 +112,15 @@ def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
         return actions.reshape((-1, *action_shape)), values, log_prob
 
     return forward
+
+
+def _bind_features(policy: nn.Module, extractor: nn.Module) -> Callable[[PyTorchObs], th.Tensor]:
+    # SB3's `extract_features` (preprocess_obs, then the extractor); for a FlattenExtractor on a non-image Box, its
+    # two operations directly: preprocess_obs (Box: float) then nn.Flatten (start_dim=1)
+    space = policy.observation_space
+    if type(extractor) is FlattenExtractor and isinstance(space, spaces.Box) and not is_image_space(space):
+        return lambda obs: obs.float().flatten(1)  # type: ignore[union-attr]
+    return lambda obs: BaseModel.extract_features(policy, obs, extractor)  # type: ignore[arg-type]
 
 
 @contextmanager

@@ -152,6 +152,34 @@ def surrogate_objective(log_prob: th.Tensor, old_log_prob: th.Tensor, advantages
     return (th.exp(log_prob - old_log_prob) * advantages).mean()
 
 
+def entropy_regularized_surrogate(
+    log_prob: th.Tensor,
+    old_log_prob: th.Tensor,
+    advantages: th.Tensor,
+    entropy: th.Tensor | None,
+    ent_coef: float,
+) -> th.Tensor:
+    """
+    The surrogate objective with an entropy bonus, the objective of TRPO's and NPG's ``ent_coef`` option.
+
+    With ``ent_coef == 0`` (or no entropy given) it is :func:`surrogate_objective` itself, the same tensor operations.
+
+    :param log_prob: ``log pi_theta(a|s)``, shape (batch,)
+    :param old_log_prob: ``log pi_old(a|s)``, detached, shape (batch,)
+    :param advantages: ``A(s, a)``, shape (batch,)
+    :param entropy: ``H(pi_theta(.|s))`` of the joint action distribution per sample, shape (batch,), or None
+    :param ent_coef: the bonus's coefficient ``c`` (>= 0)
+    :return: scalar ``L(theta) + c * mean(H)``
+    """
+    # L_c(theta) = mean(exp(log_pi - log_pi_old) * A) + c * mean(H(pi_theta(.|s)))
+    surrogate = surrogate_objective(log_prob, old_log_prob, advantages)
+    if ent_coef == 0.0:
+        return surrogate
+    if entropy is None:
+        raise ValueError("`ent_coef` > 0 needs an action distribution with a closed-form entropy")
+    return surrogate + ent_coef * entropy.mean()
+
+
 def _detach_torch_distribution(distribution: th.distributions.Distribution) -> th.distributions.Distribution:
     if isinstance(distribution, th.distributions.Normal):
         return th.distributions.Normal(distribution.loc.detach(), distribution.scale.detach(), validate_args=False)
@@ -324,3 +352,38 @@ def backtracking_line_search(
             return LineSearchResult(True, fraction, n_backtracks, kl, surrogate)
         fraction *= shrink
     return LineSearchResult(False, 0.0, max_iter, 0.0, old_surrogate)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Adaptive trust-region radius
+# ---------------------------------------------------------------------------------------------------------------------
+
+#: Factor by which the radius grows or shrinks after an update
+RADIUS_FACTOR = 1.5
+#: The radius stays within [target_kl / RADIUS_BOUND, RADIUS_BOUND * target_kl]
+RADIUS_BOUND = 10.0
+
+
+def adapt_trust_region_radius(radius: float, target_kl: float, step: LineSearchResult) -> float:
+    """
+    The trust-region radius of the next update, from how the step of this one went (``adaptive_kl``).
+
+    The exact rule, with ``f = RADIUS_FACTOR = 1.5`` and ``b = RADIUS_BOUND = 10``:
+
+    - grow: the FULL step was accepted (``fraction == 1``) with ``KL <= radius / f``, well inside the region (the
+      quadratic model of the KL was pessimistic): ``radius = min(f * radius, b * target_kl)``;
+    - shrink: no step was accepted (a failed line search, a non-finite objective or KL), or the KL reached exceeds
+      ``f * radius`` (NPG, which has no line search to reject an overshoot): ``radius = max(radius / f, target_kl / b)``;
+    - otherwise the radius is kept.
+
+    :param radius: the radius ``delta`` this update used
+    :param target_kl: the configured radius, the centre of the bounds
+    :param step: the step this update took
+    :return: the radius of the next update
+    """
+    # grow x f after an accepted full step with KL <= delta / f; shrink / f after a rejection or KL > f * delta
+    if not step.accepted or step.kl > RADIUS_FACTOR * radius:
+        return max(radius / RADIUS_FACTOR, target_kl / RADIUS_BOUND)
+    if step.fraction == 1.0 and step.kl <= radius / RADIUS_FACTOR:
+        return min(radius * RADIUS_FACTOR, target_kl * RADIUS_BOUND)
+    return radius

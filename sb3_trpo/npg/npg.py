@@ -1,0 +1,102 @@
+import math
+from typing import ClassVar, TypeVar
+
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import MaybeCallback
+
+from sb3_trpo.common.natural_gradient import LineSearchResult
+from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm, StepEvaluator
+from sb3_trpo.npg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+
+SelfNPG = TypeVar("SelfNPG", bound="NPG")
+
+
+class NPG(NaturalGradientAlgorithm):
+    """
+    Natural Policy Gradient (NPG), with the trust-region step length
+
+    Paper: https://papers.nips.cc/paper/2073-a-natural-policy-gradient (Kakade, 2001); the step length from the TRPO
+    paper, https://arxiv.org/abs/1502.05477 (Appendix C), as in Rajeswaran et al., 2017, https://arxiv.org/abs/1703.02660
+    Code: an independent implementation; Tianshou's NPG (https://github.com/thu-ml/tianshou) and OpenAI Spinning Up
+    were read as references.
+
+    Each update: the direction ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, then the full step
+    ``sqrt(2 * target_kl / s^T (F + cg_damping * I) s) * s`` with no line search (at the quadratic model of the KL it
+    reaches ``KL(pi_old || pi_theta) = target_kl``; the KL actually reached is logged as ``train/kl_divergence_loss``),
+    then ``n_critic_updates`` epochs of Adam regression of the value function on the GAE returns. It is TRPO without
+    the backtracking line search: the same constructor minus ``line_search_shrinking_factor`` and
+    ``line_search_max_iter``, the same policies, the same logs. A step whose objective or KL is not finite is not
+    taken (the actor is restored exactly).
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate of the critic's Adam optimizer (the actor's step is set by ``target_kl``)
+    :param n_steps: The number of steps to run for each environment per update (n_steps * n_envs > 1)
+    :param batch_size: Minibatch size of the critic's regression
+    :param gamma: Discount factor
+    :param cg_max_steps: Maximum number of conjugate-gradient iterations; >= 1, typically 10-25
+    :param cg_damping: Damping ``lambda`` of the Fisher-vector product ``(F + lambda * I) v``; >= 0, typically 0.01-0.1
+    :param n_critic_updates: Number of epochs of critic regression per policy update; >= 1, typically 5-20
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: once per rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
+    :param normalize_advantage: Whether to normalize or not the advantage
+    :param target_kl: The step size as a KL ``delta``: the full step reaches ``KL = delta`` at the quadratic model
+        (not a bound on the KL actually reached, which has no line search here). > 0, typically 0.005-0.05.
+    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only; >= 1
+    :param stats_window_size: Window size for the rollout logging (episodes)
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    :param fisher_product: ``"gauss_newton"`` (default, fast) or ``"double_backward"`` (the reference)
+    :param ent_coef: Entropy bonus ``ent_coef * mean(H(pi_theta))`` added to the objective; >= 0, default 0 (off)
+    :param adaptive_kl: Whether the step size adapts between updates (x1.5 after a step whose KL is at most
+        ``radius / 1.5``, /1.5 after a KL above ``1.5 * radius`` or a non-finite step, within
+        ``[target_kl / 10, 10 * target_kl]``). Default False.
+    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
+
+    The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:
+        """
+        The full step, with no line search; refused only when its objective or KL is not finite.
+
+        :param evaluate: moves the actor to ``theta_old + fraction * full_step`` and measures it
+        :param old_objective: the objective at ``theta_old``
+        :param radius: the step size ``delta`` of this update (already in the full step's length)
+        :return: the step (the caller restores ``theta_old`` when it is not accepted)
+        """
+        objective, kl = evaluate(1.0)
+        if math.isfinite(objective) and math.isfinite(kl):
+            return LineSearchResult(True, 1.0, 0, kl, objective)
+        return LineSearchResult(False, 0.0, 0, 0.0, old_objective)
+
+    def learn(
+        self: SelfNPG,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "NPG",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfNPG:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

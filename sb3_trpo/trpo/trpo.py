@@ -1,0 +1,187 @@
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+
+from sb3_trpo.common.natural_gradient import LineSearchResult, backtracking_line_search
+from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm, StepEvaluator, check_range
+from sb3_trpo.trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+
+SelfTRPO = TypeVar("SelfTRPO", bound="TRPO")
+
+
+class TRPO(NaturalGradientAlgorithm):
+    """
+    Trust Region Policy Optimization (TRPO)
+
+    Paper: https://arxiv.org/abs/1502.05477
+    Code: an independent implementation; sb3-contrib's TRPO (https://github.com/Stable-Baselines-Team/stable-baselines3-contrib)
+    and OpenAI Spinning Up (https://github.com/openai/spinningup/) were read as references, and every constructor
+    argument of sb3-contrib's TRPO is accepted under the same name, order and default.
+
+    Introduction to TRPO: https://spinningup.openai.com/en/latest/algorithms/trpo.html
+
+    Each update: one natural-gradient step of the actor, ``theta_old + shrink**j * beta * F^-1 g``, with ``F^-1 g``
+    from conjugate gradient on damped Fisher-vector products and ``j`` from a backtracking line search that accepts
+    only ``KL(pi_old || pi_theta) <= target_kl`` (the KL of the joint action distribution, in the paper's direction)
+    together with an improved surrogate; then ``n_critic_updates`` epochs of Adam regression of the value function
+    on the GAE returns, over the critic's parameters only (so the policy stays where the line search left it).
+    The update is :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`'s; TRPO adds the line search.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate of the critic's Adam optimizer (the actor's step is set by ``target_kl``)
+    :param n_steps: The number of steps to run for each environment per update (n_steps * n_envs > 1)
+    :param batch_size: Minibatch size of the critic's regression
+    :param gamma: Discount factor
+    :param cg_max_steps: Maximum number of conjugate-gradient iterations; >= 1, typically 10-25
+    :param cg_damping: Damping ``lambda`` of the Fisher-vector product ``(F + lambda * I) v``; >= 0, typically 0.01-0.1
+    :param line_search_shrinking_factor: Step-size reduction factor of the backtracking line search
+        (``theta_new = theta_old + shrink**j * full_step``); in (0, 1), typically 0.5-0.8
+    :param line_search_max_iter: Maximum number of candidates tried by the backtracking line search; >= 1
+    :param n_critic_updates: Number of epochs of critic regression per policy update; >= 1, typically 5-20
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: once per rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
+    :param normalize_advantage: Whether to normalize or not the advantage
+    :param target_kl: The trust-region radius ``delta``: every accepted step satisfies
+        ``mean KL(pi_old || pi_theta) <= target_kl`` on the rollout batch (NOT PPO's early-stopping threshold).
+        > 0, typically 0.01-0.05.
+    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only
+        (p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf); >= 1
+    :param stats_window_size: Window size for the rollout logging (episodes)
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    :param fisher_product: ``"gauss_newton"`` (default, fast) or ``"double_backward"`` (the reference): how the
+        Fisher-vector products are computed (same matrix)
+    :param ent_coef: Entropy bonus ``ent_coef * mean(H(pi_theta))`` added to the surrogate, in the gradient and in
+        the line search's improvement check alike; >= 0, default 0 (off)
+    :param adaptive_kl: Whether the radius adapts between updates (x1.5 after a full step accepted with
+        ``KL <= radius / 1.5``, /1.5 after a rejected line search, within ``[target_kl / 10, 10 * target_kl]``; the
+        line search then checks ``KL <= target_kl_effective``). Default False.
+    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
+
+    The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-3,
+        n_steps: int = 2048,
+        batch_size: int = 128,
+        gamma: float = 0.99,
+        cg_max_steps: int = 15,
+        cg_damping: float = 0.1,
+        line_search_shrinking_factor: float = 0.8,
+        line_search_max_iter: int = 10,
+        n_critic_updates: int = 10,
+        gae_lambda: float = 0.95,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        normalize_advantage: bool = True,
+        target_kl: float = 0.01,
+        sub_sampling_factor: int = 1,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        _init_setup_model: bool = True,
+        *,
+        fisher_product: str = "gauss_newton",
+        ent_coef: float = 0.0,
+        adaptive_kl: bool = False,
+        cg_warm_start: bool = False,
+    ):
+        shrink = line_search_shrinking_factor
+        check_range("line_search_shrinking_factor", shrink, 0 < shrink < 1, "in the open interval (0, 1)")
+        check_range("line_search_max_iter", line_search_max_iter, line_search_max_iter >= 1, "an integer >= 1")
+        # Backtracking line search parameters
+        self.line_search_shrinking_factor = line_search_shrinking_factor
+        self.line_search_max_iter = line_search_max_iter
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            gamma=gamma,
+            cg_max_steps=cg_max_steps,
+            cg_damping=cg_damping,
+            n_critic_updates=n_critic_updates,
+            gae_lambda=gae_lambda,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            normalize_advantage=normalize_advantage,
+            target_kl=target_kl,
+            sub_sampling_factor=sub_sampling_factor,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+            fisher_product=fisher_product,
+            ent_coef=ent_coef,
+            adaptive_kl=adaptive_kl,
+            cg_warm_start=cg_warm_start,
+        )
+
+    def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:
+        """
+        Backtracking line search: the first of ``fraction = shrink**j`` (``j = 0 .. line_search_max_iter - 1``) with
+        ``KL(pi_old || pi_theta) <= radius`` and an improved objective (TRPO paper, Appendix C).
+
+        :param evaluate: moves the actor to ``theta_old + fraction * full_step`` and measures it
+        :param old_objective: the objective at ``theta_old``
+        :param radius: the trust-region radius ``delta`` of this update
+        :return: the line search's result (the caller restores ``theta_old`` when it failed)
+        """
+        return backtracking_line_search(
+            evaluate, old_objective, radius, self.line_search_shrinking_factor, self.line_search_max_iter
+        )
+
+    def _record_step(self, step: LineSearchResult) -> None:
+        # sb3-contrib's key, and how many candidates the line search rejected
+        self.logger.record("train/is_line_search_success", float(step.accepted))
+        self.logger.record("train/line_search_backtracks", step.n_backtracks)
+
+    def learn(
+        self: SelfTRPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "TRPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfTRPO:
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
