@@ -45,7 +45,10 @@ from typing import Any
 
 import numpy as np
 
-ALGOS = ("sb3_trpo", "sb3_contrib", "ppo")
+ALGOS = ("sb3_trpo", "sb3_contrib", "ppo", "sb3_npg")
+#: Seeds for choosing configs and seeds for publishing: never mixed (README, "Results")
+TUNING_SEEDS = range(0, 100)
+EVALUATION_SEEDS = range(100, 200)
 CLASSIC_CONTROL = (
     "CartPole-v1",
     "Pendulum-v1",
@@ -67,7 +70,8 @@ class Args:
     envs: list[str] = field(default_factory=lambda: list(CLASSIC_CONTROL))
     """environment ids to run"""
     algos: list[str] = field(default_factory=lambda: list(ALGOS))
-    """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO) and ppo (SB3's PPO)"""
+    """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO), ppo (SB3's PPO) and sb3_npg (our NPG,
+    with the TRPO file's entry)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """random seeds"""
     trpo_config: str = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
@@ -208,6 +212,10 @@ def algorithm_class(algo: str) -> type:
         from sb3_contrib import TRPO as ContribTRPO
 
         return ContribTRPO
+    if algo == "sb3_npg":
+        from sb3_trpo import NPG
+
+        return NPG
     from stable_baselines3 import PPO
 
     return PPO
@@ -238,6 +246,32 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def seed_role(seed: int) -> str:
+    """
+    :param seed: a run's seed
+    :return: ``"tuning"`` (seeds 0-99: configs are chosen on them) or ``"evaluation"`` (100-199: published numbers)
+    """
+    if seed in TUNING_SEEDS:
+        return "tuning"
+    if seed in EVALUATION_SEEDS:
+        return "evaluation"
+    raise ValueError(f"seed {seed} is neither a tuning seed (0-99) nor an evaluation seed (100-199)")
+
+
+def git_state() -> dict[str, Any]:
+    """
+    :return: the repository's commit and whether the working tree differs from it (``dirty``), as the run saw them
+    """
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "sb3_trpo", "scripts", "zoo_configs"))
+    return {"git_commit": commit or "unknown", "git_dirty": dirty}
 
 
 def _json_ready(value: Any) -> Any:
@@ -349,6 +383,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
     algo, env_id, seed, budget = spec["algo"], spec["env"], spec["seed"], spec["budget"]
+    git = git_state()
     config_key, entry = select_entry(spec["config"], env_id)
     raw_hyperparams = copy.deepcopy(entry)
 
@@ -395,6 +430,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "algo": algo,
         "env": env_id,
         "seed": seed,
+        "seed_role": seed_role(seed),
+        # the code this process imported: the commit, and whether sb3_trpo/, scripts/ or zoo_configs/ differed from it
+        **git,
         "budget": budget,
         "timesteps": int(model.num_timesteps),
         "config_file": spec["config"],
@@ -421,7 +459,12 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "steps_per_second": model.num_timesteps / train_seconds,
         "updates": callback.updates,
         "versions": versions(),
-        "hardware": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "cores_pinned": sorted(os.sched_getaffinity(0))},
+        "hardware": {
+            "cpu": cpu_model(),
+            "cpu_capability": th.backends.cpu.get_cpu_capability(),
+            "cpu_count": os.cpu_count(),
+            "cores_pinned": sorted(os.sched_getaffinity(0)),
+        },
         "torch_threads": th.get_num_threads(),
         "command": spec.get("command", ""),
         "worker_command": shlex.join([sys.executable, *sys.argv]),
@@ -546,15 +589,30 @@ def run_grid(args: Args, command: str) -> int:
     """
     pending, skipped = plan_runs(args)
     print(f"{len(pending)} runs to do, {skipped} finished runs skipped (results in {args.out})", flush=True)
-    if args.dry_run:
+    return execute_runs(pending, args.jobs, args.first_core, command, args.dry_run)
+
+
+def execute_runs(pending: list[dict[str, Any]], jobs: int, first_core: int, command: str, dry_run: bool = False) -> int:
+    """
+    Run specs ``jobs`` at a time, each in its own process pinned to its own core (``first_core`` on).
+
+    :param pending: the runs' specs (:func:`plan_runs`)
+    :param jobs: runs at a time
+    :param first_core: first core to pin runs to
+    :param command: the command line that asked for the runs, recorded in every run
+    :param dry_run: only list the runs
+    :return: the number of failed runs
+    """
+    pending = list(pending)
+    if dry_run:
         for spec in pending:
-            print(f"  {spec['algo']:12s} {spec['env']:28s} seed {spec['seed']}  {spec['budget']} steps")
+            print(f"  {spec['algo']:12s} {spec['env']:28s} seed {spec['seed']}  {spec['budget']} steps  {spec['config']}")
         return 0
     # The repository first on the path (the workers import scripts' helpers and sb3_trpo), the caller's path kept
     python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": python_path}
     running: dict[int, tuple[subprocess.Popen, dict[str, Any], float]] = {}
-    free_cores = list(range(args.first_core, args.first_core + args.jobs))
+    free_cores = list(range(first_core, first_core + jobs))
     failures = 0
     while pending or running:
         while pending and free_cores:

@@ -612,7 +612,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         self.logger.record("train/cg_iterations", float(cg.n_iter))
         self.logger.record("train/cg_residual", float(cg.residual_norm))
         self.logger.record("train/surrogate_improvement", step.surrogate - objective.value)
-        self.logger.record("train/target_kl_effective", self.target_kl_effective)
+        self.logger.record("train/target_kl_effective", radius)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     @classmethod

@@ -1,0 +1,284 @@
+"""
+Ablation of TRPO's options and NPG: TRPO with its defaults, each option alone, all options together, and NPG.
+
+Every variant takes the environment's entry of ``zoo_configs/trpo.yml`` (budget included) and changes only what its
+name says; the variants' hyperparameter files are written to ``benchmarks/configs/ablation/`` from that entry, so
+each run's record names the file and values it ran. The seeds are evaluation seeds (100-104: no config was ever
+chosen on them), one run per variant, env and seed. The option values are fixed in advance (``VARIANTS``), not chosen
+on these seeds.
+
+Runs go through ``scripts/benchmark.py`` (one process per core, one torch thread, resumable: finished runs are
+skipped), into ``benchmarks/ablation/results/<env>.jsonl``::
+
+    python scripts/ablation.py run --jobs 2                # all of it (Hopper-v5's 30 runs take most of the time)
+    python scripts/ablation.py run --envs Pendulum-v1 --jobs 1 --first-core 1
+    python scripts/ablation.py report --readme README.md   # table (IQM with bootstrap CIs) and plot
+
+``report`` writes ``benchmarks/ablation/ablation.md`` and ``benchmarks/ablation/ablation.png`` and, with
+``--readme``, the table into the README between its ablation markers. Variants with fewer than ``SEEDS`` finished
+runs are reported with their ``n`` and marked incomplete.
+"""
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark  # the sibling script
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENVS = ("Pendulum-v1", "LunarLanderContinuous-v3", "Hopper-v5")
+SEEDS = (100, 101, 102, 103, 104)
+#: variant -> (benchmark algorithm, options added to the trpo.yml entry); values fixed before any run
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "trpo": ("sb3_trpo", {}),
+    "trpo_ent_coef": ("sb3_trpo", {"ent_coef": 0.01}),
+    "trpo_adaptive_kl": ("sb3_trpo", {"adaptive_kl": True}),
+    "trpo_cg_warm_start": ("sb3_trpo", {"cg_warm_start": True}),
+    "trpo_all_options": ("sb3_trpo", {"ent_coef": 0.01, "adaptive_kl": True, "cg_warm_start": True}),
+    "npg": ("sb3_npg", {}),
+}
+CONFIG_DIR = REPO_ROOT / "benchmarks" / "configs" / "ablation"
+OUT = REPO_ROOT / "benchmarks" / "ablation"
+RESULTS = OUT / "results"
+README_START, README_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
+
+
+def variant_config(variant: str) -> Path:
+    """
+    Write the variant's hyperparameter file: the ablation envs' entries of ``zoo_configs/trpo.yml`` plus its options.
+
+    :param variant: a key of ``VARIANTS``
+    :return: the file's path (rewritten each time, so it always follows ``zoo_configs/trpo.yml``)
+    """
+    from sb3_trpo.zoo import load_config
+
+    base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
+    _, options = VARIANTS[variant]
+    entries = {env_id: {**base[env_id], **options} for env_id in ENVS}
+    header = (
+        f"# Ablation variant {variant!r} (scripts/ablation.py writes this file): the entries of zoo_configs/trpo.yml"
+        f" with {options or 'no change'}\n"
+    )
+    path = CONFIG_DIR / f"{variant}.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(entries, sort_keys=True))
+    return path
+
+
+def plan(envs: list[str], variants: list[str], seeds: list[int]) -> list[dict[str, Any]]:
+    """
+    :return: the specs of the runs still to do, environment-major (the short tasks first)
+    """
+    pending: list[dict[str, Any]] = []
+    for env_id in envs:
+        for variant in variants:
+            algo, _ = VARIANTS[variant]
+            args = benchmark.Args(
+                envs=[env_id], algos=[algo], seeds=seeds, trpo_config=str(variant_config(variant)), out=str(RESULTS)
+            )
+            specs, _ = benchmark.plan_runs(args)
+            pending += specs
+    return pending
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def load_runs() -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """
+    :return: the finished evaluation-seed runs of each (env, variant), matched on the variant's exact hyperparameters
+    """
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for env_id in ENVS:
+        path = benchmark.results_path(str(RESULTS), env_id)
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        for variant, (algo, _) in VARIANTS.items():
+            _, entry = benchmark.select_entry(str(variant_config(variant)), env_id)
+            digest = benchmark.hyperparams_digest(entry)
+            runs[(env_id, variant)] = sorted(
+                (
+                    record
+                    for record in records
+                    if record["algo"] == algo
+                    and record["seed"] in SEEDS
+                    and record.get("seed_role") == "evaluation"
+                    and benchmark.hyperparams_digest(record["hyperparams"]) == digest
+                ),
+                key=lambda record: record["seed"],
+            )
+    return runs
+
+
+def interval_estimates(returns: list[float]) -> dict[str, float]:
+    """
+    IQM and mean of the final returns with stratified-bootstrap 95% CIs (rliable), over one task's seeds.
+
+    :param returns: one final return per seed
+    :return: ``iqm``, ``iqm_low``, ``iqm_high``, ``mean``, ``mean_low``, ``mean_high``
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    scores = {"runs": np.asarray(returns, dtype=np.float64).reshape(-1, 1)}
+
+    def aggregate(values: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(values), metrics.aggregate_mean(values)])
+
+    point, interval = rly.get_interval_estimates(scores, aggregate, reps=5000, confidence_interval_size=0.95, random_state=0)
+    (iqm, mean), ((iqm_low, mean_low), (iqm_high, mean_high)) = point["runs"], interval["runs"]
+    return {
+        "iqm": iqm,
+        "iqm_low": iqm_low,
+        "iqm_high": iqm_high,
+        "mean": mean,
+        "mean_low": mean_low,
+        "mean_high": mean_high,
+    }
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """
+    :param records: the runs of one (env, variant)
+    :return: n, the interval estimates, mean +/- std, learn() wall-clock and CG iterations per update
+    """
+    finals = [record["final_eval"]["mean"] for record in records]
+    cg_iterations = [
+        update["cg_iterations"] for record in records for update in record["updates"] if "cg_iterations" in update
+    ]
+    accepted = [
+        update["is_line_search_success"]
+        for record in records
+        for update in record["updates"]
+        if "is_line_search_success" in update
+    ]
+    return {
+        "n": len(records),
+        "seeds": [record["seed"] for record in records],
+        **(interval_estimates(finals) if len(finals) >= 2 else {}),
+        "mean_final": statistics.mean(finals),
+        "std_final": statistics.pstdev(finals),
+        "wall_clock_s": statistics.mean(record["wall_clock_s"] - record["eval_s"] for record in records),
+        "cg_iterations": statistics.mean(cg_iterations) if cg_iterations else float("nan"),
+        "line_search_success": statistics.mean(accepted) if accepted else None,
+        "commits": sorted(
+            {f"{record.get('git_commit', 'unknown')[:7]}{'+dirty' if record.get('git_dirty') else ''}" for record in records}
+        ),
+    }
+
+
+def table(summaries: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """
+    :return: the Markdown table of the ablation (one row per env and variant that has runs)
+    """
+    lines = [
+        "| env | variant | n | IQM [95% CI] | mean [95% CI] | mean +/- std | learn() s | CG iters/update | line search ok |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (env_id, variant), summary in summaries.items():
+        if summary["n"] == 0:
+            continue
+        n = f"{summary['n']}" + ("" if summary["n"] == len(SEEDS) else f" of {len(SEEDS)} (incomplete)")
+        if "iqm" in summary:
+            iqm = f"{summary['iqm']:.1f} [{summary['iqm_low']:.1f}, {summary['iqm_high']:.1f}]"
+            mean = f"{summary['mean']:.1f} [{summary['mean_low']:.1f}, {summary['mean_high']:.1f}]"
+        else:
+            iqm = mean = "n < 2"
+        success = "-" if summary["line_search_success"] is None else f"{100 * summary['line_search_success']:.0f}%"
+        lines.append(
+            f"| {env_id} | {variant} | {n} | {iqm} | {mean} | {summary['mean_final']:.1f} +/- {summary['std_final']:.1f} "
+            f"| {summary['wall_clock_s']:.0f} | {summary['cg_iterations']:.1f} | {success} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(summaries: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
+    """
+    One panel per env: each variant's IQM with its 95% CI, and every seed's final return.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(ENVS), figsize=(5 * len(ENVS), 4), squeeze=False)
+    for axis, env_id in zip(axes[0], ENVS, strict=True):
+        for position, variant in enumerate(VARIANTS):
+            summary = summaries[(env_id, variant)]
+            if summary["n"] == 0:
+                continue
+            if "iqm" in summary:
+                low, high = summary["iqm"] - summary["iqm_low"], summary["iqm_high"] - summary["iqm"]
+                axis.errorbar([position], [summary["iqm"]], yerr=[[low], [high]], fmt="o", capsize=4, color="C0")
+            runs = load_runs()[(env_id, variant)]
+            axis.scatter([position] * len(runs), [run["final_eval"]["mean"] for run in runs], s=10, color="gray", alpha=0.6)
+        axis.set_xticks(range(len(VARIANTS)), list(VARIANTS), rotation=30, ha="right")
+        axis.set_title(f"{env_id} (seeds {SEEDS[0]}-{SEEDS[-1]})")
+        axis.set_ylabel("final return (IQM, 95% CI; dots: seeds)")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def report(readme: str | None) -> str:
+    """
+    Write the ablation's table and plot (and the README's ablation section, when asked).
+
+    :param readme: path of the README to update between its markers, or None
+    :return: the table
+    """
+    runs = load_runs()
+    summaries = {key: summarize(records) if records else {"n": 0} for key, records in runs.items()}
+    text = table(summaries)
+    commits = sorted({commit for summary in summaries.values() for commit in summary.get("commits", [])})
+    note = (
+        f"\nEvaluation seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
+        f"budget; learn() s excludes the periodic evaluations. Records: `benchmarks/ablation/results/` (commits "
+        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --readme README.md`.\n"
+    )
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "ablation.md").write_text("# Ablation of TRPO's options and NPG\n\n" + text + "\n" + note)
+    (OUT / "summary.json").write_text(json.dumps({f"{env}/{variant}": s for (env, variant), s in summaries.items()}, indent=1))
+    plot(summaries, OUT / "ablation.png")
+    if readme is not None:
+        path = Path(readme)
+        content = path.read_text()
+        start, end = content.index(README_START) + len(README_START), content.index(README_END)
+        path.write_text(content[:start] + "\n" + text + "\n" + note + content[end:])
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the missing ablation runs")
+    run.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
+    run.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    run.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS), choices=SEEDS)
+    run.add_argument("--jobs", type=int, default=1)
+    run.add_argument("--first-core", type=int, default=0)
+    run.add_argument("--dry-run", action="store_true")
+    show = commands.add_parser("report", help="write the table and plot from the finished runs")
+    show.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    args = parser.parse_args(argv)
+    if args.command == "report":
+        print(report(args.readme))
+        return 0
+    pending = plan(args.envs, args.variants, args.seeds)
+    print(f"{len(pending)} ablation runs to do (results in {RESULTS})", flush=True)
+    command = shlex.join(["python", "scripts/ablation.py", *(sys.argv[1:] if argv is None else argv)])
+    return 1 if benchmark.execute_runs(pending, args.jobs, args.first_core, command, args.dry_run) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
