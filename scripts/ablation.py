@@ -56,7 +56,7 @@ def variant_config(variant: str) -> Path:
     Write the variant's hyperparameter file: the ablation envs' entries of ``zoo_configs/trpo.yml`` plus its options.
 
     :param variant: a key of ``VARIANTS``
-    :return: the file's path (rewritten each time, so it always follows ``zoo_configs/trpo.yml``)
+    :return: the file's path (rewritten whenever ``zoo_configs/trpo.yml`` changes the entries)
     """
     from sb3_trpo.zoo import load_config
 
@@ -68,8 +68,11 @@ def variant_config(variant: str) -> Path:
         f" with {options or 'no change'}\n"
     )
     path = CONFIG_DIR / f"{variant}.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(entries, sort_keys=True))
+    text = header + yaml.safe_dump(entries, sort_keys=True)
+    if not path.is_file() or path.read_text() != text:
+        # Written only when it changes: running workers read these files
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     return path
 
 
@@ -134,7 +137,9 @@ def interval_estimates(returns: list[float]) -> dict[str, float]:
     def aggregate(values: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(values), metrics.aggregate_mean(values)])
 
-    point, interval = rly.get_interval_estimates(scores, aggregate, reps=5000, confidence_interval_size=0.95, random_state=0)
+    point, interval = rly.get_interval_estimates(
+        scores, aggregate, reps=5000, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
+    )
     (iqm, mean), ((iqm_low, mean_low), (iqm_high, mean_high)) = point["runs"], interval["runs"]
     return {
         "iqm": iqm,

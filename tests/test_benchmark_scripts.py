@@ -70,6 +70,10 @@ def test_benchmark_records(tiny_results):
         assert record["updates"] and all("ep_rew_mean" in update for update in record["updates"])
         assert set(record["versions"]) >= {"python", "torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "gymnasium"}
         assert record["command"].startswith("python scripts/benchmark.py") and record["torch_threads"] == 1
+        # The protocol's fields: the seed's role, the commit the code came from, the machine
+        assert record["seed_role"] == "tuning"
+        assert len(record["git_commit"]) == 40 and isinstance(record["git_dirty"], bool)
+        assert record["hardware"]["cpu_capability"] and record["hardware"]["cpu"]
     diagnostics = {record["algo"]: record["updates"][-1] for record in records}
     for trpo in ("sb3_trpo", "sb3_contrib"):
         assert {"kl_divergence_loss", "is_line_search_success"} <= set(diagnostics[trpo])
@@ -170,3 +174,45 @@ def test_variant_labels_name_the_changes_from_the_rl_zoo():
     wider = {**entry, "hyperparams": {**entry["hyperparams"], "policy_kwargs": "dict(net_arch=[256, 256])"}}
     assert not plot_results.is_tuned(wider) and not plot_results.is_headline(wider)
     assert "(ours, tuned)" not in plot_results.variant_label(wider)
+
+
+def test_seed_roles_never_mix():
+    benchmark = load_script("benchmark")
+    assert [benchmark.seed_role(seed) for seed in (0, 4, 99, 100, 109, 199)] == ["tuning"] * 3 + ["evaluation"] * 3
+    with pytest.raises(ValueError, match="neither a tuning seed"):
+        benchmark.seed_role(200)
+
+
+def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):
+    ablation = load_script("ablation")
+    assert set(ablation.SEEDS) <= set(range(100, 200))
+    assert set(ablation.VARIANTS) == {
+        "trpo",
+        "trpo_ent_coef",
+        "trpo_adaptive_kl",
+        "trpo_cg_warm_start",
+        "trpo_all_options",
+        "npg",
+    }
+    # Each variant's file is trpo.yml's entry with its options, and nothing else changed
+    from sb3_trpo.zoo import load_config
+
+    base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
+    for variant, (_, options) in ablation.VARIANTS.items():
+        entries = load_config(ablation.variant_config(variant))
+        assert sorted(entries) == sorted(ablation.ENVS)
+        for env_id, entry in entries.items():
+            assert entry == {**base[env_id], **options}
+    # NPG runs NPG: the spec's algorithm, and the constructor accepts the entries (no line-search key in them)
+    specs = ablation.plan(["Pendulum-v1"], ["npg"], [100])
+    assert all(spec["algo"] == "sb3_npg" for spec in specs)
+
+
+def test_ablation_interval_estimates():
+    ablation = load_script("ablation")
+    returns = [10.0, 20.0, 30.0, 40.0, 1000.0]
+    estimates = ablation.interval_estimates(returns)
+    # IQM of 5 runs: the mean of the middle 60% (scipy's trimmed mean, as rliable computes it)
+    assert estimates["iqm"] == pytest.approx(30.0) and estimates["mean"] == pytest.approx(220.0)
+    assert estimates["iqm_low"] <= estimates["iqm"] <= estimates["iqm_high"]
+    assert estimates["mean_low"] <= estimates["mean"] <= estimates["mean_high"]
