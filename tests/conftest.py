@@ -11,3 +11,24 @@ def _one_torch_thread():
     th.set_num_threads(1)
     yield
     th.set_num_threads(n_threads)
+
+
+class LogRecorder:
+    """
+    Every value a model logs, one list per key (in update order): attach to a model, then train it.
+
+    :param model: an SB3 algorithm; its logger is replaced by a silent one whose ``record`` also keeps the values
+    """
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        from stable_baselines3.common.logger import configure
+
+        model.set_logger(configure(None, []))
+        self.values: dict[str, list] = {}
+        real_record = model.logger.record
+
+        def record(key: str, value, exclude=None) -> None:  # type: ignore[no-untyped-def]
+            self.values.setdefault(key, []).append(value)
+            real_record(key, value, exclude)
+
+        model.logger.record = record

@@ -20,24 +20,10 @@ from sb3_trpo.common.natural_gradient import (
     flat_grad,
 )
 from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm
+from conftest import LogRecorder
 
 TINY = dict(net_arch=[8])
 ALGOS = [TRPO, NPG]
-
-
-class Recorder:
-    """Keeps every value the model logs, one list per key."""
-
-    def __init__(self, model: NaturalGradientAlgorithm) -> None:
-        model.set_logger(configure(None, []))
-        self.values: dict[str, list[float]] = {}
-        real_record = model.logger.record
-
-        def record(key: str, value, exclude=None) -> None:  # type: ignore[no-untyped-def]
-            self.values.setdefault(key, []).append(value)
-            real_record(key, value, exclude)
-
-        model.logger.record = record  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -178,7 +164,7 @@ def test_adaptive_rule_on_a_scripted_sequence() -> None:
 
 def test_adaptive_trpo_bounds_each_step_by_the_radius_it_used() -> None:
     model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=128, batch_size=64, adaptive_kl=True, policy_kwargs=TINY, seed=0)
-    recorder = Recorder(model)
+    recorder = LogRecorder(model)
     model.learn(128 * 12)
     radii = recorder.values["train/target_kl_effective"]
     kls = recorder.values["train/kl_divergence_loss"]
@@ -200,7 +186,7 @@ def test_adaptive_trpo_bounds_each_step_by_the_radius_it_used() -> None:
 def test_the_line_search_uses_the_effective_radius() -> None:
     # A larger effective radius admits steps whose KL exceeds target_kl (and stays within the effective one)
     model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=256, batch_size=64, adaptive_kl=True, policy_kwargs=TINY, seed=0)
-    recorder = Recorder(model)
+    recorder = LogRecorder(model)
     model.learn(256)
     model.target_kl_effective = 10 * model.target_kl
     model.train()
@@ -211,7 +197,7 @@ def test_the_line_search_uses_the_effective_radius() -> None:
 
 def test_without_adaptive_kl_the_radius_is_target_kl() -> None:
     model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=128, batch_size=64, policy_kwargs=TINY, seed=0)
-    recorder = Recorder(model)
+    recorder = LogRecorder(model)
     model.learn(128 * 4)
     assert recorder.values["train/target_kl_effective"] == [model.target_kl] * 4
     assert model.target_kl_effective == model.target_kl

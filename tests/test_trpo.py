@@ -35,8 +35,9 @@ TINY = dict(net_arch=[16])
     ids=["discrete", "box", "multidiscrete", "multibinary"],
 )
 @pytest.mark.parametrize("sub_sampling_factor", [1, 4])
-def test_action_spaces(env_fn, sub_sampling_factor):
-    model = TRPO(
+@pytest.mark.parametrize("algo", [TRPO, NPG])
+def test_action_spaces(algo, env_fn, sub_sampling_factor):
+    model = algo(
         "MlpPolicy", env_fn(), n_steps=64, batch_size=32, sub_sampling_factor=sub_sampling_factor, policy_kwargs=TINY, seed=0
     )
     model.learn(128)
