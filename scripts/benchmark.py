@@ -27,6 +27,7 @@ import ast
 import copy
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import importlib.metadata
 import itertools
@@ -44,6 +45,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# scripts/ on the path, for the sibling fingerprint.py (also when this file is imported from elsewhere)
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ALGOS = ("sb3_trpo", "sb3_contrib", "ppo", "sb3_npg")
 #: Seeds for choosing configs and seeds for publishing: never mixed (README, "Results")
@@ -426,6 +431,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             vec_env.close()
 
     train_seconds = wall_clock - callback.eval_seconds
+    # What this code computes (scripts/fingerprint.py), measured after the run so that it cannot touch the run's RNGs
+    fingerprint = algorithm_fingerprint(algo)
     record = {
         "algo": algo,
         "env": env_id,
@@ -433,6 +440,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "seed_role": seed_role(seed),
         # the code this process imported: the commit, and whether sb3_trpo/, scripts/ or zoo_configs/ differed from it
         **git,
+        "fingerprint": fingerprint,
         "budget": budget,
         "timesteps": int(model.num_timesteps),
         "config_file": spec["config"],
@@ -519,10 +527,39 @@ def run_key(algo: str, env_id: str, seed: int, budget: int, hyperparams: dict[st
     return (algo, env_id, seed, budget, hyperparams_digest(hyperparams))
 
 
-def finished_runs(out: str, env_id: str) -> set[tuple[str, str, int, int, str]]:
+@functools.cache
+def algorithm_fingerprint(algo: str) -> list[float] | None:
+    """
+    :param algo: one of ``ALGOS``
+    :return: the current code's fingerprint of our algorithms (scripts/fingerprint.py); None for sb3-contrib and PPO,
+        whose records never go stale from our changes
+    """
+    import fingerprint
+
+    return fingerprint.fingerprint(algo) if algo in fingerprint.ALGORITHMS else None
+
+
+def is_stale(record: dict[str, Any], current: dict[str, list[float] | None]) -> bool:
+    """
+    :param record: a run's record
+    :param current: the current code's fingerprint of each algorithm (None where there is none)
+    :return: whether the record measured another version of our algorithm (a record made before fingerprints were
+        recorded has none and is not judged here)
+    """
+    import fingerprint
+
+    expected = current.get(record["algo"])
+    recorded = record.get("fingerprint")
+    return expected is not None and recorded is not None and not fingerprint.same_algorithm(recorded, expected)
+
+
+def finished_runs(
+    out: str, env_id: str, current: dict[str, list[float] | None] | None = None
+) -> set[tuple[str, str, int, int, str]]:
     """
     :param out: results folder
     :param env_id: environment id
+    :param current: the current fingerprints; records they make stale do not count as finished (they run again)
     :return: the keys of the runs whose line is in the environment's results file
     """
     path = results_path(out, env_id)
@@ -531,6 +568,11 @@ def finished_runs(out: str, env_id: str) -> set[tuple[str, str, int, int, str]]:
         for line in path.read_text().splitlines():
             if line.strip():
                 record = json.loads(line)
+                if current is not None and is_stale(record, current):
+                    print(
+                        f"stale (fingerprint differs from the current code's): {record['algo']} {env_id} seed {record['seed']}"
+                    )
+                    continue
                 keys.add(run_key(record["algo"], record["env"], record["seed"], record["budget"], record["hyperparams"]))
     return keys
 
@@ -541,10 +583,11 @@ def plan_runs(args: Args) -> tuple[list[dict[str, Any]], int]:
     :return: the specs of the runs still to do (environment-major order) and the number of finished runs skipped
     """
     trpo_config, ppo_config = config_path(args.trpo_config, "trpo"), config_path(args.ppo_config, "ppo")
+    current = {algo: algorithm_fingerprint(algo) for algo in args.algos}
     pending, skipped = [], 0
     for env_id in args.envs:
         budget = run_budget(args, env_id)
-        done = finished_runs(args.out, env_id)
+        done = finished_runs(args.out, env_id, current)
         for seed in args.seeds:
             for algo in args.algos:
                 config = ppo_config if algo == "ppo" else trpo_config

@@ -70,8 +70,9 @@ def test_benchmark_records(tiny_results):
         assert record["updates"] and all("ep_rew_mean" in update for update in record["updates"])
         assert set(record["versions"]) >= {"python", "torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "gymnasium"}
         assert record["command"].startswith("python scripts/benchmark.py") and record["torch_threads"] == 1
-        # The protocol's fields: the seed's role, the commit the code came from, the machine
+        # The protocol's fields: the seed's role, the commit the code came from, the machine, the algorithm's fingerprint
         assert record["seed_role"] == "tuning"
+        assert (record["fingerprint"] is None) == (record["algo"] != "sb3_trpo")
         assert len(record["git_commit"]) == 40 and isinstance(record["git_dirty"], bool)
         assert record["hardware"]["cpu_capability"] and record["hardware"]["cpu"]
     diagnostics = {record["algo"]: record["updates"][-1] for record in records}
@@ -216,3 +217,21 @@ def test_ablation_interval_estimates():
     assert estimates["iqm"] == pytest.approx(30.0) and estimates["mean"] == pytest.approx(220.0)
     assert estimates["iqm_low"] <= estimates["iqm"] <= estimates["iqm_high"]
     assert estimates["mean_low"] <= estimates["mean"] <= estimates["mean_high"]
+
+
+def test_fingerprint_tells_a_changed_algorithm_from_rounding(tiny_results):
+    fingerprint = load_script("fingerprint")
+    benchmark = load_script("benchmark")
+    trpo, npg = fingerprint.fingerprint("sb3_trpo"), fingerprint.fingerprint("sb3_npg")
+    assert fingerprint.same_algorithm(trpo, trpo)
+    # A rounding-level difference keeps the records; another update (NPG has no line search) makes them stale
+    assert fingerprint.same_algorithm([value * (1 + 1e-6) for value in trpo], trpo)
+    assert not fingerprint.same_algorithm(npg, trpo)
+    assert not fingerprint.same_algorithm(None, trpo)
+    # The tiny grid's record was made by this code: not stale, so the grid counts it as finished
+    out, _ = tiny_results
+    record = next(json.loads(line) for line in (out / "CartPole-v1.jsonl").read_text().splitlines() if '"sb3_trpo"' in line)
+    current = {"sb3_trpo": trpo, "sb3_contrib": None}
+    assert not benchmark.is_stale(record, current)
+    assert benchmark.is_stale({**record, "fingerprint": npg}, current)
+    assert not benchmark.is_stale({**record, "fingerprint": None}, current)  # made before fingerprints: not judged
