@@ -1,4 +1,8 @@
-"""The bound rollout forward (sb3_trpo.common.rollout) equals SB3's policy.forward bit for bit, and learning is unchanged."""
+"""
+The rollout paths of sb3_trpo.common.rollout: the bound torch forward equals SB3's policy.forward bit for bit; the
+NumPy forward and collection loop fill the same buffer as SB3's collect_rollouts to float tolerance, keeping SB3's
+callback contract; learning is unchanged.
+"""
 
 from contextlib import contextmanager
 
@@ -6,12 +10,16 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 from torch import nn
 
 import sb3_trpo.common.on_policy_ng
 from sb3_trpo import TRPO
-from sb3_trpo.common.rollout import bind_rollout_forward, rollout_forward
+from sb3_trpo.common.rollout import bind_numpy_forward, bind_rollout_forward, rollout_forward
 
 BOX_OBS = spaces.Box(-np.inf, np.inf, (5,), np.float32)
 
@@ -89,8 +97,122 @@ def test_learning_is_unchanged_by_the_bound_forward(env_id, monkeypatch):
         model.learn(384)
         return [param.detach().clone() for param in model.policy.parameters()] + [th.as_tensor(model.rollout_buffer.actions)]
 
+    # The torch-bound forward against SB3's forward: the NumPy loop off in both runs
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_numpy_forward", lambda policy: None)
     fast = run()
     monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "rollout_forward", _sb3_forward)
     reference = run()
     for a, b in zip(fast, reference, strict=True):
         assert th.equal(a, b)
+
+
+BUFFER_ARRAYS = ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages", "returns")
+
+
+def _collect(env_id: str, sb3: bool, n_steps: int, **kwargs) -> tuple[TRPO, object]:
+    # One rollout from the same seed, through SB3's collect_rollouts or ours
+    model = TRPO("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=n_steps, batch_size=n_steps, seed=0, **kwargs)
+    model._setup_learn(n_steps * 2, None)
+    callback = model._init_callback(None)
+    collect = OnPolicyAlgorithm.collect_rollouts if sb3 else TRPO.collect_rollouts
+    assert collect(model, model.env, callback, model.rollout_buffer, n_steps)
+    return model, model.rollout_buffer
+
+
+@pytest.mark.parametrize(
+    "env_id,kwargs",
+    [
+        ("Pendulum-v1", {}),  # Box actions; 256 steps > the 200-step time limit: truncated episodes bootstrapped
+        ("CartPole-v1", {}),  # Discrete actions, terminated episodes
+        ("MountainCarContinuous-v0", dict(policy_kwargs=dict(net_arch=[16], activation_fn=nn.ReLU))),
+        ("Pendulum-v1", dict(use_sde=True, sde_sample_freq=4)),  # gSDE: SB3's loop with the bound forward
+    ],
+)
+def test_collected_buffer_equals_sb3s(env_id, kwargs):
+    reference_model, reference = _collect(env_id, True, 256, **kwargs)
+    model, ours = _collect(env_id, False, 256, **kwargs)
+    assert (bind_numpy_forward(model.policy) is not None) == (not kwargs.get("use_sde", False))
+    if env_id == "Pendulum-v1":
+        assert ours.episode_starts[1:].sum() == 2  # each env's episode truncated once, and bootstrapped
+    for name in BUFFER_ARRAYS:
+        expected, actual = getattr(reference, name), getattr(ours, name)
+        assert actual.shape == expected.shape and actual.dtype == expected.dtype, name
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4, err_msg=name)
+    np.testing.assert_array_equal(ours.episode_starts, reference.episode_starts)
+    assert model.num_timesteps == reference_model.num_timesteps == 512
+    np.testing.assert_allclose(model._last_obs, reference_model._last_obs, rtol=1e-4, atol=1e-4)
+    if kwargs.get("use_sde"):
+        for name in BUFFER_ARRAYS:  # the same code path: bit for bit
+            np.testing.assert_array_equal(getattr(ours, name), getattr(reference, name))
+
+
+class ContractCallback(BaseCallback):
+    """Counts SB3's callback events and reads the locals SB3 gives on_step, with SB3's types."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+        self.steps = self.rollout_starts = self.rollout_ends = 0
+
+    def _on_rollout_start(self) -> None:
+        self.rollout_starts += 1
+
+    def _on_step(self) -> bool:
+        self.steps += 1
+        assert isinstance(self.locals["values"], th.Tensor) and isinstance(self.locals["log_probs"], th.Tensor)
+        assert isinstance(self.locals["actions"], np.ndarray) and len(self.locals["infos"]) == self.training_env.num_envs
+        assert self.locals["new_obs"].shape[0] == len(self.locals["rewards"]) == len(self.locals["dones"])
+        return self.stop_after is None or self.steps < self.stop_after
+
+    def _on_rollout_end(self) -> None:
+        self.rollout_ends += 1
+
+
+def test_numpy_collection_keeps_sb3s_callback_contract():
+    model = TRPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_steps=32, batch_size=64, seed=0)
+    assert bind_numpy_forward(model.policy) is not None
+    callback = ContractCallback()
+    model.learn(32 * 2 * 3, callback=callback, progress_bar=True)
+    assert (callback.steps, callback.rollout_starts, callback.rollout_ends) == (96, 3, 3)
+    # A callback that returns False stops learn() at that step, before the step is stored
+    stopping = ContractCallback(stop_after=10)
+    model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=32, batch_size=32, seed=0)
+    model.learn(320, callback=stopping)
+    assert stopping.steps == 10 and model.num_timesteps == 10 and model._n_updates == 0
+
+
+def test_numpy_collection_with_vec_normalize_and_subprocesses():
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv))
+    try:
+        model = TRPO("MlpPolicy", env, n_steps=64, batch_size=64, policy_kwargs=dict(net_arch=[8]), seed=0)
+        model.learn(256)
+        assert model.num_timesteps == 256 and model._n_updates == 2
+        assert np.abs(model.rollout_buffer.observations).max() <= env.clip_obs
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_learning_with_the_numpy_collection_matches_sb3s_to_float_tolerance(env_id, monkeypatch):
+    # Two updates from the same seed: the parameters agree to float rounding (a rounding-level change only)
+    def run() -> list[th.Tensor]:
+        model = TRPO("MlpPolicy", env_id, n_steps=128, batch_size=64, n_critic_updates=2, seed=3)
+        model.learn(256)
+        return [param.detach().clone() for param in model.policy.parameters()]
+
+    fast = run()
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_numpy_forward", lambda policy: None)
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "rollout_forward", _sb3_forward)
+    reference = run()
+    for a, b in zip(fast, reference, strict=True):
+        assert th.allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_numpy_forward_applies_where_it_should():
+    assert bind_numpy_forward(TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64).policy) is not None
+    assert bind_numpy_forward(TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, use_sde=True).policy) is None
+    from stable_baselines3.common.envs import SimpleMultiObsEnv
+
+    # SimpleMultiObsEnv has an image key: its CombinedExtractor has a CNN, so the bound torch forward (or SB3's) runs
+    dict_model = TRPO("MultiInputPolicy", SimpleMultiObsEnv(random_start=False), n_steps=64, batch_size=64)
+    assert bind_numpy_forward(dict_model.policy) is None

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -50,7 +50,7 @@ from sb3_trpo.common.natural_gradient import (
     set_flat_params,
 )
 from sb3_trpo.common.policies import actor_critic_parameters
-from sb3_trpo.common.rollout import rollout_forward
+from sb3_trpo.common.rollout import bind_numpy_forward, collect_rollouts_numpy, rollout_forward
 from sb3_trpo.common.safety import RejectNonFiniteEnvData, check_finite_rollout, check_model_archive
 
 SelfNaturalGradientAlgorithm = TypeVar("SelfNaturalGradientAlgorithm", bound="NaturalGradientAlgorithm")
@@ -354,6 +354,11 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         The bound forward (:mod:`sb3_trpo.common.rollout`) gives the same actions, values and log-probabilities as
         ``policy.forward``, bit for bit, at a fraction of its per-step overhead.
         """
+        if type(rollout_buffer) in (RolloutBuffer, DictRolloutBuffer) and not self.use_sde:
+            # Vector observations, an MLP, the CPU: the NumPy forward and SB3's loop without its per-step overhead
+            numpy_policy = bind_numpy_forward(self.policy)
+            if numpy_policy is not None:
+                return collect_rollouts_numpy(self, env, callback, rollout_buffer, n_rollout_steps, *numpy_policy)
         with rollout_forward(self.policy):
             return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
 

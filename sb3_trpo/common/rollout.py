@@ -18,14 +18,20 @@ gSDE) or categorical action distribution. Anything else keeps SB3's ``forward``.
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BaseModel
 from stable_baselines3.common.preprocessing import is_image_space
-from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from sb3_trpo.common.critic import ACTIVATIONS, mlp_layers
@@ -143,3 +149,259 @@ def rollout_forward(policy: nn.Module) -> Iterator[bool]:
         yield True
     finally:
         del policy.forward
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A NumPy forward and a lean collection loop, for the common case: flat Box observations, an MLP, a CPU policy
+# ---------------------------------------------------------------------------------------------------------------------
+
+#: (W^T, bias or None, activation or None) for each linear layer of a chain, as NumPy views of the weights
+NumpyLayers = list[tuple[np.ndarray, np.ndarray | None, Callable[[np.ndarray], np.ndarray] | None]]
+#: ``obs -> (actions, values, log_prob)`` as NumPy arrays: actions (n_envs, *action_shape), values (n_envs, 1),
+#: log_prob (n_envs,)
+NumpyForward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+#: ``obs -> values`` of shape (batch, 1), as ``policy.predict_values``
+NumpyValues = Callable[[np.ndarray], np.ndarray]
+
+
+def _relu_inplace(hidden: np.ndarray) -> np.ndarray:
+    return np.maximum(hidden, 0.0, out=hidden)
+
+
+def _tanh_inplace(hidden: np.ndarray) -> np.ndarray:
+    return np.tanh(hidden, out=hidden)
+
+
+_NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
+    nn.Tanh: _tanh_inplace,
+    nn.ReLU: _relu_inplace,
+}
+
+
+def _numpy_chain(chain: nn.Module) -> NumpyLayers | None:
+    if isinstance(chain, nn.Sequential) and len(chain) == 0:
+        return []
+    layers = mlp_layers([chain])
+    if layers is None:
+        return None
+    # .numpy() of a CPU tensor shares its memory: in-place updates of the weights are seen, nothing is copied
+    return [
+        (
+            linear.weight.detach().numpy().T,
+            None if linear.bias is None else linear.bias.detach().numpy(),
+            None if activation is None else _NUMPY_ACTIVATIONS[type(activation)],
+        )
+        for linear, activation in layers
+    ]
+
+
+def _apply_numpy(layers: NumpyLayers, inputs: np.ndarray) -> np.ndarray:
+    hidden = inputs
+    for weight_t, bias, activation in layers:
+        hidden = hidden @ weight_t
+        if bias is not None:
+            hidden += bias
+        if activation is not None:
+            activation(hidden)
+    return hidden
+
+
+def _flat_float32(obs: np.ndarray) -> np.ndarray:
+    # preprocess_obs (Box: float) then a flatten from the second dimension on (nn.Flatten)
+    return np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+
+
+def _numpy_features(policy: nn.Module) -> Callable[[Any], np.ndarray] | None:
+    """
+    The features of parameter-free extractors over vector observations, in NumPy: a ``FlattenExtractor`` on a
+    non-image ``Box``, or a ``CombinedExtractor`` whose keys are all non-image ``Box`` (its ``nn.Flatten`` of each
+    key, concatenated in the extractor's order: a ``Dict`` holding one ``Box`` gives that ``Box``'s features). The
+    actor's and the critic's extractors must be such (they then compute the same features).
+
+    :param policy: the policy
+    :return: ``obs -> features`` of shape (batch, features_dim), or None where it does not apply
+    """
+    space = policy.observation_space
+    extractor = policy.pi_features_extractor
+    if type(policy.vf_features_extractor) is not type(extractor):
+        return None
+    if type(extractor) is FlattenExtractor and isinstance(space, spaces.Box) and not is_image_space(space):
+        return _flat_float32
+    if type(extractor) is not CombinedExtractor or not isinstance(space, spaces.Dict):
+        return None
+    keys = list(extractor.extractors.keys())
+    boxes = [space.spaces[key] for key in keys]
+    if any(not isinstance(box, spaces.Box) or is_image_space(box) for box in boxes):
+        return None
+    if any(type(module) is not nn.Flatten for module in extractor.extractors.values()):
+        return None
+    return lambda obs: np.concatenate([_flat_float32(obs[key]) for key in keys], axis=1)
+
+
+def bind_numpy_forward(policy: nn.Module) -> tuple[NumpyForward, NumpyValues] | None:
+    """
+    The rollout forward of :func:`bind_rollout_forward` in NumPy, for small MLPs on the CPU, or None where it does
+    not apply (then use :func:`bind_rollout_forward`).
+
+    For the 2 x 17 observations and 64-64 networks of the RL Zoo's MuJoCo settings, each torch operation costs
+    microseconds of dispatch for nanoseconds of arithmetic; NumPy's are several times cheaper. The random draws stay
+    torch's (the same generator, the same calls as SB3: a standard normal of the actions' shape, or torch's
+    categorical sampling), and ``std``, ``log(std)`` and ``std**2`` are computed by torch once per rollout, so the
+    actions, values and log-probabilities equal ``policy.forward``'s to float32 rounding (the matrix products'
+    summation order is NumPy's BLAS's). Applies where :func:`bind_rollout_forward` applies, with vector observations
+    (:func:`_numpy_features`: a ``Box``, or a ``Dict`` of ``Box``) and the policy on the CPU.
+
+    :param policy: the policy
+    :return: ``obs -> (actions, values, log_prob)`` and ``obs -> values`` (``predict_values``) on NumPy arrays, or None
+    """
+    if not has_flat_mlp_actor(policy) or type(policy.value_net) is not nn.Linear or policy.device.type != "cpu":
+        return None
+    features_of = _numpy_features(policy)
+    if features_of is None:
+        return None
+    chains = [
+        _numpy_chain(module)
+        for module in (policy.mlp_extractor.policy_net, policy.action_net, policy.mlp_extractor.value_net, policy.value_net)
+    ]
+    if any(chain is None for chain in chains):
+        return None
+    actor_body, head, critic_body, value_head = chains
+    assert actor_body is not None and head is not None and critic_body is not None and value_head is not None
+    actor, critic = actor_body + head, critic_body + value_head
+    action_shape: tuple[int, ...] = policy.action_space.shape or ()
+
+    if type(policy.action_dist) is DiagGaussianDistribution:
+        with th.no_grad():
+            scale = th.exp(policy.log_std.detach())
+            std = scale.numpy()
+            # sum over the dimensions of log(sigma) + log(sqrt(2 pi)), the part of log N(a; mu, sigma) that a does not move
+            log_normalizer = float((scale.log() + _LOG_SQRT_2PI).sum())
+
+        def sample(mean_actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # Normal.rsample: loc + eps * scale, eps from torch's generator (SB3's draws); then Normal.log_prob with
+            # (a - mu)^2 / (2 sigma^2) = eps^2 / 2 (equal to float32 rounding), summed over the action dimensions
+            eps = th.randn(mean_actions.shape).numpy()
+            actions = mean_actions + eps * std
+            return actions, -0.5 * np.einsum("ij,ij->i", eps, eps) - log_normalizer
+
+    else:
+
+        def sample(mean_actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            # CategoricalDistribution: torch's Categorical over the logits (its argument checks skipped)
+            distribution = th.distributions.Categorical(logits=th.from_numpy(mean_actions), validate_args=False)
+            actions = distribution.sample()
+            return actions.numpy(), distribution.log_prob(actions).numpy()
+
+    def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        features = features_of(obs)
+        values = _apply_numpy(critic, features)
+        actions, log_prob = sample(_apply_numpy(actor, features))
+        return actions.reshape((-1, *action_shape)), values, log_prob
+
+    def predict_values(obs: np.ndarray) -> np.ndarray:
+        return _apply_numpy(critic, features_of(obs))
+
+    return forward, predict_values
+
+
+def _one_observation(observation: Any) -> Any:
+    # A single observation (a terminal one) as a batch of one
+    if isinstance(observation, dict):
+        return {key: np.asarray(value)[None] for key, value in observation.items()}
+    return np.asarray(observation)[None]
+
+
+def collect_rollouts_numpy(
+    algorithm: OnPolicyAlgorithm,
+    env: VecEnv,
+    callback: BaseCallback,
+    rollout_buffer: RolloutBuffer,
+    n_rollout_steps: int,
+    forward: NumpyForward,
+    predict_values: NumpyValues,
+) -> bool:
+    """
+    SB3's ``OnPolicyAlgorithm.collect_rollouts``, step for step, with the NumPy forward and direct buffer writes.
+
+    The same sequence as SB3's: eval mode, buffer reset, ``on_rollout_start``; per step the policy's actions (torch's
+    random draws), clipping to the action space, ``env.step``, ``num_timesteps``, the callbacks' ``update_locals``
+    and ``on_step`` (stopping when it returns False), the info buffer, the bootstrap of truncated episodes with the
+    value of their terminal observation, the buffer row; then the last values, GAE, ``on_rollout_end``. The locals
+    callbacks read keep SB3's names and types (``values`` and ``log_probs`` are tensors, ``actions`` an array). The
+    buffer's arrays are written in place instead of through ``RolloutBuffer.add`` (the same values, without its
+    copies), so this runs for SB3's ``RolloutBuffer`` and ``DictRolloutBuffer`` themselves only; without gSDE (no
+    noise to resample).
+
+    :param algorithm: the on-policy algorithm (its env state ``_last_obs``, ``_last_episode_starts``)
+    :param env: the training environment
+    :param callback: the callbacks
+    :param rollout_buffer: SB3's ``RolloutBuffer`` (or ``DictRolloutBuffer``)
+    :param n_rollout_steps: steps per environment
+    :param forward: the policy's forward, from :func:`bind_numpy_forward`
+    :param predict_values: the policy's ``predict_values``, from :func:`bind_numpy_forward`
+    :return: True when the rollout was completed, False when a callback stopped it
+    """
+    assert algorithm._last_obs is not None, "No previous observation was provided"
+    # Switch to eval mode (this affects batch norm / dropout)
+    algorithm.policy.set_training_mode(False)
+    n_steps = 0
+    rollout_buffer.reset()
+    callback.on_rollout_start()
+    n_envs = env.num_envs
+    clip_low, clip_high = None, None
+    if isinstance(algorithm.action_space, spaces.Box):
+        assert not algorithm.policy.squash_output
+        clip_low, clip_high = algorithm.action_space.low, algorithm.action_space.high
+    discrete = isinstance(algorithm.action_space, spaces.Discrete)
+    buffer_actions_shape = (n_envs, rollout_buffer.action_dim)
+    gamma = algorithm.gamma
+    dict_observations = isinstance(rollout_buffer, DictRolloutBuffer)
+
+    while n_steps < n_rollout_steps:
+        obs = algorithm._last_obs
+        actions, values_array, log_probs_array = forward(obs)  # type: ignore[arg-type]
+        # Rescale and perform action: clip, as the Gaussian is unbounded
+        clipped_actions = actions if clip_low is None else np.clip(actions, clip_low, clip_high)
+        new_obs, rewards, dones, infos = env.step(clipped_actions)
+        algorithm.num_timesteps += n_envs
+
+        # Give access to local variables (SB3's names and types)
+        values, log_probs = th.from_numpy(values_array), th.from_numpy(log_probs_array)
+        callback.update_locals(locals())
+        if not callback.on_step():
+            return False
+
+        algorithm._update_info_buffer(infos, dones)
+        n_steps += 1
+        if discrete:
+            # Reshape in case of discrete action
+            actions = actions.reshape(-1, 1)
+
+        # Handle timeout by bootstrapping with value function (SB3's GitHub issue #633)
+        for idx, done in enumerate(dones):
+            if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated", False):
+                rewards[idx] += gamma * predict_values(_one_observation(infos[idx]["terminal_observation"]))[0, 0]
+
+        # RolloutBuffer.add, writing into the arrays directly
+        position = rollout_buffer.pos
+        if dict_observations:
+            for key, buffer_observations in rollout_buffer.observations.items():  # type: ignore[attr-defined]
+                buffer_observations[position] = obs[key]  # type: ignore[index]
+        else:
+            rollout_buffer.observations[position] = obs
+        rollout_buffer.actions[position] = actions.reshape(buffer_actions_shape)
+        rollout_buffer.rewards[position] = rewards
+        rollout_buffer.episode_starts[position] = algorithm._last_episode_starts
+        rollout_buffer.values[position] = values_array.reshape(-1)
+        rollout_buffer.log_probs[position] = log_probs_array
+        rollout_buffer.pos += 1
+        rollout_buffer.full = rollout_buffer.pos == rollout_buffer.buffer_size
+        algorithm._last_obs = new_obs  # type: ignore[assignment]
+        algorithm._last_episode_starts = dones
+
+    # Compute value for the last timestep
+    values = th.from_numpy(predict_values(new_obs))  # type: ignore[arg-type]
+    rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+    callback.update_locals(locals())
+    callback.on_rollout_end()
+    return True

@@ -44,6 +44,11 @@ def _named_env_data(observations: np.ndarray | dict[str, np.ndarray], rewards: n
     return named
 
 
+def _finite(array: np.ndarray) -> bool:
+    # Non-float observations (integers, booleans) are always finite
+    return not np.issubdtype(array.dtype, np.floating) or bool(np.isfinite(array).all())
+
+
 _NON_FINITE_HINT = (
     "the policy was not updated with it. "
     "Wrap the env in stable_baselines3.common.vec_env.VecCheckNan to find where it comes from."
@@ -60,6 +65,9 @@ class RejectNonFiniteEnvData(BaseCallback):
 
     def _on_step(self) -> bool:
         new_obs, rewards = self.locals["new_obs"], self.locals["rewards"]
+        observations = new_obs.values() if isinstance(new_obs, dict) else (new_obs,)
+        if np.isfinite(rewards).all() and all(_finite(obs) for obs in observations):
+            return True  # the usual case, checked with one ufunc per array
         found = first_non_finite(_named_env_data(new_obs, np.asarray(rewards)), len(rewards))
         if found is not None:
             name, env = found

@@ -1,0 +1,198 @@
+"""
+Steps per second of ``learn()``: ours against the environment alone, sb3-contrib's TRPO and SB3's PPO, side by side.
+
+For each task, in one process on one core (run it under ``taskset -c CORE``; torch on one thread), interleaved over
+``--repeats`` rounds, median of the rounds:
+
+- env alone: the same vectorized stack as training (the RL Zoo's: ``DummyVecEnv`` of ``Monitor``-wrapped envs, then
+  ``VecNormalize``), stepped with pre-drawn random actions: the floor no ``learn()`` can beat;
+- ours: ``sb3_trpo.TRPO.learn()`` with the Zoo's TRPO entry (``zoo_configs/trpo.yml`` keeps its values);
+- ours, SB3's loop: the same, with the collection through SB3's ``collect_rollouts`` (the NumPy fast path off), to
+  show what the fast path buys;
+- sb3-contrib: ``sb3_contrib.TRPO.learn()``, same entry;
+- PPO: SB3's ``PPO.learn()`` with the Zoo's own ``ppo.yml`` entry for the task.
+
+Every model is built by the RL Zoo's ``ExperimentManager`` from its entry (as ``scripts/benchmark.py`` does), and
+learns ``--steps`` steps after a warm-up of one rollout. Writes a text table and a JSON file::
+
+    taskset -c 1 python scripts/bench_learn.py --envs HalfCheetah-v5 Hopper-v5 --steps 40960 --repeats 3 \\
+        --json benchmarks/bench_learn.json --text benchmarks/bench_learn.txt
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark  # the sibling script: the Zoo's entries and environments
+
+VARIANTS = ("env_alone", "ours", "ours_sb3_loop", "sb3_contrib", "ppo")
+
+
+def build(algo: str, env_id: str, seed: int, folder: str) -> tuple[Any, Any]:
+    """
+    A model and its training env, from the RL Zoo's entry, as ``scripts/benchmark.py`` builds them.
+
+    :param algo: ``sb3_trpo``, ``sb3_contrib`` or ``ppo``
+    :param env_id: environment id
+    :param seed: random seed
+    :param folder: a scratch log folder for the Zoo's experiment manager
+    :return: the model (None for ``env_alone``'s use) and the vectorized env
+    """
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    config = benchmark.rl_zoo_config("ppo") if algo == "ppo" else str(benchmark.REPO_ROOT / "zoo_configs" / "trpo.yml")
+    _, entry = benchmark.select_entry(config, env_id)
+    manager = ExperimentManager(
+        argparse.Namespace(), "ppo" if algo == "ppo" else "trpo", env_id, folder, seed=seed, verbose=0, config=config
+    )
+    entry.setdefault("n_timesteps", 1)
+    hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(entry)
+    env = manager.create_envs(manager.n_envs, no_log=True)
+    model = benchmark.algorithm_class(algo)(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
+    return model, env
+
+
+def env_alone_rate(env: Any, steps: int, seed: int) -> float:
+    """
+    :return: steps per second of the vectorized env alone, with random actions drawn before the clock starts
+    """
+    n_envs = env.num_envs
+    generator = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    actions = generator.uniform(low, high, size=(steps // n_envs + 1, n_envs, *env.action_space.shape)).astype(np.float32)
+    env.reset()
+    start = time.perf_counter()
+    for index in range(steps // n_envs):
+        env.step(actions[index])
+    return (steps // n_envs) * n_envs / (time.perf_counter() - start)
+
+
+def learn_rate(model: Any, steps: int) -> tuple[float, float]:
+    """
+    :return: steps per second of ``model.learn(steps)`` (after a one-rollout warm-up), and the share of it in ``train()``
+    """
+    model.learn(model.n_steps * model.n_envs)
+    train_seconds = 0.0
+    real_train = model.train
+
+    def timed_train() -> None:
+        nonlocal train_seconds
+        start = time.perf_counter()
+        real_train()
+        train_seconds += time.perf_counter() - start
+
+    model.train = timed_train
+    start = time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    elapsed = time.perf_counter() - start
+    return steps / elapsed, train_seconds / elapsed
+
+
+def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, float | None]:
+    """
+    :return: one measurement of ``variant`` on ``env_id``: steps per second, and the share of ``train()`` (None for
+        the env alone)
+    """
+    import sb3_trpo.common.on_policy_ng as core
+
+    algo = {"env_alone": "sb3_trpo", "ours": "sb3_trpo", "ours_sb3_loop": "sb3_trpo"}.get(variant, variant)
+    real_bind: Callable[..., Any] = core.bind_numpy_forward
+    if variant == "ours_sb3_loop":
+        core.bind_numpy_forward = lambda policy: None  # type: ignore[assignment]
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            model, env = build(algo, env_id, seed, folder)
+            if variant == "env_alone":
+                rate, train_share = env_alone_rate(env, steps, seed), None
+            else:
+                rate, train_share = learn_rate(model, steps)
+            env.close()
+    finally:
+        core.bind_numpy_forward = real_bind  # type: ignore[assignment]
+    return rate, train_share
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--steps", type=int, default=40_960)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--text", default=None, help="write the table here")
+    args = parser.parse_args(argv)
+    th.set_num_threads(1)
+
+    rates: dict[str, dict[str, list[float]]] = {env_id: {variant: [] for variant in args.variants} for env_id in args.envs}
+    train_shares: dict[str, dict[str, list[float]]] = {env_id: {} for env_id in args.envs}
+    for round_index in range(args.repeats):
+        for env_id in args.envs:
+            for variant in args.variants:
+                rate, share = measure(variant, env_id, args.steps, args.seed + round_index)
+                rates[env_id][variant].append(rate)
+                if share is not None:
+                    train_shares[env_id].setdefault(variant, []).append(share)
+                print(f"round {round_index + 1}: {env_id} {variant}: {rate:.0f} steps/s", flush=True)
+
+    median = {env_id: {variant: statistics.median(values) for variant, values in by.items()} for env_id, by in rates.items()}
+    lines = [
+        f"learn() steps/s, median of {args.repeats} interleaved rounds of {args.steps} steps, one process, torch threads 1,"
+        f" cores {sorted(os.sched_getaffinity(0))} ({benchmark.cpu_model()}, {th.backends.cpu.get_cpu_capability()})",
+        "",
+        "| env | "
+        + " | ".join(args.variants)
+        + " | ours / env alone | ours / sb3-contrib | ours / PPO | ours / ours with SB3's loop "
+        "| train() share of ours |",
+        "|---" * (len(args.variants) + 6) + "|",
+    ]
+
+    def ratio(env_id: str, numerator: str, denominator: str) -> str:
+        values = median[env_id]
+        return f"{values[numerator] / values[denominator]:.2f}" if numerator in values and denominator in values else "-"
+
+    for env_id in args.envs:
+        cells = [f"{median[env_id][variant]:.0f}" for variant in args.variants]
+        cells += [ratio(env_id, "ours", other) for other in ("env_alone", "sb3_contrib", "ppo", "ours_sb3_loop")]
+        share = train_shares[env_id].get("ours")
+        cells.append(f"{statistics.median(share):.2f}" if share else "-")
+        lines.append(f"| {env_id} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if args.text:
+        Path(args.text).write_text(text + "\n")
+    if args.json:
+        record = {
+            "command": " ".join(["python", "scripts/bench_learn.py", *(sys.argv[1:] if argv is None else argv)]),
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "median_steps_per_s": median,
+            "all_steps_per_s": rates,
+            "train_share": train_shares,
+            "versions": benchmark.versions(),
+            "hardware": {
+                "cpu": benchmark.cpu_model(),
+                "cpu_capability": th.backends.cpu.get_cpu_capability(),
+                "cores_pinned": sorted(os.sched_getaffinity(0)),
+                "python": platform.python_version(),
+            },
+            **benchmark.git_state(),
+        }
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
