@@ -24,6 +24,7 @@ import json
 import shlex
 import statistics
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,9 +138,12 @@ def interval_estimates(returns: list[float]) -> dict[str, float]:
     def aggregate(values: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(values), metrics.aggregate_mean(values)])
 
-    point, interval = rly.get_interval_estimates(
-        scores, aggregate, reps=5000, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
-    )
+    with warnings.catch_warnings():
+        # arch deprecates the RandomState that rliable hands it; the draws are the same
+        warnings.simplefilter("ignore", FutureWarning)
+        point, interval = rly.get_interval_estimates(
+            scores, aggregate, reps=5000, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
+        )
     (iqm, mean), ((iqm_low, mean_low), (iqm_high, mean_high)) = point["runs"], interval["runs"]
     return {
         "iqm": iqm,
