@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", default=None, help="write the table here")
     args = parser.parse_args(argv)
     th.set_num_threads(1)
+    # The code measured: what this process imports now (the tree may change while it runs)
+    git = benchmark.git_state()
 
     rates: dict[str, dict[str, list[float]]] = {env_id: {variant: [] for variant in args.variants} for env_id in args.envs}
     train_shares: dict[str, dict[str, list[float]]] = {env_id: {} for env_id in args.envs}
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 "cores_pinned": sorted(os.sched_getaffinity(0)),
                 "python": platform.python_version(),
             },
-            **benchmark.git_state(),
+            **git,
         }
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     return 0

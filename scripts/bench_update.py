@@ -14,7 +14,8 @@ makes the two damped systems proportional, hence the same search direction (chec
 Usage::
 
     taskset -c 1 python scripts/bench_update.py --configs hopper halfcheetah --updates 20 --json bench.json
-    taskset -c 1 python scripts/bench_update.py --learn --learn-steps 20000 --repeats 3
+
+End to end (``learn()`` against the env alone, sb3-contrib and PPO): ``scripts/bench_learn.py``.
 """
 
 import argparse
@@ -295,53 +296,23 @@ def print_table(results: list[dict[str, Any]]) -> None:
     )
 
 
-def bench_learn(steps: int, repeats: int, seed: int) -> dict[str, Any]:
-    """End-to-end learn() steps per second on Hopper-v5, both algorithms interleaved, same settings."""
-    config = CONFIGS["hopper"]
-    rates: dict[str, list[float]] = {"contrib": [], "ours": []}
-    for repeat in range(repeats):
-        for label in ("contrib", "ours"):
-            env = make_env(config, seed + repeat)
-            common = dict(policy_kwargs=config.policy_kwargs, seed=seed + repeat, device="cpu", verbose=0)
-            if label == "contrib":
-                model: Any = sb3_contrib.TRPO(config.policy, env, **config.kwargs, **common)
-            else:
-                model = sb3_trpo.TRPO(config.policy, env, **config.kwargs, **common)
-            start = time.perf_counter()
-            model.learn(steps)
-            rates[label].append(model.num_timesteps / (time.perf_counter() - start))
-            env.close()
-    result = {label: statistics.median(values) for label, values in rates.items()}
-    print(
-        f"learn() on Hopper-v5, {steps} steps x {repeats} repetitions (median steps/s): "
-        f"contrib {result['contrib']:.0f}, ours {result['ours']:.0f}, ratio {result['ours'] / result['contrib']:.2f}x"
-    )
-    return {"learn_steps": steps, "learn_repeats": repeats, "steps_per_s": result, "all": rates}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--updates", type=int, default=20, help="timed train() calls per algorithm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--learn", action="store_true", help="only the end-to-end learn() benchmark on Hopper-v5")
-    parser.add_argument("--learn-steps", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=str, default=None, help="save the results here")
     args = parser.parse_args()
     th.set_num_threads(args.threads)
 
     output: dict[str, Any] = {"torch": th.__version__, "threads": args.threads}
-    if args.learn:
-        output["learn"] = bench_learn(args.learn_steps, args.repeats, args.seed)
-    else:
-        results = []
-        for name in args.configs:
-            results.append(bench_config(name, CONFIGS[name], args.updates, args.seed))
-            print(f"[done {name}]", flush=True)
-        print_table(results)
-        output["updates"] = results
+    results = []
+    for name in args.configs:
+        results.append(bench_config(name, CONFIGS[name], args.updates, args.seed))
+        print(f"[done {name}]", flush=True)
+    print_table(results)
+    output["updates"] = results
     if args.json:
         with open(args.json, "w") as file:
             json.dump(output, file, indent=2)
