@@ -28,6 +28,8 @@ EXIT_BAD_INPUT = 2
 EXIT_MISSING_DEPENDENCY = 3
 # The --algo names (sb3_trpo.zoo.ALGORITHMS, listed here so that the CLI parses without importing the Zoo)
 ALGOS = ("trpo", "npg")
+# --vec-env: the Zoo's two, and EnvPool (sb3_trpo.envpool_vec_env)
+VEC_ENVS = ("dummy", "subproc", "envpool")
 
 USAGE = """usage: python -m sb3_trpo {train,enjoy} [options]
 
@@ -43,6 +45,7 @@ example:
   python -m sb3_trpo train --env CartPole-v1 -n 20000 --progress
   python -m sb3_trpo enjoy --env CartPole-v1 -f logs --no-render
   python -m sb3_trpo train --algo npg --env Pendulum-v1
+  python -m sb3_trpo train --env HalfCheetah-v5 --vec-env envpool   # EnvPool's envs: pip install "sb3_trpo[envpool]"
 """
 
 
@@ -67,6 +70,7 @@ class TrainOptions:
     :param gym_packages: modules imported to register environments (``--gym-packages``)
     :param trained_agent: model to continue training (``-i``/``--trained-agent``), ``""`` for none
     :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
+    :param vec_env: ``--vec-env``: the Zoo's ``dummy`` or ``subproc``, or ``envpool`` (ours: EnvPool's envs)
     """
 
     algo: str
@@ -77,6 +81,7 @@ class TrainOptions:
     gym_packages: list[str]
     trained_agent: str
     final_eval_episodes: int
+    vec_env: str = "dummy"
 
 
 def _parse_overrides(values: Sequence[str]) -> dict[str, Any]:
@@ -107,19 +112,24 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     parser.add_argument("--gym-packages", nargs="+", default=[])
     parser.add_argument("-i", "--trained-agent", default="")
     parser.add_argument("--final-eval-episodes", type=int, default=10)
+    parser.add_argument("--vec-env", default="dummy")
     namespace, _ = parser.parse_known_args(argv)
+    if namespace.vec_env not in VEC_ENVS:
+        raise CLIError(f"--vec-env must be one of {', '.join(VEC_ENVS)}, got {namespace.vec_env!r}")
     _check_algo(namespace.algo, "python -m rl_zoo3.train")
     if namespace.final_eval_episodes < 0:
         raise CLIError("--final-eval-episodes must be >= 0")
+    # Ours, removed from what the Zoo parses: --final-eval-episodes, and --vec-env envpool (the Zoo knows dummy/subproc)
+    ours = ["--final-eval-episodes"] + (["--vec-env"] if namespace.vec_env == "envpool" else [])
     zoo_argv = []
     skip = 0
-    for index, argument in enumerate(argv):
+    for argument in argv:
         if skip:
             skip -= 1
-        elif argument == "--final-eval-episodes":
+        elif argument in ours:
             skip = 1
-        elif not argument.startswith("--final-eval-episodes="):
-            zoo_argv.append(argv[index])
+        elif not any(argument.startswith(f"{option}=") for option in ours):
+            zoo_argv.append(argument)
     options = TrainOptions(
         algo=namespace.algo,
         env=namespace.env,
@@ -129,6 +139,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         gym_packages=namespace.gym_packages,
         trained_agent=namespace.trained_agent,
         final_eval_episodes=namespace.final_eval_episodes,
+        vec_env=namespace.vec_env,
     )
     return options, zoo_argv
 
@@ -230,7 +241,15 @@ def train(argv: Sequence[str]) -> None:
     except zoo.ConfigError as error:
         raise CLIError(str(error)) from None
 
-    manager_class = zoo.experiment_manager_class(options.final_eval_episodes)
+    if options.vec_env == "envpool":
+        try:
+            import envpool  # noqa: F401 (only checks that it is installed)
+        except ImportError:
+            raise CLIError(
+                "--vec-env envpool needs the optional package 'envpool'; install it with: pip install \"sb3_trpo[envpool]\"",
+                EXIT_MISSING_DEPENDENCY,
+            ) from None
+    manager_class = zoo.experiment_manager_class(options.final_eval_episodes, options.vec_env)
     try:
         with _zoo_script("python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), manager_class):
             rl_zoo3.train.train()

@@ -346,11 +346,12 @@ class TRPOExperimentManager(ExperimentManager):
         return float(np.mean(returns)), float(np.std(returns))
 
 
-def experiment_manager_class(n_final_eval_episodes: int) -> type[TRPOExperimentManager]:
+def experiment_manager_class(n_final_eval_episodes: int, vec_env: str | None = None) -> type[TRPOExperimentManager]:
     """
     A ``TRPOExperimentManager`` class for one run (the Zoo's ``train()`` creates the manager itself).
 
     :param n_final_eval_episodes: episodes of the final evaluation, 0 to skip it
+    :param vec_env: ``"envpool"`` for EnvPool's envs (:mod:`sb3_trpo.envpool_vec_env`), None for the Zoo's ``--vec-env``
     :return: the class
     """
 
@@ -358,4 +359,9 @@ def experiment_manager_class(n_final_eval_episodes: int) -> type[TRPOExperimentM
         pass
 
     RunExperimentManager.n_final_eval_episodes = n_final_eval_episodes
+    if vec_env == "envpool":
+        from sb3_trpo.envpool_vec_env import envpool_vec_env_cls
+
+        # The Zoo's own hook: the class make_vec_env builds the training and evaluation envs with
+        RunExperimentManager.default_vec_env_cls = staticmethod(envpool_vec_env_cls)  # type: ignore[assignment]
     return RunExperimentManager
