@@ -24,7 +24,13 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
+from stable_baselines3.common.policies import (
+    ActorCriticCnnPolicy,
+    ActorCriticPolicy,
+    BaseModel,
+    BasePolicy,
+    MultiInputActorCriticPolicy,
+)
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, RolloutBufferSamples, Schedule
 from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
@@ -176,6 +182,13 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     """
 
     fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
+
+    # SB3's actor-critic policies under their usual names (each algorithm's policies.py exports the same aliases)
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": ActorCriticPolicy,
+        "CnnPolicy": ActorCriticCnnPolicy,
+        "MultiInputPolicy": MultiInputActorCriticPolicy,
+    }
 
     policy: ActorCriticPolicy
     rollout_buffer: RolloutBuffer
@@ -658,4 +671,26 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             print_system_info=print_system_info,
             force_reset=force_reset,
             **kwargs,
+        )
+
+    def learn(
+        self: SelfNaturalGradientAlgorithm,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfNaturalGradientAlgorithm:
+        """
+        SB3's ``learn``, same arguments; the tensorboard run is named after the algorithm (``TRPO``, ``NPG``) unless
+        ``tb_log_name`` is given.
+        """
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name or type(self).__name__,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
         )

@@ -46,11 +46,15 @@ BoundLayers = list[tuple[th.Tensor, th.Tensor | None, Callable[[th.Tensor], th.T
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
-def _bind_chain(chain: nn.Module) -> BoundLayers | None:
-    # An empty chain (net_arch=[]) is the identity: no layer
+def _chain_layers(chain: nn.Module) -> list[tuple[nn.Linear, nn.Module | None]] | None:
+    # An empty chain (net_arch=[]) is the identity: no layer; else (linear, activation) pairs, or None
     if isinstance(chain, nn.Sequential) and len(chain) == 0:
         return []
-    layers = mlp_layers([chain])
+    return mlp_layers([chain])
+
+
+def _bind_chain(chain: nn.Module) -> BoundLayers | None:
+    layers = _chain_layers(chain)
     if layers is None:
         return None
     return [
@@ -179,9 +183,7 @@ _NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = 
 
 
 def _numpy_chain(chain: nn.Module) -> NumpyLayers | None:
-    if isinstance(chain, nn.Sequential) and len(chain) == 0:
-        return []
-    layers = mlp_layers([chain])
+    layers = _chain_layers(chain)
     if layers is None:
         return None
     # Contiguous copies of W^T (a product with a contiguous matrix is about twice as fast as with a transposed view):

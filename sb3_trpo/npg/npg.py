@@ -1,14 +1,7 @@
 import math
-from typing import ClassVar, TypeVar
-
-from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import MaybeCallback
 
 from sb3_trpo.common.natural_gradient import LineSearchResult
 from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm, StepEvaluator
-from sb3_trpo.npg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-
-SelfNPG = TypeVar("SelfNPG", bound="NPG")
 
 
 class NPG(NaturalGradientAlgorithm):
@@ -63,12 +56,6 @@ class NPG(NaturalGradientAlgorithm):
     The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
     """
 
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "MlpPolicy": MlpPolicy,
-        "CnnPolicy": CnnPolicy,
-        "MultiInputPolicy": MultiInputPolicy,
-    }
-
     def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:
         """
         The full step, with no line search; refused only when its objective or KL is not finite.
@@ -82,21 +69,3 @@ class NPG(NaturalGradientAlgorithm):
         if math.isfinite(objective) and math.isfinite(kl):
             return LineSearchResult(True, 1.0, 0, kl, objective)
         return LineSearchResult(False, 0.0, 0, 0.0, old_objective)
-
-    def learn(
-        self: SelfNPG,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "NPG",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfNPG:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )

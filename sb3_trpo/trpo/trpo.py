@@ -1,15 +1,12 @@
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_trpo.common.natural_gradient import LineSearchResult, backtracking_line_search
 from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm, StepEvaluator, check_range
-from sb3_trpo.trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-
-SelfTRPO = TypeVar("SelfTRPO", bound="TRPO")
 
 
 class TRPO(NaturalGradientAlgorithm):
@@ -71,12 +68,6 @@ class TRPO(NaturalGradientAlgorithm):
 
     The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
     """
-
-    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
-        "MlpPolicy": MlpPolicy,
-        "CnnPolicy": CnnPolicy,
-        "MultiInputPolicy": MultiInputPolicy,
-    }
 
     def __init__(
         self,
@@ -167,21 +158,3 @@ class TRPO(NaturalGradientAlgorithm):
         # sb3-contrib's key, and how many candidates the line search rejected
         self.logger.record("train/is_line_search_success", float(step.accepted))
         self.logger.record("train/line_search_backtracks", step.n_backtracks)
-
-    def learn(
-        self: SelfTRPO,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "TRPO",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfTRPO:
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )
