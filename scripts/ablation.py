@@ -100,9 +100,11 @@ def plan(envs: list[str], variants: list[str], seeds: list[int]) -> list[dict[st
 
 def load_runs() -> dict[tuple[str, str], list[dict[str, Any]]]:
     """
-    :return: the finished evaluation-seed runs of each (env, variant), matched on the variant's exact hyperparameters
+    :return: the finished evaluation-seed runs of each (env, variant), matched on the variant's exact hyperparameters;
+        records of another version of the algorithm (stale fingerprints) are left out
     """
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    current = {algo: benchmark.algorithm_fingerprint(algo) for algo, _ in VARIANTS.values()}
     for env_id in ENVS:
         path = benchmark.results_path(str(RESULTS), env_id)
         records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
@@ -117,6 +119,7 @@ def load_runs() -> dict[tuple[str, str], list[dict[str, Any]]]:
                     and record["seed"] in SEEDS
                     and record.get("seed_role") == "evaluation"
                     and benchmark.hyperparams_digest(record["hyperparams"]) == digest
+                    and not benchmark.is_stale(record, current)
                 ),
                 key=lambda record: record["seed"],
             )
@@ -210,7 +213,9 @@ def table(summaries: dict[tuple[str, str], dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def plot(summaries: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
+def plot(
+    summaries: dict[tuple[str, str], dict[str, Any]], all_runs: dict[tuple[str, str], list[dict[str, Any]]], path: Path
+) -> None:
     """
     One panel per env: each variant's IQM with its 95% CI, and every seed's final return.
     """
@@ -228,7 +233,7 @@ def plot(summaries: dict[tuple[str, str], dict[str, Any]], path: Path) -> None:
             if "iqm" in summary:
                 low, high = summary["iqm"] - summary["iqm_low"], summary["iqm_high"] - summary["iqm"]
                 axis.errorbar([position], [summary["iqm"]], yerr=[[low], [high]], fmt="o", capsize=4, color="C0")
-            runs = load_runs()[(env_id, variant)]
+            runs = all_runs[(env_id, variant)]
             axis.scatter([position] * len(runs), [run["final_eval"]["mean"] for run in runs], s=10, color="gray", alpha=0.6)
         axis.set_xticks(range(len(VARIANTS)), list(VARIANTS), rotation=30, ha="right")
         axis.set_title(f"{env_id} (seeds {SEEDS[0]}-{SEEDS[-1]})")
@@ -258,7 +263,7 @@ def report(readme: str | None) -> str:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ablation.md").write_text("# Ablation of TRPO's options and NPG\n\n" + text + "\n" + note)
     (OUT / "summary.json").write_text(json.dumps({f"{env}/{variant}": s for (env, variant), s in summaries.items()}, indent=1))
-    plot(summaries, OUT / "ablation.png")
+    plot(summaries, runs, OUT / "ablation.png")
     if readme is not None:
         path = Path(readme)
         content = path.read_text()

@@ -553,6 +553,30 @@ def is_stale(record: dict[str, Any], current: dict[str, list[float] | None]) -> 
     return expected is not None and recorded is not None and not fingerprint.same_algorithm(recorded, expected)
 
 
+def record_problems(records: list[dict[str, Any]], current: dict[str, list[float] | None]) -> list[str]:
+    """
+    What keeps a set of records from making one table: seed roles mixed (tuning and evaluation seeds never share a
+    table), and stale records (measured by another version of our algorithm, :func:`is_stale`).
+
+    :param records: the runs a table would be made of
+    :param current: the current code's fingerprint of each algorithm
+    :return: one line per problem (empty when the records may be reported together)
+    """
+    problems = []
+    roles: dict[str, list[str]] = {}
+    for record in records:
+        role = record.get("seed_role") or (seed_role(record["seed"]) if record["seed"] < 200 else "unassigned")
+        roles.setdefault(role, []).append(f"{record['algo']} {record['env']} seed {record['seed']}")
+    if len(roles) > 1:
+        problems.append("seed roles mixed: " + "; ".join(f"{role}: {len(runs)} runs" for role, runs in sorted(roles.items())))
+    for record in records:
+        if is_stale(record, current):
+            problems.append(
+                f"stale: {record['algo']} {record['env']} seed {record['seed']} (commit {record.get('git_commit', '?')[:7]})"
+            )
+    return problems
+
+
 def finished_runs(
     out: str, env_id: str, current: dict[str, list[float] | None] | None = None
 ) -> set[tuple[str, str, int, int, str]]:

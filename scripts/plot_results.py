@@ -55,6 +55,9 @@ class Args:
     docs: str = dataclasses.field(
         default="", metadata={"help": f"if set, a markdown file whose block between {TABLE_START} and {TABLE_END} is replaced"}
     )
+    allow_mixed: bool = dataclasses.field(
+        default=False, metadata={"help": "report even when the records mix seed roles or include stale records"}
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -64,9 +67,11 @@ def parse_args(argv: list[str] | None = None) -> Args:
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for arg_field in dataclasses.fields(Args):
-        parser.add_argument(
-            "--" + arg_field.name, default=arg_field.default, help=f"{arg_field.metadata['help']} (default: %(default)s)"
-        )
+        flag, text = "--" + arg_field.name.replace("_", "-"), f"{arg_field.metadata['help']} (default: %(default)s)"
+        if isinstance(arg_field.default, bool):
+            parser.add_argument(flag, dest=arg_field.name, action="store_true", help=text)
+        else:
+            parser.add_argument(flag, dest=arg_field.name, default=arg_field.default, help=text)
     return Args(**vars(parser.parse_args(argv)))
 
 
@@ -328,6 +333,14 @@ def main(argv: list[str] | None = None) -> int:
     if not all_runs:
         print(f"no results in {args.results}", file=sys.stderr)
         return 1
+    # The protocol: one table holds one seed role, and no record of an older version of our algorithms
+    benchmark = _benchmark_script()
+    records = [record for runs in all_runs.values() for record in runs]
+    current = {algo: benchmark.algorithm_fingerprint(algo) for algo in sorted({record["algo"] for record in records})}
+    problems = benchmark.record_problems(records, current)
+    if problems and not args.allow_mixed:
+        print("refusing to report (pass --allow-mixed to report anyway):\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
     for env_id, runs in sorted(all_runs.items()):
         for path in plot_env(env_id, runs, Path(args.plots)):
             print(f"wrote {path}")

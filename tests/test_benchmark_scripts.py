@@ -235,3 +235,32 @@ def test_fingerprint_tells_a_changed_algorithm_from_rounding(tiny_results):
     assert not benchmark.is_stale(record, current)
     assert benchmark.is_stale({**record, "fingerprint": npg}, current)
     assert not benchmark.is_stale({**record, "fingerprint": None}, current)  # made before fingerprints: not judged
+
+
+def test_a_table_refuses_mixed_seed_roles_and_stale_records(tiny_results, tmp_path):
+    out, _ = tiny_results
+    plot_results = load_script("plot_results")
+    lines = (out / "CartPole-v1.jsonl").read_text().splitlines()
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    evaluation = [json.dumps({**json.loads(line), "seed": 100, "seed_role": "evaluation"}) for line in lines]
+    (mixed / "CartPole-v1.jsonl").write_text("\n".join(lines + evaluation) + "\n")
+    arguments = ["--results", str(mixed), "--plots", str(tmp_path / "plots"), "--table", str(tmp_path / "table.md")]
+    assert plot_results.main(arguments) == 2
+    assert not (tmp_path / "table.md").exists()
+    assert plot_results.main([*arguments, "--allow-mixed"]) == 0
+    # A record whose fingerprint is not the current code's is stale
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        if record["fingerprint"] is not None:
+            record["fingerprint"] = [value + 1.0 for value in record["fingerprint"]]
+    (stale / "CartPole-v1.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
+    benchmark = load_script("benchmark")
+    current = {"sb3_trpo": benchmark.algorithm_fingerprint("sb3_trpo")}
+    problems = benchmark.record_problems(records, current)
+    assert len(problems) == 1 and problems[0].startswith("stale: sb3_trpo CartPole-v1 seed 0")
+    assert (
+        plot_results.main(["--results", str(stale), "--plots", str(tmp_path / "p2"), "--table", str(tmp_path / "t2.md")]) == 2
+    )
