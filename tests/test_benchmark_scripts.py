@@ -264,3 +264,45 @@ def test_a_table_refuses_mixed_seed_roles_and_stale_records(tiny_results, tmp_pa
     assert (
         plot_results.main(["--results", str(stale), "--plots", str(tmp_path / "p2"), "--table", str(tmp_path / "t2.md")]) == 2
     )
+
+
+def _synthetic_records(benchmark, returns: dict[str, dict[str, list[float]]]) -> list[dict]:
+    # Records as the benchmark writes them, with the Zoo's own entries (the headline variants) and given returns
+    records = []
+    for algo, by_env in returns.items():
+        config = benchmark.rl_zoo_config("ppo" if algo == "ppo" else "trpo")
+        for env_id, values in by_env.items():
+            _, entry = benchmark.select_entry(config, env_id)
+            for offset, value in enumerate(values):
+                records.append(
+                    {"algo": algo, "env": env_id, "seed": 100 + offset, "seed_role": "evaluation", "budget": 1_000_000,
+                     "hyperparams": entry, "final_eval": {"mean": value}, "fingerprint": None}
+                )  # fmt: skip
+    return records
+
+
+def test_evaluation_report_statistics(tmp_path, monkeypatch):
+    report = load_script("evaluation_report")
+    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)  # a quicker bootstrap: the checks below do not depend on it
+    benchmark = load_script("benchmark")
+    ours = {"Hopper-v5": [3600.0, 3700.0, 3500.0, 3650.0, 3550.0], "Swimmer-v5": [360.0, 362.0, 358.0, 361.0, 359.0]}
+    contrib = {"Hopper-v5": [2000.0, 2100.0, 1900.0, 2050.0, 1950.0], "Swimmer-v5": [300.0, 310.0, 290.0, 305.0, 295.0]}
+    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib})
+    results = tmp_path / "results"
+    results.mkdir()
+    for env_id in ours:
+        (results / f"{env_id}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records if r["env"] == env_id))
+    by_env = report.evaluation_records(str(results))
+    text = report.report(by_env, tmp_path / "plots")
+    assert "| Hopper-v5 | sb3_trpo TRPO (ours) | 5 | 3600.0 [" in text  # IQM of 5 runs: the middle three
+    # Every run of ours beats every run of contrib on both tasks: P(ours > contrib) = 1 (and its CI)
+    assert "| sb3_trpo TRPO (ours) over sb3-contrib TRPO | 1.00 [1.00, 1.00] |" in text
+    # The aggregate mean of the normalized scores is the plain mean over runs and tasks
+    normalized = (sum(ours["Hopper-v5"]) / 3618.0 + sum(ours["Swimmer-v5"]) / 366.0) / 10
+    assert "| sb3_trpo TRPO (ours) | 5 x 2 | " in text and f"{normalized:.2f} [" in text
+    assert (tmp_path / "plots" / "performance_profile.png").stat().st_size > 0
+    # Tuning-seed records are never read
+    tuning = [{**r, "seed": r["seed"] - 100, "seed_role": "tuning"} for r in records]
+    (results / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tuning))
+    assert all(r["seed_role"] == "evaluation" for r in report.evaluation_records(str(results))["Swimmer-v5"])
+    assert report.evaluation_records(str(results))["Hopper-v5"] == []

@@ -1,0 +1,215 @@
+"""
+Results on evaluation seeds, with interval estimates (rliable): the statistics of the held-out protocol.
+
+From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only (100-199), for each algorithm as
+``scripts/plot_results.py`` labels it (ours with an entry's settings, sb3-contrib's TRPO, SB3's PPO):
+
+- per task: n, IQM and mean of the final returns with stratified-bootstrap 95% CIs, mean +/- std;
+- over the MuJoCo tasks, with returns normalized by the RL Zoo's published scores of sb3-contrib's TRPO at 1M steps:
+  aggregate IQM and mean with 95% CIs, and the performance profile (the fraction of runs above each normalized score);
+- the probability of improvement of ours over sb3-contrib and over PPO (the chance that a run of ours beats a run of
+  the other on the same task, averaged over tasks), with its 95% CI.
+
+It refuses records that mix seed roles or are stale (``scripts/benchmark.py``'s ``record_problems``; ``--allow-mixed``
+to override), and it never reads tuning seeds::
+
+    python scripts/evaluation_report.py --results benchmarks/results --out benchmarks/evaluation.md \\
+        --plots benchmarks/plots/evaluation
+"""
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark  # the sibling scripts: records, roles, fingerprints
+import plot_results
+
+#: The RL Zoo's published returns of sb3-contrib's TRPO at 1M steps (DESIGN.md, section 3): the normalization
+ZOO_PUBLISHED = {"HalfCheetah-v5": 1785.0, "Hopper-v5": 3618.0, "Walker2d-v5": 4933.0, "Ant-v5": 4982.0, "Swimmer-v5": 366.0}
+OURS, CONTRIB, PPO = "sb3_trpo", "sb3_contrib", "ppo"
+BOOTSTRAP_REPS = 5000
+
+
+def _bootstrap(score_dict: dict[str, Any], aggregate: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    from rliable import library as rly
+
+    with warnings.catch_warnings():
+        # arch deprecates the RandomState that rliable hands it; the draws are the same
+        warnings.simplefilter("ignore", FutureWarning)
+        return rly.get_interval_estimates(
+            score_dict, aggregate, reps=BOOTSTRAP_REPS, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
+        )
+
+
+def iqm_and_mean(scores: np.ndarray) -> dict[str, float]:
+    """
+    IQM and mean with stratified-bootstrap 95% CIs (rliable; tasks are the strata).
+
+    :param scores: final returns (or normalized scores), shape (n_runs, n_tasks)
+    :return: ``iqm``, ``iqm_low``, ``iqm_high``, ``mean``, ``mean_low``, ``mean_high``
+    """
+    from rliable import metrics
+
+    def aggregate(values: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(values), metrics.aggregate_mean(values)])
+
+    point, interval = _bootstrap({"scores": np.asarray(scores, dtype=np.float64)}, aggregate)
+    (iqm, mean), ((iqm_low, mean_low), (iqm_high, mean_high)) = point["scores"], interval["scores"]
+    return {"iqm": iqm, "iqm_low": iqm_low, "iqm_high": iqm_high, "mean": mean, "mean_low": mean_low, "mean_high": mean_high}
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """
+    ``P(X > Y)``: the probability that a run of X beats a run of Y on the same task, averaged over tasks (ties count
+    half), with a stratified-bootstrap 95% CI (rliable).
+
+    :param x: scores of X, shape (n_runs_x, n_tasks)
+    :param y: scores of Y, shape (n_runs_y, n_tasks)
+    :return: ``poi``, ``low``, ``high``
+    """
+    from rliable import metrics
+
+    point, interval = _bootstrap(
+        {"pair": [np.asarray(x, np.float64), np.asarray(y, np.float64)]}, metrics.probability_of_improvement
+    )
+    low, high = np.ravel(interval["pair"])
+    return {"poi": float(np.ravel(point["pair"])[0]), "low": float(low), "high": float(high)}
+
+
+def evaluation_records(results: str) -> dict[str, list[dict[str, Any]]]:
+    """
+    :param results: a results folder of ``scripts/benchmark.py``
+    :return: the evaluation-seed runs of each task (the last line of a run present twice, as plot_results reads)
+    """
+    runs = plot_results.load_runs(results)
+    return {env_id: [run for run in env_runs if run.get("seed_role") == "evaluation"] for env_id, env_runs in runs.items()}
+
+
+def headline_scores(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[int, float]]]:
+    """
+    :return: algorithm label -> task -> seed -> final return, for the headline variants (each algorithm with the Zoo's
+        settings, ours with its entry marked ``# Tuned``), as plot_results chooses them
+    """
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for env_id, runs in records.items():
+        for run in runs:
+            if plot_results.is_headline(run):
+                label = plot_results.variant_label(run)
+                scores.setdefault(label, {}).setdefault(env_id, {})[run["seed"]] = run["final_eval"]["mean"]
+    return scores
+
+
+def score_matrix(by_task: dict[str, dict[int, float]], tasks: list[str], normalize: bool) -> np.ndarray:
+    """
+    :return: shape (n_seeds, n_tasks) over the seeds every task has, normalized by ``ZOO_PUBLISHED`` when asked
+    """
+    seeds = sorted(set.intersection(*(set(by_task[task]) for task in tasks)))
+    matrix = np.array([[by_task[task][seed] for task in tasks] for seed in seeds], dtype=np.float64)
+    if normalize:
+        matrix = matrix / np.array([ZOO_PUBLISHED[task] for task in tasks])
+    return matrix
+
+
+def _with_ci(estimate: dict[str, float], name: str, digits: int) -> str:
+    return f"{estimate[name]:.{digits}f} [{estimate[name + '_low']:.{digits}f}, {estimate[name + '_high']:.{digits}f}]"
+
+
+def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
+    """
+    :return: the Markdown report (per-task table, MuJoCo aggregate, probabilities of improvement)
+    """
+    scores = headline_scores(records)
+    lines = ["| task | algorithm | n | IQM [95% CI] | mean [95% CI] | mean +/- std |", "|---|---|---|---|---|---|"]
+    for env_id in sorted(records):
+        for label, by_task in sorted(scores.items()):
+            if env_id not in by_task or len(by_task[env_id]) < 2:
+                continue
+            values = np.array(list(by_task[env_id].values()))
+            estimate = iqm_and_mean(values.reshape(-1, 1))
+            lines.append(
+                f"| {env_id} | {label} | {len(values)} | {_with_ci(estimate, 'iqm', 1)} | {_with_ci(estimate, 'mean', 1)}"
+                f" | {values.mean():.1f} +/- {values.std():.1f} |"
+            )
+    text = "\n".join(lines) + "\n"
+
+    mujoco = {
+        label: [task for task in ZOO_PUBLISHED if task in by_task and len(by_task[task]) >= 2]
+        for label, by_task in scores.items()
+    }
+    common = sorted(set.intersection(*map(set, mujoco.values()))) if mujoco else []
+    if common:
+        normalized = {label: score_matrix(scores[label], common, normalize=True) for label in scores}
+        text += f"\nMuJoCo aggregate ({', '.join(common)}; returns / the RL Zoo's published sb3-contrib TRPO returns):\n\n"
+        text += "| algorithm | runs x tasks | IQM [95% CI] | mean [95% CI] |\n|---|---|---|---|\n"
+        for label, matrix in sorted(normalized.items()):
+            estimate = iqm_and_mean(matrix)
+            text += (
+                f"| {label} | {matrix.shape[0]} x {matrix.shape[1]} | {_with_ci(estimate, 'iqm', 2)}"
+                f" | {_with_ci(estimate, 'mean', 2)} |\n"
+            )
+        ours = [label for label in normalized if label.startswith(plot_results.ALGO_LABELS[OURS])]
+        others = [plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]]
+        pairs = [(mine, other) for mine in ours for other in others if other in normalized]
+        if pairs:
+            text += "\n| probability of improvement | P(X > Y) [95% CI] |\n|---|---|\n"
+            for mine, other in pairs:
+                poi = probability_of_improvement(normalized[mine], normalized[other])
+                text += f"| {mine} over {other} | {poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] |\n"
+        if plots is not None:
+            plot_performance_profile(normalized, plots / "performance_profile.png")
+    return text
+
+
+def plot_performance_profile(normalized: dict[str, np.ndarray], path: Path) -> None:
+    """The fraction of runs whose normalized score exceeds each threshold, with 95% CIs (rliable)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import plot_utils
+
+    taus = np.linspace(0.0, max(2.0, max(float(matrix.max()) for matrix in normalized.values())), 81)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        profiles, cis = rly.create_performance_profile(normalized, taus, reps=BOOTSTRAP_REPS)
+    figure, axis = plt.subplots(figsize=(7, 4))
+    plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=axis, xlabel="normalized return")
+    axis.legend(list(profiles), loc="upper right", fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "results"))
+    parser.add_argument("--out", default=None, help="write the report here (Markdown)")
+    parser.add_argument("--plots", default=None, help="folder for the performance profile")
+    parser.add_argument("--allow-mixed", action="store_true", help="report stale records too")
+    args = parser.parse_args(argv)
+    records = evaluation_records(args.results)
+    flat = [record for runs in records.values() for record in runs]
+    if not flat:
+        print(f"no evaluation-seed records in {args.results}", file=sys.stderr)
+        return 1
+    current = {algo: benchmark.algorithm_fingerprint(algo) for algo in sorted({record["algo"] for record in flat})}
+    problems = benchmark.record_problems(flat, current)
+    if problems and not args.allow_mixed:
+        print("refusing to report (pass --allow-mixed to report anyway):\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 2
+    text = report(records, Path(args.plots) if args.plots else None)
+    if args.out:
+        Path(args.out).write_text("# Results on evaluation seeds\n\n" + text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
