@@ -201,6 +201,11 @@ def test_without_adaptive_kl_the_radius_is_target_kl() -> None:
     model.learn(128 * 4)
     assert recorder.values["train/target_kl_effective"] == [model.target_kl] * 4
     assert model.target_kl_effective == model.target_kl
+    # target_kl set on the model later is the radius (an adapted radius left from adaptive_kl=True is not)
+    model.target_kl, model.target_kl_effective = 0.02, 0.5
+    model.learn(128, reset_num_timesteps=False)
+    assert recorder.values["train/target_kl_effective"][-1] == 0.02
+    assert recorder.values["train/kl_divergence_loss"][-1] <= 0.02
 
 
 # ---------------------------------------------------------------------------------------------------------------------

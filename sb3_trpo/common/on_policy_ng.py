@@ -602,7 +602,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         cg = self._search_direction(batch, objective)
         # 4. Step length beta = sqrt(2 delta / s^T (F + damping I) s): the quadratic model of the KL reaches delta.
         #    (F + damping I) s = g - r, with r the residual CG tracks: no extra Fisher product
-        radius = self.target_kl_effective
+        # (with adaptive_kl, the adapted radius; else target_kl itself, whatever was set on the model since)
+        radius = self.target_kl_effective if self.adaptive_kl else self.target_kl
         usable = bool(th.isfinite(cg.x).all())
         beta = max_step_length(cg.x, objective.gradient - cg.residual, radius) if usable else 0.0
         # 5. The step theta_old + fraction * beta * s (TRPO: backtracking line search; NPG: the full step);
