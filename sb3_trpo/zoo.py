@@ -3,8 +3,8 @@ RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG).
 
 Importing this module puts ``sb3_trpo.TRPO`` in the Zoo's algorithm table under the key ``"trpo"`` (replacing
 sb3-contrib's TRPO in the current process only) and ``sb3_trpo.NPG`` under ``"npg"``, so ``--algo trpo|npg``, the
-Zoo's Optuna sampler (TRPO's, which samples no line-search argument, serves NPG too) and its log folders
-(``logs/trpo/ENV_ID_N``, ``logs/npg/ENV_ID_N``) all apply to our classes. The module also exposes the hyperparameters of
+Zoo's Optuna tuning (with our search spaces, :mod:`sb3_trpo.tuning`) and its log folders (``logs/trpo/ENV_ID_N``,
+``logs/npg/ENV_ID_N``) all apply to our classes. The module also exposes the hyperparameters of
 ``zoo_configs/trpo.yml`` as ``hyperparams``, the attribute the Zoo reads from a python module given with ``-conf``.
 With the Zoo's own scripts::
 
@@ -37,6 +37,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 import sb3_trpo
 from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
+from sb3_trpo.tuning import SAMPLERS
 
 #: ``--algo`` name -> algorithm class; each reads its hyperparameters from ``zoo_configs/<name>.yml``
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"trpo": TRPO, "npg": NPG}
@@ -74,12 +75,12 @@ def register() -> None:
     Make ``--algo trpo`` and ``--algo npg`` of the RL Zoo use ``sb3_trpo.TRPO`` and ``sb3_trpo.NPG`` in this process.
 
     ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager
-    read, so replacing its entries (in place) is enough. For ``-optimize``, NPG uses the Zoo's TRPO sampler, which
-    samples no line-search argument.
+    read, so replacing its entries (in place) is enough. For ``-optimize``, the samplers are ours
+    (:mod:`sb3_trpo.tuning`).
     """
     ALGOS.update(ALGORITHMS)
+    HYPERPARAMS_SAMPLER.update(SAMPLERS)
     for algo in ALGORITHMS:
-        HYPERPARAMS_SAMPLER.setdefault(algo, HYPERPARAMS_SAMPLER["trpo"])
         HYPERPARAMS_CONVERTER.setdefault(algo, HYPERPARAMS_CONVERTER["trpo"])
 
 

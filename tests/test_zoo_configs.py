@@ -273,6 +273,8 @@ def test_npg_rejects_line_search_arguments_and_is_registered() -> None:
     assert rl_zoo3.ALGOS["npg"] is NPG
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
 
-    assert HYPERPARAMS_SAMPLER["npg"] is HYPERPARAMS_SAMPLER["trpo"]
+    from sb3_trpo.tuning import sample_npg_params, sample_trpo_params
+
+    assert HYPERPARAMS_SAMPLER["npg"] is sample_npg_params and HYPERPARAMS_SAMPLER["trpo"] is sample_trpo_params
     with pytest.raises(zoo.ConfigError, match=r"unknown --algo 'ppo'; choose from trpo, npg"):
         zoo.algorithm_class("ppo")
