@@ -144,6 +144,7 @@ def interval_estimates(returns: list[float]) -> dict[str, float]:
     with warnings.catch_warnings():
         # arch deprecates the RandomState that rliable hands it; the draws are the same
         warnings.simplefilter("ignore", FutureWarning)
+        np.random.seed(0)  # parts of the bootstrap draw from NumPy's global generator: the same CIs on every call
         point, interval = rly.get_interval_estimates(
             scores, aggregate, reps=5000, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
         )
@@ -236,7 +237,8 @@ def plot(
             runs = all_runs[(env_id, variant)]
             axis.scatter([position] * len(runs), [run["final_eval"]["mean"] for run in runs], s=10, color="gray", alpha=0.6)
         axis.set_xticks(range(len(VARIANTS)), list(VARIANTS), rotation=30, ha="right")
-        axis.set_title(f"{env_id} (seeds {SEEDS[0]}-{SEEDS[-1]})")
+        finished = sum(summaries[(env_id, variant)]["n"] for variant in VARIANTS)
+        axis.set_title(f"{env_id} (seeds {SEEDS[0]}-{SEEDS[-1]})" + ("" if finished else ": no finished run yet"))
         axis.set_ylabel("final return (IQM, 95% CI; dots: seeds)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

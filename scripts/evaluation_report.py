@@ -41,6 +41,7 @@ def _bootstrap(score_dict: dict[str, Any], aggregate: Any) -> tuple[dict[str, np
     with warnings.catch_warnings():
         # arch deprecates the RandomState that rliable hands it; the draws are the same
         warnings.simplefilter("ignore", FutureWarning)
+        np.random.seed(0)  # parts of the bootstrap draw from NumPy's global generator: the same CIs on every call
         return rly.get_interval_estimates(
             score_dict, aggregate, reps=BOOTSTRAP_REPS, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
         )
