@@ -18,6 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
@@ -93,7 +94,7 @@ def check_range(name: str, value: Any, valid: bool, allowed: str) -> None:
 
 def _is_bool(value: Any) -> bool:
     # True / False, also numpy's bool_ (e.g. from a config built with numpy)
-    return isinstance(value, bool) or type(value).__name__ == "bool_"
+    return isinstance(value, (bool, np.bool_))
 
 
 class PolicyObjective(NamedTuple):
