@@ -1,14 +1,15 @@
-"""Trust-region policy optimization for Stable-Baselines3: TRPO and NPG over one natural-gradient core."""
+"""Trust-region policy optimization for Stable-Baselines3: TRPO, NPG and MaskableTRPO over one natural-gradient core."""
 
 import os
 
 from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
 from sb3_trpo.trpo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_trpo.trpo_mask import MaskableTRPO
 
 # Read version from file
 version_file = os.path.join(os.path.dirname(__file__), "version.txt")
 with open(version_file) as file_handler:
     __version__ = file_handler.read().strip()
 
-__all__ = ["NPG", "TRPO", "CnnPolicy", "MlpPolicy", "MultiInputPolicy", "__version__"]
+__all__ = ["NPG", "TRPO", "CnnPolicy", "MaskableTRPO", "MlpPolicy", "MultiInputPolicy", "__version__"]

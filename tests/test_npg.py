@@ -57,7 +57,7 @@ def test_npg_step_reaches_target_kl_at_the_quadratic_model(env_id: str) -> None:
     batch = model._policy_batch()
     objective = model._policy_objective(batch)
     cg = model._search_direction(batch, objective)
-    fvp = model._fisher_vector_product(batch.observations, objective.distribution, objective.old_distribution)
+    fvp = model._fisher_vector_product(batch, objective.distribution, objective.old_distribution)
     damped_curvature = float(cg.x @ fvp(cg.x))
     beta = max_step_length(cg.x, objective.gradient - cg.residual, target_kl)
     assert 0.5 * beta**2 * damped_curvature == pytest.approx(target_kl, rel=1e-3)

@@ -97,9 +97,7 @@ def test_entropy_bonus_gradient_equals_autograd(algo, env_fn) -> None:
     without = flat_grad(_explicit_objective(model, batch, objective.old_log_prob, 0.0), model.actor_params)
     assert not th.allclose(without, expected, atol=1e-6)
     # The step's checks see the same objective: at theta_old, _policy_terms gives L(theta_old) + c * H
-    terms, kl = model._policy_terms(
-        batch.observations, batch.actions, objective.old_log_prob, batch.advantages, objective.old_distribution
-    )
+    terms, kl = model._policy_terms(batch, objective.old_log_prob, objective.old_distribution)
     assert float(terms.detach()) == pytest.approx(objective.value, rel=1e-6, abs=1e-7) and float(kl) == pytest.approx(
         0.0, abs=1e-7
     )

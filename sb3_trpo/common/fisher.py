@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo.common.critic import mlp_layers
-from sb3_trpo.common.natural_gradient import FisherVectorProduct
+from sb3_trpo.common.natural_gradient import FisherVectorProduct, torch_distributions
 from sb3_trpo.common.policies import has_flat_mlp_actor
 
 OutputTensors = tuple[th.Tensor, ...]
@@ -88,25 +88,22 @@ def bernoulli_fisher_product(logits: th.Tensor, d_logits: th.Tensor) -> th.Tenso
 _SUPPORTED = (th.distributions.Normal, th.distributions.Categorical, th.distributions.Bernoulli)
 
 
-def _torch_distributions(distribution: Distribution) -> list[th.distributions.Distribution]:
-    torch_distribution = distribution.distribution
-    return list(torch_distribution) if isinstance(torch_distribution, list) else [torch_distribution]
-
-
 def supports_gauss_newton(distribution: Distribution) -> bool:
     """
     Whether :func:`gauss_newton_fisher_vector_product` handles this action distribution exactly.
 
     Handled: SB3 wrappers whose torch distribution is a ``Normal`` (DiagGaussian, gSDE), a ``Categorical``,
-    a list of ``Categorical`` (MultiCategorical) or a ``Bernoulli``.
+    a list of ``Categorical`` (MultiCategorical) or a ``Bernoulli``; sb3-contrib's maskable distributions (their
+    ``MaskableCategorical`` is a ``Categorical`` whose masked logits are -1e8, so its Fisher in the logits is
+    ``diag(p) - p p^T`` with ``p = 0`` on the masked actions: they drop out exactly).
 
     :param distribution: an SB3 action distribution, after ``proba_distribution``
     :return: True when the Gauss-Newton form applies
     """
-    torch_distributions = _torch_distributions(distribution)
-    if len(torch_distributions) == 1:
-        return type(torch_distributions[0]) in _SUPPORTED
-    return all(type(dist) is th.distributions.Categorical for dist in torch_distributions)
+    inner = torch_distributions(distribution)
+    if len(inner) == 1:
+        return isinstance(inner[0], _SUPPORTED)
+    return all(isinstance(dist, th.distributions.Categorical) for dist in inner)
 
 
 def distribution_parameters(distribution: Distribution) -> OutputTensors:
@@ -118,7 +115,7 @@ def distribution_parameters(distribution: Distribution) -> OutputTensors:
         each of shape (batch, ...)
     """
     parameters: list[th.Tensor] = []
-    for dist in _torch_distributions(distribution):
+    for dist in torch_distributions(distribution):
         if isinstance(dist, th.distributions.Normal):
             parameters += [dist.loc, dist.scale]
         elif isinstance(dist, (th.distributions.Categorical, th.distributions.Bernoulli)):
@@ -136,7 +133,7 @@ def output_fisher_product(distribution: Distribution, parameters: OutputTensors)
     :param parameters: ``eta_old``, as returned by :func:`distribution_parameters` (detached)
     :return: function from a tangent of ``eta`` to ``M`` times it, same structure
     """
-    torch_distribution = _torch_distributions(distribution)[0]
+    torch_distribution = torch_distributions(distribution)[0]
     if isinstance(torch_distribution, th.distributions.Normal):
         _, scale = parameters
 
@@ -158,13 +155,15 @@ def output_fisher_product(distribution: Distribution, parameters: OutputTensors)
     return categorical_product
 
 
-def _policy_distribution(policy: nn.Module, observations: PyTorchObs) -> Distribution:
+def _policy_distribution(policy: nn.Module, observations: PyTorchObs, action_masks: th.Tensor | None) -> Distribution:
     # SB3 policies keep ONE mutable distribution wrapper and overwrite it on each call: evaluate on a copy so that
     # the caller's distribution object (pi_theta of the update) is left as it was
     action_dist = policy.action_dist
     policy.action_dist = copy.copy(action_dist)
     try:
-        return policy.get_distribution(observations)  # type: ignore[operator]
+        if action_masks is None:
+            return policy.get_distribution(observations)  # type: ignore[operator]
+        return policy.get_distribution(observations, action_masks=action_masks)  # type: ignore[operator]
     finally:
         policy.action_dist = action_dist
 
@@ -174,7 +173,11 @@ def _grad_or_zeros(grads: Sequence[th.Tensor | None], like: Sequence[th.Tensor])
 
 
 def gauss_newton_fisher_vector_product(
-    policy: nn.Module, params: Sequence[nn.Parameter], observations: PyTorchObs, damping: float
+    policy: nn.Module,
+    params: Sequence[nn.Parameter],
+    observations: PyTorchObs,
+    damping: float,
+    action_masks: th.Tensor | None = None,
 ) -> FisherVectorProduct:
     """
     Damped Fisher-vector product ``v -> (J^T M J / batch + damping * I) v`` on a batch of observations.
@@ -190,11 +193,13 @@ def gauss_newton_fisher_vector_product(
     :param params: the actor parameters ``theta``, in the order of the flat vectors
     :param observations: the batch the mean KL is taken over (already sub-sampled if needed)
     :param damping: ``cg_damping``
+    :param action_masks: the samples' action masks (booleans, shape (batch, mask_dims)) for sb3-contrib's maskable
+        policies: the Fisher of the masked distributions, whose masked actions drop out exactly; None: no masks
     :return: ``v -> (F + damping * I) v`` on flat vectors of shape (sum of numels,)
     :raises TypeError: for an action distribution without a closed-form Fisher here
     """
     # F v = (1 / N) sum_i J_i^T M_i J_i v                                  [Gauss-Newton form of the KL Hessian]
-    distribution = _policy_distribution(policy, observations)
+    distribution = _policy_distribution(policy, observations, action_masks)
     if not supports_gauss_newton(distribution):
         raise TypeError(f"No Gauss-Newton Fisher product for {type(distribution).__name__}: use the double-backward one")
     outputs = distribution_parameters(distribution)
@@ -243,7 +248,11 @@ def gauss_newton_fisher_vector_product(
 
 
 def mlp_fisher_vector_product(
-    policy: nn.Module, params: Sequence[nn.Parameter], observations: PyTorchObs, damping: float
+    policy: nn.Module,
+    params: Sequence[nn.Parameter],
+    observations: PyTorchObs,
+    damping: float,
+    action_masks: th.Tensor | None = None,
 ) -> FisherVectorProduct | None:
     """
     The same damped product as :func:`gauss_newton_fisher_vector_product`, in closed form for MLP actors.
@@ -268,6 +277,9 @@ def mlp_fisher_vector_product(
     :param params: the actor parameters ``theta``, in the order of the flat vectors
     :param observations: the batch the mean KL is taken over (already sub-sampled if needed)
     :param damping: ``cg_damping``
+    :param action_masks: the samples' action masks (booleans, shape (batch, n_actions)) for sb3-contrib's
+        ``MaskableActorCriticPolicy`` classes (same structure, categorical actions): ``M = diag(p) - p p^T`` with
+        the probabilities of the masked logits, 0 on the masked actions; None: no masks
     :return: ``v -> (F + damping * I) v`` on flat vectors, or None where the closed form does not apply
     """
     layers = _mlp_actor_layers(policy, observations)
@@ -284,9 +296,9 @@ def mlp_fisher_vector_product(
     if sorted(map(id, params)) != sorted(id(piece) for piece in pieces if piece is not None):
         return None
     order = {id(param): position for position, param in enumerate(params)}
-    assert has_flat_mlp_actor(policy)
+    assert has_flat_mlp_actor(policy, maskable=True)
     actor = _MlpActorJacobian(layers, actor_features(policy, observations))
-    metric = _output_metric(actor.outputs, log_std)
+    metric = _output_metric(actor.outputs, log_std, action_masks)
     numels = [param.numel() for param in params]
 
     def fvp(vector: th.Tensor) -> th.Tensor:
@@ -353,13 +365,18 @@ class _MlpActorJacobian:
         return grads_weight, grads_bias
 
 
-def _output_metric(outputs: th.Tensor, log_std: th.Tensor | None) -> Callable[[th.Tensor], th.Tensor]:
-    # u -> M u / N at theta_old: diag(1 / sigma^2) for the Gaussian mean, diag(p) - p p^T for the logits
+def _output_metric(
+    outputs: th.Tensor, log_std: th.Tensor | None, action_masks: th.Tensor | None = None
+) -> Callable[[th.Tensor], th.Tensor]:
+    # u -> M u / N at theta_old: diag(1 / sigma^2) for the Gaussian mean, diag(p) - p p^T for the logits (masked
+    # logits set to -1e8 as sb3-contrib's MaskableCategorical does: their p is exactly 0)
     batch_size = outputs.shape[0]
     with th.no_grad():
         if log_std is not None:
             weight = th.exp(-2.0 * log_std.detach()) / batch_size
             return lambda tangent: tangent * weight
+        if action_masks is not None:
+            outputs = th.where(action_masks, outputs, th.tensor(-1e8, dtype=outputs.dtype, device=outputs.device))
         probs = th.softmax(outputs, dim=-1)
     return lambda tangent: categorical_fisher_product_from_probs(probs, tangent) / batch_size
 
@@ -398,6 +415,6 @@ def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tenso
 
 def _mlp_actor_layers(policy: nn.Module, observations: PyTorchObs) -> list[tuple[nn.Linear, nn.Module | None]] | None:
     # The actor as a chain of linear layers (policy_net then action_net), where the closed form applies
-    if not has_flat_mlp_actor(policy):
+    if not has_flat_mlp_actor(policy, maskable=True):
         return None
     return mlp_layers([policy.mlp_extractor.policy_net, policy.action_net])

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch as th
+from sb3_contrib.common.maskable.distributions import MaskableCategorical, MaskableDistribution
 from stable_baselines3.common.distributions import Distribution, kl_divergence
 from torch import nn
 
@@ -180,9 +181,26 @@ def entropy_regularized_surrogate(
     return surrogate + ent_coef * entropy.mean()
 
 
+def torch_distributions(distribution: Distribution) -> list[th.distributions.Distribution]:
+    """
+    The torch distribution(s) inside an SB3 (or sb3-contrib maskable) action distribution.
+
+    :param distribution: an SB3 action distribution, after ``proba_distribution``
+    :return: one torch distribution, or one per action dimension for multi-categorical distributions
+        (SB3's keep them in ``distribution``, sb3-contrib's maskable one in ``distributions``)
+    """
+    inner = getattr(distribution, "distributions", None)
+    if inner is None:
+        inner = distribution.distribution
+    return list(inner) if isinstance(inner, list) else [inner]
+
+
 def _detach_torch_distribution(distribution: th.distributions.Distribution) -> th.distributions.Distribution:
     if isinstance(distribution, th.distributions.Normal):
         return th.distributions.Normal(distribution.loc.detach(), distribution.scale.detach(), validate_args=False)
+    if isinstance(distribution, MaskableCategorical):
+        # The masked logits, and the masks (so that the masked KL knows which entries to leave out)
+        return MaskableCategorical(logits=distribution.logits.detach(), validate_args=False, masks=distribution.masks)
     if isinstance(distribution, th.distributions.Categorical):
         return th.distributions.Categorical(logits=distribution.logits.detach(), validate_args=False)
     if isinstance(distribution, th.distributions.Bernoulli):
@@ -200,18 +218,42 @@ def detached_distribution(distribution: Distribution) -> Distribution:
     SB3 policies reuse ONE mutable distribution wrapper (``policy.action_dist``) and overwrite its ``distribution``
     attribute on every forward pass, so keeping a reference (or a plain ``copy.copy``) of it would silently follow
     the new parameters. The snapshot is a new wrapper whose torch distribution(s) are rebuilt from detached
-    parameters (mean and std, or logits), so later forward passes can neither change it nor backpropagate into it.
+    parameters (mean and std, or logits, with their action masks), so later forward passes can neither change it
+    nor backpropagate into it.
 
     :param distribution: the distribution returned by ``policy.get_distribution(obs)``
     :return: a distribution of the same class, detached from the graph
     """
     snapshot = copy.copy(distribution)
-    torch_distribution = distribution.distribution
-    if isinstance(torch_distribution, list):  # MultiCategoricalDistribution
-        snapshot.distribution = [_detach_torch_distribution(dist) for dist in torch_distribution]
+    detached = [_detach_torch_distribution(dist) for dist in torch_distributions(distribution)]
+    if isinstance(getattr(distribution, "distributions", None), list):  # sb3-contrib's maskable multi-categorical
+        snapshot.distributions = detached  # type: ignore[attr-defined]
+    elif isinstance(distribution.distribution, list):  # MultiCategoricalDistribution
+        snapshot.distribution = detached
     else:
-        snapshot.distribution = _detach_torch_distribution(torch_distribution)
+        snapshot.distribution = detached[0]
     return snapshot
+
+
+def masked_categorical_kl(old: th.distributions.Categorical, new: th.distributions.Categorical) -> th.Tensor:
+    """
+    Per-sample ``KL(p_old || p_new)`` of two categoricals under the same action masks (sb3-contrib's
+    ``MaskableCategorical``, or plain categoricals: no mask).
+
+    ``KL = sum over valid actions a of p_old(a) * (log p_old(a) - log p_new(a))``: a masked action contributes exactly
+    0 (it is left out of the sum, not computed as ``0 * (-1e8 - (-1e8))`` or ``0 * inf``), so neither the KL nor its
+    derivatives hold NaN or inf; a state with a single valid action has ``KL = 0`` and a zero gradient.
+
+    :param old: ``pi_old`` (its masks are the masks of both)
+    :param new: ``pi_theta``
+    :return: KL per sample, shape (batch,)
+    """
+    # KL(p || q) = sum_{a valid} p(a) (log p(a) - log q(a))
+    terms = old.probs * (old.logits - new.logits)
+    masks = getattr(old, "masks", None)
+    if masks is not None:
+        terms = th.where(masks, terms, th.zeros((), dtype=terms.dtype, device=terms.device))
+    return terms.sum(dim=-1)
 
 
 def kl_old_new(old_distribution: Distribution, new_distribution: Distribution) -> th.Tensor:
@@ -221,12 +263,16 @@ def kl_old_new(old_distribution: Distribution, new_distribution: Distribution) -
     SB3's ``kl_divergence`` returns one KL per independent action dimension for Gaussian and Bernoulli
     distributions, shape (batch, n_dims); the KL of the joint distribution is their sum. Categorical and
     multi-categorical KLs already come per sample, shape (batch,). (SB3's ``sum_independent_dims`` would sum a
-    1-d tensor over the batch, so it is not used here.)
+    1-d tensor over the batch, so it is not used here.) sb3-contrib's maskable distributions (categorical,
+    multi-categorical, Bernoulli as two-way categoricals) take :func:`masked_categorical_kl` per action dimension.
 
     :param old_distribution: ``pi_old`` (see :func:`detached_distribution`)
     :param new_distribution: ``pi_theta``, same class
     :return: KL per sample, shape (batch,)
     """
+    if isinstance(old_distribution, MaskableDistribution):
+        pairs = zip(torch_distributions(old_distribution), torch_distributions(new_distribution), strict=True)
+        return th.stack([masked_categorical_kl(old, new) for old, new in pairs], dim=1).sum(dim=1)  # type: ignore[arg-type]
     # KL(p || q) = E_p[log p - log q], summed over independent action dimensions
     kl = kl_divergence(old_distribution, new_distribution)
     return kl.sum(dim=1) if kl.dim() > 1 else kl

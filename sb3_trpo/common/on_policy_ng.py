@@ -183,6 +183,12 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     """
 
     fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
+    _supported_action_spaces: ClassVar[tuple[type[spaces.Space], ...]] = (
+        spaces.Box,
+        spaces.Discrete,
+        spaces.MultiDiscrete,
+        spaces.MultiBinary,
+    )
 
     # SB3's actor-critic policies under their usual names (each algorithm's policies.py exports the same aliases)
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
@@ -260,12 +266,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             device=device,
             seed=seed,
             _init_setup_model=False,
-            supported_action_spaces=(
-                spaces.Box,
-                spaces.Discrete,
-                spaces.MultiDiscrete,
-                spaces.MultiBinary,
-            ),
+            supported_action_spaces=self._supported_action_spaces,
         )
 
         self.normalize_advantage = normalize_advantage
@@ -305,8 +306,49 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         if _init_setup_model:
             self._setup_model()
 
+    def _policy_constructor_kwargs(self) -> dict[str, Any]:
+        """
+        The arguments the algorithm gives the policy's constructor besides the spaces, the learning-rate schedule and
+        ``policy_kwargs`` (SB3's ``use_sde``; MaskableTRPO's policies take none).
+        """
+        return {"use_sde": self.use_sde}
+
+    def _make_rollout_buffer(self) -> RolloutBuffer:
+        """
+        The rollout buffer, of ``rollout_buffer_class`` (chosen in :meth:`_setup_model` when None), built as SB3 does.
+        """
+        assert self.rollout_buffer_class is not None
+        return self.rollout_buffer_class(
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+            **self.rollout_buffer_kwargs,
+        )
+
     def _setup_model(self) -> None:
-        super()._setup_model()
+        # OnPolicyAlgorithm._setup_model, step for step, with the policy's constructor arguments and the rollout buffer
+        # from the two hooks above (so that the maskable and recurrent variants build their own)
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        if self.rollout_buffer_class is None:
+            dict_observations = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = DictRolloutBuffer if dict_observations else RolloutBuffer
+        self.policy = self.policy_class(  # type: ignore[assignment]
+            self.observation_space,
+            self.action_space,
+            self.lr_schedule,
+            **self._policy_constructor_kwargs(),
+            **self.policy_kwargs,
+        )
+        self.policy = self.policy.to(self.device)
+        self.rollout_buffer = self._make_rollout_buffer()
+        # Warn when not using CPU with MlpPolicy
+        self._maybe_recommend_cpu()
+
         self.actor_params, self.critic_params = actor_critic_parameters(self.policy)
         # The previous update's search direction, for cg_warm_start (zero: none yet, start from zero). A tensor so
         # that save/load keeps it with the model (`_get_torch_save_params`).
@@ -414,7 +456,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         """
         # Snapshot pi_old: detached distribution parameters and log-probs at theta_old. Recomputing them (rather than
         # reading the buffer's log-probs) makes the ratio exactly 1 at theta_old.
-        distribution = self.policy.get_distribution(batch.observations)
+        distribution = self._distribution_on(batch)
         old_distribution = detached_distribution(distribution)
         old_log_prob = distribution.log_prob(batch.actions).detach()
         objective = self._objective(distribution, batch.actions, old_log_prob, batch.advantages)
@@ -422,38 +464,73 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         return PolicyObjective(old_distribution, distribution, old_log_prob, float(objective.detach()), gradient)
 
     def _policy_terms(
-        self, observations: PyTorchObs, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor, old_dist: Any
+        self, batch: RolloutBufferSamples, old_log_prob: th.Tensor, old_dist: Distribution
     ) -> tuple[th.Tensor, th.Tensor]:
         """
-        Objective and mean ``KL(pi_old || pi_theta)`` at the current actor parameters.
+        Objective and mean ``KL(pi_old || pi_theta)`` on the batch at the current actor parameters.
 
+        :param batch: the whole rollout (:meth:`_policy_batch`)
+        :param old_log_prob: ``log pi_old(a|s)`` of the batch's actions
+        :param old_dist: ``pi_old`` on the batch
         :return: (objective, mean KL), scalars
         """
-        distribution = self.policy.get_distribution(observations)
-        objective = self._objective(distribution, actions, old_log_prob, advantages)
+        distribution = self._distribution_on(batch)
+        objective = self._objective(distribution, batch.actions, old_log_prob, batch.advantages)
         return objective, kl_old_new(old_dist, distribution).mean()
 
-    def _fisher_vector_product(self, observations: PyTorchObs, distribution: Any, old_dist: Any) -> FisherVectorProduct:
+    def _action_masks(self, batch: RolloutBufferSamples, index: slice | None = None) -> th.Tensor | None:
+        """
+        The action masks of the batch's samples (all, or those at ``index``), as booleans: None (no masks) here, the
+        rollout's own masks in MaskableTRPO. Every distribution of the update (``pi_old``, the objective, the KL,
+        the Fisher products, the step's checks) is taken under them.
+
+        :param batch: the whole rollout
+        :param index: the samples, or None for all
+        :return: masks of shape (samples, mask_dims), or None
+        """
+        return None
+
+    def _distribution_on(self, batch: RolloutBufferSamples, index: slice | None = None) -> Distribution:
+        """
+        ``pi_theta`` on the batch's samples (all, or those at ``index``), under their action masks if any.
+
+        Like ``policy.get_distribution``, it overwrites the policy's distribution wrapper and returns it.
+
+        :param batch: the whole rollout
+        :param index: the samples, or None for all
+        :return: the action distribution, with its graph
+        """
+        observations = batch.observations if index is None else index_observations(batch.observations, index)
+        masks = self._action_masks(batch, index)
+        if masks is None:
+            return self.policy.get_distribution(observations)
+        return self.policy.get_distribution(observations, action_masks=masks)  # type: ignore[call-arg]
+
+    def _fisher_vector_product(
+        self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution
+    ) -> FisherVectorProduct:
         """
         The damped Fisher-vector product of this update, ``v -> (F + cg_damping * I) v``.
 
-        :param observations: the whole batch
+        :param batch: the whole rollout (every ``sub_sampling_factor``-th sample is used)
         :param distribution: ``pi_theta`` on the whole batch, with its graph
         :param old_dist: its detached snapshot ``pi_old``
         :return: the product, on flat vectors over the actor parameters
         """
-        if self.sub_sampling_factor > 1:
-            observations = index_observations(observations, slice(None, None, self.sub_sampling_factor))
+        index = slice(None, None, self.sub_sampling_factor) if self.sub_sampling_factor > 1 else None
+        observations = batch.observations if index is None else index_observations(batch.observations, index)
+        masks = self._action_masks(batch, index)
         if self.fisher_product == "gauss_newton" and supports_gauss_newton(distribution):
             # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.common.fisher): in
             # closed form for MLP actors, else through autograd graphs built once
-            closed_form = mlp_fisher_vector_product(self.policy, self.actor_params, observations, damping=self.cg_damping)
+            policy, params, damping = self.policy, self.actor_params, self.cg_damping
+            closed_form = mlp_fisher_vector_product(policy, params, observations, damping, action_masks=masks)
             if closed_form is not None:
                 return closed_form
-            return gauss_newton_fisher_vector_product(self.policy, self.actor_params, observations, damping=self.cg_damping)
+            return gauss_newton_fisher_vector_product(policy, params, observations, damping, action_masks=masks)
         # F v = grad_theta((grad_theta KL) . v) by double backward through one retained graph
-        if self.sub_sampling_factor > 1:
-            distribution = self.policy.get_distribution(observations)
+        if index is not None:
+            distribution = self._distribution_on(batch, index)
             old_dist = detached_distribution(distribution)
         kl = kl_old_new(old_dist, distribution).mean()
         kl_grad = flat_grad(kl, self.actor_params, create_graph=True)
@@ -467,7 +544,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
         :return: CG's result
         """
-        fvp = self._fisher_vector_product(batch.observations, objective.distribution, objective.old_distribution)
+        fvp = self._fisher_vector_product(batch, objective.distribution, objective.old_distribution)
         warm_start = self.cg_warm_start and bool(self._cg_previous_direction.any())
         x0 = self._cg_previous_direction if warm_start else None
         cg = conjugate_gradient(fvp, objective.gradient, max_iter=self.cg_max_steps, x0=x0)
@@ -514,9 +591,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         def evaluate(fraction: float) -> tuple[float, float]:
             set_flat_params(params, old_flat + fraction * full_step)
             with th.no_grad():
-                new_objective, new_kl = self._policy_terms(
-                    batch.observations, batch.actions, objective.old_log_prob, batch.advantages, objective.old_distribution
-                )
+                new_objective, new_kl = self._policy_terms(batch, objective.old_log_prob, objective.old_distribution)
             return float(new_objective), float(new_kl)
 
         try:

@@ -15,6 +15,12 @@ an extractor of its own that it trains freely.
 
 from typing import TypeGuard
 
+from sb3_contrib.common.maskable.distributions import MaskableCategoricalDistribution
+from sb3_contrib.common.maskable.policies import (
+    MaskableActorCriticCnnPolicy,
+    MaskableActorCriticPolicy,
+    MaskableMultiInputActorCriticPolicy,
+)
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
@@ -96,9 +102,16 @@ def actor_critic_parameters(policy: nn.Module) -> tuple[list[nn.Parameter], list
 #: SB3's actor-critic policy classes whose ``forward`` and ``get_distribution`` are ``ActorCriticPolicy``'s own (the
 #: two subclasses only change constructor defaults)
 SB3_ACTOR_CRITIC_CLASSES = (ActorCriticPolicy, ActorCriticCnnPolicy, MultiInputActorCriticPolicy)
+#: sb3-contrib's maskable actor-critic policy classes: the same networks, ``forward`` and ``get_distribution`` take
+#: action masks
+MASKABLE_ACTOR_CRITIC_CLASSES = (
+    MaskableActorCriticPolicy,
+    MaskableActorCriticCnnPolicy,
+    MaskableMultiInputActorCriticPolicy,
+)
 
 
-def has_flat_mlp_actor(policy: nn.Module) -> TypeGuard[ActorCriticPolicy]:
+def has_flat_mlp_actor(policy: nn.Module, maskable: bool = False) -> TypeGuard[ActorCriticPolicy]:
     """
     Whether the policy's actor is a flat MLP over parameter-free features, the case the closed-form paths
     (:mod:`sb3_trpo.common.rollout`, :func:`sb3_trpo.common.fisher.mlp_fisher_vector_product`) handle.
@@ -111,17 +124,23 @@ def has_flat_mlp_actor(policy: nn.Module) -> TypeGuard[ActorCriticPolicy]:
     on that ``Box`` are the same network and take the same path. (Whether the layers are linear with tanh or ReLU is
     checked by :func:`sb3_trpo.common.critic.mlp_layers`.)
 
+    With ``maskable=True``, sb3-contrib's ``MaskableActorCriticPolicy`` classes with a ``MaskableCategorical``
+    distribution qualify too (for the Fisher products, which take the masks; not for the rollout forward, which
+    does not).
+
     :param policy: the policy
+    :param maskable: whether sb3-contrib's maskable policy classes qualify
     :return: True when the closed-form paths may apply
     """
-    if type(policy) not in SB3_ACTOR_CRITIC_CLASSES:
+    classes = SB3_ACTOR_CRITIC_CLASSES + (MASKABLE_ACTOR_CRITIC_CLASSES if maskable else ())
+    if type(policy) not in classes:
         return False
-    assert isinstance(policy, ActorCriticPolicy)
+    distributions = (DiagGaussianDistribution, CategoricalDistribution, MaskableCategoricalDistribution)
     return (
-        not any(param.requires_grad for param in policy.pi_features_extractor.parameters())
+        not any(param.requires_grad for param in policy.pi_features_extractor.parameters())  # type: ignore[union-attr]
         and type(policy.mlp_extractor) is MlpExtractor
         and type(policy.action_net) is nn.Linear
-        and type(policy.action_dist) in (DiagGaussianDistribution, CategoricalDistribution)
+        and type(policy.action_dist) in distributions
     )
 
 
