@@ -6,7 +6,8 @@ Command line interface: ``python -m sb3_trpo train|enjoy``, the RL Zoo's scripts
 with ``--n-trials``, ``-params``, ``-conf``, ...) and ``enjoy`` every option of ``python -m rl_zoo3.enjoy``. Compared
 with running the Zoo's scripts directly:
 
-- ``--algo`` is ``trpo`` (the default) or ``npg``, and they are sb3_trpo's TRPO and NPG (see ``sb3_trpo.zoo``);
+- ``--algo`` is ``trpo`` (the default), ``npg`` or ``trpo_mask``: sb3_trpo's TRPO, NPG and MaskableTRPO (see
+  ``sb3_trpo.zoo``; with ``trpo_mask``, evaluations and ``enjoy`` take the env's action masks);
 - the hyperparameters come from ``zoo_configs/<algo>.yml`` unless ``-conf`` is given;
 - the environment id, the hyperparameter file, the entry used and the hyperparameter names are checked before the
   Zoo creates the run's folder, and a problem is reported in one line (exit code 2) instead of a traceback;
@@ -27,7 +28,9 @@ EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 EXIT_BAD_INPUT = 2
 EXIT_MISSING_DEPENDENCY = 3
 # The --algo names (sb3_trpo.zoo.ALGORITHMS, listed here so that the CLI parses without importing the Zoo)
-ALGOS = ("trpo", "npg")
+ALGOS = ("trpo", "npg", "trpo_mask")
+# Those whose models take action masks (sb3_trpo.zoo.MASKABLE_ALGORITHMS)
+MASKABLE_ALGOS = ("trpo_mask",)
 # --vec-env: the Zoo's two, and EnvPool (sb3_trpo.envpool_vec_env)
 VEC_ENVS = ("dummy", "subproc", "envpool")
 
@@ -37,7 +40,7 @@ Train, tune and watch sb3_trpo's TRPO and NPG with the RL Zoo (rl_zoo3).
 
 commands:
   train   train (or, with -optimize, tune) on one environment; options of `python -m rl_zoo3.train`
-          (--algo trpo, the default, or npg) plus --final-eval-episodes N (default 10);
+          (--algo trpo, the default, npg or trpo_mask) plus --final-eval-episodes N (default 10);
           see `python -m sb3_trpo train --help`
   enjoy   run a trained agent; options of `python -m rl_zoo3.enjoy` (default folder: logs)
 
@@ -62,7 +65,7 @@ class TrainOptions:
     """
     The options of ``train`` that this module reads itself; all others go to the RL Zoo unchanged.
 
-    :param algo: ``--algo``: ``trpo`` (default) or ``npg``
+    :param algo: ``--algo``: ``trpo`` (default), ``npg`` or ``trpo_mask``
     :param env: environment id (``--env``, the Zoo's default is CartPole-v1)
     :param conf_file: hyperparameter file (``-conf``/``--conf-file``), ``None`` for ``zoo_configs/<algo>.yml``
     :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams`` ``name:value``)
@@ -71,6 +74,7 @@ class TrainOptions:
     :param trained_agent: model to continue training (``-i``/``--trained-agent``), ``""`` for none
     :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
     :param vec_env: ``--vec-env``: the Zoo's ``dummy`` or ``subproc``, or ``envpool`` (ours: EnvPool's envs)
+    :param optimize: ``-optimize``/``--optimize-hyperparameters``: tune instead of train
     """
 
     algo: str
@@ -82,6 +86,7 @@ class TrainOptions:
     trained_agent: str
     final_eval_episodes: int
     vec_env: str = "dummy"
+    optimize: bool = False
 
 
 def _parse_overrides(values: Sequence[str]) -> dict[str, Any]:
@@ -113,6 +118,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     parser.add_argument("-i", "--trained-agent", default="")
     parser.add_argument("--final-eval-episodes", type=int, default=10)
     parser.add_argument("--vec-env", default="dummy")
+    parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", dest="optimize")
     namespace, _ = parser.parse_known_args(argv)
     if namespace.vec_env not in VEC_ENVS:
         raise CLIError(f"--vec-env must be one of {', '.join(VEC_ENVS)}, got {namespace.vec_env!r}")
@@ -140,13 +146,14 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         trained_agent=namespace.trained_agent,
         final_eval_episodes=namespace.final_eval_episodes,
         vec_env=namespace.vec_env,
+        optimize=namespace.optimize,
     )
     return options, zoo_argv
 
 
 def _check_algo(algo: str, zoo_script: str) -> None:
     if algo not in ALGOS:
-        raise CLIError(f"python -m sb3_trpo runs --algo {' or '.join(ALGOS)} (got --algo {algo}); for others use {zoo_script}")
+        raise CLIError(f"python -m sb3_trpo runs --algo {', '.join(ALGOS)} (got --algo {algo}); for others use {zoo_script}")
 
 
 def _with_algo(argv: Sequence[str], algo: str) -> list[str]:
@@ -218,9 +225,9 @@ def train(argv: Sequence[str]) -> None:
 
     if any(argument in ("-h", "--help") for argument in argv):
         print(
-            "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo, the default, or npg; "
-            "-conf defaults to zoo_configs/<algo>.yml), plus --final-eval-episodes N (episodes of the final evaluation, "
-            "default 10, 0 to skip)\n"
+            "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo, the default, npg or "
+            "trpo_mask; -conf defaults to zoo_configs/<algo>.yml), plus --final-eval-episodes N (episodes of the final "
+            "evaluation, default 10, 0 to skip)\n"
         )
         with _zoo_script("python -m sb3_trpo train", _with_algo(argv, "trpo")):
             rl_zoo3.train.train()
@@ -235,7 +242,7 @@ def train(argv: Sequence[str]) -> None:
         if conf_file is None:
             conf_file = str(zoo.default_config_path(options.algo))
             zoo_argv = ["--conf-file", conf_file, *zoo_argv]
-        zoo.check_run(options.env, conf_file, options.hyperparams, options.n_timesteps, options.algo)
+        zoo.check_run(options.env, conf_file, options.hyperparams, options.n_timesteps, options.algo, options.optimize)
     except zoo.MissingDependencyError as error:
         raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
     except zoo.ConfigError as error:
@@ -283,7 +290,7 @@ def enjoy(argv: Sequence[str]) -> None:
         except zoo.ConfigError as error:
             raise CLIError(str(error)) from None
     try:
-        with _zoo_script("python -m sb3_trpo enjoy", zoo_argv):
+        with _zoo_script("python -m sb3_trpo enjoy", zoo_argv), _predict_under_masks(namespace.algo):
             rl_zoo3.enjoy.enjoy()
     except (AssertionError, ValueError) as error:
         # The Zoo reports a missing run folder or model file this way
@@ -292,6 +299,52 @@ def enjoy(argv: Sequence[str]) -> None:
             f"{' '.join(str(error).split())} (train one with: python -m sb3_trpo train --algo {namespace.algo} "
             f"--env {namespace.env})"
         ) from None
+
+
+@contextlib.contextmanager
+def _predict_under_masks(algo: str) -> Iterator[None]:
+    """
+    For a maskable algorithm (``--algo trpo_mask``), the Zoo's ``enjoy`` loop predicts under the test env's action
+    masks: the env ``enjoy`` creates is noted, and the loaded model's ``predict`` reads its masks when given none.
+
+    :param algo: ``--algo``
+    """
+    if algo not in MASKABLE_ALGOS:
+        yield
+        return
+    import rl_zoo3.enjoy
+    from rl_zoo3.utils import ALGOS as ZOO_ALGOS
+    from sb3_contrib.common.maskable.utils import get_action_masks
+
+    test_envs: list[Any] = []
+    create_test_env = rl_zoo3.enjoy.create_test_env
+    algorithm = ZOO_ALGOS[algo]
+
+    def noting_create_test_env(*args: Any, **kwargs: Any) -> Any:
+        env = create_test_env(*args, **kwargs)
+        test_envs.append(env)
+        return env
+
+    class UnderEnvMasks(algorithm):  # type: ignore[valid-type,misc]
+        def predict(
+            self,
+            observation: Any,
+            state: Any = None,
+            episode_start: Any = None,
+            deterministic: bool = False,
+            action_masks: Any = None,
+        ) -> Any:
+            if action_masks is None and test_envs:
+                action_masks = get_action_masks(test_envs[-1])
+            return super().predict(observation, state, episode_start, deterministic, action_masks=action_masks)
+
+    rl_zoo3.enjoy.create_test_env = noting_create_test_env
+    ZOO_ALGOS[algo] = UnderEnvMasks
+    try:
+        yield
+    finally:
+        rl_zoo3.enjoy.create_test_env = create_test_env
+        ZOO_ALGOS[algo] = algorithm
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"train": train, "enjoy": enjoy}

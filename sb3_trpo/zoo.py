@@ -1,11 +1,14 @@
 """
-RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG).
+RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG, MaskableTRPO).
 
 Importing this module puts ``sb3_trpo.TRPO`` in the Zoo's algorithm table under the key ``"trpo"`` (replacing
-sb3-contrib's TRPO in the current process only) and ``sb3_trpo.NPG`` under ``"npg"``, so ``--algo trpo|npg``, the
-Zoo's Optuna tuning (with our search spaces, :mod:`sb3_trpo.tuning`) and its log folders (``logs/trpo/ENV_ID_N``,
-``logs/npg/ENV_ID_N``) all apply to our classes. The module also exposes the hyperparameters of
-``zoo_configs/trpo.yml`` as ``hyperparams``, the attribute the Zoo reads from a python module given with ``-conf``.
+sb3-contrib's TRPO in the current process only), ``sb3_trpo.NPG`` under ``"npg"`` and ``sb3_trpo.MaskableTRPO`` under
+``"trpo_mask"``, so ``--algo trpo|npg|trpo_mask``, the Zoo's Optuna tuning (with our search spaces,
+:mod:`sb3_trpo.tuning`; not for ``trpo_mask``, whose trial evaluations would need masks) and its log folders
+(``logs/trpo/ENV_ID_N``, ...) all apply to our classes. It also registers the masked environments of
+:mod:`sb3_trpo.envs`. With ``trpo_mask``, evaluations during training and the final one take the env's masks.
+The module also exposes the hyperparameters of ``zoo_configs/trpo.yml`` as ``hyperparams``, the attribute the Zoo
+reads from a python module given with ``-conf``.
 With the Zoo's own scripts::
 
     python -m rl_zoo3.train --algo trpo --env CartPole-v1 --gym-packages sb3_trpo.zoo -conf sb3_trpo.zoo
@@ -25,22 +28,29 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
-import rl_zoo3.import_envs  # noqa: F401 (registers the Zoo's environments and the Atari games)
+import rl_zoo3.import_envs
 import yaml
 from rl_zoo3.exp_manager import ExperimentManager
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS, create_test_env, get_saved_hyperparams
 from stable_baselines3.common.base_class import BaseAlgorithm
+import rl_zoo3.exp_manager
+from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+from sb3_contrib.common.maskable.evaluation import evaluate_policy as evaluate_maskable_policy
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_trpo
+import sb3_trpo.envs
 from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
+from sb3_trpo.trpo_mask import MaskableTRPO
 from sb3_trpo.tuning import SAMPLERS
 
 #: ``--algo`` name -> algorithm class; each reads its hyperparameters from ``zoo_configs/<name>.yml``
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"trpo": TRPO, "npg": NPG}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"trpo": TRPO, "npg": NPG, "trpo_mask": MaskableTRPO}
+#: the ``--algo`` names whose algorithm takes action masks (evaluated with sb3-contrib's maskable helpers)
+MASKABLE_ALGORITHMS = frozenset({"trpo_mask"})
 DEFAULT_ALGO = "trpo"
 EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 
@@ -72,7 +82,7 @@ class MissingDependencyError(ConfigError):
 
 def register() -> None:
     """
-    Make ``--algo trpo`` and ``--algo npg`` of the RL Zoo use ``sb3_trpo.TRPO`` and ``sb3_trpo.NPG`` in this process.
+    Make ``--algo trpo``, ``npg`` and ``trpo_mask`` of the RL Zoo use sb3_trpo's classes in this process.
 
     ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager
     read, so replacing its entries (in place) is enough. For ``-optimize``, the samplers are ours
@@ -88,7 +98,7 @@ def algorithm_class(algo: str) -> type[BaseAlgorithm]:
     """
     The class behind an ``--algo`` name.
 
-    :param algo: ``"trpo"`` or ``"npg"``
+    :param algo: ``"trpo"``, ``"npg"`` or ``"trpo_mask"``
     :return: the algorithm class
     """
     if algo not in ALGORITHMS:
@@ -255,6 +265,7 @@ def check_run(
     overrides: dict[str, Any] | None = None,
     n_timesteps: int = -1,
     algo: str = DEFAULT_ALGO,
+    optimize: bool = False,
 ) -> dict[str, Any]:
     """
     Check a training run's configuration before the Zoo creates its log folder.
@@ -264,10 +275,15 @@ def check_run(
     :param overrides: the ``-params`` overrides
     :param n_timesteps: the ``-n`` option (the entry needs ``n_timesteps`` when it is not positive)
     :param algo: ``--algo`` name
+    :param optimize: whether the run tunes hyperparameters (``-optimize``)
     :return: the entry with the overrides applied
     """
     check_env_id(env_id)
     check_env_dependencies(env_id)
+    if optimize and algo in MASKABLE_ALGORITHMS:
+        raise ConfigError(
+            f"-optimize is not available for --algo {algo}: the RL Zoo's trial evaluation does not pass action masks"
+        )
     if not conf_file.endswith((".yml", ".yaml")):
         return {}
     key, hyperparams = select_entry(load_config(conf_file), env_id, conf_file)
@@ -309,6 +325,18 @@ class TRPOExperimentManager(ExperimentManager):
             algorithm = ALGORITHMS[self.algo].__name__ if self.algo in ALGORITHMS else self.algo
             raise ConfigError(f"cannot set up {algorithm} on {self.env_name.gym_id}: {_one_line(error)}") from error
 
+    def create_callbacks(self) -> None:
+        if self.algo not in MASKABLE_ALGORITHMS:
+            return super().create_callbacks()
+        # The Zoo's callbacks, its EvalCallback replaced by sb3-contrib's MaskableEvalCallback (same arguments), which
+        # evaluates under the eval env's action masks
+        zoo_eval_callback = rl_zoo3.exp_manager.EvalCallback
+        rl_zoo3.exp_manager.EvalCallback = MaskableEvalCallback  # type: ignore[misc]
+        try:
+            return super().create_callbacks()
+        finally:
+            rl_zoo3.exp_manager.EvalCallback = zoo_eval_callback  # type: ignore[misc]
+
     def save_trained_model(self, model: BaseAlgorithm) -> None:
         super().save_trained_model(model)
         if self.n_final_eval_episodes > 0:
@@ -338,9 +366,14 @@ class TRPOExperimentManager(ExperimentManager):
             env_kwargs=self.eval_env_kwargs,
             vec_env_cls=DummyVecEnv,
         )
+        evaluate = evaluate_maskable_policy if isinstance(model, MaskableTRPO) else evaluate_policy
         try:
-            returns, _ = evaluate_policy(
-                model, env, n_eval_episodes=n_episodes, deterministic=self.deterministic_eval, return_episode_rewards=True
+            returns, _ = evaluate(
+                model,  # type: ignore[arg-type]
+                env,
+                n_eval_episodes=n_episodes,
+                deterministic=self.deterministic_eval,
+                return_episode_rewards=True,
             )
         finally:
             env.close()

@@ -17,7 +17,7 @@ import sb3_trpo
 from rl_zoo3.utils import create_test_env, get_saved_hyperparams
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_trpo import NPG, TRPO
+from sb3_trpo import NPG, TRPO, MaskableTRPO
 from sb3_trpo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
 
 th.set_num_threads(1)
@@ -129,7 +129,7 @@ BAD_INPUTS = {
         None,
         r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be > 0",
     ),
-    "other algorithm": (["--algo", "ppo"], None, r"runs --algo trpo or npg \(got --algo ppo\)"),
+    "other algorithm": (["--algo", "ppo"], None, r"runs --algo trpo, npg, trpo_mask \(got --algo ppo\)"),
     "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
 }
 
@@ -179,6 +179,51 @@ def test_npg_train_then_enjoy(tmp_path: Path) -> None:
     bad = run_cli("train", "--algo", "npg", "--env", "Pendulum-v1", "-params", "line_search_max_iter:3", cwd=tmp_path)
     assert bad.returncode == EXIT_BAD_INPUT
     assert "unknown hyperparameter 'line_search_max_iter' for NPG" in bad.stderr
+
+
+def test_trpo_mask_train_with_masked_evaluations_then_enjoy(tmp_path: Path) -> None:
+    # --algo trpo_mask: zoo_configs/trpo_mask.yml, the Zoo's evaluations under masks (MaskableEvalCallback), the final
+    # evaluation under masks, and enjoy
+    train = run_cli(
+        "train", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "-n", "1024", "--seed", "0",
+        "--final-eval-episodes", "2", "--num-threads", "1", "--eval-freq", "512", "--eval-episodes", "2",
+        "-params", "n_envs:1", "n_steps:256", "batch_size:256", "n_critic_updates:2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert EVALUATION_LINE.search(train.stdout) is not None, train.stdout[-3000:]
+    run_folder = tmp_path / "logs" / "trpo_mask" / "InvalidActionsDiscrete-v0_1"
+    model = MaskableTRPO.load(run_folder / "InvalidActionsDiscrete-v0.zip")
+    assert type(model) is MaskableTRPO and model.n_steps == 256
+    assert len(np.load(run_folder / "evaluations.npz")["results"]) == 2
+    enjoy = run_cli(
+        "enjoy", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "--no-render", "-n", "50",
+        "--num-threads", "1", cwd=tmp_path,
+    )  # fmt: skip
+    assert enjoy.returncode == 0, enjoy.stderr[-3000:]
+    tune = run_cli("train", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "-optimize", cwd=tmp_path)
+    assert tune.returncode == EXIT_BAD_INPUT and "does not pass action masks" in tune.stderr
+
+
+def test_enjoy_of_trpo_mask_predicts_under_the_env_masks(tmp_path: Path) -> None:
+    from rl_zoo3.utils import ALGOS
+    from sb3_contrib.common.maskable.utils import get_action_masks
+
+    import rl_zoo3.enjoy
+    import sb3_trpo.zoo  # noqa: F401 (registers the masked environments)
+    from sb3_trpo.cli import _predict_under_masks
+
+    MaskableTRPO("MlpPolicy", "InvalidActionsDiscrete-v0", n_steps=64, batch_size=64, seed=0).save(tmp_path / "m.zip")
+    with _predict_under_masks("trpo_mask"):
+        env = rl_zoo3.enjoy.create_test_env("InvalidActionsDiscrete-v0", n_envs=1, should_render=False, hyperparams={})
+        model = ALGOS["trpo_mask"].load(tmp_path / "m.zip")
+        obs = env.reset()
+        for _ in range(30):
+            masks = get_action_masks(env)
+            action, _ = model.predict(obs)
+            assert masks[0][int(action[0])]
+            obs, *_ = env.step(action)
+    assert ALGOS["trpo_mask"] is MaskableTRPO
 
 
 def test_enjoy_without_a_trained_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

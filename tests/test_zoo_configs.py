@@ -276,5 +276,5 @@ def test_npg_rejects_line_search_arguments_and_is_registered() -> None:
     from sb3_trpo.tuning import sample_npg_params, sample_trpo_params
 
     assert HYPERPARAMS_SAMPLER["npg"] is sample_npg_params and HYPERPARAMS_SAMPLER["trpo"] is sample_trpo_params
-    with pytest.raises(zoo.ConfigError, match=r"unknown --algo 'ppo'; choose from trpo, npg"):
+    with pytest.raises(zoo.ConfigError, match=r"unknown --algo 'ppo'; choose from trpo, npg, trpo_mask"):
         zoo.algorithm_class("ppo")
