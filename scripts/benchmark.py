@@ -50,7 +50,9 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ALGOS = ("sb3_trpo", "sb3_contrib", "ppo", "sb3_npg")
+ALGOS = ("sb3_trpo", "sb3_contrib", "ppo", "sb3_npg", "sb3_trpo_mask", "maskable_ppo")
+#: the algorithms that take action masks (trained and evaluated under the env's masks; not in the default --algos)
+MASKABLE_ALGOS = ("sb3_trpo_mask", "maskable_ppo")
 #: Seeds for choosing configs and seeds for publishing: never mixed (README, "Results")
 TUNING_SEEDS = range(0, 100)
 EVALUATION_SEEDS = range(100, 200)
@@ -74,15 +76,20 @@ class Args:
 
     envs: list[str] = field(default_factory=lambda: list(CLASSIC_CONTROL))
     """environment ids to run"""
-    algos: list[str] = field(default_factory=lambda: list(ALGOS))
-    """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO), ppo (SB3's PPO) and sb3_npg (our NPG,
-    with the TRPO file's entry)"""
+    algos: list[str] = field(default_factory=lambda: [algo for algo in ALGOS if algo not in MASKABLE_ALGOS])
+    """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO), ppo (SB3's PPO), sb3_npg (our NPG,
+    with the TRPO file's entry), and for tasks with action masks sb3_trpo_mask (our MaskableTRPO) and maskable_ppo
+    (sb3-contrib's MaskablePPO)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """random seeds"""
     trpo_config: str = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
     """hyperparameter file (RL Zoo schema) of both TRPOs; rl_zoo: the RL Zoo's own hyperparams/trpo.yml"""
     ppo_config: str = RL_ZOO
     """hyperparameter file of PPO; rl_zoo: the RL Zoo's own hyperparams/ppo.yml"""
+    trpo_mask_config: str = str(REPO_ROOT / "zoo_configs" / "trpo_mask.yml")
+    """hyperparameter file of MaskableTRPO (and the budget when only maskable algorithms run)"""
+    maskable_ppo_config: str = str(REPO_ROOT / "benchmarks" / "configs" / "maskable_ppo.yml")
+    """hyperparameter file of MaskablePPO (the RL Zoo has none)"""
     budget_scale: float = 1.0
     """multiply every budget (the TRPO file's n_timesteps) by this factor, for quick checks"""
     n_timesteps: int = 0
@@ -187,15 +194,28 @@ def select_entry(config_path: str, env_id: str) -> tuple[str, dict[str, Any]]:
     return key, copy.deepcopy(entry)
 
 
+def algo_config(args: Args, algo: str) -> str:
+    """
+    :param args: the benchmark's arguments
+    :param algo: one of ``ALGOS``
+    :return: the hyperparameter file of ``algo``
+    """
+    files = {"ppo": config_path(args.ppo_config, "ppo"), "sb3_trpo_mask": args.trpo_mask_config}
+    files["maskable_ppo"] = args.maskable_ppo_config
+    return files.get(algo, config_path(args.trpo_config, "trpo"))
+
+
 def run_budget(args: Args, env_id: str) -> int:
     """
     :param args: the benchmark's arguments
     :param env_id: environment id
-    :return: the number of training steps of every algorithm on ``env_id``
+    :return: the number of training steps of every algorithm on ``env_id``: the TRPO file's ``n_timesteps`` (the
+        MaskableTRPO file's when only maskable algorithms run)
     """
     if args.n_timesteps > 0:
         return args.n_timesteps
-    _, entry = select_entry(config_path(args.trpo_config, "trpo"), env_id)
+    only_maskable = all(algo in MASKABLE_ALGOS for algo in args.algos)
+    _, entry = select_entry(algo_config(args, "sb3_trpo_mask" if only_maskable else "sb3_trpo"), env_id)
     return max(1, round(float(entry["n_timesteps"]) * args.budget_scale))
 
 
@@ -221,6 +241,14 @@ def algorithm_class(algo: str) -> type:
         from sb3_trpo import NPG
 
         return NPG
+    if algo == "sb3_trpo_mask":
+        from sb3_trpo import MaskableTRPO
+
+        return MaskableTRPO
+    if algo == "maskable_ppo":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
     from stable_baselines3 import PPO
 
     return PPO
@@ -296,7 +324,7 @@ def _float(value: Any) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int) -> Any:
+def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int, maskable: bool = False) -> Any:
     """
     A callback that evaluates the model every ``eval_freq`` steps and records, per update, the mean training return
     (the Monitor's episodes in ``ep_info_buffer``) and the ``train/*`` values the algorithm logged for that update.
@@ -304,11 +332,13 @@ def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int) -
     :param eval_env: evaluation environment (a ``VecNormalize`` in it is synced from the training env before each evaluation)
     :param eval_freq: steps between evaluations
     :param eval_episodes: episodes per evaluation
+    :param maskable: evaluate under the env's action masks (sb3-contrib's maskable ``evaluate_policy``)
     :return: the callback
     """
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    evaluate_policy = evaluation_function(maskable)
 
     class BenchmarkCallback(BaseCallback):
         def __init__(self) -> None:
@@ -372,6 +402,20 @@ def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int) -
     return BenchmarkCallback()
 
 
+def evaluation_function(maskable: bool) -> Any:
+    """
+    :param maskable: whether the model takes action masks
+    :return: SB3's ``evaluate_policy``, or sb3-contrib's maskable one (same arguments, actions under the env's masks)
+    """
+    if maskable:
+        from sb3_contrib.common.maskable.evaluation import evaluate_policy as evaluate_maskable_policy
+
+        return evaluate_maskable_policy
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    return evaluate_policy
+
+
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """
     Train one algorithm on one environment with one seed, evaluating along the way, and return the run's record.
@@ -384,10 +428,13 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     th.set_num_threads(1)
     import rl_zoo3.import_envs  # noqa: F401 (registers the Zoo's environments)
     from rl_zoo3.exp_manager import ExperimentManager
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
+    import sb3_trpo.envs  # noqa: F401 (registers the masked environments)
+
     algo, env_id, seed, budget = spec["algo"], spec["env"], spec["seed"], spec["budget"]
+    maskable = algo in MASKABLE_ALGOS
+    evaluate_policy = evaluation_function(maskable)
     git = git_state()
     config_key, entry = select_entry(spec["config"], env_id)
     raw_hyperparams = copy.deepcopy(entry)
@@ -396,7 +443,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         # The Zoo's experiment manager does the parsing: schedules, policy_kwargs, normalize, wrappers, frame stack
         manager = ExperimentManager(
             argparse.Namespace(),
-            "ppo" if algo == "ppo" else "trpo",
+            "ppo" if algo in ("ppo", "maskable_ppo") else "trpo",
             env_id,
             log_folder,
             n_timesteps=budget,
@@ -414,7 +461,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         manager.seed = seed
 
         model = algorithm_class(algo)(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
-        callback = make_benchmark_callback(eval_env, max(1, budget // spec["n_evals"]), spec["eval_episodes"])
+        callback = make_benchmark_callback(eval_env, max(1, budget // spec["n_evals"]), spec["eval_episodes"], maskable)
         start = time.perf_counter()
         model.learn(total_timesteps=budget, callback=[callback, *zoo_callbacks])
         wall_clock = time.perf_counter() - start
@@ -606,7 +653,6 @@ def plan_runs(args: Args) -> tuple[list[dict[str, Any]], int]:
     :param args: the benchmark's arguments
     :return: the specs of the runs still to do (environment-major order) and the number of finished runs skipped
     """
-    trpo_config, ppo_config = config_path(args.trpo_config, "trpo"), config_path(args.ppo_config, "ppo")
     current = {algo: algorithm_fingerprint(algo) for algo in args.algos}
     pending, skipped = [], 0
     for env_id in args.envs:
@@ -614,7 +660,7 @@ def plan_runs(args: Args) -> tuple[list[dict[str, Any]], int]:
         done = finished_runs(args.out, env_id, current)
         for seed in args.seeds:
             for algo in args.algos:
-                config = ppo_config if algo == "ppo" else trpo_config
+                config = algo_config(args, algo)
                 if run_key(algo, env_id, seed, budget, select_entry(config, env_id)[1]) in done:
                     skipped += 1
                     continue

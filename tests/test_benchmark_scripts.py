@@ -306,3 +306,36 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     (results / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tuning))
     assert all(r["seed_role"] == "evaluation" for r in report.evaluation_records(str(results))["Swimmer-v5"])
     assert report.evaluation_records(str(results))["Hopper-v5"] == []
+
+
+def test_masked_benchmark_runs_maskable_trpo_and_maskable_ppo_under_masks(tmp_path):
+    # Each algorithm reads its own file; both are evaluated under the env's masks; ours carries its fingerprint
+    command = [
+        sys.executable, "scripts/benchmark.py", "--envs", "InvalidActionsDiscrete-v0", "--algos", "sb3_trpo_mask",
+        "maskable_ppo", "--seeds", "100", "--n-timesteps", "2048", "--n-evals", "1", "--eval-episodes", "2",
+        "--final-eval-episodes", "2", "--out", str(tmp_path),
+    ]  # fmt: skip
+    completed = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    records = {
+        record["algo"]: record
+        for record in map(json.loads, (tmp_path / "InvalidActionsDiscrete-v0.jsonl").read_text().splitlines())
+    }
+    assert set(records) == {"sb3_trpo_mask", "maskable_ppo"}
+    assert Path(records["sb3_trpo_mask"]["config_file"]).name == "trpo_mask.yml"
+    assert Path(records["maskable_ppo"]["config_file"]).name == "maskable_ppo.yml"
+    assert records["sb3_trpo_mask"]["fingerprint"] and records["maskable_ppo"]["fingerprint"] is None
+    for record in records.values():
+        assert record["seed_role"] == "evaluation" and record["timesteps"] >= 2048
+        # 40 of 50 actions masked at each step: an unmasked random policy would score about 2 per 100 steps
+        assert record["final_eval"]["mean"] > 10
+    benchmark = load_script("benchmark")
+    args = benchmark.parse_args(["--algos", "sb3_trpo_mask", "--envs", "MaskedTaxi-v4"])
+    assert benchmark.run_budget(args, "MaskedTaxi-v4") == 500_000
+    assert "sb3_trpo_mask" not in benchmark.parse_args([]).algos
