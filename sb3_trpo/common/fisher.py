@@ -20,7 +20,8 @@ the fallback for distributions not handled here.
 """
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch as th
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
@@ -155,17 +156,29 @@ def output_fisher_product(distribution: Distribution, parameters: OutputTensors)
     return categorical_product
 
 
-def _policy_distribution(policy: nn.Module, observations: PyTorchObs, action_masks: th.Tensor | None) -> Distribution:
-    # SB3 policies keep ONE mutable distribution wrapper and overwrite it on each call: evaluate on a copy so that
-    # the caller's distribution object (pi_theta of the update) is left as it was
+@contextmanager
+def separate_action_dist(policy: nn.Module) -> Iterator[None]:
+    """
+    Within the block, the policy's forward passes write into a copy of its distribution wrapper.
+
+    SB3 policies keep ONE mutable distribution wrapper and overwrite it on each call: evaluating on a copy leaves the
+    caller's distribution object (``pi_theta`` of the update) as it was.
+
+    :param policy: the policy
+    """
     action_dist = policy.action_dist
     policy.action_dist = copy.copy(action_dist)
     try:
+        yield
+    finally:
+        policy.action_dist = action_dist
+
+
+def _policy_distribution(policy: nn.Module, observations: PyTorchObs, action_masks: th.Tensor | None) -> Distribution:
+    with separate_action_dist(policy):
         if action_masks is None:
             return policy.get_distribution(observations)  # type: ignore[operator]
         return policy.get_distribution(observations, action_masks=action_masks)  # type: ignore[operator]
-    finally:
-        policy.action_dist = action_dist
 
 
 def _grad_or_zeros(grads: Sequence[th.Tensor | None], like: Sequence[th.Tensor]) -> list[th.Tensor]:
@@ -182,11 +195,9 @@ def gauss_newton_fisher_vector_product(
     """
     Damped Fisher-vector product ``v -> (J^T M J / batch + damping * I) v`` on a batch of observations.
 
-    Builds once (per update) the graph of the distribution parameters ``eta(theta)`` and, on it, the graph of
-    ``J^T w`` as a function of a dummy ``w`` (linear in ``w``): then ``J v = d (J^T w . v) / d w`` (the double-vjp
-    trick, one backward pass) and ``J^T u`` (one backward pass) reuse them at every call. Equal, up to rounding, to
-    the Hessian of the mean ``KL(pi_old || pi_theta)`` over ``observations`` at the current parameters, i.e. to
-    :func:`sb3_trpo.common.natural_gradient.fisher_vector_product`.
+    Equal, up to rounding, to the Hessian of the mean ``KL(pi_old || pi_theta)`` over ``observations`` at the current
+    parameters, i.e. to :func:`sb3_trpo.common.natural_gradient.fisher_vector_product`. See
+    :func:`distribution_fisher_vector_product`, which this calls on ``policy.get_distribution(observations)``.
 
     :param policy: an SB3 ``ActorCriticPolicy`` (anything with ``get_distribution`` and ``action_dist``)
         whose action distribution :func:`supports_gauss_newton` accepts
@@ -198,8 +209,27 @@ def gauss_newton_fisher_vector_product(
     :return: ``v -> (F + damping * I) v`` on flat vectors of shape (sum of numels,)
     :raises TypeError: for an action distribution without a closed-form Fisher here
     """
+    return distribution_fisher_vector_product(_policy_distribution(policy, observations, action_masks), params, damping)
+
+
+def distribution_fisher_vector_product(
+    distribution: Distribution, params: Sequence[nn.Parameter], damping: float
+) -> FisherVectorProduct:
+    """
+    Damped Fisher-vector product ``v -> (J^T M J / batch + damping * I) v`` for an action distribution computed from
+    ``params`` (with its graph): any network, recurrent ones included.
+
+    Builds once (per update) the graph of ``J^T w`` as a function of a dummy ``w`` (linear in ``w``) on the graph of
+    the distribution parameters ``eta(theta)``: then ``J v = d (J^T w . v) / d w`` (the double-vjp trick, one backward
+    pass) and ``J^T u`` (one backward pass) reuse them at every call.
+
+    :param distribution: ``pi_theta`` on the batch the mean KL is taken over, freshly computed (its graph is kept)
+    :param params: the actor parameters ``theta``, in the order of the flat vectors
+    :param damping: ``cg_damping``
+    :return: ``v -> (F + damping * I) v`` on flat vectors of shape (sum of numels,)
+    :raises TypeError: for an action distribution without a closed-form Fisher here
+    """
     # F v = (1 / N) sum_i J_i^T M_i J_i v                                  [Gauss-Newton form of the KL Hessian]
-    distribution = _policy_distribution(policy, observations, action_masks)
     if not supports_gauss_newton(distribution):
         raise TypeError(f"No Gauss-Newton Fisher product for {type(distribution).__name__}: use the double-backward one")
     outputs = distribution_parameters(distribution)

@@ -195,20 +195,37 @@ def torch_distributions(distribution: Distribution) -> list[th.distributions.Dis
     return list(inner) if isinstance(inner, list) else [inner]
 
 
-def _detach_torch_distribution(distribution: th.distributions.Distribution) -> th.distributions.Distribution:
+def _rebuild_torch_distribution(
+    distribution: th.distributions.Distribution, transform: Callable[[th.Tensor], th.Tensor]
+) -> th.distributions.Distribution:
+    # The same distribution, its parameters (and masks) passed through `transform` (detach, or index the samples)
     if isinstance(distribution, th.distributions.Normal):
-        return th.distributions.Normal(distribution.loc.detach(), distribution.scale.detach(), validate_args=False)
+        return th.distributions.Normal(transform(distribution.loc), transform(distribution.scale), validate_args=False)
     if isinstance(distribution, MaskableCategorical):
         # The masked logits, and the masks (so that the masked KL knows which entries to leave out)
-        return MaskableCategorical(logits=distribution.logits.detach(), validate_args=False, masks=distribution.masks)
+        masks = None if distribution.masks is None else transform(distribution.masks)
+        return MaskableCategorical(logits=transform(distribution.logits), validate_args=False, masks=masks)
     if isinstance(distribution, th.distributions.Categorical):
-        return th.distributions.Categorical(logits=distribution.logits.detach(), validate_args=False)
+        return th.distributions.Categorical(logits=transform(distribution.logits), validate_args=False)
     if isinstance(distribution, th.distributions.Bernoulli):
-        return th.distributions.Bernoulli(logits=distribution.logits.detach(), validate_args=False)
+        return th.distributions.Bernoulli(logits=transform(distribution.logits), validate_args=False)
     raise TypeError(
-        f"Cannot snapshot a torch distribution of type {type(distribution).__name__}: "
+        f"Cannot rebuild a torch distribution of type {type(distribution).__name__}: "
         "supported are Normal, Categorical and Bernoulli (SB3's on-policy action distributions)"
     )
+
+
+def _rebuilt_distribution(distribution: Distribution, transform: Callable[[th.Tensor], th.Tensor]) -> Distribution:
+    # A new SB3 wrapper of the same class around the rebuilt torch distribution(s)
+    snapshot = copy.copy(distribution)
+    rebuilt = [_rebuild_torch_distribution(dist, transform) for dist in torch_distributions(distribution)]
+    if isinstance(getattr(distribution, "distributions", None), list):  # sb3-contrib's maskable multi-categorical
+        snapshot.distributions = rebuilt  # type: ignore[attr-defined]
+    elif isinstance(distribution.distribution, list):  # MultiCategoricalDistribution
+        snapshot.distribution = rebuilt
+    else:
+        snapshot.distribution = rebuilt[0]
+    return snapshot
 
 
 def detached_distribution(distribution: Distribution) -> Distribution:
@@ -224,15 +241,18 @@ def detached_distribution(distribution: Distribution) -> Distribution:
     :param distribution: the distribution returned by ``policy.get_distribution(obs)``
     :return: a distribution of the same class, detached from the graph
     """
-    snapshot = copy.copy(distribution)
-    detached = [_detach_torch_distribution(dist) for dist in torch_distributions(distribution)]
-    if isinstance(getattr(distribution, "distributions", None), list):  # sb3-contrib's maskable multi-categorical
-        snapshot.distributions = detached  # type: ignore[attr-defined]
-    elif isinstance(distribution.distribution, list):  # MultiCategoricalDistribution
-        snapshot.distribution = detached
-    else:
-        snapshot.distribution = detached[0]
-    return snapshot
+    return _rebuilt_distribution(distribution, th.Tensor.detach)
+
+
+def distribution_samples(distribution: Distribution, index: th.Tensor | slice) -> Distribution:
+    """
+    The distribution of some samples of a batch (e.g. the real samples of padded sequences), with its graph.
+
+    :param distribution: an SB3 action distribution over a batch (first dimension: the sample)
+    :param index: the samples to keep (boolean mask, indices or slice)
+    :return: a new distribution of the same class over the selected samples (the original is left as it was)
+    """
+    return _rebuilt_distribution(distribution, lambda tensor: tensor[index])
 
 
 def masked_categorical_kl(old: th.distributions.Categorical, new: th.distributions.Categorical) -> th.Tensor:

@@ -39,7 +39,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo.common.critic import fast_value_regression, fused_adam_step
-from sb3_trpo.common.fisher import gauss_newton_fisher_vector_product, mlp_fisher_vector_product, supports_gauss_newton
+from sb3_trpo.common.fisher import (
+    distribution_fisher_vector_product,
+    mlp_fisher_vector_product,
+    separate_action_dist,
+    supports_gauss_newton,
+)
 from sb3_trpo.common.natural_gradient import (
     CGResult,
     FisherVectorProduct,
@@ -422,13 +427,22 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     # The update, step by step
     # -----------------------------------------------------------------------------------------------------------------
 
+    def _whole_rollout(self) -> RolloutBufferSamples:
+        """
+        The rollout buffer's samples in one batch (RecurrentTRPO: the real samples of its padded sequences, the
+        sequences themselves kept for the LSTM).
+
+        :return: the buffer's samples
+        """
+        return next(self.rollout_buffer.get(batch_size=None))
+
     def _policy_batch(self) -> RolloutBufferSamples:
         """
         The whole rollout as one batch: discrete actions as indices, advantages normalized when asked.
 
         :return: SB3's rollout samples over the whole buffer
         """
-        rollout_data = next(self.rollout_buffer.get(batch_size=None))
+        rollout_data = self._whole_rollout()
         if isinstance(self.action_space, spaces.Discrete):
             # Convert discrete action from float to long
             rollout_data = rollout_data._replace(actions=rollout_data.actions.long().flatten())
@@ -527,7 +541,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             closed_form = mlp_fisher_vector_product(policy, params, observations, damping, action_masks=masks)
             if closed_form is not None:
                 return closed_form
-            return gauss_newton_fisher_vector_product(policy, params, observations, damping, action_masks=masks)
+            # (pi_theta computed again, with its own graph, leaving the objective's distribution object as it was)
+            with separate_action_dist(policy):
+                return distribution_fisher_vector_product(self._distribution_on(batch, index), params, damping)
         # F v = grad_theta((grad_theta KL) . v) by double backward through one retained graph
         if index is not None:
             distribution = self._distribution_on(batch, index)
