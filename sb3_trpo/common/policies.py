@@ -57,6 +57,11 @@ def _standard_partition(policy: nn.Module) -> tuple[list[nn.Parameter], list[nn.
     critic = [] if shared else _module_parameters(policy, "vf_features_extractor")
     critic += _module_parameters(policy, "mlp_extractor.value_net")
     critic += _module_parameters(policy, "value_net")
+    # sb3-contrib's recurrent policies: the actor's LSTM shapes the actions (with shared_lstm the critic reads its
+    # output detached); the critic's own LSTM, or its linear layer in place of one, belong to the critic
+    for name, owner in (("lstm_actor", actor), ("lstm_critic", critic), ("critic", critic)):
+        if isinstance(getattr(policy, name, None), nn.Module):
+            owner += _module_parameters(policy, name)
     return actor, critic
 
 

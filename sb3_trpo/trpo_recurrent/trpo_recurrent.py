@@ -1,0 +1,258 @@
+"""RecurrentTRPO: TRPO with an LSTM policy, on sb3-contrib's recurrent policies and rollout buffers."""
+
+import math
+from copy import deepcopy
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import Distribution
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import PyTorchObs, RolloutBufferSamples
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecEnv
+from torch.nn import functional as F
+
+from sb3_trpo.common.natural_gradient import distribution_samples
+from sb3_trpo.common.on_policy_ng import check_range
+from sb3_trpo.trpo.trpo import TRPO
+from sb3_trpo.trpo_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
+
+RECURRENT_BUFFERS = (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)
+
+
+class RecurrentTRPO(TRPO):
+    """
+    Trust Region Policy Optimization (TRPO) with recurrent (LSTM) policies.
+
+    Paper (TRPO): https://arxiv.org/abs/1502.05477
+    Code: an independent implementation, with sb3-contrib's recurrent building blocks (policies, rollout buffers,
+    ``RNNStates``) and RecurrentPPO's API.
+
+    TRPO's update (:class:`sb3_trpo.trpo.TRPO`, same constructor) over whole sequences: the rollout is one batch of
+    padded sequences, each started from the LSTM states stored with its first step; the LSTM is re-run over them for
+    the surrogate, ``pi_old``, the KL, the Fisher-vector products (Gauss-Newton through the LSTM's graph, or double
+    backward) and each line-search candidate, and only the real samples enter any mean (the padding is dropped
+    before: the KL bound is over real samples only). The advantages are normalized over the real samples. The critic
+    regresses on minibatches of sequences (``batch_size`` steps each), from the critic's stored LSTM states, on the
+    real samples. Use the policies' ``shared_lstm`` / ``enable_critic_lstm`` (in ``policy_kwargs``) as with
+    RecurrentPPO: the actor's LSTM moves only with the trust-region step (with ``shared_lstm`` the critic reads its
+    output detached).
+
+    :param policy: The policy model to use (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy, or a
+        ``RecurrentActorCriticPolicy``)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+
+    Every other parameter is TRPO's (:class:`sb3_trpo.trpo.TRPO`; in full in
+    :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`); ``rollout_buffer_class`` must be one of
+    sb3-contrib's recurrent buffers (None: chosen from the observation space), and ``batch_size`` is the number of
+    steps in each of the critic's minibatches of sequences.
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
+    }
+
+    policy: RecurrentActorCriticPolicy
+    rollout_buffer: RecurrentRolloutBuffer
+
+    def _setup_model(self) -> None:
+        policy_class = self.policy_class
+        is_recurrent = isinstance(policy_class, type) and issubclass(policy_class, RecurrentActorCriticPolicy)
+        allowed = "MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy or a RecurrentActorCriticPolicy"
+        check_range("policy", policy_class, is_recurrent, allowed)
+        buffer_class = self.rollout_buffer_class
+        if buffer_class is None:
+            dict_observations = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = RecurrentDictRolloutBuffer if dict_observations else RecurrentRolloutBuffer
+        else:
+            is_recurrent_buffer = isinstance(buffer_class, type) and issubclass(buffer_class, RECURRENT_BUFFERS)
+            allowed = "RecurrentRolloutBuffer, RecurrentDictRolloutBuffer or a subclass"
+            check_range("rollout_buffer_class", buffer_class, is_recurrent_buffer, allowed)
+        super()._setup_model()
+        # The LSTM states of the envs' current step (zero before the first), carried from one rollout to the next
+        lstm = self.policy.lstm_actor
+        state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
+        self._last_lstm_states = RNNStates(
+            (th.zeros(state_shape, device=self.device), th.zeros(state_shape, device=self.device)),
+            (th.zeros(state_shape, device=self.device), th.zeros(state_shape, device=self.device)),
+        )
+
+    def _make_rollout_buffer(self) -> RolloutBuffer:
+        # sb3-contrib's recurrent buffers take the shape of the LSTM states they store at each step
+        lstm = self.policy.lstm_actor
+        buffer_class: Any = self.rollout_buffer_class
+        return buffer_class(
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            (self.n_steps, lstm.num_layers, self.n_envs, lstm.hidden_size),
+            device=self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+            **self.rollout_buffer_kwargs,
+        )
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # The update over padded sequences: only the real samples enter
+    # -----------------------------------------------------------------------------------------------------------------
+
+    def _whole_rollout(self) -> RolloutBufferSamples:
+        """
+        The rollout as padded sequences (observations, episode starts, the LSTM states at each sequence's start, the
+        padding mask) for the LSTM, with the per-sample quantities (actions, advantages, returns, old values and
+        log-probabilities) of the real samples only, in the sequences' order.
+        """
+        sequences = next(self.rollout_buffer.get(batch_size=None))
+        real = sequences.mask > 0.5
+        return sequences._replace(  # type: ignore[return-value]
+            actions=sequences.actions[real],
+            old_values=sequences.old_values[real],
+            old_log_prob=sequences.old_log_prob[real],
+            advantages=sequences.advantages[real],
+            returns=sequences.returns[real],
+        )
+
+    def _distribution_on(self, batch: RolloutBufferSamples, index: slice | None = None) -> Distribution:
+        """
+        ``pi_theta`` on the batch's real samples (all, or those at ``index``): the actor's LSTM run over the padded
+        sequences from their stored initial states, then the padding dropped.
+        """
+        sequences: Any = batch
+        distribution, _ = self.policy.get_distribution(
+            sequences.observations, sequences.lstm_states.pi, sequences.episode_starts
+        )
+        real = distribution_samples(distribution, sequences.mask > 0.5)
+        return real if index is None else distribution_samples(real, index)
+
+    def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> tuple[float, int]:
+        """
+        Regress V_phi on the returns: ``n_critic_updates`` epochs over the rollout in minibatches of sequences of
+        ``batch_size`` steps (the buffer's own sampling: sequences kept in order, each from its stored critic LSTM
+        states), the padding left out of the loss. A minibatch whose loss is not finite is skipped.
+
+        :param observations: unused (the minibatches come from the rollout buffer)
+        :param returns: unused
+        :return: mean value loss over the minibatches, and the number of skipped minibatches
+        """
+        optimizer = self.policy.optimizer
+        value_losses: list[float] = []
+        n_skipped = 0
+        for _ in range(self.n_critic_updates):
+            for minibatch in self.rollout_buffer.get(self.batch_size):
+                real = minibatch.mask > 0.5
+                values = self.policy.predict_values(
+                    minibatch.observations, minibatch.lstm_states.vf, minibatch.episode_starts  # type: ignore[arg-type]
+                )
+                loss = F.mse_loss(minibatch.returns[real], values.flatten()[real])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if not math.isfinite(loss.item()):
+                    n_skipped += 1
+                    continue
+                optimizer.step()
+                value_losses.append(loss.item())
+        mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
+        return mean_loss, n_skipped
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # The rollout, with the LSTM states carried along
+    # -----------------------------------------------------------------------------------------------------------------
+
+    def collect_rollouts(  # type: ignore[override]
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RecurrentRolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """
+        SB3's rollout loop with an LSTM policy (RecurrentPPO's contract): each step's forward takes the LSTM states of
+        the previous step (reset where an episode starts), the buffer stores those input states with the step, a
+        truncated episode is bootstrapped with the value of its terminal observation under the critic's states, and
+        the states are carried to the next rollout.
+
+        :return: True when the rollout was completed, False when a callback stopped it
+        """
+        assert isinstance(rollout_buffer, RECURRENT_BUFFERS), f"{type(rollout_buffer)} doesn't support recurrent policy"
+        assert self._last_obs is not None, "No previous observation was provided"
+        # Switch to eval mode (this affects batch norm / dropout)
+        self.policy.set_training_mode(False)
+        n_steps = 0
+        rollout_buffer.reset()
+        # Sample new weights for the state dependent exploration
+        if self.use_sde:
+            self.policy.reset_noise(env.num_envs)
+        callback.on_rollout_start()
+        lstm_states = deepcopy(self._last_lstm_states)
+
+        while n_steps < n_rollout_steps:
+            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
+                # Sample a new noise matrix
+                self.policy.reset_noise(env.num_envs)
+            with th.no_grad():
+                obs_tensor: Any = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+                episode_starts = th.tensor(self._last_episode_starts, dtype=th.float32, device=self.device)
+                action_tensor, values, log_probs, lstm_states = self.policy.forward(obs_tensor, lstm_states, episode_starts)
+            actions = action_tensor.cpu().numpy()
+            # Rescale and perform action: clip, as the Gaussian is unbounded
+            clipped_actions = actions
+            if isinstance(self.action_space, spaces.Box):
+                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
+            new_obs, rewards, dones, infos = env.step(clipped_actions)
+            self.num_timesteps += env.num_envs
+
+            # Give access to local variables
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return False
+            self._update_info_buffer(infos, dones)
+            n_steps += 1
+            if isinstance(self.action_space, spaces.Discrete):
+                # Reshape in case of discrete action
+                actions = actions.reshape(-1, 1)
+
+            # Handle timeout by bootstrapping with the value function (SB3's GitHub issue #633), from the critic's
+            # states after this step
+            for idx, done in enumerate(dones):
+                truncated = infos[idx].get("TimeLimit.truncated", False)
+                if done and infos[idx].get("terminal_observation") is not None and truncated:
+                    terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
+                    with th.no_grad():
+                        critic_states = tuple(state[:, idx : idx + 1, :].contiguous() for state in lstm_states.vf)
+                        not_a_start = th.zeros(1, dtype=th.float32, device=self.device)
+                        terminal_value = self.policy.predict_values(terminal_obs, critic_states, not_a_start)[0]  # type: ignore[arg-type]
+                    rewards[idx] += self.gamma * terminal_value
+
+            rollout_buffer.add(
+                self._last_obs,
+                actions,
+                rewards,
+                self._last_episode_starts,
+                values,
+                log_probs,
+                lstm_states=self._last_lstm_states,
+            )
+            self._last_obs = new_obs  # type: ignore[assignment]
+            self._last_episode_starts = dones
+            self._last_lstm_states = lstm_states
+
+        with th.no_grad():
+            # Compute value for the last timestep
+            episode_starts = th.tensor(dones, dtype=th.float32, device=self.device)
+            values = self.policy.predict_values(
+                obs_as_tensor(new_obs, self.device), lstm_states.vf, episode_starts  # type: ignore[arg-type]
+            )
+        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
