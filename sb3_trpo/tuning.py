@@ -82,4 +82,5 @@ def sample_trpo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additio
 
 
 #: The Zoo's sampler registry entries of sb3_trpo (``--algo`` name -> sampler)
-SAMPLERS = {"trpo": sample_trpo_params, "npg": sample_npg_params}
+#: the Zoo's sampler table entries (RecurrentTRPO's space is TRPO's: same arguments, its network on top of the LSTM)
+SAMPLERS = {"trpo": sample_trpo_params, "npg": sample_npg_params, "trpo_lstm": sample_trpo_params}

@@ -1,14 +1,14 @@
 """
-RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG, MaskableTRPO).
+RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG, MaskableTRPO, RecurrentTRPO).
 
 Importing this module puts ``sb3_trpo.TRPO`` in the Zoo's algorithm table under the key ``"trpo"`` (replacing
-sb3-contrib's TRPO in the current process only), ``sb3_trpo.NPG`` under ``"npg"`` and ``sb3_trpo.MaskableTRPO`` under
-``"trpo_mask"``, so ``--algo trpo|npg|trpo_mask``, the Zoo's Optuna tuning (with our search spaces,
-:mod:`sb3_trpo.tuning`; not for ``trpo_mask``, whose trial evaluations would need masks) and its log folders
-(``logs/trpo/ENV_ID_N``, ...) all apply to our classes. It also registers the masked environments of
-:mod:`sb3_trpo.envs`. With ``trpo_mask``, evaluations during training and the final one take the env's masks.
-The module also exposes the hyperparameters of ``zoo_configs/trpo.yml`` as ``hyperparams``, the attribute the Zoo
-reads from a python module given with ``-conf``.
+sb3-contrib's TRPO in the current process only), ``sb3_trpo.NPG`` under ``"npg"``, ``sb3_trpo.MaskableTRPO`` under
+``"trpo_mask"`` and ``sb3_trpo.RecurrentTRPO`` under ``"trpo_lstm"``, so ``--algo trpo|npg|trpo_mask|trpo_lstm``,
+the Zoo's Optuna tuning (with our search spaces, :mod:`sb3_trpo.tuning`; not for ``trpo_mask``, whose trial
+evaluations would need masks) and its log folders (``logs/trpo/ENV_ID_N``, ...) all apply to our classes. It also
+registers the masked environments of :mod:`sb3_trpo.envs`. With ``trpo_mask``, evaluations during training and the
+final one take the env's masks. The module also exposes the hyperparameters of ``zoo_configs/trpo.yml`` as
+``hyperparams``, the attribute the Zoo reads from a python module given with ``-conf``.
 With the Zoo's own scripts::
 
     python -m rl_zoo3.train --algo trpo --env CartPole-v1 --gym-packages sb3_trpo.zoo -conf sb3_trpo.zoo
@@ -45,10 +45,16 @@ import sb3_trpo.envs
 from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
 from sb3_trpo.trpo_mask import MaskableTRPO
+from sb3_trpo.trpo_recurrent import RecurrentTRPO
 from sb3_trpo.tuning import SAMPLERS
 
 #: ``--algo`` name -> algorithm class; each reads its hyperparameters from ``zoo_configs/<name>.yml``
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"trpo": TRPO, "npg": NPG, "trpo_mask": MaskableTRPO}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "trpo": TRPO,
+    "npg": NPG,
+    "trpo_mask": MaskableTRPO,
+    "trpo_lstm": RecurrentTRPO,
+}
 #: the ``--algo`` names whose algorithm takes action masks (evaluated with sb3-contrib's maskable helpers)
 MASKABLE_ALGORITHMS = frozenset({"trpo_mask"})
 DEFAULT_ALGO = "trpo"
@@ -82,7 +88,8 @@ class MissingDependencyError(ConfigError):
 
 def register() -> None:
     """
-    Make ``--algo trpo``, ``npg`` and ``trpo_mask`` of the RL Zoo use sb3_trpo's classes in this process.
+    Make ``--algo trpo``, ``npg``, ``trpo_mask`` and ``trpo_lstm`` of the RL Zoo use sb3_trpo's classes in this
+    process.
 
     ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager
     read, so replacing its entries (in place) is enough. For ``-optimize``, the samplers are ours
@@ -98,7 +105,7 @@ def algorithm_class(algo: str) -> type[BaseAlgorithm]:
     """
     The class behind an ``--algo`` name.
 
-    :param algo: ``"trpo"``, ``"npg"`` or ``"trpo_mask"``
+    :param algo: ``"trpo"``, ``"npg"``, ``"trpo_mask"`` or ``"trpo_lstm"``
     :return: the algorithm class
     """
     if algo not in ALGORITHMS:

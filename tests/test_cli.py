@@ -17,7 +17,7 @@ import sb3_trpo
 from rl_zoo3.utils import create_test_env, get_saved_hyperparams
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_trpo import NPG, TRPO, MaskableTRPO
+from sb3_trpo import NPG, TRPO, MaskableTRPO, RecurrentTRPO
 from sb3_trpo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
 
 th.set_num_threads(1)
@@ -129,7 +129,7 @@ BAD_INPUTS = {
         None,
         r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be > 0",
     ),
-    "other algorithm": (["--algo", "ppo"], None, r"runs --algo trpo, npg, trpo_mask \(got --algo ppo\)"),
+    "other algorithm": (["--algo", "ppo"], None, r"runs --algo trpo, npg, trpo_mask, trpo_lstm \(got --algo ppo\)"),
     "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
 }
 
@@ -203,6 +203,26 @@ def test_trpo_mask_train_with_masked_evaluations_then_enjoy(tmp_path: Path) -> N
     assert enjoy.returncode == 0, enjoy.stderr[-3000:]
     tune = run_cli("train", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "-optimize", cwd=tmp_path)
     assert tune.returncode == EXIT_BAD_INPUT and "does not pass action masks" in tune.stderr
+
+
+def test_trpo_lstm_train_then_enjoy(tmp_path: Path) -> None:
+    # --algo trpo_lstm: zoo_configs/trpo_lstm.yml's entry (normalized, LSTM policy), then enjoy with the LSTM states
+    train = run_cli(
+        "train", "--algo", "trpo_lstm", "--env", "CartPoleNoVel-v1", "-n", "256", "--seed", "0",
+        "--final-eval-episodes", "2", *FAST,
+        "-params", "n_envs:2", "n_steps:64", "batch_size:64", "n_critic_updates:2", "policy_kwargs:dict(lstm_hidden_size=8)",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert EVALUATION_LINE.search(train.stdout) is not None, train.stdout[-3000:]
+    run_folder = tmp_path / "logs" / "trpo_lstm" / "CartPoleNoVel-v1_1"
+    model = RecurrentTRPO.load(run_folder / "CartPoleNoVel-v1.zip")
+    assert type(model) is RecurrentTRPO and model.policy.lstm_actor.hidden_size == 8
+    enjoy = run_cli(
+        "enjoy", "--algo", "trpo_lstm", "--env", "CartPoleNoVel-v1", "--no-render", "-n", "50", "--num-threads", "1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert enjoy.returncode == 0, enjoy.stderr[-3000:]
 
 
 def test_enjoy_of_trpo_mask_predicts_under_the_env_masks(tmp_path: Path) -> None:
