@@ -50,9 +50,16 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ALGOS = ("sb3_trpo", "sb3_contrib", "ppo", "sb3_npg", "sb3_trpo_mask", "maskable_ppo")
+ALGOS = ("sb3_trpo", "sb3_contrib", "ppo", "sb3_npg", "sb3_trpo_mask", "maskable_ppo", "sb3_trpo_lstm", "recurrent_ppo")
 #: the algorithms that take action masks (trained and evaluated under the env's masks; not in the default --algos)
 MASKABLE_ALGOS = ("sb3_trpo_mask", "maskable_ppo")
+#: the algorithms with LSTM policies (not in the default --algos)
+RECURRENT_ALGOS = ("sb3_trpo_lstm", "recurrent_ppo")
+#: each algorithm of a family and the Args field of the file whose n_timesteps is the budget when only it runs
+FAMILY_BUDGET_FILES = {
+    **dict.fromkeys(MASKABLE_ALGOS, "trpo_mask_config"),
+    **dict.fromkeys(RECURRENT_ALGOS, "trpo_lstm_config"),
+}
 #: Seeds for choosing configs and seeds for publishing: never mixed (README, "Results")
 TUNING_SEEDS = range(0, 100)
 EVALUATION_SEEDS = range(100, 200)
@@ -76,10 +83,11 @@ class Args:
 
     envs: list[str] = field(default_factory=lambda: list(CLASSIC_CONTROL))
     """environment ids to run"""
-    algos: list[str] = field(default_factory=lambda: [algo for algo in ALGOS if algo not in MASKABLE_ALGOS])
+    algos: list[str] = field(default_factory=lambda: [algo for algo in ALGOS if algo not in FAMILY_BUDGET_FILES])
     """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO), ppo (SB3's PPO), sb3_npg (our NPG,
-    with the TRPO file's entry), and for tasks with action masks sb3_trpo_mask (our MaskableTRPO) and maskable_ppo
-    (sb3-contrib's MaskablePPO)"""
+    with the TRPO file's entry); for tasks with action masks sb3_trpo_mask (our MaskableTRPO) and maskable_ppo
+    (sb3-contrib's MaskablePPO); for memory tasks sb3_trpo_lstm (our RecurrentTRPO) and recurrent_ppo (sb3-contrib's
+    RecurrentPPO)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """random seeds"""
     trpo_config: str = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
@@ -90,6 +98,10 @@ class Args:
     """hyperparameter file of MaskableTRPO (and the budget when only maskable algorithms run)"""
     maskable_ppo_config: str = str(REPO_ROOT / "benchmarks" / "configs" / "maskable_ppo.yml")
     """hyperparameter file of MaskablePPO (the RL Zoo has none)"""
+    trpo_lstm_config: str = str(REPO_ROOT / "zoo_configs" / "trpo_lstm.yml")
+    """hyperparameter file of RecurrentTRPO (and the budget when only recurrent algorithms run)"""
+    recurrent_ppo_config: str = RL_ZOO
+    """hyperparameter file of RecurrentPPO; rl_zoo: the RL Zoo's own hyperparams/ppo_lstm.yml"""
     budget_scale: float = 1.0
     """multiply every budget (the TRPO file's n_timesteps) by this factor, for quick checks"""
     n_timesteps: int = 0
@@ -200,8 +212,13 @@ def algo_config(args: Args, algo: str) -> str:
     :param algo: one of ``ALGOS``
     :return: the hyperparameter file of ``algo``
     """
-    files = {"ppo": config_path(args.ppo_config, "ppo"), "sb3_trpo_mask": args.trpo_mask_config}
-    files["maskable_ppo"] = args.maskable_ppo_config
+    files = {
+        "ppo": config_path(args.ppo_config, "ppo"),
+        "sb3_trpo_mask": args.trpo_mask_config,
+        "maskable_ppo": args.maskable_ppo_config,
+        "sb3_trpo_lstm": args.trpo_lstm_config,
+        "recurrent_ppo": config_path(args.recurrent_ppo_config, "ppo_lstm"),
+    }
     return files.get(algo, config_path(args.trpo_config, "trpo"))
 
 
@@ -210,12 +227,13 @@ def run_budget(args: Args, env_id: str) -> int:
     :param args: the benchmark's arguments
     :param env_id: environment id
     :return: the number of training steps of every algorithm on ``env_id``: the TRPO file's ``n_timesteps`` (the
-        MaskableTRPO file's when only maskable algorithms run)
+        MaskableTRPO or RecurrentTRPO file's when only that family's algorithms run)
     """
     if args.n_timesteps > 0:
         return args.n_timesteps
-    only_maskable = all(algo in MASKABLE_ALGOS for algo in args.algos)
-    _, entry = select_entry(algo_config(args, "sb3_trpo_mask" if only_maskable else "sb3_trpo"), env_id)
+    families = {FAMILY_BUDGET_FILES.get(algo, "trpo_config") for algo in args.algos}
+    budget_file = getattr(args, families.pop()) if len(families) == 1 else args.trpo_config
+    _, entry = select_entry(config_path(budget_file, "trpo"), env_id)
     return max(1, round(float(entry["n_timesteps"]) * args.budget_scale))
 
 
@@ -249,6 +267,14 @@ def algorithm_class(algo: str) -> type:
         from sb3_contrib import MaskablePPO
 
         return MaskablePPO
+    if algo == "sb3_trpo_lstm":
+        from sb3_trpo import RecurrentTRPO
+
+        return RecurrentTRPO
+    if algo == "recurrent_ppo":
+        from sb3_contrib import RecurrentPPO
+
+        return RecurrentPPO
     from stable_baselines3 import PPO
 
     return PPO
@@ -443,7 +469,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         # The Zoo's experiment manager does the parsing: schedules, policy_kwargs, normalize, wrappers, frame stack
         manager = ExperimentManager(
             argparse.Namespace(),
-            "ppo" if algo in ("ppo", "maskable_ppo") else "trpo",
+            {"ppo": "ppo", "maskable_ppo": "ppo", "recurrent_ppo": "ppo_lstm"}.get(algo, "trpo"),
             env_id,
             log_folder,
             n_timesteps=budget,

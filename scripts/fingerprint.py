@@ -1,13 +1,13 @@
 """
 The numerical fingerprint of sb3_trpo's algorithms: what a result record measured, in a few numbers.
 
-For each algorithm (TRPO, NPG, MaskableTRPO), a short digest of the policy's parameters after a few updates from a
-fixed seed on two fixed tasks (Pendulum-v1 for Gaussian actions, CartPole-v1 for categorical ones; for MaskableTRPO
-the masked InvalidActionsDiscrete-v0 and MaskedTaxi-v4), on one torch thread: the parameters projected on four fixed
-random directions per task. A record whose fingerprint differs from the current code's beyond float tolerance
-(``RTOL``) measured another algorithm: it is stale. A refactor keeps the fingerprint bit
-for bit; a rounding-level change (another CPU's vector kernels, a reordered sum) moves it by about 1e-6 relative and
-keeps the records; a change of the update or of the collection moves it by far more.
+For each algorithm (TRPO, NPG, MaskableTRPO, RecurrentTRPO), a short digest of the policy's parameters after a few
+updates from a fixed seed on two fixed tasks (Pendulum-v1 for Gaussian actions, CartPole-v1 for categorical ones; for
+MaskableTRPO the masked InvalidActionsDiscrete-v0 and MaskedTaxi-v4, for RecurrentTRPO PendulumNoVel-v1 and
+CartPoleNoVel-v1), on one torch thread: the parameters projected on four fixed random directions per task. A record
+whose fingerprint differs from the current code's beyond float tolerance (``RTOL``) measured another algorithm: it is
+stale. A refactor keeps the fingerprint bit for bit; a rounding-level change (another CPU's vector kernels, a reordered
+sum) moves it by about 1e-6 relative and keeps the records; a change of the update or of the collection moves it by far more.
 
     python scripts/fingerprint.py                      # the current code's fingerprints, as JSON
     python scripts/fingerprint.py --backfill FILE...   # add the fingerprint of each record's commit where it lacks one
@@ -30,10 +30,13 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: benchmark algorithm -> class name in sb3_trpo
-ALGORITHMS = {"sb3_trpo": "TRPO", "sb3_npg": "NPG", "sb3_trpo_mask": "MaskableTRPO"}
+ALGORITHMS = {"sb3_trpo": "TRPO", "sb3_npg": "NPG", "sb3_trpo_mask": "MaskableTRPO", "sb3_trpo_lstm": "RecurrentTRPO"}
 TASKS = ("Pendulum-v1", "CartPole-v1")
-#: MaskableTRPO's tasks: masked ones (sb3_trpo.envs)
-MASKED_TASKS = ("InvalidActionsDiscrete-v0", "MaskedTaxi-v4")
+#: MaskableTRPO's tasks: masked ones (sb3_trpo.envs); RecurrentTRPO's: memory ones (rl_zoo3 registers them)
+FAMILY_TASKS = {
+    "sb3_trpo_mask": ("InvalidActionsDiscrete-v0", "MaskedTaxi-v4"),
+    "sb3_trpo_lstm": ("PendulumNoVel-v1", "CartPoleNoVel-v1"),
+}
 N_UPDATES = 3
 N_PROJECTIONS = 4
 TARGET_KL = 0.2
@@ -47,18 +50,26 @@ def fingerprint(algo: str) -> list[float]:
     :return: ``N_PROJECTIONS`` numbers per task: the parameters after ``N_UPDATES`` updates, projected on fixed
         random unit directions
     """
+    import rl_zoo3.import_envs  # noqa: F401 (registers the memory tasks)
     import torch as th
 
     import sb3_trpo
-    import sb3_trpo.envs
+    import sb3_trpo.envs  # (registers the masked tasks; sb3_trpo.envs is also used above as a name)
 
     th.set_num_threads(1)
     algorithm = getattr(sb3_trpo, ALGORITHMS[algo])
     values: list[float] = []
-    for env_id in MASKED_TASKS if algo == "sb3_trpo_mask" else TASKS:
+    recurrent = algo == "sb3_trpo_lstm"
+    for env_id in FAMILY_TASKS.get(algo, TASKS):
         # A radius large enough that TRPO's line search backtracks: its fingerprint then differs from NPG's
         model = algorithm(
-            "MlpPolicy", env_id, n_steps=256, batch_size=64, target_kl=TARGET_KL, policy_kwargs=dict(net_arch=[16]), seed=0
+            "MlpLstmPolicy" if recurrent else "MlpPolicy",
+            env_id,
+            n_steps=256,
+            batch_size=64,
+            target_kl=TARGET_KL,
+            policy_kwargs=dict(net_arch=[16], lstm_hidden_size=8) if recurrent else dict(net_arch=[16]),
+            seed=0,
         )
         model.learn(256 * N_UPDATES)
         flat = np.concatenate([param.detach().cpu().numpy().ravel() for param in model.policy.parameters()])

@@ -339,3 +339,18 @@ def test_masked_benchmark_runs_maskable_trpo_and_maskable_ppo_under_masks(tmp_pa
     args = benchmark.parse_args(["--algos", "sb3_trpo_mask", "--envs", "MaskedTaxi-v4"])
     assert benchmark.run_budget(args, "MaskedTaxi-v4") == 500_000
     assert "sb3_trpo_mask" not in benchmark.parse_args([]).algos
+
+
+def test_recurrent_family_reads_its_own_files_and_budget():
+    benchmark = load_script("benchmark")
+    args = benchmark.parse_args(["--algos", "sb3_trpo_lstm", "recurrent_ppo", "--envs", "CartPoleNoVel-v1"])
+    assert Path(benchmark.algo_config(args, "sb3_trpo_lstm")).name == "trpo_lstm.yml"
+    assert Path(benchmark.algo_config(args, "recurrent_ppo")).name == "ppo_lstm.yml"  # the RL Zoo's RecurrentPPO file
+    assert benchmark.run_budget(args, "CartPoleNoVel-v1") == 100_000
+    assert benchmark.algorithm_class("sb3_trpo_lstm").__name__ == "RecurrentTRPO"
+    assert benchmark.algorithm_class("recurrent_ppo").__name__ == "RecurrentPPO"
+    # Mixed families: the TRPO file's budget
+    mixed = benchmark.parse_args(["--algos", "sb3_trpo", "sb3_trpo_lstm"])
+    assert benchmark.run_budget(mixed, "CartPole-v1") == 100_000
+    fingerprint = load_script("fingerprint")
+    assert fingerprint.ALGORITHMS["sb3_trpo_lstm"] == "RecurrentTRPO"
