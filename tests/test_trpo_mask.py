@@ -354,3 +354,22 @@ def test_invalid_arguments_are_named() -> None:
         MaskableTRPO("MlpPolicy", env, target_kl=0.0)
     with pytest.raises(AssertionError, match="only supports"):
         MaskableTRPO("MlpPolicy", "Pendulum-v1")
+
+
+def test_cnn_policy_on_images() -> None:
+    # FakeImageEnv's Discrete actions under a fixed mask (ActionMasker): the masked action is never taken
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    image_env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1)
+    valid = np.isin(np.arange(image_env.action_space.n), [0, 2])
+    env = ActionMasker(image_env, lambda _: valid)
+    model = MaskableTRPO(
+        "CnnPolicy",
+        env,
+        n_steps=32,
+        batch_size=32,
+        seed=0,
+        policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16)),
+    )
+    model.learn(64)
+    assert set(np.unique(model.rollout_buffer.actions)) == {0.0, 2.0}

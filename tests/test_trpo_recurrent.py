@@ -280,3 +280,14 @@ def test_memory_beats_no_memory_on_cartpole_without_velocities() -> None:
             returns.append(evaluate_policy(model, make_vec_env("CartPoleNoVel-v1", n_envs=1, seed=100 + seed), 10)[0])
         scores[name] = float(np.mean(returns))
     assert scores["lstm"] > scores["mlp"] + 50, scores
+
+
+def test_cnn_lstm_policy_on_images() -> None:
+    from stable_baselines3.common.envs import FakeImageEnv
+
+    env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1, discrete=False)
+    kwargs = dict(lstm_hidden_size=8, features_extractor_kwargs=dict(features_dim=16))
+    model = RecurrentTRPO("CnnLstmPolicy", env, n_steps=32, batch_size=32, seed=0, policy_kwargs=kwargs)
+    before = get_flat_params(model.actor_params).clone()
+    model.learn(64)
+    assert not th.equal(get_flat_params(model.actor_params), before)
