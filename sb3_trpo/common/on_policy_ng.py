@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo.common.critic import fast_value_regression, fused_adam_step
+from sb3_trpo.common.distributed import DataParallel
 from sb3_trpo.common.fisher import (
     distribution_fisher_vector_product,
     mlp_fisher_vector_product,
@@ -185,6 +186,14 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction instead of zero
         (one more Fisher product to start, often fewer iterations; ``train/cg_iterations`` shows it). The direction is
         saved with the model. Default: False.
+    :param data_parallel: Whether this process is one rank of a data-parallel job over the initialized
+        ``torch.distributed`` process group (:mod:`sb3_trpo.common.distributed`): each rank collects its own rollouts
+        (seeded ``seed + rank``), starts from rank 0's weights, and every mean of the update (advantage statistics,
+        gradient, Fisher products, line-search checks, critic gradients) is averaged over the ranks, so the parameters
+        stay identical on every rank. ``learn(total_timesteps)`` counts the steps of all ranks (``num_timesteps`` is
+        this rank's); only rank 0 prints, writes tensorboard logs and shows the progress bar. Every rank needs the same
+        ``n_steps * n_envs``. Not saved with the model (pass it to ``load`` to resume a data-parallel job).
+        Default: False.
     """
 
     fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
@@ -236,6 +245,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         ent_coef: float = 0.0,
         adaptive_kl: bool = False,
         cg_warm_start: bool = False,
+        data_parallel: bool = False,
     ):
         check_range("fisher_product", fisher_product, fisher_product in self.fisher_products, f"one of {self.fisher_products}")
         # New checks raise ValueError naming the argument (before any env is built)
@@ -249,6 +259,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         check_range("ent_coef", ent_coef, is_number and math.isfinite(ent_coef) and ent_coef >= 0, "a finite number >= 0")
         check_range("adaptive_kl", adaptive_kl, _is_bool(adaptive_kl), "True or False")
         check_range("cg_warm_start", cg_warm_start, _is_bool(cg_warm_start), "True or False")
+        check_range("data_parallel", data_parallel, _is_bool(data_parallel), "True or False")
+        # Data-parallel training (sb3_trpo.common.distributed): set up in _setup_model, which needs the process group
+        self.data_parallel = bool(data_parallel)
+        self._data_parallel: DataParallel | None = None
 
         super().__init__(
             policy,
@@ -338,7 +352,14 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         # OnPolicyAlgorithm._setup_model, step for step, with the policy's constructor arguments and the rollout buffer
         # from the two hooks above (so that the maskable and recurrent variants build their own)
         self._setup_lr_schedule()
-        self.set_random_seed(self.seed)
+        seed = self.seed
+        self._data_parallel = DataParallel(self.device) if self.data_parallel else None
+        if self._data_parallel is not None:
+            # Each rank its own envs and draws; rank 0 alone reports
+            seed = None if seed is None else seed + self._data_parallel.rank
+            if self._data_parallel.rank > 0:
+                self.verbose, self.tensorboard_log = 0, None
+        self.set_random_seed(seed)
         if self.rollout_buffer_class is None:
             dict_observations = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = DictRolloutBuffer if dict_observations else RolloutBuffer
@@ -350,6 +371,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             **self.policy_kwargs,
         )
         self.policy = self.policy.to(self.device)
+        if self._data_parallel is not None:
+            # Every rank starts from rank 0's weights
+            self._data_parallel.broadcast_parameters(self.policy)
         self.rollout_buffer = self._make_rollout_buffer()
         # Warn when not using CPU with MlpPolicy
         self._maybe_recommend_cpu()
@@ -382,6 +406,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     # Attributes rebuilt by `_setup_model` from the policy: never pickled (they are views of the policy's tensors)
     _derived_attributes: ClassVar[tuple[str, ...]] = (
+        "_data_parallel",
         "actor_params",
         "critic_params",
         "_critic_extractor",
@@ -390,7 +415,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *self._derived_attributes, "_cg_previous_direction"]
+        return [*super()._excluded_save_params(), *self._derived_attributes, "_cg_previous_direction", "data_parallel"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, torch_variables = super()._get_torch_save_params()
@@ -447,7 +472,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             # Convert discrete action from float to long
             rollout_data = rollout_data._replace(actions=rollout_data.actions.long().flatten())
         if self.normalize_advantage:
-            rollout_data = rollout_data._replace(advantages=normalize_advantages(rollout_data.advantages))
+            # (with data_parallel, by the mean and std of all ranks' advantages)
+            normalize = normalize_advantages if self._data_parallel is None else self._data_parallel.normalize
+            rollout_data = rollout_data._replace(advantages=normalize(rollout_data.advantages))
         return rollout_data
 
     def _objective(
@@ -475,7 +502,11 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         old_log_prob = distribution.log_prob(batch.actions).detach()
         objective = self._objective(distribution, batch.actions, old_log_prob, batch.advantages)
         gradient = flat_grad(objective, self.actor_params, retain_graph=True)
-        return PolicyObjective(old_distribution, distribution, old_log_prob, float(objective.detach()), gradient)
+        value = float(objective.detach())
+        if self._data_parallel is not None:
+            # The gradient and objective of all ranks' samples
+            gradient, (value,) = self._data_parallel.mean(gradient), self._data_parallel.mean_values(value)
+        return PolicyObjective(old_distribution, distribution, old_log_prob, value, gradient)
 
     def _policy_terms(
         self, batch: RolloutBufferSamples, old_log_prob: th.Tensor, old_dist: Distribution
@@ -524,7 +555,25 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution
     ) -> FisherVectorProduct:
         """
-        The damped Fisher-vector product of this update, ``v -> (F + cg_damping * I) v``.
+        The damped Fisher-vector product of this update, ``v -> (F + cg_damping * I) v`` (with data_parallel, of all
+        ranks' samples: each product is averaged over the ranks).
+
+        :param batch: the whole rollout (every ``sub_sampling_factor``-th sample is used)
+        :param distribution: ``pi_theta`` on the whole batch, with its graph
+        :param old_dist: its detached snapshot ``pi_old``
+        :return: the product, on flat vectors over the actor parameters
+        """
+        fvp = self._batch_fisher_vector_product(batch, distribution, old_dist)
+        data_parallel = self._data_parallel
+        if data_parallel is None:
+            return fvp
+        return lambda vector: data_parallel.mean(fvp(vector))
+
+    def _batch_fisher_vector_product(
+        self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution
+    ) -> FisherVectorProduct:
+        """
+        The damped Fisher-vector product on this process's batch, ``v -> (F + cg_damping * I) v``.
 
         :param batch: the whole rollout (every ``sub_sampling_factor``-th sample is used)
         :param distribution: ``pi_theta`` on the whole batch, with its graph
@@ -608,6 +657,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             set_flat_params(params, old_flat + fraction * full_step)
             with th.no_grad():
                 new_objective, new_kl = self._policy_terms(batch, objective.old_log_prob, objective.old_distribution)
+            if self._data_parallel is not None:
+                # The candidate's objective and KL over all ranks' samples
+                return self._data_parallel.mean_values(float(new_objective), float(new_kl))  # type: ignore[return-value]
             return float(new_objective), float(new_kl)
 
         try:
@@ -664,6 +716,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     value_loss = loss.item()
+                value_loss = self._reduce_critic_gradients(value_loss)
                 if not math.isfinite(value_loss):
                     n_skipped += 1
                     continue
@@ -675,6 +728,18 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                 value_losses.append(value_loss)
         mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
         return mean_loss, n_skipped
+
+    def _reduce_critic_gradients(self, value_loss: float) -> float:
+        """
+        With data_parallel, average the critic's gradients (and the minibatch's loss) over the ranks, in place; else
+        nothing.
+
+        :param value_loss: this rank's loss of the minibatch
+        :return: the loss over all ranks (not finite when any rank's is not, so that all skip the step or none)
+        """
+        if self._data_parallel is None:
+            return value_loss
+        return self._data_parallel.mean_gradients(self.critic_params, value_loss)
 
     def train(self) -> None:
         """
@@ -777,8 +842,12 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     ) -> SelfNaturalGradientAlgorithm:
         """
         SB3's ``learn``, same arguments; the tensorboard run is named after the algorithm (``TRPO``, ``NPG``) unless
-        ``tb_log_name`` is given.
+        ``tb_log_name`` is given. With data_parallel, ``total_timesteps`` counts the steps of all ranks (each rank takes
+        its share) and only rank 0 shows the progress bar.
         """
+        if self._data_parallel is not None:
+            total_timesteps = math.ceil(total_timesteps / self._data_parallel.world_size)
+            progress_bar = progress_bar and self._data_parallel.rank == 0
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,

@@ -102,6 +102,7 @@ class TRPO(NaturalGradientAlgorithm):
         ent_coef: float = 0.0,
         adaptive_kl: bool = False,
         cg_warm_start: bool = False,
+        data_parallel: bool = False,
     ):
         shrink = line_search_shrinking_factor
         check_range("line_search_shrinking_factor", shrink, 0 < shrink < 1, "in the open interval (0, 1)")
@@ -138,6 +139,7 @@ class TRPO(NaturalGradientAlgorithm):
             ent_coef=ent_coef,
             adaptive_kl=adaptive_kl,
             cg_warm_start=cg_warm_start,
+            data_parallel=data_parallel,
         )
 
     def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:

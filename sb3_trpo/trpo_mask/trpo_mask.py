@@ -150,6 +150,7 @@ class MaskableTRPO(TRPO):
         ent_coef: float = 0.0,
         adaptive_kl: bool = False,
         cg_warm_start: bool = False,
+        data_parallel: bool = False,
     ):
         if rollout_buffer_class is not None:
             is_maskable = isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, MASKABLE_BUFFERS)
@@ -191,6 +192,7 @@ class MaskableTRPO(TRPO):
             ent_coef=ent_coef,
             adaptive_kl=adaptive_kl,
             cg_warm_start=cg_warm_start,
+            data_parallel=data_parallel,
         )
 
     def _setup_model(self) -> None:

@@ -156,11 +156,12 @@ class RecurrentTRPO(TRPO):
                 loss = F.mse_loss(minibatch.returns[real], values.flatten()[real])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if not math.isfinite(loss.item()):
+                value_loss = self._reduce_critic_gradients(loss.item())
+                if not math.isfinite(value_loss):
                     n_skipped += 1
                     continue
                 optimizer.step()
-                value_losses.append(loss.item())
+                value_losses.append(value_loss)
         mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
         return mean_loss, n_skipped
 

@@ -1,0 +1,124 @@
+"""Data-parallel training on torch.distributed: 2 gloo ranks over loopback against 1 process on the whole batch."""
+
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+
+from sb3_trpo import NPG, TRPO
+from sb3_trpo.common.natural_gradient import get_flat_params
+
+N_STEPS = 64
+SETTINGS = dict(n_steps=N_STEPS, n_critic_updates=3, policy_kwargs=dict(net_arch=[16]), seed=0, target_kl=0.05)
+BUFFER_ARRAYS = ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages", "returns")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _init(rank: int, port: int) -> None:
+    th.set_num_threads(1)
+    init_method = f"tcp://127.0.0.1:{port}"
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2, timeout=timedelta(seconds=120))
+
+
+def _one_update_on_half_the_batch(rank: int, port: int, folder: str) -> None:
+    # Rank r holds env column r of the reference rollout, starts from the reference's weights, and updates once
+    _init(rank, port)
+    try:
+        model = TRPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1), batch_size=N_STEPS, data_parallel=True, **SETTINGS)
+        model.policy.load_state_dict(th.load(Path(folder) / "initial.pt"))
+        data = np.load(Path(folder) / "rollout.npz")
+        buffer = model.rollout_buffer
+        for name in BUFFER_ARRAYS:
+            getattr(buffer, name)[:] = data[name][:, rank : rank + 1]
+        buffer.pos, buffer.full, buffer.generator_ready = N_STEPS, True, False
+        model._logger = None  # type: ignore[assignment]
+        from stable_baselines3.common.logger import configure
+
+        model.set_logger(configure(None, []))
+        model.train()
+        np.save(Path(folder) / f"after_{rank}.npy", get_flat_params(list(model.policy.parameters())).numpy())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_one_update_on_two_ranks_holding_halves_equals_one_process_on_the_whole_batch(tmp_path: Path) -> None:
+    # Reference: one process, 2 envs, one rollout, one update (critic minibatches: the whole batch, so that the
+    # two ranks' minibatches are its halves)
+    reference = TRPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), batch_size=2 * N_STEPS, **SETTINGS)
+    th.save(reference.policy.state_dict(), tmp_path / "initial.pt")
+    _, callback = reference._setup_learn(2 * N_STEPS)
+    assert reference.collect_rollouts(reference.env, callback, reference.rollout_buffer, N_STEPS)
+    buffer = reference.rollout_buffer
+    np.savez(tmp_path / "rollout.npz", **{name: getattr(buffer, name) for name in BUFFER_ARRAYS})
+    before = get_flat_params(list(reference.policy.parameters())).clone()
+    reference.train()
+    expected = get_flat_params(list(reference.policy.parameters())).numpy()
+
+    mp.spawn(_one_update_on_half_the_batch, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [np.load(tmp_path / f"after_{rank}.npy") for rank in range(2)]
+    assert np.array_equal(ranks[0], ranks[1]), "the ranks' parameters differ"
+    assert not np.allclose(expected, before.numpy()), "the update should move the parameters"
+    np.testing.assert_allclose(ranks[0], expected, rtol=1e-4, atol=1e-6)
+
+
+class _SameParametersOnEveryRank(BaseCallback):
+    """After every update (at each rollout's start), all ranks hold bit-identical parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n_checked = 0
+
+    def _on_rollout_start(self) -> None:
+        flat = get_flat_params(list(self.model.policy.parameters()))
+        gathered = [th.empty_like(flat) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, flat)
+        assert all(th.equal(gathered[0], other) for other in gathered[1:])
+        self.n_checked += 1
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
+    _init(rank, port)
+    try:
+        algorithm = {"trpo": TRPO, "npg": NPG}[algo]
+        model = algorithm("MlpPolicy", "CartPole-v1", batch_size=32, data_parallel=True, verbose=1, **SETTINGS)
+        check = _SameParametersOnEveryRank()
+        model.learn(4 * N_STEPS * 2, callback=check)  # all ranks' steps: 4 rollouts of 64 steps per rank
+        # Same rollouts? No: each rank its own envs (seed + rank), so the observations differ
+        first = th.as_tensor(model.rollout_buffer.observations[0]).flatten()
+        gathered = [th.empty_like(first) for _ in range(2)]
+        dist.all_gather(gathered, first)
+        assert not th.equal(gathered[0], gathered[1])
+        assert model.num_timesteps == 4 * N_STEPS and check.n_checked == 4
+        # Only rank 0 reports
+        assert model.verbose == (1 if rank == 0 else 0)
+        (Path(folder) / f"ok_{algo}_{rank}").write_text("ok")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("algo", ["trpo", "npg"])
+def test_parameters_stay_identical_on_every_rank_and_the_budget_counts_all_ranks(algo: str, tmp_path: Path) -> None:
+    mp.spawn(_learn_on_two_ranks, args=(_free_port(), str(tmp_path), algo), nprocs=2, join=True)
+    assert all((tmp_path / f"ok_{algo}_{rank}").exists() for rank in range(2))
+
+
+def test_data_parallel_needs_a_process_group() -> None:
+    with pytest.raises(RuntimeError, match=r"data_parallel=True needs an initialized torch\.distributed process group"):
+        TRPO("MlpPolicy", "CartPole-v1", data_parallel=True)
+    with pytest.raises(ValueError, match="`data_parallel`"):
+        TRPO("MlpPolicy", "CartPole-v1", data_parallel="yes")  # type: ignore[arg-type]
