@@ -122,3 +122,58 @@ def test_data_parallel_needs_a_process_group() -> None:
         TRPO("MlpPolicy", "CartPole-v1", data_parallel=True)
     with pytest.raises(ValueError, match="`data_parallel`"):
         TRPO("MlpPolicy", "CartPole-v1", data_parallel="yes")  # type: ignore[arg-type]
+
+
+def test_moments_added_recovers_the_data_a_running_mean_std_took_in() -> None:
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
+
+    from sb3_trpo.common.distributed import Moments, moments_added
+
+    rng = np.random.default_rng(0)
+    rms = RunningMeanStd(shape=(3,))
+    rms.update(rng.normal(2.0, 3.0, size=(50, 3)))
+    before = Moments(rms.mean.copy(), rms.var.copy(), rms.count)
+    added = [rng.normal(-1.0, 0.5, size=(7, 3)) for _ in range(5)]  # several batches, one after the other
+    for batch in added:
+        rms.update(batch)
+    moments = moments_added(before, Moments(rms.mean.copy(), rms.var.copy(), rms.count))
+    union = np.concatenate(added)
+    assert moments.n == pytest.approx(35)
+    np.testing.assert_allclose(moments.mean, union.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(moments.var, union.var(axis=0), rtol=1e-7)
+
+
+def _normalized_learn_on_two_ranks(rank: int, port: int, folder: str) -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    _init(rank, port)
+    try:
+        env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1))
+        model = TRPO("MlpPolicy", env, batch_size=N_STEPS, data_parallel=True, **SETTINGS)
+        # Record every raw observation and reward this rank's VecNormalize takes in
+        seen_obs, seen_returns = [], []
+        update_obs, update_ret = env.obs_rms.update, env.ret_rms.update
+        env.obs_rms.update = lambda batch: (seen_obs.append(np.array(batch)), update_obs(batch))[1]  # type: ignore[method-assign]
+        env.ret_rms.update = lambda batch: (seen_returns.append(np.array(batch)), update_ret(batch))[1]  # type: ignore[method-assign]
+        model.learn(2 * N_STEPS * 2)
+        model._data_parallel.share_running_statistics(model.env)  # the last rollout's data too
+        np.savez(
+            Path(folder) / f"stats_{rank}.npz",
+            mean=env.obs_rms.mean, var=env.obs_rms.var, count=env.obs_rms.count, ret_mean=env.ret_rms.mean,
+            seen=np.concatenate(seen_obs),
+        )  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+
+
+def test_vec_normalize_statistics_are_those_of_all_ranks_data(tmp_path: Path) -> None:
+    mp.spawn(_normalized_learn_on_two_ranks, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    stats = [np.load(tmp_path / f"stats_{rank}.npz") for rank in range(2)]
+    for key in ("mean", "var", "count", "ret_mean"):
+        assert np.array_equal(stats[0][key], stats[1][key]), key
+    # The observations of both ranks, merged into the initial statistics (mean 0, var 1, count 1e-4)
+    union = np.concatenate([stats[0]["seen"], stats[1]["seen"]])
+    assert not np.allclose(stats[0]["seen"][:5], stats[1]["seen"][:5]), "each rank has its own envs"
+    assert float(stats[0]["count"]) == pytest.approx(len(union) + 1e-4)
+    np.testing.assert_allclose(stats[0]["mean"], union.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats[0]["var"], union.var(axis=0), rtol=1e-3)

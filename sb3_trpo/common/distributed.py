@@ -13,17 +13,70 @@ parameters stay bit for bit equal everywhere. :class:`DataParallel` holds the co
 - the objective and KL of each line-search candidate (:meth:`DataParallel.mean_values`);
 - the critic's gradients of each minibatch, with its loss so that a minibatch is skipped on all ranks or on none
   (:meth:`DataParallel.mean_gradients`);
-- the initial parameters (:meth:`DataParallel.broadcast_parameters`, from rank 0).
+- the initial parameters (:meth:`DataParallel.broadcast_parameters`, from rank 0);
+- ``VecNormalize``'s running statistics (:meth:`DataParallel.share_running_statistics`): each rank's observations
+  and returns since the last update, merged, so that every rank normalizes with the statistics of all ranks' data.
 
 The process group is the user's (``torch.distributed.init_process_group``, e.g. under ``torchrun``); its timeout
 bounds how long a rank waits for a dead or hung peer before raising.
 """
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
+import numpy as np
 import torch as th
 import torch.distributed as dist
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_wrapper
 from torch import nn
+
+
+class Moments(NamedTuple):
+    """Mean, (population) variance and count of some data, as SB3's ``RunningMeanStd`` keeps them."""
+
+    mean: np.ndarray
+    var: np.ndarray
+    n: float
+
+
+def moments_added(before: Moments, after: Moments) -> Moments:
+    """
+    The moments of the data a ``RunningMeanStd`` took in between two of its states.
+
+    ``RunningMeanStd.update_from_moments`` merges a batch into the running moments exactly (the parallel-variance
+    formula); this inverts it: with ``m = after.n - before.n`` and ``delta = (after.mean - before.mean) * after.n / m``,
+    the data's mean is ``before.mean + delta`` and its sum of squared deviations is
+    ``after.var * after.n - before.var * before.n - delta^2 * before.n * m / after.n``. (Several
+    batches taken in one after the other are one batch: the formula is exact for their union.)
+
+    :param before: the statistics at the last synchronization
+    :param after: the statistics now
+    :return: the moments of the data taken in since (count 0: none)
+    """
+    count = after.n - before.n
+    if count <= 0:
+        return Moments(np.zeros_like(after.mean), np.zeros_like(after.var), 0.0)
+    delta = (after.mean - before.mean) * after.n / count
+    squares = after.var * after.n - before.var * before.n - delta * delta * before.n * count / after.n
+    return Moments(before.mean + delta, np.maximum(squares, 0.0) / count, count)
+
+
+def _moments(rms: RunningMeanStd) -> Moments:
+    return Moments(np.array(rms.mean, dtype=np.float64), np.array(rms.var, dtype=np.float64), float(rms.count))
+
+
+def _running_stats(env: VecEnv | None) -> dict[str, RunningMeanStd]:
+    # VecNormalize's running statistics by name (obs_rms is a dict of them for Dict observations), or none
+    vec_normalize = unwrap_vec_wrapper(env, VecNormalize) if env is not None else None
+    if not isinstance(vec_normalize, VecNormalize):
+        return {}
+    stats: dict[str, RunningMeanStd] = {"ret_rms": vec_normalize.ret_rms}
+    if isinstance(vec_normalize.obs_rms, dict):
+        stats.update({f"obs_rms/{key}": rms for key, rms in vec_normalize.obs_rms.items()})
+    elif vec_normalize.obs_rms is not None:
+        stats["obs_rms"] = vec_normalize.obs_rms
+    return stats
 
 
 class DataParallel:
@@ -43,6 +96,8 @@ class DataParallel:
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.device = device
+        # VecNormalize's statistics at the last synchronization (the same on every rank), by name
+        self._shared_moments: dict[str, Moments] = {}
 
     def mean(self, tensor: th.Tensor) -> th.Tensor:
         """
@@ -109,3 +164,33 @@ class DataParallel:
         with th.no_grad():
             for tensor in [*module.parameters(), *module.buffers()]:
                 dist.broadcast(tensor.data, src=0)
+
+    def share_running_statistics(self, env: VecEnv | None) -> None:
+        """
+        Give every rank the ``VecNormalize`` statistics of all ranks' data (no-op without ``VecNormalize``).
+
+        Each rank's data since the last synchronization (:func:`moments_added`) is merged over the ranks and into the
+        statistics shared then, on every rank alike. The first call only records the statistics to start from (the
+        same on every rank: fresh, or loaded from the same file).
+
+        :param env: the training env (VecNormalize anywhere in its wrappers)
+        """
+        for name, rms in _running_stats(env).items():
+            current = _moments(rms)
+            shared = self._shared_moments.get(name)
+            if shared is None:
+                self._shared_moments[name] = current
+                continue
+            added = moments_added(shared, current)
+            # Sum over the ranks of count, count * mean and count * (var + mean^2), in one collective
+            moments = [added.n * added.mean.ravel(), added.n * (added.var + added.mean**2).ravel()]
+            flat = np.concatenate([[added.n], *moments])
+            totals = self.mean(th.as_tensor(flat, dtype=th.float64, device=self.device)).cpu().numpy() * self.world_size
+            size = added.mean.size
+            count = float(totals[0])
+            rms.mean, rms.var, rms.count = shared.mean.copy(), shared.var.copy(), shared.n
+            if count > 0:
+                mean = totals[1 : 1 + size] / count
+                var = np.maximum(totals[1 + size :] / count - mean * mean, 0.0)
+                rms.update_from_moments(mean.reshape(shared.mean.shape), var.reshape(shared.var.shape), count)
+            self._shared_moments[name] = _moments(rms)

@@ -750,6 +750,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         self._update_learning_rate(self.policy.optimizer)
         # Refuse NaN / inf from the environment before anything is updated with it
         check_finite_rollout(self.rollout_buffer)
+        # With data_parallel: VecNormalize's statistics of all ranks' data, on every rank
+        if self._data_parallel is not None:
+            self._data_parallel.share_running_statistics(self.env)
 
         # 1. The whole rollout in one batch, GAE advantages normalized
         batch = self._policy_batch()
@@ -848,6 +851,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         if self._data_parallel is not None:
             total_timesteps = math.ceil(total_timesteps / self._data_parallel.world_size)
             progress_bar = progress_bar and self._data_parallel.rank == 0
+            # The VecNormalize statistics every rank starts from
+            self._data_parallel.share_running_statistics(self.env)
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
