@@ -3,6 +3,8 @@ Data-parallel training with the Python API: one process per rank, launched by to
 
     torchrun --standalone --nproc_per_node 2 scripts/train_data_parallel.py --env Pendulum-v1 -n 100000
     # several machines: on each, --nnodes N --node-rank I --rdzv-endpoint HOST:PORT instead of --standalone
+    # restarted after a failure, from the last checkpoint (saved every 5 updates):
+    torchrun --standalone --nproc_per_node 2 --max-restarts 3 scripts/train_data_parallel.py --checkpoint-dir ckpt
 
 Each rank collects its own rollouts (seed + rank) and the update averages every mean over the ranks
 (``data_parallel=True``, :mod:`sb3_trpo.common.distributed`), so all ranks hold the same parameters; rank 0 prints,
@@ -14,8 +16,10 @@ import os
 
 import torch as th
 import torch.distributed as dist
+from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
+from sb3_trpo.common.distributed import DataParallelCheckpoint, load_checkpoint
 from sb3_trpo.zoo import ALGORITHMS
 
 
@@ -27,6 +31,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--save", default="", help="where rank 0 saves the model (.zip); empty: not saved")
+    parser.add_argument("--checkpoint-dir", default="", help="checkpoint folder: saved to, and resumed from if present")
+    parser.add_argument("--checkpoint-every", type=int, default=5, help="updates between checkpoints")
     args = parser.parse_args()
 
     th.set_num_threads(1)
@@ -37,8 +43,19 @@ def main() -> None:
     dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
         algorithm = ALGORITHMS[args.algo]
-        model = algorithm("MlpPolicy", args.env, seed=args.seed, device=args.device, verbose=1, data_parallel=True)
-        model.learn(args.n_timesteps)
+        env = make_vec_env(args.env, n_envs=1)
+        callbacks = []
+        model = None
+        if args.checkpoint_dir:
+            callbacks.append(DataParallelCheckpoint(args.checkpoint_dir, args.checkpoint_every))
+            model = load_checkpoint(algorithm, args.checkpoint_dir, env, device=args.device)
+        if model is None:
+            model = algorithm("MlpPolicy", env, seed=args.seed, device=args.device, verbose=1, data_parallel=True)
+            model.learn(args.n_timesteps, callback=callbacks)
+        else:
+            # Resumed: the steps still to take, all ranks together
+            done = model.num_timesteps * dist.get_world_size()
+            model.learn(max(args.n_timesteps - done, 0), callback=callbacks, reset_num_timesteps=False)
         if dist.get_rank() == 0:
             mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=10)
             print(f"{dist.get_world_size()} ranks, {args.n_timesteps} steps in all: mean_reward={mean:.2f} +/- {std:.2f}")

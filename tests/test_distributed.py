@@ -1,6 +1,8 @@
 """Data-parallel training on torch.distributed: 2 gloo ranks over loopback against 1 process on the whole batch."""
 
+import os
 import socket
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,10 +28,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _init(rank: int, port: int) -> None:
+def _init(rank: int, port: int, timeout_s: int = 120) -> None:
     th.set_num_threads(1)
     init_method = f"tcp://127.0.0.1:{port}"
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2, timeout=timedelta(seconds=120))
+    timeout = timedelta(seconds=timeout_s)
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=2, timeout=timeout)
 
 
 def _one_update_on_half_the_batch(rank: int, port: int, folder: str) -> None:
@@ -177,3 +180,76 @@ def test_vec_normalize_statistics_are_those_of_all_ranks_data(tmp_path: Path) ->
     assert float(stats[0]["count"]) == pytest.approx(len(union) + 1e-4)
     np.testing.assert_allclose(stats[0]["mean"], union.mean(axis=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(stats[0]["var"], union.var(axis=0), rtol=1e-3)
+
+
+class _DieAtUpdate(BaseCallback):
+    """Rank 1 dies (as a killed process would) at the given update, after that update's checkpoint."""
+
+    def __init__(self, update: int) -> None:
+        super().__init__()
+        self.update = update
+
+    def _on_rollout_start(self) -> None:
+        if dist.get_rank() == 1 and self.model._n_updates == self.update:
+            os._exit(1)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _normalized_env():  # type: ignore[no-untyped-def]
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    return VecNormalize(make_vec_env("Pendulum-v1", n_envs=1))
+
+
+def _run_until_a_rank_dies(rank: int, port: int, folder: str) -> None:
+    from sb3_trpo.common.distributed import DataParallelCheckpoint
+
+    _init(rank, port, timeout_s=30)
+    model = TRPO("MlpPolicy", _normalized_env(), batch_size=N_STEPS, data_parallel=True, **SETTINGS)
+    callbacks = [DataParallelCheckpoint(Path(folder) / "checkpoint", every_n_updates=1), _DieAtUpdate(3)]
+    start = time.monotonic()
+    try:
+        model.learn(10 * N_STEPS * 2, callback=callbacks)
+    except Exception as error:  # rank 0: its peer is gone
+        (Path(folder) / "rank0_error.txt").write_text(f"{type(error).__name__} after {time.monotonic() - start:.0f} s")
+        raise
+
+
+def _resume(rank: int, port: int, folder: str) -> None:
+    from sb3_trpo.common.distributed import DataParallelCheckpoint, load_checkpoint
+
+    _init(rank, port)
+    try:
+        checkpoint = Path(folder) / "checkpoint"
+        model = load_checkpoint(TRPO, checkpoint, _normalized_env())
+        assert model is not None and model._n_updates == 3 and model.num_timesteps == 3 * N_STEPS
+        saved_rng = th.load(checkpoint / f"rng_rank{rank}.pt", weights_only=False)
+        assert th.equal(th.get_rng_state(), saved_rng["torch"])
+        assert model.get_env().obs_rms.count > 3 * N_STEPS  # VecNormalize's statistics came back (both ranks' data)
+        check = _SameParametersOnEveryRank()
+        # The remaining 3 updates (SB3's reset_num_timesteps=False adds the budget to the steps already taken)
+        model.learn(3 * N_STEPS * 2, reset_num_timesteps=False, callback=[check, DataParallelCheckpoint(checkpoint, 1)])
+        assert model.num_timesteps == 6 * N_STEPS and model._n_updates == 6 and check.n_checked == 3
+        (Path(folder) / f"resumed_{rank}").write_text("ok")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_dead_rank_stops_the_others_and_the_job_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    # Two processes joined one by one (mp.spawn would kill the survivor as soon as one rank fails)
+    context, port = mp.get_context("spawn"), _free_port()
+    processes = [context.Process(target=_run_until_a_rank_dies, args=(rank, port, str(tmp_path))) for rank in range(2)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=240)
+    assert [process.exitcode for process in processes] == [1, 1], "both ranks must stop with an error"
+    # The surviving rank raised (did not hang) within the process group's timeout
+    message = (tmp_path / "rank0_error.txt").read_text()
+    assert float(message.split(" after ")[1].split()[0]) < 60, message
+    checkpoint = TRPO.load(tmp_path / "checkpoint" / "model.zip")
+    assert checkpoint._n_updates == 3
+    mp.spawn(_resume, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert all((tmp_path / f"resumed_{rank}").exists() for rank in range(2))
