@@ -75,6 +75,7 @@ class TrainOptions:
     :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
     :param vec_env: ``--vec-env``: the Zoo's ``dummy`` or ``subproc``, or ``envpool`` (ours: EnvPool's envs)
     :param optimize: ``-optimize``/``--optimize-hyperparameters``: tune instead of train
+    :param device: ``--device`` (the Zoo's)
     """
 
     algo: str
@@ -87,6 +88,7 @@ class TrainOptions:
     final_eval_episodes: int
     vec_env: str = "dummy"
     optimize: bool = False
+    device: str = "auto"
 
 
 def _parse_overrides(values: Sequence[str]) -> dict[str, Any]:
@@ -119,6 +121,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     parser.add_argument("--final-eval-episodes", type=int, default=10)
     parser.add_argument("--vec-env", default="dummy")
     parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", dest="optimize")
+    parser.add_argument("--device", default="auto")
     namespace, _ = parser.parse_known_args(argv)
     if namespace.vec_env not in VEC_ENVS:
         raise CLIError(f"--vec-env must be one of {', '.join(VEC_ENVS)}, got {namespace.vec_env!r}")
@@ -147,6 +150,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         final_eval_episodes=namespace.final_eval_episodes,
         vec_env=namespace.vec_env,
         optimize=namespace.optimize,
+        device=namespace.device,
     )
     return options, zoo_argv
 
@@ -256,12 +260,38 @@ def train(argv: Sequence[str]) -> None:
                 "--vec-env envpool needs the optional package 'envpool'; install it with: pip install \"sb3_trpo[envpool]\"",
                 EXIT_MISSING_DEPENDENCY,
             ) from None
-    manager_class = zoo.experiment_manager_class(options.final_eval_episodes, options.vec_env)
+    # Under torchrun (WORLD_SIZE > 1): one rank of a data-parallel job (sb3_trpo.common.distributed)
+    rank = _init_data_parallel(options) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    manager_class = zoo.experiment_manager_class(options.final_eval_episodes, options.vec_env, rank)
     try:
         with _zoo_script("python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), manager_class):
             rl_zoo3.train.train()
     except zoo.ConfigError as error:
         raise CLIError(str(error)) from None
+    finally:
+        if rank is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _init_data_parallel(options: TrainOptions) -> int:
+    """
+    Join the torchrun job this process was launched in: gloo on CPU, NCCL when the run's device is a GPU.
+
+    :param options: the run's options (tuning is refused: each trial would be one data-parallel job)
+    :return: this process's rank
+    """
+    import torch as th
+    import torch.distributed as dist
+
+    if options.optimize:
+        raise CLIError("-optimize cannot run under torchrun: start several tuning workers on a shared --storage instead")
+    use_cuda = options.device.startswith("cuda") or (options.device == "auto" and th.cuda.is_available())
+    if use_cuda:
+        th.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dist.get_rank()
 
 
 def enjoy(argv: Sequence[str]) -> None:

@@ -18,11 +18,13 @@ With the Zoo's own scripts::
 creates any folder, and ends training with an evaluation of the final model.
 """
 
+import atexit
 import difflib
 import inspect
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -387,17 +389,40 @@ class TRPOExperimentManager(ExperimentManager):
         return float(np.mean(returns)), float(np.std(returns))
 
 
-def experiment_manager_class(n_final_eval_episodes: int, vec_env: str | None = None) -> type[TRPOExperimentManager]:
+def experiment_manager_class(
+    n_final_eval_episodes: int, vec_env: str | None = None, data_parallel_rank: int | None = None
+) -> type[TRPOExperimentManager]:
     """
     A ``TRPOExperimentManager`` class for one run (the Zoo's ``train()`` creates the manager itself).
 
     :param n_final_eval_episodes: episodes of the final evaluation, 0 to skip it
     :param vec_env: ``"envpool"`` for EnvPool's envs (:mod:`sb3_trpo.envpool_vec_env`), None for the Zoo's ``--vec-env``
+    :param data_parallel_rank: this process's rank in a data-parallel job (``torchrun``), None otherwise: the model
+        gets ``data_parallel=True``; rank 0 alone writes the run's folder, evaluates, checkpoints and saves (the other
+        ranks write to a temporary folder and do none of that)
     :return: the class
     """
 
     class RunExperimentManager(TRPOExperimentManager):
-        pass
+        def __init__(self, args: Any, algo: str, env_id: str, log_folder: str, *rest: Any, **kwargs: Any) -> None:
+            if data_parallel_rank:
+                # The Zoo's train() passes (..., log_folder, tensorboard_log, n_timesteps, eval_freq, eval_episodes,
+                # save_freq, ...) positionally: no tensorboard, evaluation or checkpoint on the other ranks
+                log_folder = tempfile.mkdtemp(prefix=f"sb3_trpo_rank{data_parallel_rank}_")
+                atexit.register(shutil.rmtree, log_folder, True)
+                rest = ("", rest[1], -1, rest[3], -1, *rest[5:])
+                kwargs["verbose"] = 0
+            super().__init__(args, algo, env_id, log_folder, *rest, **kwargs)
+
+        def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> Any:
+            processed, *others = super()._preprocess_hyperparams(hyperparams)
+            if data_parallel_rank is not None:
+                processed["data_parallel"] = True
+            return (processed, *others)
+
+        def save_trained_model(self, model: BaseAlgorithm) -> None:
+            if not data_parallel_rank:
+                super().save_trained_model(model)
 
     RunExperimentManager.n_final_eval_episodes = n_final_eval_episodes
     if vec_env == "envpool":

@@ -225,6 +225,23 @@ def test_trpo_lstm_train_then_enjoy(tmp_path: Path) -> None:
     assert enjoy.returncode == 0, enjoy.stderr[-3000:]
 
 
+def test_train_under_torchrun_is_one_data_parallel_job(tmp_path: Path) -> None:
+    # 2 ranks: one run folder (rank 0's), rank 0 evaluates and saves, the model trained with data_parallel
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sb3_trpo",
+        "train", "--env", "Pendulum-v1", "-n", "8192", "--seed", "0", "--final-eval-episodes", "2", *FAST,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(sb3_trpo.__file__).parent.parent)}
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(EVALUATION_LINE.findall(result.stdout)) == 1, result.stdout[-3000:]
+    assert sorted(path.name for path in (tmp_path / "logs" / "trpo").iterdir()) == ["Pendulum-v1_1"]
+    model = TRPO.load(tmp_path / "logs" / "trpo" / "Pendulum-v1_1" / "Pendulum-v1.zip")
+    assert model.num_timesteps == 4096  # this rank's steps: half of all ranks' 8192
+    saved, _ = get_saved_hyperparams(str(tmp_path / "logs" / "trpo" / "Pendulum-v1_1" / "Pendulum-v1"))
+    assert "data_parallel" not in saved  # the config file stays the Zoo entry's
+
+
 def test_enjoy_of_trpo_mask_predicts_under_the_env_masks(tmp_path: Path) -> None:
     from rl_zoo3.utils import ALGOS
     from sb3_contrib.common.maskable.utils import get_action_masks
