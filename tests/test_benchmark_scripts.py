@@ -354,3 +354,17 @@ def test_recurrent_family_reads_its_own_files_and_budget():
     assert benchmark.run_budget(mixed, "CartPole-v1") == 100_000
     fingerprint = load_script("fingerprint")
     assert fingerprint.ALGORITHMS["sb3_trpo_lstm"] == "RecurrentTRPO"
+
+
+def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable, "scripts/bench_distributed.py", "--env", "Pendulum-v1", "--ranks", "1", "2", "--updates", "1",
+        "--repeats", "1", "--json", str(out),
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    record = json.loads(out.read_text())
+    assert set(record["median_steps_per_second"]) == {"1", "2"} and record["speedup"]["1"] == 1.0
+    assert all(value > 0 for value in record["median_steps_per_second"].values())
+    assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40

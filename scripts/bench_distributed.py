@@ -1,0 +1,144 @@
+"""
+Steps per second of data-parallel TRPO: 1 rank against N ranks at the same total batch, side by side.
+
+Each configuration runs in its own processes (gloo over loopback for N > 1), each rank pinned to its own core with
+torch on one thread. The task's ``zoo_configs/trpo.yml`` entry sets the total batch (``n_envs * n_steps``) and the
+critic's minibatch; with N ranks, each rank has ``n_envs / N`` envs and a minibatch of ``batch_size / N``, so that
+every update sees the same number of samples and the critic takes the same number of Adam steps on minibatches of
+the same total size. Each configuration learns one warm-up update, then ``--updates`` timed updates; rounds alternate
+between the configurations (``--repeats``) and the median is reported::
+
+    python scripts/bench_distributed.py --env HalfCheetah-v5 --ranks 1 2 --updates 10 --repeats 3 \\
+        --json benchmarks/distributed/bench_distributed.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch as th
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark  # the sibling script: the Zoo's entries, versions, git state, machine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from sb3_trpo import TRPO
+
+    os.sched_setaffinity(0, {spec["first_core"] + rank})
+    th.set_num_threads(1)
+    if world > 1:
+        init_method = f"tcp://127.0.0.1:{port}"
+        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world, timeout=timedelta(minutes=10))
+    try:
+        entry = dict(spec["entry"])
+        n_envs = int(entry.pop("n_envs", 1)) // world
+        normalize = bool(entry.pop("normalize", False))
+        for key in ("n_timesteps", "policy"):
+            entry.pop(key, None)
+        entry["batch_size"] = int(entry.get("batch_size", 64)) // world
+        env = make_vec_env(spec["env"], n_envs=n_envs, seed=spec["seed"] + 1000 * rank)
+        if normalize:
+            env = VecNormalize(env)
+        model = TRPO("MlpPolicy", env, seed=spec["seed"], device="cpu", data_parallel=world > 1, **entry)
+        per_update = model.n_steps * n_envs * world
+        model.learn(per_update)  # warm-up: one update
+        if world > 1:
+            dist.barrier()
+        start = time.perf_counter()
+        model.learn(per_update * spec["updates"], reset_num_timesteps=False)
+        if world > 1:
+            dist.barrier()
+        seconds = time.perf_counter() - start
+        if rank == 0:
+            Path(out).write_text(json.dumps({"seconds": seconds, "steps": per_update * spec["updates"]}))
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+
+
+def measure(world: int, spec: dict[str, Any]) -> float:
+    """
+    :param world: number of ranks
+    :param spec: the run's settings
+    :return: steps per second of all ranks together
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        out = str(Path(folder) / "result.json")
+        mp.spawn(_worker, args=(world, _free_port(), spec, out), nprocs=world, join=True)
+        result = json.loads(Path(out).read_text())
+    return result["steps"] / result["seconds"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="HalfCheetah-v5")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--updates", type=int, default=10, help="timed updates per configuration and round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds (median reported)")
+    parser.add_argument("--first-core", type=int, default=0, help="rank r runs on core first_core + r")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="", help="write the record here")
+    args = parser.parse_args(argv)
+    if max(args.ranks) + args.first_core > (os.cpu_count() or 1):
+        parser.error(f"--ranks up to {max(args.ranks)} from core {args.first_core} needs more cores than {os.cpu_count()}")
+
+    key, entry = benchmark.select_entry(str(benchmark.REPO_ROOT / "zoo_configs" / "trpo.yml"), args.env)
+    for world in args.ranks:
+        if int(entry.get("n_envs", 1)) % world or int(entry.get("batch_size", 64)) % world:
+            parser.error(f"{key}'s n_envs and batch_size must divide among {world} ranks")
+    spec = {"env": args.env, "entry": entry, "seed": args.seed, "updates": args.updates, "first_core": args.first_core}
+    rounds: dict[int, list[float]] = {world: [] for world in args.ranks}
+    for _ in range(args.repeats):
+        for world in args.ranks:
+            rounds[world].append(measure(world, spec))
+    medians = {world: statistics.median(values) for world, values in rounds.items()}
+    base = medians[min(args.ranks)]
+    for world in args.ranks:
+        print(f"{args.env}: {world} rank(s): {medians[world]:.0f} steps/s (x{medians[world] / base:.2f})")
+    if args.json:
+        record = {
+            "env": args.env,
+            "config_key": key,
+            "hyperparams": benchmark._json_ready(entry),
+            "updates_timed": args.updates,
+            "rounds": {str(world): values for world, values in rounds.items()},
+            "median_steps_per_second": {str(world): value for world, value in medians.items()},
+            "speedup": {str(world): medians[world] / base for world in args.ranks},
+            **benchmark.git_state(),
+            "versions": benchmark.versions(),
+            "hardware": {
+                "cpu": benchmark.cpu_model(),
+                "cpu_capability": th.backends.cpu.get_cpu_capability(),
+                "cpu_count": os.cpu_count(),
+                "machine": platform.machine(),
+            },
+            "command": "python scripts/bench_distributed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        }
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
