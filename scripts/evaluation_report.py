@@ -4,7 +4,8 @@ Results on evaluation seeds, with interval estimates (rliable): the statistics o
 From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only (100-199), for each algorithm as
 ``scripts/plot_results.py`` labels it (ours with an entry's settings, sb3-contrib's TRPO, SB3's PPO):
 
-- per task: n, IQM and mean of the final returns with stratified-bootstrap 95% CIs, mean +/- std;
+- per task: n, IQM and mean of the final returns with stratified-bootstrap 95% CIs, mean +/- std, the mean return
+  along the learning curves (how soon it learned) and the median ``learn()`` steps per second;
 - over the MuJoCo tasks, with returns normalized by the RL Zoo's published scores of sb3-contrib's TRPO at 1M steps:
   aggregate IQM and mean with 95% CIs, and the performance profile (the fraction of runs above each normalized score);
 - the probability of improvement of ours over sb3-contrib and over PPO (the chance that a run of ours beats a run of
@@ -116,6 +117,23 @@ def score_matrix(by_task: dict[str, dict[int, float]], tasks: list[str], normali
     return matrix
 
 
+def _headline_label(run: dict[str, Any]) -> str | None:
+    return plot_results.variant_label(run) if plot_results.is_headline(run) else None
+
+
+def _curve_and_speed(runs: list[dict[str, Any]]) -> tuple[str, str]:
+    """
+    :param runs: the runs of one algorithm on one task
+    :return: the mean over runs of each run's mean evaluated return along its learning curve (the area under the
+        curve per evaluation: higher means it learned sooner), and the median of the runs' ``learn()`` steps/s
+        (each run on one core; indicative when other work shared the machine); "-" where the records lack them
+    """
+    curves = [np.mean([point["mean"] for point in run["learning_curve"]]) for run in runs if run.get("learning_curve")]
+    speeds = [run["steps_per_second"] for run in runs if run.get("steps_per_second")]
+    curve = f"{np.mean(curves):.1f}" if curves else "-"
+    return curve, f"{np.median(speeds):.0f}" if speeds else "-"
+
+
 def _with_ci(estimate: dict[str, float], name: str, digits: int) -> str:
     return f"{estimate[name]:.{digits}f} [{estimate[name + '_low']:.{digits}f}, {estimate[name + '_high']:.{digits}f}]"
 
@@ -125,16 +143,18 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
     :return: the Markdown report (per-task table, MuJoCo aggregate, probabilities of improvement)
     """
     scores = headline_scores(records)
-    lines = ["| task | algorithm | n | IQM [95% CI] | mean [95% CI] | mean +/- std |", "|---|---|---|---|---|---|"]
+    header = "| task | algorithm | n | IQM [95% CI] | mean [95% CI] | mean +/- std | curve mean | learn() steps/s |"
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
     for env_id in sorted(records):
         for label, by_task in sorted(scores.items()):
             if env_id not in by_task or len(by_task[env_id]) < 2:
                 continue
             values = np.array(list(by_task[env_id].values()))
             estimate = iqm_and_mean(values.reshape(-1, 1))
+            curve, speed = _curve_and_speed([run for run in records[env_id] if _headline_label(run) == label])
             lines.append(
                 f"| {env_id} | {label} | {len(values)} | {_with_ci(estimate, 'iqm', 1)} | {_with_ci(estimate, 'mean', 1)}"
-                f" | {values.mean():.1f} +/- {values.std():.1f} |"
+                f" | {values.mean():.1f} +/- {values.std():.1f} | {curve} | {speed} |"
             )
     text = "\n".join(lines) + "\n"
 

@@ -38,7 +38,17 @@ from sb3_trpo import zoo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGO_ORDER = ("sb3_trpo", "sb3_contrib", "ppo")
-ALGO_LABELS = {"sb3_trpo": "sb3_trpo TRPO (ours)", "sb3_contrib": "sb3-contrib TRPO", "ppo": "SB3 PPO"}
+ALGO_LABELS = {
+    "sb3_trpo": "sb3_trpo TRPO (ours)",
+    "sb3_contrib": "sb3-contrib TRPO",
+    "ppo": "SB3 PPO",
+    "sb3_trpo_mask": "sb3_trpo MaskableTRPO (ours)",
+    "maskable_ppo": "sb3-contrib MaskablePPO",
+    "sb3_trpo_lstm": "sb3_trpo RecurrentTRPO (ours)",
+    "recurrent_ppo": "sb3-contrib RecurrentPPO",
+}
+#: the RL Zoo's own hyperparameter file of each algorithm (the masked and recurrent TRPOs and MaskablePPO have none)
+ZOO_FILES = {"sb3_trpo": "trpo", "sb3_contrib": "trpo", "sb3_npg": "trpo", "ppo": "ppo", "recurrent_ppo": "ppo_lstm"}
 DROP_FRACTION = 0.1
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 
@@ -106,10 +116,12 @@ def _benchmark_script() -> ModuleType:
 
 @functools.cache
 def _rl_zoo_entry(algo: str, env_id: str) -> str | None:
-    # The RL Zoo's own entry of env_id (as canonical JSON), None when its file has none
+    # The RL Zoo's own entry of env_id (as canonical JSON), None when its file has none (or there is no file)
     benchmark = _benchmark_script()
+    if algo not in ZOO_FILES:
+        return None
     try:
-        _, entry = benchmark.select_entry(benchmark.rl_zoo_config("ppo" if algo == "ppo" else "trpo"), env_id)
+        _, entry = benchmark.select_entry(benchmark.rl_zoo_config(ZOO_FILES[algo]), env_id)
     except ValueError:  # sb3_trpo.zoo.ConfigError: no entry
         return None
     return json.dumps(benchmark._json_ready(entry), sort_keys=True)

@@ -101,8 +101,8 @@ def test_plot_results(tiny_results, tmp_path):
     assert plot_results.main(["--results", str(out), "--plots", str(tmp_path / "plots"), "--table", str(table)]) == 0
     assert (tmp_path / "plots" / "CartPole-v1.png").stat().st_size > 0
     text = table.read_text()
-    for label in plot_results.ALGO_LABELS.values():
-        assert f"| CartPole-v1 | 2,000 | {label} | 0 |" in text
+    for algo in ALGOS:
+        assert f"| CartPole-v1 | 2,000 | {plot_results.ALGO_LABELS[algo]} | 0 |" in text
 
 
 def test_drop_share_and_cv():
