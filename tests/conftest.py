@@ -32,3 +32,21 @@ class LogRecorder:
             real_record(key, value, exclude)
 
         model.logger.record = record
+
+
+def assert_same_state(model, loaded, names) -> None:  # type: ignore[no-untyped-def]
+    """
+    A loaded model holds the saved one's options, warm-start direction, policy weights and optimizer state, exactly.
+
+    :param model: the model that was saved
+    :param loaded: the model loaded from its file
+    :param names: the attributes (options, state) to compare
+    """
+    for name in names:
+        assert getattr(loaded, name) == getattr(model, name), name
+    assert th.equal(loaded._cg_previous_direction, model._cg_previous_direction)
+    state, loaded_state = model.policy.state_dict(), loaded.policy.state_dict()
+    assert list(state) == list(loaded_state) and all(th.equal(state[key], loaded_state[key]) for key in state)
+    adam, adam_loaded = model.policy.optimizer.state_dict(), loaded.policy.optimizer.state_dict()
+    for moments, loaded_moments in zip(adam["state"].values(), adam_loaded["state"].values(), strict=True):
+        assert all(th.equal(moments[key], loaded_moments[key]) for key in moments)

@@ -25,7 +25,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.envs import IdentityEnv
 from stable_baselines3.common.env_util import make_vec_env
 
-from conftest import LogRecorder
+from conftest import LogRecorder, assert_same_state
 from sb3_trpo import MaskableTRPO
 from sb3_trpo.common.natural_gradient import get_flat_params, masked_categorical_kl
 from sb3_trpo.trpo_mask import MlpPolicy, MultiInputPolicy
@@ -324,16 +324,9 @@ def test_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     model.learn(128)
     model.save(tmp_path / "model.zip")
     loaded = MaskableTRPO.load(tmp_path / "model.zip", env=model.get_env())
-    for name in ("ent_coef", "adaptive_kl", "cg_warm_start", "target_kl", "target_kl_effective", "line_search_max_iter"):
-        assert getattr(loaded, name) == getattr(model, name), name
-    assert th.equal(loaded._cg_previous_direction, model._cg_previous_direction)
-    for (key, value), (key_loaded, value_loaded) in zip(
-        model.policy.state_dict().items(), loaded.policy.state_dict().items(), strict=True
-    ):
-        assert key == key_loaded and th.equal(value, value_loaded)
-    adam, adam_loaded = model.policy.optimizer.state_dict(), loaded.policy.optimizer.state_dict()
-    for state, state_loaded in zip(adam["state"].values(), adam_loaded["state"].values(), strict=True):
-        assert all(th.equal(state[key], state_loaded[key]) for key in state)
+    assert_same_state(
+        model, loaded, ("ent_coef", "adaptive_kl", "cg_warm_start", "target_kl", "target_kl_effective", "line_search_max_iter")
+    )
     obs = model.get_env().reset()
     masks = get_action_masks(model.get_env())
     assert np.array_equal(

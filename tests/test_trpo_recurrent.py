@@ -19,7 +19,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from conftest import LogRecorder
+from conftest import LogRecorder, assert_same_state
 from sb3_trpo import TRPO, RecurrentTRPO
 from sb3_trpo.common.natural_gradient import flat_grad, get_flat_params, normalize_advantages
 from sb3_trpo.trpo_recurrent import MlpLstmPolicy, MultiInputLstmPolicy
@@ -229,16 +229,9 @@ def test_save_load_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = _model(ent_coef=0.01, adaptive_kl=True, cg_warm_start=True, target_kl=0.03).learn(128)
     model.save(tmp_path / "model.zip")
     loaded = RecurrentTRPO.load(tmp_path / "model.zip", env=model.get_env())
-    for name in ("ent_coef", "adaptive_kl", "cg_warm_start", "target_kl", "target_kl_effective", "batch_size"):
-        assert getattr(loaded, name) == getattr(model, name), name
-    assert th.equal(loaded._cg_previous_direction, model._cg_previous_direction)
-    for (key, value), (key_loaded, value_loaded) in zip(
-        model.policy.state_dict().items(), loaded.policy.state_dict().items(), strict=True
-    ):
-        assert key == key_loaded and th.equal(value, value_loaded)
-    adam, adam_loaded = model.policy.optimizer.state_dict(), loaded.policy.optimizer.state_dict()
-    for state, state_loaded in zip(adam["state"].values(), adam_loaded["state"].values(), strict=True):
-        assert all(th.equal(state[key], state_loaded[key]) for key in state)
+    assert_same_state(
+        model, loaded, ("ent_coef", "adaptive_kl", "cg_warm_start", "target_kl", "target_kl_effective", "batch_size")
+    )
     obs = model.get_env().reset()
     starts = np.ones((2,), dtype=bool)
     assert np.array_equal(
