@@ -246,6 +246,20 @@ def plot(
     plt.close(figure)
 
 
+def readme_section(summaries: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
+    """
+    :param summaries: the summary of each (task, variant)
+    :return: the table and the note under it, as the README's ablation section holds them
+    """
+    commits = sorted({commit for summary in summaries.values() for commit in summary.get("commits", [])})
+    note = (
+        f"\nEvaluation seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
+        f"budget; learn() s excludes the periodic evaluations. Records: `benchmarks/ablation/results/` (commits "
+        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --readme README.md`.\n"
+    )
+    return table(summaries), note
+
+
 def report(readme: str | None) -> str:
     """
     Write the ablation's table and plot (and the README's ablation section, when asked).
@@ -255,13 +269,7 @@ def report(readme: str | None) -> str:
     """
     runs = load_runs()
     summaries = {key: summarize(records) if records else {"n": 0} for key, records in runs.items()}
-    text = table(summaries)
-    commits = sorted({commit for summary in summaries.values() for commit in summary.get("commits", [])})
-    note = (
-        f"\nEvaluation seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
-        f"budget; learn() s excludes the periodic evaluations. Records: `benchmarks/ablation/results/` (commits "
-        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --readme README.md`.\n"
-    )
+    text, note = readme_section(summaries)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ablation.md").write_text("# Ablation of TRPO's options and NPG\n\n" + text + "\n" + note)
     (OUT / "summary.json").write_text(json.dumps({f"{env}/{variant}": s for (env, variant), s in summaries.items()}, indent=1))

@@ -16,6 +16,7 @@ to override), and it never reads tuning seeds::
 
     python scripts/evaluation_report.py --results benchmarks/results --out benchmarks/evaluation.md \\
         --plots benchmarks/plots/evaluation
+    python scripts/evaluation_report.py --results benchmarks/masked/results --readme README.md --section masked
 """
 
 import argparse
@@ -138,9 +139,9 @@ def _with_ci(estimate: dict[str, float], name: str, digits: int) -> str:
     return f"{estimate[name]:.{digits}f} [{estimate[name + '_low']:.{digits}f}, {estimate[name + '_high']:.{digits}f}]"
 
 
-def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
+def per_task_table(records: dict[str, list[dict[str, Any]]]) -> str:
     """
-    :return: the Markdown report (per-task table, MuJoCo aggregate, probabilities of improvement)
+    :return: the Markdown table of each task and algorithm (tasks with at least 2 runs of it)
     """
     scores = headline_scores(records)
     header = "| task | algorithm | n | IQM [95% CI] | mean [95% CI] | mean +/- std | curve mean | learn() steps/s |"
@@ -156,7 +157,15 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
                 f"| {env_id} | {label} | {len(values)} | {_with_ci(estimate, 'iqm', 1)} | {_with_ci(estimate, 'mean', 1)}"
                 f" | {values.mean():.1f} +/- {values.std():.1f} | {curve} | {speed} |"
             )
-    text = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
+    """
+    :return: the Markdown report (per-task table, MuJoCo aggregate, probabilities of improvement)
+    """
+    scores = headline_scores(records)
+    text = per_task_table(records)
 
     mujoco = {
         label: [task for task in ZOO_PUBLISHED if task in by_task and len(by_task[task]) >= 2]
@@ -214,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="write the report here (Markdown)")
     parser.add_argument("--plots", default=None, help="folder for the performance profile")
     parser.add_argument("--allow-mixed", action="store_true", help="report stale records too")
+    parser.add_argument("--readme", default=None, help="also write the per-task table into this Markdown file, between")
+    parser.add_argument("--section", default="masked", help="... its <!-- SECTION-results:start/end --> markers")
     args = parser.parse_args(argv)
     records = evaluation_records(args.results)
     flat = [record for runs in records.values() for record in runs]
@@ -228,6 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     text = report(records, Path(args.plots) if args.plots else None)
     if args.out:
         Path(args.out).write_text("# Results on evaluation seeds\n\n" + text)
+    if args.readme:
+        path, start, end = Path(args.readme), f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
+        content = path.read_text()
+        if start not in content or end not in content:
+            print(f"{path} has no {start} ... {end} block", file=sys.stderr)
+            return 1
+        before, rest = content.split(start, 1)
+        path.write_text(before + start + "\n" + per_task_table(records) + end + rest.split(end, 1)[1])
     print(text)
     return 0
 
