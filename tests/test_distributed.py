@@ -95,10 +95,21 @@ class _SameParametersOnEveryRank(BaseCallback):
 
 
 def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
+    import rl_zoo3.import_envs  # noqa: F401 (CartPoleNoVel-v1)
+
+    import sb3_trpo.envs  # noqa: F401 (InvalidActionsDiscrete-v0)
+    from sb3_trpo import MaskableTRPO, RecurrentTRPO
+
     _init(rank, port)
     try:
-        algorithm = {"trpo": TRPO, "npg": NPG}[algo]
-        model = algorithm("MlpPolicy", "CartPole-v1", batch_size=32, data_parallel=True, verbose=1, **SETTINGS)
+        algorithm, policy, env_id, policy_kwargs = {
+            "trpo": (TRPO, "MlpPolicy", "CartPole-v1", {}),
+            "npg": (NPG, "MlpPolicy", "CartPole-v1", {}),
+            "trpo_mask": (MaskableTRPO, "MlpPolicy", "InvalidActionsDiscrete-v0", {}),
+            "trpo_lstm": (RecurrentTRPO, "MlpLstmPolicy", "CartPoleNoVel-v1", dict(lstm_hidden_size=8)),
+        }[algo]
+        settings = {**SETTINGS, "policy_kwargs": {**SETTINGS["policy_kwargs"], **policy_kwargs}}  # type: ignore[dict-item]
+        model = algorithm(policy, env_id, batch_size=32, data_parallel=True, verbose=1, **settings)
         check = _SameParametersOnEveryRank()
         model.learn(4 * N_STEPS * 2, callback=check)  # all ranks' steps: 4 rollouts of 64 steps per rank
         # Same rollouts? No: each rank its own envs (seed + rank), so the observations differ
@@ -114,7 +125,7 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("algo", ["trpo", "npg"])
+@pytest.mark.parametrize("algo", ["trpo", "npg", "trpo_mask", "trpo_lstm"])
 def test_parameters_stay_identical_on_every_rank_and_the_budget_counts_all_ranks(algo: str, tmp_path: Path) -> None:
     mp.spawn(_learn_on_two_ranks, args=(_free_port(), str(tmp_path), algo), nprocs=2, join=True)
     assert all((tmp_path / f"ok_{algo}_{rank}").exists() for rank in range(2))
