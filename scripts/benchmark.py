@@ -242,42 +242,26 @@ def run_budget(args: Args, env_id: str) -> int:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+#: algorithm -> (module, class) it is imported from
+ALGORITHM_CLASSES = {
+    "sb3_trpo": ("sb3_trpo", "TRPO"),
+    "sb3_contrib": ("sb3_contrib", "TRPO"),
+    "ppo": ("stable_baselines3", "PPO"),
+    "sb3_npg": ("sb3_trpo", "NPG"),
+    "sb3_trpo_mask": ("sb3_trpo", "MaskableTRPO"),
+    "maskable_ppo": ("sb3_contrib", "MaskablePPO"),
+    "sb3_trpo_lstm": ("sb3_trpo", "RecurrentTRPO"),
+    "recurrent_ppo": ("sb3_contrib", "RecurrentPPO"),
+}
+
+
 def algorithm_class(algo: str) -> type:
     """
     :param algo: one of ``ALGOS``
-    :return: the algorithm's class
+    :return: the algorithm's class (imported on demand: a worker imports only its own)
     """
-    if algo == "sb3_trpo":
-        from sb3_trpo import TRPO
-
-        return TRPO
-    if algo == "sb3_contrib":
-        from sb3_contrib import TRPO as ContribTRPO
-
-        return ContribTRPO
-    if algo == "sb3_npg":
-        from sb3_trpo import NPG
-
-        return NPG
-    if algo == "sb3_trpo_mask":
-        from sb3_trpo import MaskableTRPO
-
-        return MaskableTRPO
-    if algo == "maskable_ppo":
-        from sb3_contrib import MaskablePPO
-
-        return MaskablePPO
-    if algo == "sb3_trpo_lstm":
-        from sb3_trpo import RecurrentTRPO
-
-        return RecurrentTRPO
-    if algo == "recurrent_ppo":
-        from sb3_contrib import RecurrentPPO
-
-        return RecurrentPPO
-    from stable_baselines3 import PPO
-
-    return PPO
+    module, name = ALGORITHM_CLASSES[algo]
+    return getattr(importlib.import_module(module), name)
 
 
 def versions() -> dict[str, str]:

@@ -50,3 +50,12 @@ def assert_same_state(model, loaded, names) -> None:  # type: ignore[no-untyped-
     adam, adam_loaded = model.policy.optimizer.state_dict(), loaded.policy.optimizer.state_dict()
     for moments, loaded_moments in zip(adam["state"].values(), adam_loaded["state"].values(), strict=True):
         assert all(th.equal(moments[key], loaded_moments[key]) for key in moments)
+
+
+def accepted_kls(recorder: LogRecorder) -> list[float]:
+    """
+    :param recorder: the logs of a TRPO-family model
+    :return: the KL logged after each update whose line search accepted a step
+    """
+    pairs = zip(recorder.values["train/kl_divergence_loss"], recorder.values["train/is_line_search_success"], strict=True)
+    return [kl for kl, accepted in pairs if accepted]

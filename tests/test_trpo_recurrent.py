@@ -19,7 +19,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from conftest import LogRecorder, assert_same_state
+from conftest import LogRecorder, accepted_kls, assert_same_state
 from sb3_trpo import TRPO, RecurrentTRPO
 from sb3_trpo.common.natural_gradient import flat_grad, get_flat_params, normalize_advantages
 from sb3_trpo.trpo_recurrent import MlpLstmPolicy, MultiInputLstmPolicy
@@ -123,13 +123,7 @@ def test_every_accepted_step_is_inside_the_trust_region_over_real_samples() -> N
     if recorder.values["train/is_line_search_success"][-1]:
         assert float(kl) <= 0.02 * (1 + 1e-5)
         assert float(kl) == pytest.approx(recorder.values["train/kl_divergence_loss"][-1], rel=1e-4)
-    accepted = [
-        kl
-        for kl, ok in zip(
-            recorder.values["train/kl_divergence_loss"], recorder.values["train/is_line_search_success"], strict=True
-        )
-        if ok
-    ]
+    accepted = accepted_kls(recorder)
     assert accepted and all(kl <= 0.02 for kl in accepted)
 
 
