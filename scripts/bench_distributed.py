@@ -3,9 +3,11 @@ Steps per second of data-parallel TRPO: 1 rank against N ranks at the same total
 
 Each configuration runs in its own processes (gloo over loopback for N > 1), each rank pinned to its own core with
 torch on one thread. The task's ``zoo_configs/trpo.yml`` entry sets the total batch (``n_envs * n_steps``) and the
-critic's minibatch; with N ranks, each rank has ``n_envs / N`` envs and a minibatch of ``batch_size / N``, so that
-every update sees the same number of samples and the critic takes the same number of Adam steps on minibatches of
-the same total size. Each configuration learns one warm-up update, then ``--updates`` timed updates; rounds alternate
+critic's minibatch. With N ranks, each rank collects ``n_steps / N`` steps of the entry's ``n_envs`` envs
+(``--split n_steps``, the default: each rank steps as many envs at once as one rank did, so a policy forward is
+amortized over as many samples) or ``n_steps`` steps of ``n_envs / N`` envs (``--split n_envs``); every update sees
+the same number of samples, and the critic (fitted on all ranks' samples) takes the same Adam steps on minibatches
+of ``batch_size``. Each configuration learns one warm-up update, then ``--updates`` timed updates; rounds alternate
 between the configurations (``--repeats``) and the median is reported::
 
     python scripts/bench_distributed.py --env HalfCheetah-v5 --ranks 1 2 --updates 10 --repeats 3 \\
@@ -52,11 +54,14 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world, timeout=timedelta(minutes=10))
     try:
         entry = dict(spec["entry"])
-        n_envs = int(entry.pop("n_envs", 1)) // world
+        n_envs = int(entry.pop("n_envs", 1))
+        if spec["split"] == "n_envs":
+            n_envs //= world
+        else:
+            entry["n_steps"] = int(entry.get("n_steps", 2048)) // world
         normalize = bool(entry.pop("normalize", False))
         for key in ("n_timesteps", "policy"):
             entry.pop(key, None)
-        entry["batch_size"] = int(entry.get("batch_size", 64)) // world
         env = make_vec_env(spec["env"], n_envs=n_envs, seed=spec["seed"] + 1000 * rank)
         if normalize:
             env = VecNormalize(env)
@@ -98,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds (median reported)")
     parser.add_argument("--first-core", type=int, default=0, help="rank r runs on core first_core + r")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split", choices=["n_steps", "n_envs"], default="n_steps", help="what the ranks divide among them"
+    )
     parser.add_argument("--json", default="", help="write the record here")
     args = parser.parse_args(argv)
     if max(args.ranks) + args.first_core > (os.cpu_count() or 1):
@@ -105,9 +113,16 @@ def main(argv: list[str] | None = None) -> int:
 
     key, entry = benchmark.select_entry(str(benchmark.REPO_ROOT / "zoo_configs" / "trpo.yml"), args.env)
     for world in args.ranks:
-        if int(entry.get("n_envs", 1)) % world or int(entry.get("batch_size", 64)) % world:
-            parser.error(f"{key}'s n_envs and batch_size must divide among {world} ranks")
-    spec = {"env": args.env, "entry": entry, "seed": args.seed, "updates": args.updates, "first_core": args.first_core}
+        if int(entry.get(args.split, 2048 if args.split == "n_steps" else 1)) % world:
+            parser.error(f"{key}'s {args.split} must divide among {world} ranks (--split n_steps or n_envs)")
+    spec = {
+        "env": args.env,
+        "entry": entry,
+        "seed": args.seed,
+        "updates": args.updates,
+        "first_core": args.first_core,
+        "split": args.split,
+    }
     rounds: dict[int, list[float]] = {world: [] for world in args.ranks}
     for _ in range(args.repeats):
         for world in args.ranks:
@@ -122,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "config_key": key,
             "hyperparams": benchmark._json_ready(entry),
             "updates_timed": args.updates,
+            "split": args.split,
             "rounds": {str(world): values for world, values in rounds.items()},
             "median_steps_per_second": {str(world): value for world, value in medians.items()},
             "speedup": {str(world): medians[world] / base for world in args.ranks},

@@ -366,5 +366,6 @@ def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
     assert completed.returncode == 0, completed.stdout + completed.stderr
     record = json.loads(out.read_text())
     assert set(record["median_steps_per_second"]) == {"1", "2"} and record["speedup"]["1"] == 1.0
+    assert record["split"] == "n_steps"
     assert all(value > 0 for value in record["median_steps_per_second"].values())
     assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40

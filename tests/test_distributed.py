@@ -13,12 +13,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import SimpleMultiObsEnv
 
 from sb3_trpo import NPG, TRPO
 from sb3_trpo.common.natural_gradient import get_flat_params
 
 N_STEPS = 64
 SETTINGS = dict(n_steps=N_STEPS, n_critic_updates=3, policy_kwargs=dict(net_arch=[16]), seed=0, target_kl=0.05)
+BATCH_SIZE = 32  # the critic's minibatch, of the union of the ranks' samples
+CRITIC_SEED = 7
 BUFFER_ARRAYS = ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages", "returns")
 
 
@@ -39,7 +42,7 @@ def _one_update_on_half_the_batch(rank: int, port: int, folder: str) -> None:
     # Rank r holds env column r of the reference rollout, starts from the reference's weights, and updates once
     _init(rank, port)
     try:
-        model = TRPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1), batch_size=N_STEPS, data_parallel=True, **SETTINGS)
+        model = TRPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=1), batch_size=BATCH_SIZE, data_parallel=True, **SETTINGS)
         model.policy.load_state_dict(th.load(Path(folder) / "initial.pt"))
         data = np.load(Path(folder) / "rollout.npz")
         buffer = model.rollout_buffer
@@ -50,23 +53,32 @@ def _one_update_on_half_the_batch(rank: int, port: int, folder: str) -> None:
         from stable_baselines3.common.logger import configure
 
         model.set_logger(configure(None, []))
+        # Rank 0 draws the critic's minibatches, from the reference's generator state; the buffer is read in order, so
+        # that the gathered batch (rank 0's samples, then rank 1's) is the reference's (env 0's, then env 1's)
+        th.manual_seed(CRITIC_SEED)
+        np.random.permutation = np.arange  # type: ignore[assignment]
         model.train()
         np.save(Path(folder) / f"after_{rank}.npy", get_flat_params(list(model.policy.parameters())).numpy())
     finally:
         dist.destroy_process_group()
 
 
-def test_one_update_on_two_ranks_holding_halves_equals_one_process_on_the_whole_batch(tmp_path: Path) -> None:
-    # Reference: one process, 2 envs, one rollout, one update (critic minibatches: the whole batch, so that the
-    # two ranks' minibatches are its halves)
-    reference = TRPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), batch_size=2 * N_STEPS, **SETTINGS)
+def test_one_update_on_two_ranks_holding_halves_equals_one_process_on_the_whole_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reference: one process, 2 envs, one rollout, one update; the ranks fit the critic on the gathered batch in
+    # the same minibatches (4 per epoch: not the halves each rank holds), drawn from the same generator state
+    reference = TRPO("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), batch_size=BATCH_SIZE, **SETTINGS)
     th.save(reference.policy.state_dict(), tmp_path / "initial.pt")
     _, callback = reference._setup_learn(2 * N_STEPS)
     assert reference.collect_rollouts(reference.env, callback, reference.rollout_buffer, N_STEPS)
     buffer = reference.rollout_buffer
     np.savez(tmp_path / "rollout.npz", **{name: getattr(buffer, name) for name in BUFFER_ARRAYS})
     before = get_flat_params(list(reference.policy.parameters())).clone()
-    reference.train()
+    th.manual_seed(CRITIC_SEED)
+    with monkeypatch.context() as patch:
+        patch.setattr(np.random, "permutation", np.arange)  # the buffer in order (env 0's samples, then env 1's)
+        reference.train()
     expected = get_flat_params(list(reference.policy.parameters())).numpy()
 
     mp.spawn(_one_update_on_half_the_batch, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
@@ -107,13 +119,17 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
             "npg": (NPG, "MlpPolicy", "CartPole-v1", {}),
             "trpo_mask": (MaskableTRPO, "MlpPolicy", "InvalidActionsDiscrete-v0", {}),
             "trpo_lstm": (RecurrentTRPO, "MlpLstmPolicy", "CartPoleNoVel-v1", dict(lstm_hidden_size=8)),
+            # The critic with its own features extractor: the Dict observations themselves are gathered
+            "trpo_dict": (TRPO, "MultiInputPolicy", make_vec_env(SimpleMultiObsEnv), dict(share_features_extractor=False)),
         }[algo]
         settings = {**SETTINGS, "policy_kwargs": {**SETTINGS["policy_kwargs"], **policy_kwargs}}  # type: ignore[dict-item]
         model = algorithm(policy, env_id, batch_size=32, data_parallel=True, verbose=1, **settings)
         check = _SameParametersOnEveryRank()
         model.learn(4 * N_STEPS * 2, callback=check)  # all ranks' steps: 4 rollouts of 64 steps per rank
         # Same rollouts? No: each rank its own envs (seed + rank), so the observations differ
-        first = th.as_tensor(model.rollout_buffer.observations[0]).flatten()
+        observations = model.rollout_buffer.observations
+        arrays = list(observations.values()) if isinstance(observations, dict) else [observations]
+        first = th.as_tensor(np.concatenate([array.reshape(len(array), -1) for array in arrays], axis=1))
         gathered = [th.empty_like(first) for _ in range(2)]
         dist.all_gather(gathered, first)
         assert not th.equal(gathered[0], gathered[1])
@@ -125,10 +141,42 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("algo", ["trpo", "npg", "trpo_mask", "trpo_lstm"])
+@pytest.mark.parametrize("algo", ["trpo", "npg", "trpo_mask", "trpo_lstm", "trpo_dict"])
 def test_parameters_stay_identical_on_every_rank_and_the_budget_counts_all_ranks(algo: str, tmp_path: Path) -> None:
     mp.spawn(_learn_on_two_ranks, args=(_free_port(), str(tmp_path), algo), nprocs=2, join=True)
     assert all((tmp_path / f"ok_{algo}_{rank}").exists() for rank in range(2))
+
+
+def _gather_and_broadcast(rank: int, port: int, folder: str) -> None:
+    from sb3_trpo.common.distributed import DataParallel
+
+    _init(rank, port)
+    try:
+        parallel = DataParallel(th.device("cpu"))
+        # Rank r holds r + 2 rows: the gathered tensor is rank 0's rows, then rank 1's, on both ranks
+        mine = th.arange(3 * (rank + 2), dtype=th.float32).view(rank + 2, 3) + 100 * rank
+        gathered = parallel.gather(mine)
+        expected = th.cat([th.arange(6.0).view(2, 3), th.arange(9.0).view(3, 3) + 100])
+        assert th.equal(gathered, expected)
+        # broadcast_tensors: rank 0's values in every tensor, in place
+        tensors = [th.full((2, 2), float(rank)), th.full((3,), 10.0 + rank)]
+        parallel.broadcast_tensors(tensors)
+        assert th.equal(tensors[0], th.zeros(2, 2)) and th.equal(tensors[1], th.full((3,), 10.0))
+        # mean: all-gather and sum (gloo, few ranks) or all-reduce (NCCL, many ranks), the same means
+        values = th.tensor([1.0 + rank, 2.0 * rank, -3.0])
+        assert parallel._mean_by_gather
+        by_gather = parallel.mean(values)
+        parallel._mean_by_gather = False
+        by_all_reduce = parallel.mean(values)
+        assert th.equal(by_gather, th.tensor([1.5, 1.0, -3.0])) and th.equal(by_all_reduce, by_gather)
+        (Path(folder) / f"ok_{rank}").write_text("ok")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gather_broadcast_and_mean_collectives(tmp_path: Path) -> None:
+    mp.spawn(_gather_and_broadcast, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert all((tmp_path / f"ok_{rank}").exists() for rank in range(2))
 
 
 def test_data_parallel_needs_a_process_group() -> None:

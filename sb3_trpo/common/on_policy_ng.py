@@ -188,12 +188,14 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         saved with the model. Default: False.
     :param data_parallel: Whether this process is one rank of a data-parallel job over the initialized
         ``torch.distributed`` process group (:mod:`sb3_trpo.common.distributed`): each rank collects its own rollouts
-        (seeded ``seed + rank``), starts from rank 0's weights, and every mean of the update (advantage statistics,
-        gradient, Fisher products, line-search checks, critic gradients) is averaged over the ranks, so the parameters
-        stay identical on every rank. ``learn(total_timesteps)`` counts the steps of all ranks (``num_timesteps`` is
-        this rank's); only rank 0 prints, writes tensorboard logs and shows the progress bar. Every rank needs the same
-        ``n_steps * n_envs``. Not saved with the model (pass it to ``load`` to resume a data-parallel job).
-        Default: False.
+        (seeded ``seed + rank``), starts from rank 0's weights, and every mean of the policy's update (advantage
+        statistics, gradient, Fisher products, line-search checks) is averaged over the ranks; the critic is fitted on
+        all ranks' samples, gathered once per update (``batch_size`` is then a minibatch of the union, as in one
+        process holding it all). The update is the one of a single process with every rank's rollout, and the
+        parameters stay identical on every rank. ``learn(total_timesteps)`` counts the steps of all ranks
+        (``num_timesteps`` is this rank's); only rank 0 prints, writes tensorboard logs and shows the progress bar.
+        Every rank needs the same ``n_steps * n_envs``. Not saved with the model (pass it to ``load`` to resume a
+        data-parallel job). Default: False.
     """
 
     fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
@@ -678,6 +680,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         Regress V_phi on the returns: ``n_critic_updates`` epochs of shuffled minibatches (DESIGN.md step 10).
 
         A minibatch whose loss is not finite is skipped (no optimizer step), so no NaN reaches the critic's weights.
+        With ``data_parallel``, every rank fits on all ranks' samples, gathered once, in rank 0's order of minibatches:
+        the regression of one process holding the whole batch, with no collective per Adam step.
 
         :return: mean value loss over the minibatches, and the number of skipped minibatches
         """
@@ -691,20 +695,22 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             def predict_values(features: th.Tensor) -> th.Tensor:
                 return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features))
 
+        if self._data_parallel is not None:
+            inputs, returns = self._gathered_observations(inputs), self._data_parallel.gather(returns)
+        permutations = self._critic_permutations(returns.shape[0], returns.device)
+
         optimizer = self.policy.optimizer
         optimizer_step: Callable[[], Any] = optimizer.step
         # The closed-form gradients keep the same .grad tensors, which the fused-Adam shortcut relies on
         try_fused_step = self._value_regression is not None
         # Closed-form gradients with the critic's tensors looked up once for all the minibatches
         value_regression = self._value_regression.bind() if self._value_regression is not None else None
-        n_samples = returns.shape[0]
         value_losses: list[float] = []
         n_skipped = 0
-        for _ in range(self.n_critic_updates):
-            # Shuffle once per epoch; the minibatches are then contiguous views
-            permutation = th.randperm(n_samples, device=returns.device)
+        for permutation in permutations:
+            # One shuffle per epoch; the minibatches are then contiguous views
             epoch_inputs, epoch_returns = index_observations(inputs, permutation), returns[permutation]
-            for start in range(0, n_samples, self.batch_size):
+            for start in range(0, returns.shape[0], self.batch_size):
                 minibatch = slice(start, start + self.batch_size)
                 minibatch_inputs: Any = index_observations(epoch_inputs, minibatch)
                 minibatch_returns = epoch_returns[minibatch]
@@ -716,7 +722,6 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     value_loss = loss.item()
-                value_loss = self._reduce_critic_gradients(value_loss)
                 if not math.isfinite(value_loss):
                     n_skipped += 1
                     continue
@@ -726,20 +731,36 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                     optimizer_step = fused_adam_step(optimizer) or optimizer.step
                     try_fused_step = False
                 value_losses.append(value_loss)
+        if self._data_parallel is not None:
+            # Identical already where the ranks' kernels round alike; rank 0's bit for bit everywhere regardless
+            self._data_parallel.broadcast_tensors(self.critic_params)
         mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
         return mean_loss, n_skipped
 
-    def _reduce_critic_gradients(self, value_loss: float) -> float:
+    def _critic_permutations(self, n_samples: int, device: th.device) -> th.Tensor:
         """
-        With data_parallel, average the critic's gradients (and the minibatch's loss) over the ranks, in place; else
-        nothing.
+        The order of the samples in each of the critic's epochs, drawn from the global random generator (rank 0's,
+        shared with the other ranks, under ``data_parallel``).
 
-        :param value_loss: this rank's loss of the minibatch
-        :return: the loss over all ranks (not finite when any rank's is not, so that all skip the step or none)
+        :return: shape (n_critic_updates, n_samples), one permutation per row
         """
-        if self._data_parallel is None:
-            return value_loss
-        return self._data_parallel.mean_gradients(self.critic_params, value_loss)
+        if self._data_parallel is None or self._data_parallel.rank == 0:
+            permutations = th.stack([th.randperm(n_samples, device=device) for _ in range(self.n_critic_updates)])
+        else:
+            permutations = th.empty((self.n_critic_updates, n_samples), dtype=th.int64, device=device)
+        if self._data_parallel is not None:
+            self._data_parallel.broadcast(permutations)
+        return permutations
+
+    def _gathered_observations(self, observations: PyTorchObs) -> PyTorchObs:
+        """
+        :param observations: this rank's samples (a tensor, or a dict of tensors)
+        :return: all ranks' samples, in rank order, on every rank (``data_parallel`` only)
+        """
+        assert self._data_parallel is not None
+        if isinstance(observations, dict):
+            return {key: self._data_parallel.gather(value) for key, value in observations.items()}
+        return self._data_parallel.gather(observations)
 
     def train(self) -> None:
         """

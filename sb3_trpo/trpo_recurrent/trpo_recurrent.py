@@ -165,6 +165,19 @@ class RecurrentTRPO(TRPO):
         mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
         return mean_loss, n_skipped
 
+    def _reduce_critic_gradients(self, value_loss: float) -> float:
+        """
+        With data_parallel, average the critic's gradients (and the minibatch's loss) over the ranks, in place; else
+        nothing. (The critic's minibatches are sequences of each rank's own buffer, with their LSTM states: each rank
+        takes its own, and the Adam step is the one of their union.)
+
+        :param value_loss: this rank's loss of the minibatch
+        :return: the loss over all ranks (not finite when any rank's is not, so that all skip the step or none)
+        """
+        if self._data_parallel is None:
+            return value_loss
+        return self._data_parallel.mean_gradients(self.critic_params, value_loss)
+
     # -----------------------------------------------------------------------------------------------------------------
     # The rollout, with the LSTM states carried along
     # -----------------------------------------------------------------------------------------------------------------
