@@ -70,29 +70,61 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
         model.learn(per_update)  # warm-up: one update
         if world > 1:
             dist.barrier()
+        seconds_in = _time_parts(model)
         start = time.perf_counter()
         model.learn(per_update * spec["updates"], reset_num_timesteps=False)
         if world > 1:
             dist.barrier()
         seconds = time.perf_counter() - start
         if rank == 0:
-            Path(out).write_text(json.dumps({"seconds": seconds, "steps": per_update * spec["updates"]}))
+            breakdown = {part: value / spec["updates"] for part, value in seconds_in.items()}
+            result = {"seconds": seconds, "steps": per_update * spec["updates"], "seconds_per_update": breakdown}
+            Path(out).write_text(json.dumps(result))
     finally:
         if world > 1:
             dist.destroy_process_group()
 
 
-def measure(world: int, spec: dict[str, Any]) -> float:
+def _time_parts(model: Any) -> dict[str, float]:
+    """
+    Time from now on, on this rank: the collection, the update, the critic's regression within it, and the collectives
+    (with their count).
+
+    :return: the totals, filled in as the model learns
+    """
+    totals = {"collect_rollouts": 0.0, "train": 0.0, "critic": 0.0, "collectives": 0.0, "n_collectives": 0.0}
+
+    def timed(part: str, function: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[part] += time.perf_counter() - start
+                if part == "collectives":
+                    totals["n_collectives"] += 1
+
+        return wrapper
+
+    model.collect_rollouts = timed("collect_rollouts", model.collect_rollouts)
+    model.train = timed("train", model.train)
+    model._fit_critic = timed("critic", model._fit_critic)
+    for name in ("all_reduce", "all_gather", "broadcast"):
+        setattr(dist, name, timed("collectives", getattr(dist, name)))
+    return totals
+
+
+def measure(world: int, spec: dict[str, Any]) -> dict[str, Any]:
     """
     :param world: number of ranks
     :param spec: the run's settings
-    :return: steps per second of all ranks together
+    :return: steps per second of all ranks together, and rank 0's seconds per update in each part
     """
     with tempfile.TemporaryDirectory() as folder:
         out = str(Path(folder) / "result.json")
         mp.spawn(_worker, args=(world, _free_port(), spec, out), nprocs=world, join=True)
         result = json.loads(Path(out).read_text())
-    return result["steps"] / result["seconds"]
+    return {"steps_per_second": result["steps"] / result["seconds"], "seconds_per_update": result["seconds_per_update"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,9 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="rounds (median reported)")
     parser.add_argument("--first-core", type=int, default=0, help="rank r runs on core first_core + r")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--split", choices=["n_steps", "n_envs"], default="n_steps", help="what the ranks divide among them"
-    )
+    parser.add_argument("--split", choices=["n_steps", "n_envs"], default="n_steps", help="what the ranks divide among them")
     parser.add_argument("--json", default="", help="write the record here")
     args = parser.parse_args(argv)
     if max(args.ranks) + args.first_core > (os.cpu_count() or 1):
@@ -124,13 +154,22 @@ def main(argv: list[str] | None = None) -> int:
         "split": args.split,
     }
     rounds: dict[int, list[float]] = {world: [] for world in args.ranks}
+    parts: dict[int, list[dict[str, float]]] = {world: [] for world in args.ranks}
     for _ in range(args.repeats):
         for world in args.ranks:
-            rounds[world].append(measure(world, spec))
+            result = measure(world, spec)
+            rounds[world].append(result["steps_per_second"])
+            parts[world].append(result["seconds_per_update"])
     medians = {world: statistics.median(values) for world, values in rounds.items()}
+    # Per part, the median over the rounds of rank 0's seconds per update
+    breakdown = {
+        world: {part: statistics.median(values[part] for values in parts[world]) for part in parts[world][0]}
+        for world in args.ranks
+    }
     base = medians[min(args.ranks)]
     for world in args.ranks:
-        print(f"{args.env}: {world} rank(s): {medians[world]:.0f} steps/s (x{medians[world] / base:.2f})")
+        times = ", ".join(f"{part} {value:.3f}" for part, value in breakdown[world].items() if part != "n_collectives")
+        print(f"{args.env}: {world} rank(s): {medians[world]:.0f} steps/s (x{medians[world] / base:.2f}); s/update: {times}")
     if args.json:
         record = {
             "env": args.env,
@@ -141,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": {str(world): values for world, values in rounds.items()},
             "median_steps_per_second": {str(world): value for world, value in medians.items()},
             "speedup": {str(world): medians[world] / base for world in args.ranks},
+            "seconds_per_update_rank_0": {str(world): value for world, value in breakdown.items()},
             **benchmark.git_state(),
             "versions": benchmark.versions(),
             "hardware": {

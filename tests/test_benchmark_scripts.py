@@ -367,5 +367,8 @@ def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
     record = json.loads(out.read_text())
     assert set(record["median_steps_per_second"]) == {"1", "2"} and record["speedup"]["1"] == 1.0
     assert record["split"] == "n_steps"
+    parts = record["seconds_per_update_rank_0"]
+    assert parts["1"]["n_collectives"] == 0 and parts["2"]["n_collectives"] > 0
+    assert 0 < parts["2"]["critic"] < parts["2"]["train"]
     assert all(value > 0 for value in record["median_steps_per_second"].values())
     assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40
