@@ -8,7 +8,9 @@ critic's minibatch. With N ranks, each rank collects ``n_steps / N`` steps of th
 amortized over as many samples) or ``n_steps`` steps of ``n_envs / N`` envs (``--split n_envs``); every update sees
 the same number of samples, and the critic (fitted on all ranks' samples) takes the same Adam steps on minibatches
 of ``batch_size``. Each configuration learns one warm-up update, then ``--updates`` timed updates; rounds alternate
-between the configurations (``--repeats``) and the median is reported::
+between the configurations (``--repeats``) and the median is reported. For each N > 1, N independent 1-rank runs at
+once, one per core, give the machine's ceiling (their steps/s summed: cores that share caches, memory bandwidth or a
+physical core do not add up to N)::
 
     python scripts/bench_distributed.py --env HalfCheetah-v5 --ranks 1 2 --updates 10 --repeats 3 \\
         --json benchmarks/distributed/bench_distributed.json
@@ -49,6 +51,9 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
 
     os.sched_setaffinity(0, {spec["first_core"] + rank})
     th.set_num_threads(1)
+    if spec.get("independent"):
+        # One of `world` independent single-process runs at once, one per core: the machine's own ceiling
+        rank, world, out = 0, 1, f"{out}.{rank}"
     if world > 1:
         init_method = f"tcp://127.0.0.1:{port}"
         dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world, timeout=timedelta(minutes=10))
@@ -77,7 +82,7 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
             dist.barrier()
         seconds = time.perf_counter() - start
         if rank == 0:
-            breakdown = {part: value / spec["updates"] for part, value in seconds_in.items()}
+            breakdown: dict[str, float] = {part: value / spec["updates"] for part, value in seconds_in.items()}
             result = {"seconds": seconds, "steps": per_update * spec["updates"], "seconds_per_update": breakdown}
             Path(out).write_text(json.dumps(result))
     finally:
@@ -127,6 +132,19 @@ def measure(world: int, spec: dict[str, Any]) -> dict[str, Any]:
     return {"steps_per_second": result["steps"] / result["seconds"], "seconds_per_update": result["seconds_per_update"]}
 
 
+def measure_independent(copies: int, spec: dict[str, Any]) -> float:
+    """
+    :param copies: number of single-process runs at once (the 1-rank configuration), one per core
+    :param spec: the run's settings
+    :return: the sum of their steps per second: what the cores give when nothing is shared between them
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        out = str(Path(folder) / "result.json")
+        mp.spawn(_worker, args=(copies, 0, {**spec, "independent": True}, out), nprocs=copies, join=True)
+        results = [json.loads(Path(f"{out}.{copy}").read_text()) for copy in range(copies)]
+    return sum(result["steps"] / result["seconds"] for result in results)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="HalfCheetah-v5")
@@ -155,12 +173,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     rounds: dict[int, list[float]] = {world: [] for world in args.ranks}
     parts: dict[int, list[dict[str, float]]] = {world: [] for world in args.ranks}
+    ceiling: dict[int, list[float]] = {world: [] for world in args.ranks if world > 1}
     for _ in range(args.repeats):
         for world in args.ranks:
             result = measure(world, spec)
             rounds[world].append(result["steps_per_second"])
             parts[world].append(result["seconds_per_update"])
+            if world in ceiling:
+                ceiling[world].append(measure_independent(world, spec))
     medians = {world: statistics.median(values) for world, values in rounds.items()}
+    ceilings = {world: statistics.median(values) for world, values in ceiling.items()}
     # Per part, the median over the rounds of rank 0's seconds per update
     breakdown = {
         world: {part: statistics.median(values[part] for values in parts[world]) for part in parts[world][0]}
@@ -170,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     for world in args.ranks:
         times = ", ".join(f"{part} {value:.3f}" for part, value in breakdown[world].items() if part != "n_collectives")
         print(f"{args.env}: {world} rank(s): {medians[world]:.0f} steps/s (x{medians[world] / base:.2f}); s/update: {times}")
+        if world in ceilings:
+            print(
+                f"  {world} independent 1-rank runs at once: {ceilings[world]:.0f} steps/s together"
+                f" (x{ceilings[world] / base:.2f})"
+            )
     if args.json:
         record = {
             "env": args.env,
@@ -181,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             "median_steps_per_second": {str(world): value for world, value in medians.items()},
             "speedup": {str(world): medians[world] / base for world in args.ranks},
             "seconds_per_update_rank_0": {str(world): value for world, value in breakdown.items()},
+            # N independent 1-rank runs at once, one per core: what N cores give with nothing shared (steps/s summed)
+            "rounds_independent": {str(world): values for world, values in ceiling.items()},
+            "median_steps_per_second_independent": {str(world): value for world, value in ceilings.items()},
+            "ceiling_speedup": {str(world): value / base for world, value in ceilings.items()},
             **benchmark.git_state(),
             "versions": benchmark.versions(),
             "hardware": {

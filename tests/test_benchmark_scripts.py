@@ -370,5 +370,6 @@ def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
     parts = record["seconds_per_update_rank_0"]
     assert parts["1"]["n_collectives"] == 0 and parts["2"]["n_collectives"] > 0
     assert 0 < parts["2"]["critic"] < parts["2"]["train"]
+    assert record["median_steps_per_second_independent"]["2"] > 0 and set(record["ceiling_speedup"]) == {"2"}
     assert all(value > 0 for value in record["median_steps_per_second"].values())
     assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40
