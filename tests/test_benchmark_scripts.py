@@ -373,3 +373,36 @@ def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
     assert record["median_steps_per_second_independent"]["2"] > 0 and set(record["ceiling_speedup"]) == {"2"}
     assert all(value > 0 for value in record["median_steps_per_second"].values())
     assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40
+
+
+def test_curve_distributed_records_one_and_two_ranks_and_reports_them(tmp_path):
+    out = tmp_path / "curves"
+    command = [
+        sys.executable, "scripts/curve_distributed.py", "run", "--envs", "Pendulum-v1", "--seeds", "100",
+        "--budget", "4096", "--eval-episodes", "1", "--final-eval-episodes", "2", "--out", str(out),
+    ]  # fmt: skip
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    records = [json.loads(line) for line in (out / "Pendulum-v1.jsonl").read_text().splitlines()]
+    assert sorted((r["seed"], r["ranks"], r["n_envs_per_rank"]) for r in records) == [(100, 1, 2), (100, 2, 1)]
+    for record in records:
+        assert record["seed_role"] == "evaluation" and record["fingerprint"] and len(record["git_commit"]) == 40
+        # the curve counts all ranks' steps, from the first evaluation (step 0) to the budget
+        steps = [point["timesteps"] for point in record["learning_curve"]]
+        assert steps[0] == 0 and steps[-1] == record["timesteps"] == 4096
+        assert len(record["final_eval"]["returns"]) == 2
+    # Resumable: a second run finds nothing to do
+    again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "[start]" not in again.stdout
+    report = subprocess.run(
+        [sys.executable, "scripts/curve_distributed.py", "report", "--out", str(out), "--plot", str(tmp_path / "c.png")],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert "| Pendulum-v1 | 1 | 1 | n < 2 |" in report.stdout and "| Pendulum-v1 | 2 | 1 | n < 2 |" in report.stdout
+    assert (tmp_path / "c.png").stat().st_size > 0
+    refused = subprocess.run(
+        [sys.executable, "scripts/curve_distributed.py", "run", "--seeds", "3", "--out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "not an evaluation seed" in refused.stderr
