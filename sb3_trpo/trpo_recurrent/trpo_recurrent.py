@@ -52,7 +52,9 @@ class RecurrentTRPO(TRPO):
     Every other parameter is TRPO's (:class:`sb3_trpo.trpo.TRPO`; in full in
     :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`); ``rollout_buffer_class`` must be one of
     sb3-contrib's recurrent buffers (None: chosen from the observation space), and ``batch_size`` is the number of
-    steps in each of the critic's minibatches of sequences.
+    steps in each of the critic's minibatches of sequences. With ``data_parallel``, each rank takes its minibatches
+    of sequences from its own buffer and the critic's gradients are averaged over the ranks at each step (a minibatch
+    of ``world_size * batch_size`` steps), unlike TRPO's, which fits on all ranks' samples gathered once.
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
