@@ -18,9 +18,10 @@ import pytest
 from test_benchmark_scripts import REPO_ROOT, load_script
 
 #: the Markdown files whose ```python blocks are run: the README and every page of the site
-EXAMPLE_FILES = [REPO_ROOT / "README.md"] + sorted(
-    path for path in (REPO_ROOT / "docs").rglob("*.md") if "_build" not in path.parts
-)
+EXAMPLE_FILES = [
+    REPO_ROOT / "README.md",
+    *sorted(path for path in (REPO_ROOT / "docs").rglob("*.md") if "_build" not in path.parts),
+]
 EXAMPLE_BUDGET = 1
 LEARN_BUDGET = re.compile(r"(\.learn\(\s*(?:total_timesteps\s*=\s*)?)[0-9][0-9_]*")
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
