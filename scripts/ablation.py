@@ -12,11 +12,11 @@ skipped), into ``benchmarks/ablation/results/<env>.jsonl``::
 
     python scripts/ablation.py run --jobs 2                # all of it (Hopper-v5's 30 runs take most of the time)
     python scripts/ablation.py run --envs Pendulum-v1 --jobs 1 --first-core 1
-    python scripts/ablation.py report --readme README.md   # table (IQM with bootstrap CIs) and plot
+    python scripts/ablation.py report --docs docs/results.md   # table (IQM with bootstrap CIs) and plot
 
 ``report`` writes ``benchmarks/ablation/ablation.md`` and ``benchmarks/ablation/ablation.png`` and, with
-``--readme``, the table into the README between its ablation markers. Variants with fewer than ``SEEDS`` finished
-runs are reported with their ``n`` and marked incomplete.
+``--docs``, the table into that page (the docs' results page) between its ablation markers. Variants with fewer
+than ``SEEDS`` finished runs are reported with their ``n`` and marked incomplete.
 """
 
 import argparse
@@ -49,7 +49,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 CONFIG_DIR = REPO_ROOT / "benchmarks" / "configs" / "ablation"
 OUT = REPO_ROOT / "benchmarks" / "ablation"
 RESULTS = OUT / "results"
-README_START, README_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
+SECTION_START, SECTION_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
 
 
 def variant_config(variant: str) -> Path:
@@ -246,38 +246,38 @@ def plot(
     plt.close(figure)
 
 
-def readme_section(summaries: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
+def docs_section(summaries: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
     """
     :param summaries: the summary of each (task, variant)
-    :return: the table and the note under it, as the README's ablation section holds them
+    :return: the table and the note under it, as the docs' ablation section (docs/results.md) holds them
     """
     commits = sorted({commit for summary in summaries.values() for commit in summary.get("commits", [])})
     note = (
         f"\nEvaluation seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
         f"budget; learn() s excludes the periodic evaluations. Records: `benchmarks/ablation/results/` (commits "
-        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --readme README.md`.\n"
+        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --docs docs/results.md`.\n"
     )
     return table(summaries), note
 
 
-def report(readme: str | None) -> str:
+def report(docs: str | None) -> str:
     """
-    Write the ablation's table and plot (and the README's ablation section, when asked).
+    Write the ablation's table and plot (and the docs' ablation section, when asked).
 
-    :param readme: path of the README to update between its markers, or None
+    :param docs: path of the Markdown page to update between its markers (docs/results.md), or None
     :return: the table
     """
     runs = load_runs()
     summaries = {key: summarize(records) if records else {"n": 0} for key, records in runs.items()}
-    text, note = readme_section(summaries)
+    text, note = docs_section(summaries)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "ablation.md").write_text("# Ablation of TRPO's options and NPG\n\n" + text + "\n" + note)
     (OUT / "summary.json").write_text(json.dumps({f"{env}/{variant}": s for (env, variant), s in summaries.items()}, indent=1))
     plot(summaries, runs, OUT / "ablation.png")
-    if readme is not None:
-        path = Path(readme)
+    if docs is not None:
+        path = Path(docs)
         content = path.read_text()
-        start, end = content.index(README_START) + len(README_START), content.index(README_END)
+        start, end = content.index(SECTION_START) + len(SECTION_START), content.index(SECTION_END)
         path.write_text(content[:start] + "\n" + text + "\n" + note + content[end:])
     return text
 
@@ -293,10 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--first-core", type=int, default=0)
     run.add_argument("--dry-run", action="store_true")
     show = commands.add_parser("report", help="write the table and plot from the finished runs")
-    show.add_argument("--readme", default=None, help="also write the table into this README between its markers")
+    show.add_argument(
+        "--docs", "--readme", dest="docs", default=None, help="also write the table into this page between its markers"
+    )
     args = parser.parse_args(argv)
     if args.command == "report":
-        print(report(args.readme))
+        print(report(args.docs))
         return 0
     pending = plan(args.envs, args.variants, args.seeds)
     print(f"{len(pending)} ablation runs to do (results in {RESULTS})", flush=True)

@@ -60,7 +60,7 @@ FAMILY_BUDGET_FILES = {
     **dict.fromkeys(MASKABLE_ALGOS, "trpo_mask_config"),
     **dict.fromkeys(RECURRENT_ALGOS, "trpo_lstm_config"),
 }
-#: Seeds for choosing configs and seeds for publishing: never mixed (README, "Results")
+#: Seeds for choosing configs and seeds for publishing: never mixed (docs/results.md, "Set-up")
 TUNING_SEEDS = range(0, 100)
 EVALUATION_SEEDS = range(100, 200)
 CLASSIC_CONTROL = (

@@ -16,7 +16,7 @@ to override), and it never reads tuning seeds::
 
     python scripts/evaluation_report.py --results benchmarks/results --out benchmarks/evaluation.md \\
         --plots benchmarks/plots/evaluation
-    python scripts/evaluation_report.py --results benchmarks/masked/results --readme README.md --section masked
+    python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked
 """
 
 import argparse
@@ -223,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="write the report here (Markdown)")
     parser.add_argument("--plots", default=None, help="folder for the performance profile")
     parser.add_argument("--allow-mixed", action="store_true", help="report stale records too")
-    parser.add_argument("--readme", default=None, help="also write the per-task table into this Markdown file, between")
+    parser.add_argument(
+        "--docs", "--readme", dest="docs", default=None, help="also write the per-task table into this Markdown page, between"
+    )
     parser.add_argument("--section", default="masked", help="... its <!-- SECTION-results:start/end --> markers")
     args = parser.parse_args(argv)
     records = evaluation_records(args.results)
@@ -239,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     text = report(records, Path(args.plots) if args.plots else None)
     if args.out:
         Path(args.out).write_text("# Results on evaluation seeds\n\n" + text)
-    if args.readme:
-        path, start, end = Path(args.readme), f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
+    if args.docs:
+        path, start, end = Path(args.docs), f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
         content = path.read_text()
         if start not in content or end not in content:
             print(f"{path} has no {start} ... {end} block", file=sys.stderr)

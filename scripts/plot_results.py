@@ -13,7 +13,8 @@ Plot and tabulate the runs of ``scripts/benchmark.py``.
 
 Usage::
 
-    python scripts/plot_results.py --results benchmarks/results --plots benchmarks/plots --table benchmarks/results.md
+    python scripts/plot_results.py --results benchmarks/results --plots benchmarks/plots --table benchmarks/results.md \
+        --docs docs/results.md --summary README.md docs/index.md docs/algorithms/trpo.md
 """
 
 import argparse
@@ -51,6 +52,24 @@ ALGO_LABELS = {
 ZOO_FILES = {"sb3_trpo": "trpo", "sb3_contrib": "trpo", "sb3_npg": "trpo", "ppo": "ppo", "recurrent_ppo": "ppo_lstm"}
 DROP_FRACTION = 0.1
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
+SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
+#: the targets of the learning results (the RL Zoo's published numbers for sb3-contrib's TRPO; HalfCheetah-v5: 5000),
+#: in the order of the summary table
+TARGETS = {
+    "CartPole-v1": 500.0,
+    "Acrobot-v1": -83.0,
+    "Pendulum-v1": -175.0,
+    "MountainCarContinuous-v0": 92.0,
+    "LunarLander-v3": 133.0,
+    "LunarLanderContinuous-v3": 262.0,
+    "HalfCheetah-v5": 5000.0,
+    "Hopper-v5": 3618.0,
+    "Walker2d-v5": 4933.0,
+    "Swimmer-v5": 366.0,
+    "Ant-v5": 4982.0,
+}
+#: the summary's usual number of seeds; a cell over another number says how many
+SUMMARY_SEEDS = 3
 
 
 @dataclass
@@ -64,6 +83,10 @@ class Args:
     )
     docs: str = dataclasses.field(
         default="", metadata={"help": f"if set, a markdown file whose block between {TABLE_START} and {TABLE_END} is replaced"}
+    )
+    summary: list[str] = dataclasses.field(
+        default_factory=list,
+        metadata={"help": f"markdown files whose block between {SUMMARY_START} and {SUMMARY_END} gets the summary table"},
     )
     allow_mixed: bool = dataclasses.field(
         default=False, metadata={"help": "report even when the records mix seed roles or include stale records"}
@@ -80,6 +103,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         flag, text = "--" + arg_field.name.replace("_", "-"), f"{arg_field.metadata['help']} (default: %(default)s)"
         if isinstance(arg_field.default, bool):
             parser.add_argument(flag, dest=arg_field.name, action="store_true", help=text)
+        elif arg_field.default is dataclasses.MISSING:  # a list of values (default_factory)
+            parser.add_argument(flag, dest=arg_field.name, nargs="*", default=[], help=text)
         else:
             parser.add_argument(flag, dest=arg_field.name, default=arg_field.default, help=text)
     return Args(**vars(parser.parse_args(argv)))
@@ -324,19 +349,70 @@ def tables(all_runs: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_block(path: Path, text: str) -> None:
+def _summary_cell(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "-"
+    finals = [record["final_eval"]["mean"] for record in records]
+    seeds = "" if len(records) == SUMMARY_SEEDS else f" ({len(records)} seeds)"
+    return f"{np.mean(finals):.1f} +/- {np.std(finals):.1f}{seeds}"
+
+
+def summary_table(all_runs: dict[str, list[dict[str, Any]]]) -> str:
     """
-    Replace the text between the ``TABLE_START`` and ``TABLE_END`` markers of a markdown file.
+    The summary of the learning results: one row per task, the final return of each algorithm with the RL Zoo's own
+    hyperparameters and of ours with the ``# Tuned`` entry of ``zoo_configs/trpo.yml`` where it changes them.
+
+    :param all_runs: the runs of each environment
+    :return: markdown text (the table, then a note)
+    """
+    lines = [
+        "| task | steps | target | ours, Zoo settings | ours, tuned | sb3-contrib TRPO | SB3 PPO |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    envs = [env_id for env_id in TARGETS if env_id in all_runs] + sorted(set(all_runs) - set(TARGETS))
+    for env_id in envs:
+        runs = all_runs[env_id]
+
+        def zoo_runs(algo: str, runs: list[dict[str, Any]] = runs) -> list[dict[str, Any]]:
+            return [record for record in runs if record["algo"] == algo and not changes_from_rl_zoo(record)]
+
+        tuned = [record for record in runs if is_tuned(record) and changes_from_rl_zoo(record)]
+        target = TARGETS.get(env_id)
+        row = [
+            env_id,
+            _budgets(runs),
+            "-" if target is None else f"{target:g}",
+            _summary_cell(zoo_runs("sb3_trpo")),
+            _summary_cell(tuned),
+            _summary_cell(zoo_runs("sb3_contrib")),
+            _summary_cell(zoo_runs("ppo")),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    note = (
+        "Final return of the final model: deterministic evaluation over 20 episodes, `mean +/- std` over seeds 0-2 "
+        "(0-4 where a cell says 5 seeds), from the records in `benchmarks/results/`. Zoo settings: the RL Zoo's own "
+        "entry for each algorithm (PPO: its `ppo.yml`, at the TRPO entry's budget). Ours, tuned: the `# Tuned` entry "
+        "of `zoo_configs/trpo.yml` where it changes the Zoo's values (- where it does not). Target: each task's goal, "
+        "as on the results page."
+    )
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def replace_block(path: Path, text: str, start: str = TABLE_START, end: str = TABLE_END) -> None:
+    """
+    Replace the text between two markers of a markdown file (by default the full table's).
 
     :param path: the markdown file (e.g. docs/results.md)
     :param text: the new block
+    :param start: the opening marker
+    :param end: the closing marker
     """
     content = path.read_text()
-    if TABLE_START not in content or TABLE_END not in content:
-        raise ValueError(f"{path} has no {TABLE_START} ... {TABLE_END} block")
-    before, rest = content.split(TABLE_START, 1)
-    _, after = rest.split(TABLE_END, 1)
-    path.write_text(f"{before}{TABLE_START}\n{text}{TABLE_END}{after}")
+    if start not in content or end not in content:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    before, rest = content.split(start, 1)
+    _, after = rest.split(end, 1)
+    path.write_text(f"{before}{start}\n{text}{end}{after}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -362,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs:
         replace_block(Path(args.docs), text)
         print(f"updated the table in {args.docs}")
+    summary = summary_table(all_runs)
+    for path in args.summary:
+        replace_block(Path(path), summary, SUMMARY_START, SUMMARY_END)
+        print(f"updated the summary in {path}")
     print(text)
     return 0
 

@@ -1,35 +1,72 @@
-"""The README's generated sections are what the committed records give: no number there that a record does not back."""
+"""
+The generated sections of the README and of the docs are what the committed records give: no number there that a
+record does not back. Each section sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers and is
+written by the script named in its failure message.
+"""
 
 from pathlib import Path
 
+import pytest
 from test_benchmark_scripts import REPO_ROOT, load_script
 
-README = (REPO_ROOT / "README.md").read_text()
+RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
+#: the files holding the summary table (the README's one results table, the docs' landing page, TRPO's page)
+SUMMARY_FILES = ("README.md", "docs/index.md", "docs/algorithms/trpo.md")
 
 
-def _block(start: str, end: str) -> str:
-    assert start in README and end in README, f"the README has no {start} ... {end} block"
-    return README.split(start, 1)[1].split(end, 1)[0]
+def _block(path: Path, start: str, end: str) -> str:
+    text = path.read_text()
+    assert start in text and end in text, f"{path.relative_to(REPO_ROOT)} has no {start} ... {end} block"
+    return text.split(start, 1)[1].split(end, 1)[0]
 
 
 def test_ablation_section_is_the_report_of_the_committed_records() -> None:
     ablation = load_script("ablation")
     runs = ablation.load_runs()
     summaries = {key: ablation.summarize(records) if records else {"n": 0} for key, records in runs.items()}
-    text, note = ablation.readme_section(summaries)
+    text, note = ablation.docs_section(summaries)
     assert (
-        _block(ablation.README_START, ablation.README_END) == "\n" + text + "\n" + note
-    ), "the README's ablation section differs from the records: python scripts/ablation.py report --readme README.md"
+        _block(RESULTS_PAGE, ablation.SECTION_START, ablation.SECTION_END) == "\n" + text + "\n" + note
+    ), "docs/results.md's ablation section differs from the records: python scripts/ablation.py report --docs docs/results.md"
 
 
 def test_results_table_is_the_table_of_the_committed_records() -> None:
     plot_results = load_script("plot_results")
     text = plot_results.tables(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
-    assert _block(plot_results.TABLE_START, plot_results.TABLE_END) == "\n" + text, (
-        "the README's results table differs from the records: "
+    assert _block(RESULTS_PAGE, plot_results.TABLE_START, plot_results.TABLE_END) == "\n" + text, (
+        "docs/results.md's results table differs from the records: "
         "python scripts/plot_results.py --results benchmarks/results --plots benchmarks/plots "
-        "--table benchmarks/results.md --docs README.md"
+        "--table benchmarks/results.md --docs docs/results.md"
     )
+
+
+@pytest.mark.parametrize("relative_path", SUMMARY_FILES)
+def test_summary_table_is_the_summary_of_the_committed_records(relative_path: str) -> None:
+    plot_results = load_script("plot_results")
+    text = plot_results.summary_table(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
+    assert (
+        _block(REPO_ROOT / relative_path, plot_results.SUMMARY_START, plot_results.SUMMARY_END) == "\n" + text
+    ), f"{relative_path}'s summary table differs from the records: " "python scripts/plot_results.py --summary " + " ".join(
+        SUMMARY_FILES
+    )
+
+
+def test_summary_rows_agree_with_the_full_table() -> None:
+    # Every cell of the summary is a row of the full table: the same records, grouped the same way
+    plot_results = load_script("plot_results")
+    full = plot_results.tables(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
+    summary = plot_results.summary_table(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
+    for row in summary.splitlines()[2:]:
+        if not row.startswith("| "):
+            break
+        env_id, _, _, *cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for cell in cells:
+            if cell != "-":
+                value = cell.split(" (")[0]
+                assert any(line.startswith(f"| {env_id} |") and f"| {value} |" in line for line in full.splitlines()), (
+                    env_id,
+                    cell,
+                )
 
 
 def test_family_results_are_the_evaluation_report_of_the_committed_records() -> None:
@@ -37,13 +74,21 @@ def test_family_results_are_the_evaluation_report_of_the_committed_records() -> 
     start, end = "<!-- masked-results:start -->", "<!-- masked-results:end -->"
     records = report.evaluation_records(str(REPO_ROOT / "benchmarks" / "masked" / "results"))
     expected = report.per_task_table(records)
-    assert _block(start, end) == "\n" + expected, (
-        "the README's masked results differ from the records: "
-        "python scripts/evaluation_report.py --results benchmarks/masked/results --readme README.md --section masked"
+    assert _block(RESULTS_PAGE, start, end) == "\n" + expected, (
+        "docs/results.md's masked results differ from the records: "
+        "python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked"
     )
 
 
-def test_scripts_are_where_the_readme_says() -> None:
-    for script in ("ablation.py", "plot_results.py", "evaluation_report.py", "bench_distributed.py"):
+def test_readme_is_short_and_keeps_its_set_up_commands() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150, "the README is a two-minute read: move the details into docs/"
+    # .ci/run runs "the README's test command"
+    assert 'python -m pytest -m "not expensive" -n 2 tests' in readme
+    assert 'pip install "torch==2.13.0" -e ".[extra,tests,envpool,tuning]"' in readme
+
+
+def test_scripts_are_where_the_docs_say() -> None:
+    for script in ("ablation.py", "plot_results.py", "evaluation_report.py", "bench_distributed.py", "docs_screenshots.py"):
         assert (REPO_ROOT / "scripts" / script).exists()
     assert Path(REPO_ROOT / "benchmarks" / "ablation" / "results").is_dir()
