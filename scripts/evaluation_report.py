@@ -17,6 +17,7 @@ to override), and it never reads tuning seeds::
     python scripts/evaluation_report.py --results benchmarks/results --out benchmarks/evaluation.md \\
         --plots benchmarks/plots/evaluation
     python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked
+    python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md
 """
 
 import argparse
@@ -217,6 +218,60 @@ def plot_performance_profile(normalized: dict[str, np.ndarray], path: Path) -> N
     plt.close(figure)
 
 
+#: Where the records of evaluation seeds are (the grid, the ablation, the masked and recurrent benchmarks)
+EVALUATION_FOLDERS = (
+    "benchmarks/results",
+    "benchmarks/ablation/results",
+    "benchmarks/masked/results",
+    "benchmarks/recurrent/results",
+)
+SUMMARY_START, SUMMARY_END = "<!-- evaluation-summary:start -->", "<!-- evaluation-summary:end -->"
+
+
+def merged_evaluation_records(folders: tuple[str, ...] = EVALUATION_FOLDERS) -> dict[str, list[dict[str, Any]]]:
+    """
+    :param folders: results folders, relative to the repository's root (missing ones are skipped)
+    :return: the evaluation-seed runs of each task over all of them
+    """
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for folder in folders:
+        path = benchmark.REPO_ROOT / folder
+        if path.is_dir():
+            for env_id, runs in evaluation_records(str(path)).items():
+                merged.setdefault(env_id, []).extend(runs)
+    return merged
+
+
+def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :return: the summary of every result on evaluation seeds: the per-task table of each algorithm's headline
+        settings, and a note on what it holds
+    """
+    note = (
+        "Evaluation seeds only (100 and up, never used to choose anything), each configuration run once on them: final "
+        "return of the final model, deterministic, 20 episodes; IQM and mean with stratified-bootstrap 95% CIs "
+        "(rliable); curve mean: the mean evaluated return along the learning curve; steps/s: `learn()` on one core "
+        "(indicative: other work shared the machine). Ours with the task's entry of `zoo_configs/` (`(ours, tuned)`: "
+        "a `# Tuned` entry, with what it changes from the RL Zoo's values); the others with their Zoo settings. Records: "
+        + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
+        + ". Regenerate: `python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md`."
+    )
+    return per_task_table(records) + "\n" + note + "\n"
+
+
+def write_block(path: Path, text: str, start: str, end: str) -> None:
+    """
+    Replace the text between two markers of a Markdown page.
+
+    :raises ValueError: when the page lacks the markers
+    """
+    content = path.read_text()
+    if start not in content or end not in content:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    before, rest = content.split(start, 1)
+    path.write_text(before + start + "\n" + text + end + rest.split(end, 1)[1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "results"))
@@ -227,7 +282,28 @@ def main(argv: list[str] | None = None) -> int:
         "--docs", "--readme", dest="docs", default=None, help="also write the per-task table into this Markdown page, between"
     )
     parser.add_argument("--section", default="masked", help="... its <!-- SECTION-results:start/end --> markers")
+    parser.add_argument(
+        "--summary",
+        nargs="+",
+        default=None,
+        metavar="PAGE",
+        help="write the summary of every evaluation-seed record (all results folders) into these pages, between "
+        "their <!-- evaluation-summary:start/end --> markers, and stop",
+    )
     args = parser.parse_args(argv)
+    if args.summary:
+        merged = merged_evaluation_records()
+        flat = [record for runs in merged.values() for record in runs]
+        current = {algo: benchmark.algorithm_fingerprint(algo) for algo in sorted({record["algo"] for record in flat})}
+        problems = benchmark.record_problems(flat, current)
+        if problems and not args.allow_mixed:
+            print("refusing to report (pass --allow-mixed to report anyway):\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 2
+        summary = evaluation_summary(merged)
+        for page in args.summary:
+            write_block(Path(page), summary, SUMMARY_START, SUMMARY_END)
+        print(summary)
+        return 0
     records = evaluation_records(args.results)
     flat = [record for runs in records.values() for record in runs]
     if not flat:
@@ -242,13 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         Path(args.out).write_text("# Results on evaluation seeds\n\n" + text)
     if args.docs:
-        path, start, end = Path(args.docs), f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
-        content = path.read_text()
-        if start not in content or end not in content:
-            print(f"{path} has no {start} ... {end} block", file=sys.stderr)
+        start, end = f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
+        try:
+            write_block(Path(args.docs), per_task_table(records), start, end)
+        except ValueError as error:
+            print(error, file=sys.stderr)
             return 1
-        before, rest = content.split(start, 1)
-        path.write_text(before + start + "\n" + per_task_table(records) + end + rest.split(end, 1)[1])
     print(text)
     return 0
 

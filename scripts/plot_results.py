@@ -14,7 +14,7 @@ Plot and tabulate the runs of ``scripts/benchmark.py``.
 Usage::
 
     python scripts/plot_results.py --results benchmarks/results --plots benchmarks/plots --table benchmarks/results.md \
-        --docs docs/results.md --summary README.md docs/index.md docs/algorithms/trpo.md
+        --docs docs/results.md --summary docs/algorithms/trpo.md
 """
 
 import argparse
@@ -41,6 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGO_ORDER = ("sb3_trpo", "sb3_contrib", "ppo")
 ALGO_LABELS = {
     "sb3_trpo": "sb3_trpo TRPO (ours)",
+    "sb3_npg": "sb3_trpo NPG (ours)",
     "sb3_contrib": "sb3-contrib TRPO",
     "ppo": "SB3 PPO",
     "sb3_trpo_mask": "sb3_trpo MaskableTRPO (ours)",

@@ -10,8 +10,11 @@ import pytest
 from test_benchmark_scripts import REPO_ROOT, load_script
 
 RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
-#: the files holding the summary table (the README's one results table, the docs' landing page, TRPO's page)
-SUMMARY_FILES = ("README.md", "docs/index.md", "docs/algorithms/trpo.md")
+#: the files holding the summary of the tuning-seed runs (TRPO's page)
+SUMMARY_FILES = ("docs/algorithms/trpo.md",)
+#: the files holding the summary of every evaluation-seed result (the README's one results table, the docs' landing
+#: page, TRPO's page)
+EVALUATION_SUMMARY_FILES = ("README.md", "docs/index.md", "docs/algorithms/trpo.md")
 
 
 def _block(path: Path, start: str, end: str) -> str:
@@ -49,6 +52,26 @@ def test_summary_table_is_the_summary_of_the_committed_records(relative_path: st
     ), f"{relative_path}'s summary table differs from the records: " "python scripts/plot_results.py --summary " + " ".join(
         SUMMARY_FILES
     )
+
+
+@pytest.mark.parametrize("relative_path", EVALUATION_SUMMARY_FILES)
+def test_evaluation_summary_is_the_summary_of_the_committed_evaluation_records(relative_path: str) -> None:
+    report = load_script("evaluation_report")
+    records = report.merged_evaluation_records()
+    assert all(run["seed_role"] == "evaluation" for runs in records.values() for run in runs)
+    text = report.evaluation_summary(records)
+    assert _block(REPO_ROOT / relative_path, report.SUMMARY_START, report.SUMMARY_END) == "\n" + text, (
+        f"{relative_path}'s evaluation summary differs from the records: "
+        "python scripts/evaluation_report.py --summary " + " ".join(EVALUATION_SUMMARY_FILES)
+    )
+
+
+def test_readme_publishes_no_tuning_seed_table() -> None:
+    # The README's only results table is the evaluation-seed summary (tuning seeds chose the configs: not results)
+    readme = (REPO_ROOT / "README.md").read_text()
+    plot_results = load_script("plot_results")
+    assert plot_results.SUMMARY_START not in readme and plot_results.TABLE_START not in readme
+    assert readme.count("| task |") == 1
 
 
 def test_summary_rows_agree_with_the_full_table() -> None:
