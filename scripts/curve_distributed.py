@@ -9,7 +9,7 @@ record (seed role, commit, fingerprint, hyperparameters, versions, machine) to `
 are skipped, so the grid resumes::
 
     python scripts/curve_distributed.py run --envs Pendulum-v1 LunarLanderContinuous-v3 --seeds 100 101 102 103 104
-    python scripts/curve_distributed.py report --plot benchmarks/distributed/curves.png
+    python scripts/curve_distributed.py report --plot benchmarks/distributed/curves.png --docs docs/guide/data_parallel.md
 
 The ranks of a run share the core the run is given (``--core``): curves, not speed (that is bench_distributed.py's).
 """
@@ -34,6 +34,7 @@ import benchmark  # the sibling script: entries, versions, git state, machine, r
 import evaluation_report  # IQM and mean with bootstrap CIs
 
 DEFAULT_OUT = benchmark.REPO_ROOT / "benchmarks" / "distributed" / "curves"
+SECTION_START, SECTION_END = "<!-- distributed-curves:start -->", "<!-- distributed-curves:end -->"
 ENVS = ("Pendulum-v1", "LunarLanderContinuous-v3")
 N_EVALS = 10
 EVAL_EPISODES = 10
@@ -257,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     report_parser = commands.add_parser("report", help="the table (and plot) of the records")
     report_parser.add_argument("--out", default=str(DEFAULT_OUT))
     report_parser.add_argument("--plot", default="", help="write the curves' figure here")
+    report_parser.add_argument(
+        "--docs", default="", help="write the table into this Markdown page, between its <!-- distributed-curves --> markers"
+    )
     args = parser.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     if args.command == "run":
@@ -267,9 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     records = load_records(Path(args.out))
     if not records:
         parser.error(f"no records in {args.out}")
-    print(report_table(records), end="")
+    table = report_table(records)
+    print(table, end="")
     if args.plot:
         plot(records, Path(args.plot))
+    if args.docs:
+        evaluation_report.write_block(Path(args.docs), table, SECTION_START, SECTION_END)
     return 0
 
 

@@ -4,6 +4,7 @@ record does not back. Each section sits between ``<!-- NAME:start -->`` and ``<!
 written by the script named in its failure message.
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,37 @@ def test_scripts_are_where_the_docs_say() -> None:
     for script in ("ablation.py", "plot_results.py", "evaluation_report.py", "bench_distributed.py", "docs_screenshots.py"):
         assert (REPO_ROOT / "scripts" / script).exists()
     assert Path(REPO_ROOT / "benchmarks" / "ablation" / "results").is_dir()
+
+
+def test_distributed_curves_section_is_the_report_of_the_committed_records() -> None:
+    curves = load_script("curve_distributed")
+    records = curves.load_records(curves.DEFAULT_OUT)
+    assert records and all(record["seed_role"] == "evaluation" for record in records)
+    page = REPO_ROOT / "docs" / "guide" / "data_parallel.md"
+    assert _block(page, curves.SECTION_START, curves.SECTION_END) == "\n" + curves.report_table(records), (
+        "docs/guide/data_parallel.md's curves differ from the records: python scripts/curve_distributed.py report "
+        "--plot benchmarks/distributed/curves.png --docs docs/guide/data_parallel.md"
+    )
+
+
+def test_distributed_speed_figures_quote_the_records() -> None:
+    page = (REPO_ROOT / "docs" / "guide" / "data_parallel.md").read_text()
+    rows = {"bench_distributed.json": "| the rollout's length", "bench_distributed_split_n_envs.json": "| the envs"}
+    for name, row_start in rows.items():
+        record = json.loads((REPO_ROOT / "benchmarks" / "distributed" / name).read_text())
+        row = next(line for line in page.splitlines() if line.startswith(row_start))
+        rates, speedups = record["median_steps_per_second"], record["speedup"]
+        ceiling, ceiling_speedup = record["median_steps_per_second_independent"], record["ceiling_speedup"]
+        for text in (
+            f"{rates['1']:.0f}",
+            f"{rates['2']:.0f} (x{speedups['2']:.2f})",
+            f"{ceiling['2']:.0f} (x{ceiling_speedup['2']:.2f})",
+        ):
+            assert f"| {text}" in row, (name, text)
+    # The seconds per update quoted for the first row
+    parts = json.loads((REPO_ROOT / "benchmarks" / "distributed" / "bench_distributed.json").read_text())
+    one, two = parts["seconds_per_update_rank_0"]["1"], parts["seconds_per_update_rank_0"]["2"]
+    prose = " ".join(page.split())
+    for key, label in (("collect_rollouts", "collection"), ("train", "whole update"), ("critic", "critic's regression")):
+        assert f"{label} {one[key]:.3f} / {two[key]:.3f}" in prose, key
+    assert f"collectives - / {two['collectives']:.3f}" in prose
