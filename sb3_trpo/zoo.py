@@ -166,7 +166,7 @@ def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
 def entry_marks(path: str | Path) -> dict[str, str]:
     """
     The comment line right above each top-level entry of a hyperparameter file: in ``zoo_configs/trpo.yml``,
-    ``# Tuned (...): <mean> +/- <std> at <budget> ...`` or ``# To be tuned ...``.
+    ``# Tuned on tuning seeds 0-2 (...) at <budget> steps (target ...); ...`` or ``# To be tuned ...``.
 
     :param path: path of the YAML file
     :return: the mark of each entry that has one, by environment id
