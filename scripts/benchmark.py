@@ -634,6 +634,23 @@ def record_problems(records: list[dict[str, Any]], current: dict[str, list[float
     return problems
 
 
+def refuse_to_report(records: list[dict[str, Any]], allow_mixed: bool) -> bool:
+    """
+    Check a table's records against the protocol with the current code's fingerprints (:func:`record_problems`),
+    and say why when they may not be reported together.
+
+    :param records: the runs a table would be made of
+    :param allow_mixed: report them anyway (``--allow-mixed``)
+    :return: whether the caller must refuse (the problems were printed to stderr)
+    """
+    current = {algo: algorithm_fingerprint(algo) for algo in sorted({record["algo"] for record in records})}
+    problems = record_problems(records, current)
+    if problems and not allow_mixed:
+        print("refusing to report (pass --allow-mixed to report anyway):\n  " + "\n  ".join(problems), file=sys.stderr)
+        return True
+    return False
+
+
 def finished_runs(
     out: str, env_id: str, current: dict[str, list[float] | None] | None = None
 ) -> set[tuple[str, str, int, int, str]]:

@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot(records, Path(args.plot))
     if args.docs:
-        evaluation_report.write_block(Path(args.docs), table, SECTION_START, SECTION_END)
+        evaluation_report.plot_results.replace_block(Path(args.docs), table, SECTION_START, SECTION_END)
     return 0
 
 

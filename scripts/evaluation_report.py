@@ -259,19 +259,6 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
     return per_task_table(records) + "\n" + note + "\n"
 
 
-def write_block(path: Path, text: str, start: str, end: str) -> None:
-    """
-    Replace the text between two markers of a Markdown page.
-
-    :raises ValueError: when the page lacks the markers
-    """
-    content = path.read_text()
-    if start not in content or end not in content:
-        raise ValueError(f"{path} has no {start} ... {end} block")
-    before, rest = content.split(start, 1)
-    path.write_text(before + start + "\n" + text + end + rest.split(end, 1)[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "results"))
@@ -293,15 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.summary:
         merged = merged_evaluation_records()
-        flat = [record for runs in merged.values() for record in runs]
-        current = {algo: benchmark.algorithm_fingerprint(algo) for algo in sorted({record["algo"] for record in flat})}
-        problems = benchmark.record_problems(flat, current)
-        if problems and not args.allow_mixed:
-            print("refusing to report (pass --allow-mixed to report anyway):\n  " + "\n  ".join(problems), file=sys.stderr)
+        if benchmark.refuse_to_report([record for runs in merged.values() for record in runs], args.allow_mixed):
             return 2
         summary = evaluation_summary(merged)
         for page in args.summary:
-            write_block(Path(page), summary, SUMMARY_START, SUMMARY_END)
+            plot_results.replace_block(Path(page), summary, SUMMARY_START, SUMMARY_END)
         print(summary)
         return 0
     records = evaluation_records(args.results)
@@ -309,10 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if not flat:
         print(f"no evaluation-seed records in {args.results}", file=sys.stderr)
         return 1
-    current = {algo: benchmark.algorithm_fingerprint(algo) for algo in sorted({record["algo"] for record in flat})}
-    problems = benchmark.record_problems(flat, current)
-    if problems and not args.allow_mixed:
-        print("refusing to report (pass --allow-mixed to report anyway):\n  " + "\n  ".join(problems), file=sys.stderr)
+    if benchmark.refuse_to_report(flat, args.allow_mixed):
         return 2
     text = report(records, Path(args.plots) if args.plots else None)
     if args.out:
@@ -320,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs:
         start, end = f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
         try:
-            write_block(Path(args.docs), per_task_table(records), start, end)
+            plot_results.replace_block(Path(args.docs), per_task_table(records), start, end)
         except ValueError as error:
             print(error, file=sys.stderr)
             return 1

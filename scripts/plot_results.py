@@ -424,11 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # The protocol: one table holds one seed role, and no record of an older version of our algorithms
     benchmark = _benchmark_script()
-    records = [record for runs in all_runs.values() for record in runs]
-    current = {algo: benchmark.algorithm_fingerprint(algo) for algo in sorted({record["algo"] for record in records})}
-    problems = benchmark.record_problems(records, current)
-    if problems and not args.allow_mixed:
-        print("refusing to report (pass --allow-mixed to report anyway):\n  " + "\n  ".join(problems), file=sys.stderr)
+    if benchmark.refuse_to_report([record for runs in all_runs.values() for record in runs], args.allow_mixed):
         return 2
     for env_id, runs in sorted(all_runs.items()):
         for path in plot_env(env_id, runs, Path(args.plots)):
