@@ -124,6 +124,52 @@ def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, fl
     return rate, train_share
 
 
+def collection_parts(env_id: str, seed: int, calls: int) -> dict[str, float]:
+    """
+    Microseconds per call of the pieces every step of our rollout pays beyond ``env.step``, each timed alone over
+    ``calls`` calls on the model of the Zoo's entry (one call serves all of a vectorized step's envs):
+
+    - ``numpy_forward``: the NumPy forward (actor and critic, the Gaussian's draw and log-prob) of
+      :func:`sb3_trpo.common.rollout.bind_numpy_forward`;
+    - ``torch_randn``: the one ``torch.randn`` of the actions' shape inside it (SB3's draw, which the buffer reproduces);
+    - ``callbacks``: ``update_locals`` and ``on_step`` of the callbacks ``learn()`` installs when the user passes none.
+
+    :return: microseconds per call of each piece, and ``n_envs``
+    """
+    from sb3_trpo.common.rollout import bind_numpy_forward
+
+    with tempfile.TemporaryDirectory() as folder:
+        model, env = build("sb3_trpo", env_id, seed, folder)
+        bound = bind_numpy_forward(model.policy)
+        assert bound is not None, f"{env_id}: the NumPy forward does not apply"
+        forward = bound[0]
+        obs = env.reset()
+        _, callback = model._setup_learn(model.n_steps * model.n_envs, None)
+        callback.init_callback(model)
+        new_obs, rewards = obs, np.zeros(env.num_envs, dtype=np.float32)
+        n_steps = 0
+        action_shape = (env.num_envs, *env.action_space.shape)
+
+        def callbacks() -> None:
+            callback.update_locals({"new_obs": new_obs, "rewards": rewards, "n_steps": n_steps})
+            callback.on_step()
+
+        pieces: dict[str, Callable[[], Any]] = {
+            "numpy_forward": lambda: forward(obs),
+            "torch_randn": lambda: th.randn(action_shape).numpy(),
+            "callbacks": callbacks,
+        }
+        parts = {"n_envs": float(env.num_envs)}
+        for name, piece in pieces.items():
+            piece()  # warm-up
+            start = time.perf_counter()
+            for _ in range(calls):
+                piece()
+            parts[name] = (time.perf_counter() - start) / calls * 1e6
+        env.close()
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
@@ -133,10 +179,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--text", default=None, help="write the table here")
+    parser.add_argument(
+        "--parts",
+        type=int,
+        default=0,
+        help="if > 0, time instead the pieces of our collection beyond env.step (collection_parts), over this many calls",
+    )
     args = parser.parse_args(argv)
     th.set_num_threads(1)
     # The code measured: what this process imports now (the tree may change while it runs)
     git = benchmark.git_state()
+    if args.parts > 0:
+        return report_parts(args, git, sys.argv[1:] if argv is None else argv)
 
     rates: dict[str, dict[str, list[float]]] = {env_id: {variant: [] for variant in args.variants} for env_id in args.envs}
     train_shares: dict[str, dict[str, list[float]]] = {env_id: {} for env_id in args.envs}
@@ -183,6 +237,43 @@ def main(argv: list[str] | None = None) -> int:
             "median_steps_per_s": median,
             "all_steps_per_s": rates,
             "train_share": train_shares,
+            "versions": benchmark.versions(),
+            "hardware": {
+                "cpu": benchmark.cpu_model(),
+                "cpu_capability": th.backends.cpu.get_cpu_capability(),
+                "cores_pinned": sorted(os.sched_getaffinity(0)),
+                "python": platform.python_version(),
+            },
+            **git,
+        }
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    return 0
+
+
+def report_parts(args: argparse.Namespace, git: dict[str, Any], arguments: list[str]) -> int:
+    """Print (and write with ``--json`` / ``--text``) the microseconds per call of :func:`collection_parts`."""
+    parts = {env_id: collection_parts(env_id, args.seed, args.parts) for env_id in args.envs}
+    lines = [
+        f"Pieces of our collection beyond env.step, microseconds per call (one call per vectorized step), mean of"
+        f" {args.parts} calls, torch threads 1, cores {sorted(os.sched_getaffinity(0))} ({benchmark.cpu_model()},"
+        f" {th.backends.cpu.get_cpu_capability()})",
+        "",
+        "| env | n_envs | NumPy forward (us) | of which torch.randn (us) | callbacks (us) |",
+        "|---|---|---|---|---|",
+    ]
+    for env_id, by in parts.items():
+        lines.append(
+            f"| {env_id} | {by['n_envs']:.0f} | {by['numpy_forward']:.1f} | {by['torch_randn']:.1f} | {by['callbacks']:.1f} |"
+        )
+    text = "\n".join(lines)
+    print(text)
+    if args.text:
+        Path(args.text).write_text(text + "\n")
+    if args.json:
+        record = {
+            "command": " ".join(["python", "scripts/bench_learn.py", *arguments]),
+            "calls": args.parts,
+            "microseconds_per_call": parts,
             "versions": benchmark.versions(),
             "hardware": {
                 "cpu": benchmark.cpu_model(),
