@@ -158,3 +158,35 @@ def test_distributed_speed_figures_quote_the_records() -> None:
     for key, label in (("collect_rollouts", "collection"), ("train", "whole update"), ("critic", "critic's regression")):
         assert f"{label} {one[key]:.3f} / {two[key]:.3f}" in prose, key
     assert f"collectives - / {two['collectives']:.3f}" in prose
+
+
+def test_throughput_bounds_quote_the_records() -> None:
+    # docs/results.md's bounds on learn() (issue 21), recomputed from benchmarks/bench_learn.json and
+    # benchmarks/bench_rollout_parts.json: per env step, learn() = 1 / ours, env = 1 / env alone, train() = its share
+    page = RESULTS_PAGE.read_text().splitlines()
+    learn = json.loads((REPO_ROOT / "benchmarks" / "bench_learn.json").read_text())
+    parts = json.loads((REPO_ROOT / "benchmarks" / "bench_rollout_parts.json").read_text())["microseconds_per_call"]
+    goals = {"HalfCheetah-v5": 0.65, "Hopper-v5": 0.75}
+    for env_id, goal in goals.items():
+        rates = learn["median_steps_per_s"][env_id]
+        share = sorted(learn["train_share"][env_id]["ours"])[1]  # the median of 3 rounds
+        learn_us, env_us = 1e6 / rates["ours"], 1e6 / rates["env_alone"]
+        train_us = share * learn_us
+        allowed = env_us / goal - env_us - train_us
+        contrib_allowed = 1e6 / (2.5 * rates["sb3_contrib"]) - env_us - train_us
+        contrib_cell = f"{contrib_allowed:.0f} us" if contrib_allowed > 0 else "none (env + train() alone exceed it)"
+        bounds_row = next(line for line in page if line.startswith(f"| {env_id} | {learn_us:.0f} us"))
+        expected = (
+            f"| {env_id} | {learn_us:.0f} us | {env_us:.0f} us | {train_us:.0f} us | "
+            f"{learn_us - env_us - train_us:.0f} us | {env_us / (env_us + train_us):.2f} of env alone | "
+            f"{allowed:.0f} us | {contrib_cell} |"
+        )
+        assert bounds_row == expected
+        by = parts[env_id]
+        per_env_step = (by["numpy_forward"] + by["callbacks"]) / by["n_envs"]
+        parts_row = (
+            f"| {env_id} | {by['numpy_forward']:.1f} us | {by['torch_randn']:.1f} us | {by['callbacks']:.1f} us | "
+            f"{per_env_step:.0f} us |"
+        )
+        assert parts_row in page
+        assert per_env_step > allowed, "the docs say the forward and the callbacks alone exceed the allowance"
