@@ -124,6 +124,19 @@ def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, fl
     return rate, train_share
 
 
+def machine() -> dict[str, Any]:
+    """The versions and the machine a record was measured with (CPU model and capability, pinned cores)."""
+    return {
+        "versions": benchmark.versions(),
+        "hardware": {
+            "cpu": benchmark.cpu_model(),
+            "cpu_capability": th.backends.cpu.get_cpu_capability(),
+            "cores_pinned": sorted(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+        },
+    }
+
+
 def collection_parts(env_id: str, seed: int, calls: int) -> dict[str, float]:
     """
     Microseconds per call of the pieces every step of our rollout pays beyond ``env.step``, each timed alone over
@@ -237,13 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             "median_steps_per_s": median,
             "all_steps_per_s": rates,
             "train_share": train_shares,
-            "versions": benchmark.versions(),
-            "hardware": {
-                "cpu": benchmark.cpu_model(),
-                "cpu_capability": th.backends.cpu.get_cpu_capability(),
-                "cores_pinned": sorted(os.sched_getaffinity(0)),
-                "python": platform.python_version(),
-            },
+            **machine(),
             **git,
         }
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
@@ -274,13 +281,7 @@ def report_parts(args: argparse.Namespace, git: dict[str, Any], arguments: list[
             "command": " ".join(["python", "scripts/bench_learn.py", *arguments]),
             "calls": args.parts,
             "microseconds_per_call": parts,
-            "versions": benchmark.versions(),
-            "hardware": {
-                "cpu": benchmark.cpu_model(),
-                "cpu_capability": th.backends.cpu.get_cpu_capability(),
-                "cores_pinned": sorted(os.sched_getaffinity(0)),
-                "python": platform.python_version(),
-            },
+            **machine(),
             **git,
         }
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")

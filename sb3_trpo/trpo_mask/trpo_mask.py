@@ -20,37 +20,39 @@ from sb3_trpo.common.on_policy_ng import check_range
 from sb3_trpo.trpo.trpo import TRPO
 from sb3_trpo.trpo_mask.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
-SelfMaskableTRPO = TypeVar("SelfMaskableTRPO", bound="MaskableTRPO")
+SelfMasking = TypeVar("SelfMasking", bound="ActionMasking")
 
 MASKABLE_BUFFERS = (MaskableRolloutBuffer, MaskableDictRolloutBuffer)
 
 
 @contextmanager
-def masked_collection(policy: MaskableActorCriticPolicy, rollout_buffer: RolloutBuffer, env: VecEnv | None) -> Iterator[None]:
+def masked_collection(policy: BasePolicy, rollout_buffer: RolloutBuffer, env: VecEnv | None) -> Iterator[None]:
     """
     Within the block, SB3's own rollout loop (``OnPolicyAlgorithm.collect_rollouts``) collects under action masks.
 
-    That loop calls ``policy(obs)`` once per step, before ``env.step``, and ``rollout_buffer.add(...)`` once per step,
-    after it. Here each ``policy(obs)`` first reads the masks of the environments' current states
-    (``get_action_masks(env)``: an env's ``action_masks()`` method, or the ``ActionMasker`` wrapper) and samples under
-    them, and each ``add`` stores those masks with the step: what MaskablePPO's loop does, without a copy of the
-    loop. Both methods are shadowed as instance attributes and removed on exit, whatever happens inside.
+    That loop (or RecurrentTRPO's) calls the policy's ``forward`` once per step, before ``env.step``, and
+    ``rollout_buffer.add(...)`` once per step, after it. Here each ``forward`` first reads the masks of the
+    environments' current states (``get_action_masks(env)``: an env's ``action_masks()`` method, or the
+    ``ActionMasker`` wrapper) and samples under them, and each ``add`` stores those masks with the step: what
+    MaskablePPO's loop does, without a copy of the loop. Both methods are shadowed as instance attributes and removed
+    on exit, whatever happens inside.
 
-    :param policy: a maskable policy
-    :param rollout_buffer: a maskable rollout buffer
+    :param policy: a maskable policy (its ``forward`` takes ``action_masks``)
+    :param rollout_buffer: a maskable rollout buffer (its ``add`` takes ``action_masks``)
     :param env: the training environment, or None to collect without masks (``learn(use_masking=False)``; the buffer
         then stores all-valid masks)
     """
     current: list[np.ndarray | None] = [None]
 
-    def forward(obs: Any, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        # policy(obs, deterministic) in SB3's loop; policy.forward(obs, lstm_states, episode_starts) in RecurrentTRPO's
         current[0] = None if env is None else get_action_masks(env)
-        return type(policy).forward(policy, obs, deterministic, action_masks=current[0])
+        return type(policy).forward(policy, *args, action_masks=current[0], **kwargs)
 
     def add(*args: Any, **kwargs: Any) -> None:
         type(rollout_buffer).add(rollout_buffer, *args, action_masks=current[0], **kwargs)  # type: ignore[call-arg]
 
-    policy.forward = forward  # type: ignore[method-assign,assignment]
+    policy.forward = forward
     rollout_buffer.add = add  # type: ignore[method-assign]
     try:
         yield
@@ -59,7 +61,96 @@ def masked_collection(policy: MaskableActorCriticPolicy, rollout_buffer: Rollout
         del rollout_buffer.add
 
 
-class MaskableTRPO(TRPO):
+class ActionMasking:
+    """
+    Invalid action masking for an algorithm of the family (MaskablePPO's API): mixed in before the algorithm
+    (``class MaskableTRPO(ActionMasking, TRPO)``, ``class MaskableRecurrentTRPO(ActionMasking, RecurrentTRPO)``).
+
+    It gives the update the rollout's own masks (the ``_action_masks`` hook of
+    :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`), collects the rollout through the algorithm's own
+    ``collect_rollouts`` under the masks of each step (:func:`masked_collection`), and adds MaskablePPO's
+    ``predict(..., action_masks=...)`` and ``learn(..., use_masking=True)``. The algorithm's policy takes
+    ``action_masks`` in ``forward``, ``get_distribution`` and ``predict``; its buffer stores them (``add(...,
+    action_masks=...)``) and returns them with the samples.
+    """
+
+    _use_masking: bool = True
+    policy: Any
+
+    def _policy_constructor_kwargs(self) -> dict[str, Any]:
+        # sb3-contrib's maskable policies have no gSDE
+        return {}
+
+    def _action_masks(self, batch: RolloutBufferSamples, index: slice | None = None) -> th.Tensor:
+        # The masks the rollout was collected under (all valid where it was collected without masks)
+        masks: th.Tensor = batch.action_masks  # type: ignore[attr-defined]
+        return (masks if index is None else masks[index]).bool()
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        """
+        SB3's ``collect_rollouts``, with the action masks of each step read from ``env``, applied and stored
+        (:func:`masked_collection`); without masks when ``learn`` was called with ``use_masking=False``.
+
+        :raises ValueError: when masking is on and the environment gives no masks
+        """
+        assert hasattr(rollout_buffer, "action_masks"), "RolloutBuffer doesn't support action masking"
+        if self._use_masking and not is_masking_supported(env):
+            raise ValueError("Environment does not support action masking. Consider using ActionMasker wrapper")
+        with masked_collection(self.policy, rollout_buffer, env if self._use_masking else None):
+            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+        action_masks: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        Get the policy action from an observation, among the valid actions of ``action_masks`` (MaskablePPO's
+        ``predict``).
+
+        :param observation: the input observation
+        :param state: The last hidden states (unused: the policy has no memory)
+        :param episode_start: The last masks (unused)
+        :param deterministic: Whether or not to return deterministic actions.
+        :param action_masks: Action masks to apply to the action distribution (None: every action is valid)
+        :return: the model's action and the next hidden state (None)
+        """
+        return self.policy.predict(observation, state, episode_start, deterministic, action_masks=action_masks)
+
+    def learn(
+        self: SelfMasking,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "",
+        reset_num_timesteps: bool = True,
+        use_masking: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfMasking:
+        """
+        MaskablePPO's ``learn``, same arguments: ``use_masking=False`` collects and trains without masks.
+        """
+        self._use_masking = bool(use_masking)
+        return super().learn(  # type: ignore[misc]
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
+
+class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
     """
     Trust Region Policy Optimization (TRPO) with Invalid Action Masking.
 
@@ -207,75 +298,3 @@ class MaskableTRPO(TRPO):
         super()._setup_model()
         # Warn when not using CPU with the maskable MlpPolicy (SB3's check names its own class)
         self._maybe_recommend_cpu("MaskableActorCriticPolicy")
-
-    def _policy_constructor_kwargs(self) -> dict[str, Any]:
-        # sb3-contrib's maskable policies have no gSDE
-        return {}
-
-    def _action_masks(self, batch: RolloutBufferSamples, index: slice | None = None) -> th.Tensor:
-        # The masks the rollout was collected under (all valid where it was collected without masks)
-        masks: th.Tensor = batch.action_masks  # type: ignore[attr-defined]
-        return (masks if index is None else masks[index]).bool()
-
-    def collect_rollouts(
-        self,
-        env: VecEnv,
-        callback: BaseCallback,
-        rollout_buffer: RolloutBuffer,
-        n_rollout_steps: int,
-    ) -> bool:
-        """
-        SB3's ``collect_rollouts``, with the action masks of each step read from ``env``, applied and stored
-        (:func:`masked_collection`); without masks when ``learn`` was called with ``use_masking=False``.
-
-        :raises ValueError: when masking is on and the environment gives no masks
-        """
-        assert isinstance(rollout_buffer, MASKABLE_BUFFERS), "RolloutBuffer doesn't support action masking"
-        if self._use_masking and not is_masking_supported(env):
-            raise ValueError("Environment does not support action masking. Consider using ActionMasker wrapper")
-        with masked_collection(self.policy, rollout_buffer, env if self._use_masking else None):
-            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
-
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-        action_masks: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """
-        Get the policy action from an observation, among the valid actions of ``action_masks`` (MaskablePPO's
-        ``predict``).
-
-        :param observation: the input observation
-        :param state: The last hidden states (unused: the policy has no memory)
-        :param episode_start: The last masks (unused)
-        :param deterministic: Whether or not to return deterministic actions.
-        :param action_masks: Action masks to apply to the action distribution (None: every action is valid)
-        :return: the model's action and the next hidden state (None)
-        """
-        return self.policy.predict(observation, state, episode_start, deterministic, action_masks=action_masks)
-
-    def learn(  # type: ignore[override]
-        self: SelfMaskableTRPO,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "",
-        reset_num_timesteps: bool = True,
-        use_masking: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfMaskableTRPO:
-        """
-        MaskablePPO's ``learn``, same arguments: ``use_masking=False`` collects and trains without masks.
-        """
-        self._use_masking = bool(use_masking)
-        return super().learn(
-            total_timesteps=total_timesteps,
-            callback=callback,
-            log_interval=log_interval,
-            tb_log_name=tb_log_name,
-            reset_num_timesteps=reset_num_timesteps,
-            progress_bar=progress_bar,
-        )

@@ -127,11 +127,14 @@ class RecurrentTRPO(TRPO):
     def _distribution_on(self, batch: RolloutBufferSamples, index: slice | None = None) -> Distribution:
         """
         ``pi_theta`` on the batch's real samples (all, or those at ``index``): the actor's LSTM run over the padded
-        sequences from their stored initial states, then the padding dropped.
+        sequences from their stored initial states (under their action masks, if any), then the padding dropped.
         """
         sequences: Any = batch
+        # The action masks of the padded sequences, where the algorithm has them (MaskableRecurrentTRPO)
+        masks = self._action_masks(batch)
+        mask_kwargs = {} if masks is None else {"action_masks": masks}
         distribution, _ = self.policy.get_distribution(
-            sequences.observations, sequences.lstm_states.pi, sequences.episode_starts
+            sequences.observations, sequences.lstm_states.pi, sequences.episode_starts, **mask_kwargs
         )
         real = distribution_samples(distribution, sequences.mask > 0.5)
         return real if index is None else distribution_samples(real, index)

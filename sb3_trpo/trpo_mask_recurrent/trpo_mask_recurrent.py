@@ -1,0 +1,73 @@
+"""MaskableRecurrentTRPO: TRPO with invalid action masking and an LSTM policy."""
+
+from typing import ClassVar
+
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+
+from sb3_trpo.common.on_policy_ng import check_range
+from sb3_trpo.trpo_mask.trpo_mask import ActionMasking
+from sb3_trpo.trpo_mask_recurrent.buffers import MaskableRecurrentDictRolloutBuffer, MaskableRecurrentRolloutBuffer
+from sb3_trpo.trpo_mask_recurrent.policies import (
+    CnnLstmPolicy,
+    MaskableRecurrentActorCriticPolicy,
+    MlpLstmPolicy,
+    MultiInputLstmPolicy,
+)
+from sb3_trpo.trpo_recurrent.trpo_recurrent import RecurrentTRPO
+
+MASKABLE_RECURRENT_BUFFERS = (MaskableRecurrentRolloutBuffer, MaskableRecurrentDictRolloutBuffer)
+
+
+class MaskableRecurrentTRPO(ActionMasking, RecurrentTRPO):  # type: ignore[misc]
+    """
+    Trust Region Policy Optimization (TRPO) with invalid action masking and recurrent (LSTM) policies.
+
+    Paper (TRPO): https://arxiv.org/abs/1502.05477; invalid action masking: https://arxiv.org/abs/2006.14171
+    Code: an independent implementation: RecurrentTRPO (:class:`sb3_trpo.trpo_recurrent.RecurrentTRPO`) with
+    MaskableTRPO's masking (:class:`sb3_trpo.trpo_mask.trpo_mask.ActionMasking`), on sb3-contrib's recurrent policies
+    with its masked distributions (:mod:`sb3_trpo.trpo_mask_recurrent.policies`) and recurrent buffers that also
+    store the masks (:mod:`sb3_trpo.trpo_mask_recurrent.buffers`).
+
+    RecurrentTRPO's update over padded sequences, where every action distribution (``pi_old``, the surrogate, the
+    KL, the Fisher products, the line search's checks) is the masked one of the rollout's own masks: masked actions
+    contribute exactly 0 to the KL, and the bound ``mean KL(pi_old || pi_theta) <= target_kl`` is over the real
+    samples. MaskablePPO's API for the masks (``learn(..., use_masking=True)``, ``predict(..., action_masks=...)``,
+    masks read from the env's ``action_masks()`` or the ``ActionMasker`` wrapper) and RecurrentPPO's for the memory
+    (``predict(obs, state, episode_start)``, ``shared_lstm`` / ``enable_critic_lstm`` in ``policy_kwargs``).
+
+    :param policy: The policy model to use (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy, or a
+        :class:`~sb3_trpo.trpo_mask_recurrent.policies.MaskableRecurrentActorCriticPolicy`)
+    :param env: The environment to learn from (if registered in Gym, can be str); Discrete, MultiDiscrete or
+        MultiBinary actions
+
+    Every other parameter is TRPO's (:class:`sb3_trpo.trpo.TRPO`; ``batch_size`` as in RecurrentTRPO; no gSDE, the
+    actions being discrete); ``rollout_buffer_class`` must be one of
+    :mod:`sb3_trpo.trpo_mask_recurrent.buffers` (None: chosen from the observation space).
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpLstmPolicy": MlpLstmPolicy,
+        "CnnLstmPolicy": CnnLstmPolicy,
+        "MultiInputLstmPolicy": MultiInputLstmPolicy,
+    }
+    _supported_action_spaces = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+    policy: MaskableRecurrentActorCriticPolicy
+
+    def _setup_model(self) -> None:
+        policy_class = self.policy_class
+        is_maskable = isinstance(policy_class, type) and issubclass(policy_class, MaskableRecurrentActorCriticPolicy)
+        allowed = "MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy or a MaskableRecurrentActorCriticPolicy"
+        check_range("policy", policy_class, is_maskable, allowed)
+        buffer_class = self.rollout_buffer_class
+        if buffer_class is None:
+            dict_observations = isinstance(self.observation_space, spaces.Dict)
+            self.rollout_buffer_class = (
+                MaskableRecurrentDictRolloutBuffer if dict_observations else MaskableRecurrentRolloutBuffer
+            )
+        else:
+            is_maskable_buffer = isinstance(buffer_class, type) and issubclass(buffer_class, MASKABLE_RECURRENT_BUFFERS)
+            allowed = "MaskableRecurrentRolloutBuffer, MaskableRecurrentDictRolloutBuffer or a subclass"
+            check_range("rollout_buffer_class", buffer_class, is_maskable_buffer, allowed)
+        super()._setup_model()
