@@ -6,8 +6,9 @@ Command line interface: ``python -m sb3_trpo train|enjoy``, the RL Zoo's scripts
 with ``--n-trials``, ``-params``, ``-conf``, ...) and ``enjoy`` every option of ``python -m rl_zoo3.enjoy``. Compared
 with running the Zoo's scripts directly:
 
-- ``--algo`` is ``trpo`` (the default), ``npg``, ``trpo_mask`` or ``trpo_lstm``: sb3_trpo's TRPO, NPG, MaskableTRPO
-  and RecurrentTRPO (see ``sb3_trpo.zoo``; with ``trpo_mask``, evaluations and ``enjoy`` take the env's action masks);
+- ``--algo`` is ``trpo`` (the default), ``npg``, ``trpo_mask``, ``trpo_lstm`` or ``trpo_mask_lstm``: sb3_trpo's TRPO,
+  NPG, MaskableTRPO, RecurrentTRPO and MaskableRecurrentTRPO (see ``sb3_trpo.zoo``; with the maskable ones,
+  evaluations and ``enjoy`` take the env's action masks);
 - the hyperparameters come from ``zoo_configs/<algo>.yml`` unless ``-conf`` is given;
 - the environment id, the hyperparameter file, the entry used and the hyperparameter names are checked before the
   Zoo creates the run's folder, and a problem is reported in one line (exit code 2) instead of a traceback;
@@ -28,9 +29,9 @@ EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 EXIT_BAD_INPUT = 2
 EXIT_MISSING_DEPENDENCY = 3
 # The --algo names (sb3_trpo.zoo.ALGORITHMS, listed here so that the CLI parses without importing the Zoo)
-ALGOS = ("trpo", "npg", "trpo_mask", "trpo_lstm")
+ALGOS = ("trpo", "npg", "trpo_mask", "trpo_lstm", "trpo_mask_lstm")
 # Those whose models take action masks (sb3_trpo.zoo.MASKABLE_ALGORITHMS)
-MASKABLE_ALGOS = ("trpo_mask",)
+MASKABLE_ALGOS = ("trpo_mask", "trpo_mask_lstm")
 # --vec-env: the Zoo's two, and EnvPool (sb3_trpo.envpool_vec_env)
 VEC_ENVS = ("dummy", "subproc", "envpool")
 
@@ -40,7 +41,7 @@ Train, tune and watch sb3_trpo's TRPO and NPG with the RL Zoo (rl_zoo3).
 
 commands:
   train   train (or, with -optimize, tune) on one environment; options of `python -m rl_zoo3.train`
-          (--algo trpo, the default, npg, trpo_mask or trpo_lstm) plus --final-eval-episodes N (default 10);
+          (--algo trpo, the default, npg, trpo_mask, trpo_lstm or trpo_mask_lstm) plus --final-eval-episodes N (default 10);
           see `python -m sb3_trpo train --help`
   enjoy   run a trained agent; options of `python -m rl_zoo3.enjoy` (default folder: logs)
 
@@ -65,7 +66,7 @@ class TrainOptions:
     """
     The options of ``train`` that this module reads itself; all others go to the RL Zoo unchanged.
 
-    :param algo: ``--algo``: ``trpo`` (default), ``npg``, ``trpo_mask`` or ``trpo_lstm``
+    :param algo: ``--algo``: ``trpo`` (default), ``npg``, ``trpo_mask``, ``trpo_lstm`` or ``trpo_mask_lstm``
     :param env: environment id (``--env``, the Zoo's default is CartPole-v1)
     :param conf_file: hyperparameter file (``-conf``/``--conf-file``), ``None`` for ``zoo_configs/<algo>.yml``
     :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams`` ``name:value``)
@@ -230,8 +231,8 @@ def train(argv: Sequence[str]) -> None:
     if any(argument in ("-h", "--help") for argument in argv):
         print(
             "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo, the default, npg, "
-            "trpo_mask or trpo_lstm; -conf defaults to zoo_configs/<algo>.yml), plus --final-eval-episodes N (episodes "
-            "of the final evaluation, default 10, 0 to skip)\n"
+            "trpo_mask, trpo_lstm or trpo_mask_lstm; -conf defaults to zoo_configs/<algo>.yml), plus "
+            "--final-eval-episodes N (episodes of the final evaluation, default 10, 0 to skip)\n"
         )
         with _zoo_script("python -m sb3_trpo train", _with_algo(argv, "trpo")):
             rl_zoo3.train.train()
@@ -334,8 +335,9 @@ def enjoy(argv: Sequence[str]) -> None:
 @contextlib.contextmanager
 def _predict_under_masks(algo: str) -> Iterator[None]:
     """
-    For a maskable algorithm (``--algo trpo_mask``), the Zoo's ``enjoy`` loop predicts under the test env's action
-    masks: the env ``enjoy`` creates is noted, and the loaded model's ``predict`` reads its masks when given none.
+    For a maskable algorithm (``--algo trpo_mask`` or ``trpo_mask_lstm``), the Zoo's ``enjoy`` loop predicts under the
+    test env's action masks: the env ``enjoy`` creates is noted, and the loaded model's ``predict`` reads its masks
+    when given none.
 
     :param algo: ``--algo``
     """

@@ -1,14 +1,16 @@
 """
-RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG, MaskableTRPO, RecurrentTRPO).
+RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (TRPO, NPG, MaskableTRPO, RecurrentTRPO,
+MaskableRecurrentTRPO).
 
 Importing this module puts ``sb3_trpo.TRPO`` in the Zoo's algorithm table under the key ``"trpo"`` (replacing
 sb3-contrib's TRPO in the current process only), ``sb3_trpo.NPG`` under ``"npg"``, ``sb3_trpo.MaskableTRPO`` under
-``"trpo_mask"`` and ``sb3_trpo.RecurrentTRPO`` under ``"trpo_lstm"``, so ``--algo trpo|npg|trpo_mask|trpo_lstm``,
-the Zoo's Optuna tuning (with our search spaces, :mod:`sb3_trpo.tuning`; not for ``trpo_mask``, whose trial
-evaluations would need masks) and its log folders (``logs/trpo/ENV_ID_N``, ...) all apply to our classes. It also
-registers the masked environments of :mod:`sb3_trpo.envs`. With ``trpo_mask``, evaluations during training and the
-final one take the env's masks. The module also exposes the hyperparameters of ``zoo_configs/trpo.yml`` as
-``hyperparams``, the attribute the Zoo reads from a python module given with ``-conf``.
+``"trpo_mask"``, ``sb3_trpo.RecurrentTRPO`` under ``"trpo_lstm"`` and ``sb3_trpo.MaskableRecurrentTRPO`` under
+``"trpo_mask_lstm"``, so ``--algo trpo|npg|trpo_mask|trpo_lstm|trpo_mask_lstm``, the Zoo's Optuna tuning (with our
+search spaces, :mod:`sb3_trpo.tuning`; not for the maskable ones, whose trial evaluations would need masks) and its
+log folders (``logs/trpo/ENV_ID_N``, ...) all apply to our classes. It also registers the masked environments of
+:mod:`sb3_trpo.envs`. With ``trpo_mask`` and ``trpo_mask_lstm``, evaluations during training and the final one take
+the env's masks. The module also exposes the hyperparameters of ``zoo_configs/trpo.yml`` as ``hyperparams``, the
+attribute the Zoo reads from a python module given with ``-conf``.
 With the Zoo's own scripts::
 
     python -m rl_zoo3.train --algo trpo --env CartPole-v1 --gym-packages sb3_trpo.zoo -conf sb3_trpo.zoo
@@ -47,6 +49,7 @@ import sb3_trpo.envs
 from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
 from sb3_trpo.trpo_mask import MaskableTRPO
+from sb3_trpo.trpo_mask_recurrent import MaskableRecurrentTRPO
 from sb3_trpo.trpo_recurrent import RecurrentTRPO
 from sb3_trpo.tuning import SAMPLERS
 
@@ -56,9 +59,10 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "npg": NPG,
     "trpo_mask": MaskableTRPO,
     "trpo_lstm": RecurrentTRPO,
+    "trpo_mask_lstm": MaskableRecurrentTRPO,
 }
 #: the ``--algo`` names whose algorithm takes action masks (evaluated with sb3-contrib's maskable helpers)
-MASKABLE_ALGORITHMS = frozenset({"trpo_mask"})
+MASKABLE_ALGORITHMS = frozenset({"trpo_mask", "trpo_mask_lstm"})
 DEFAULT_ALGO = "trpo"
 EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 
@@ -90,8 +94,8 @@ class MissingDependencyError(ConfigError):
 
 def register() -> None:
     """
-    Make ``--algo trpo``, ``npg``, ``trpo_mask`` and ``trpo_lstm`` of the RL Zoo use sb3_trpo's classes in this
-    process.
+    Make ``--algo trpo``, ``npg``, ``trpo_mask``, ``trpo_lstm`` and ``trpo_mask_lstm`` of the RL Zoo use sb3_trpo's
+    classes in this process.
 
     ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager
     read, so replacing its entries (in place) is enough. For ``-optimize``, the samplers are ours
@@ -107,7 +111,7 @@ def algorithm_class(algo: str) -> type[BaseAlgorithm]:
     """
     The class behind an ``--algo`` name.
 
-    :param algo: ``"trpo"``, ``"npg"``, ``"trpo_mask"`` or ``"trpo_lstm"``
+    :param algo: ``"trpo"``, ``"npg"``, ``"trpo_mask"``, ``"trpo_lstm"`` or ``"trpo_mask_lstm"``
     :return: the algorithm class
     """
     if algo not in ALGORITHMS:

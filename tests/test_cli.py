@@ -17,7 +17,7 @@ import sb3_trpo
 from rl_zoo3.utils import create_test_env, get_saved_hyperparams
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_trpo import NPG, TRPO, MaskableTRPO, RecurrentTRPO
+from sb3_trpo import NPG, TRPO, MaskableRecurrentTRPO, MaskableTRPO, RecurrentTRPO
 from sb3_trpo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
 
 th.set_num_threads(1)
@@ -129,7 +129,11 @@ BAD_INPUTS = {
         None,
         r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be > 0",
     ),
-    "other algorithm": (["--algo", "ppo"], None, r"runs --algo trpo, npg, trpo_mask, trpo_lstm \(got --algo ppo\)"),
+    "other algorithm": (
+        ["--algo", "ppo"],
+        None,
+        r"runs --algo trpo, npg, trpo_mask, trpo_lstm, trpo_mask_lstm \(got --algo ppo\)",
+    ),
     "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
 }
 
@@ -221,6 +225,28 @@ def test_trpo_lstm_train_then_enjoy(tmp_path: Path) -> None:
     enjoy = run_cli(
         "enjoy", "--algo", "trpo_lstm", "--env", "CartPoleNoVel-v1", "--no-render", "-n", "50", "--num-threads", "1",
         cwd=tmp_path,
+    )  # fmt: skip
+    assert enjoy.returncode == 0, enjoy.stderr[-3000:]
+
+
+def test_trpo_mask_lstm_train_with_masked_evaluations_then_enjoy(tmp_path: Path) -> None:
+    # --algo trpo_mask_lstm: zoo_configs/trpo_mask_lstm.yml, evaluations under masks with the LSTM states, enjoy
+    train = run_cli(
+        "train", "--algo", "trpo_mask_lstm", "--env", "InvalidActionsDiscrete-v0", "-n", "256", "--seed", "0",
+        "--final-eval-episodes", "2", "--num-threads", "1", "--eval-freq", "128", "--eval-episodes", "2",
+        "-params", "n_envs:1", "n_steps:128", "batch_size:128", "n_critic_updates:2",
+        "policy_kwargs:dict(lstm_hidden_size=8, net_arch=[8])",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert EVALUATION_LINE.search(train.stdout) is not None, train.stdout[-3000:]
+    run_folder = tmp_path / "logs" / "trpo_mask_lstm" / "InvalidActionsDiscrete-v0_1"
+    model = MaskableRecurrentTRPO.load(run_folder / "InvalidActionsDiscrete-v0.zip")
+    assert type(model) is MaskableRecurrentTRPO and model.policy.lstm_actor.hidden_size == 8
+    assert len(np.load(run_folder / "evaluations.npz")["results"]) == 2
+    enjoy = run_cli(
+        "enjoy", "--algo", "trpo_mask_lstm", "--env", "InvalidActionsDiscrete-v0", "--no-render", "-n", "50",
+        "--num-threads", "1", cwd=tmp_path,
     )  # fmt: skip
     assert enjoy.returncode == 0, enjoy.stderr[-3000:]
 

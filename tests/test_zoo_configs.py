@@ -273,7 +273,9 @@ def test_npg_rejects_line_search_arguments_and_is_registered() -> None:
     from sb3_trpo.tuning import sample_npg_params, sample_trpo_params
 
     assert HYPERPARAMS_SAMPLER["npg"] is sample_npg_params and HYPERPARAMS_SAMPLER["trpo"] is sample_trpo_params
-    with pytest.raises(zoo.ConfigError, match=r"unknown --algo 'ppo'; choose from trpo, npg, trpo_mask, trpo_lstm"):
+    with pytest.raises(
+        zoo.ConfigError, match=r"unknown --algo 'ppo'; choose from trpo, npg, trpo_mask, trpo_lstm, trpo_mask_lstm"
+    ):
         zoo.algorithm_class("ppo")
 
 
@@ -282,6 +284,7 @@ FAMILY_CONFIGS = {
     for algo, required in (
         ("trpo_mask", ["MaskedTaxi-v4", "InvalidActionsDiscrete-v0"]),
         ("trpo_lstm", ["CartPoleNoVel-v1", "PendulumNoVel-v1"]),
+        ("trpo_mask_lstm", ["MaskedTaxi-v4", "InvalidActionsDiscrete-v0"]),
     )
 }
 FAMILY_ENTRIES = [(algo, key) for algo, (path, _) in FAMILY_CONFIGS.items() for key in sorted(zoo.load_config(path))]
@@ -305,7 +308,15 @@ def test_maskable_and_recurrent_entries_build_their_class(algo: str, key: str, t
     entry = zoo.load_config(path)[key]
     zoo.check_hyperparameters(entry, key, algo)
     # (the default entry on a task of the family's kind)
-    env_id = key if key != "default" else {"trpo_mask": "InvalidActionsDiscrete-v0", "trpo_lstm": "CartPoleNoVel-v1"}[algo]
+    env_id = (
+        key
+        if key != "default"
+        else {
+            "trpo_mask": "InvalidActionsDiscrete-v0",
+            "trpo_lstm": "CartPoleNoVel-v1",
+            "trpo_mask_lstm": "InvalidActionsDiscrete-v0",
+        }[algo]
+    )
     manager = ExperimentManager(
         argparse.Namespace(), algo, env_id, str(tmp_path / "logs"), n_timesteps=0, eval_freq=-1, seed=0, verbose=0,
         config=str(path),
