@@ -110,7 +110,7 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
     import rl_zoo3.import_envs  # noqa: F401 (CartPoleNoVel-v1)
 
     import sb3_trpo.envs  # noqa: F401 (InvalidActionsDiscrete-v0)
-    from sb3_trpo import MaskableTRPO, RecurrentTRPO
+    from sb3_trpo import MaskableRecurrentTRPO, MaskableTRPO, RecurrentTRPO
 
     _init(rank, port)
     try:
@@ -119,6 +119,7 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
             "npg": (NPG, "MlpPolicy", "CartPole-v1", {}),
             "trpo_mask": (MaskableTRPO, "MlpPolicy", "InvalidActionsDiscrete-v0", {}),
             "trpo_lstm": (RecurrentTRPO, "MlpLstmPolicy", "CartPoleNoVel-v1", dict(lstm_hidden_size=8)),
+            "trpo_mask_lstm": (MaskableRecurrentTRPO, "MlpLstmPolicy", "InvalidActionsDiscrete-v0", dict(lstm_hidden_size=8)),
             # The critic with its own features extractor: the Dict observations themselves are gathered
             "trpo_dict": (TRPO, "MultiInputPolicy", make_vec_env(SimpleMultiObsEnv), dict(share_features_extractor=False)),
         }[algo]
@@ -141,7 +142,7 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("algo", ["trpo", "npg", "trpo_mask", "trpo_lstm", "trpo_dict"])
+@pytest.mark.parametrize("algo", ["trpo", "npg", "trpo_mask", "trpo_lstm", "trpo_mask_lstm", "trpo_dict"])
 def test_parameters_stay_identical_on_every_rank_and_the_budget_counts_all_ranks(algo: str, tmp_path: Path) -> None:
     mp.spawn(_learn_on_two_ranks, args=(_free_port(), str(tmp_path), algo), nprocs=2, join=True)
     assert all((tmp_path / f"ok_{algo}_{rank}").exists() for rank in range(2))
