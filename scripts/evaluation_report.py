@@ -186,14 +186,112 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
         ours = [label for label in normalized if label.startswith(plot_results.ALGO_LABELS[OURS])]
         others = [plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]]
         pairs = [(mine, other) for mine in ours for other in others if other in normalized]
-        if pairs:
+        improvements = {
+            (mine, other): probability_of_improvement(normalized[mine], normalized[other]) for mine, other in pairs
+        }
+        if improvements:
             text += "\n| probability of improvement | P(X > Y) [95% CI] |\n|---|---|\n"
-            for mine, other in pairs:
-                poi = probability_of_improvement(normalized[mine], normalized[other])
+            for (mine, other), poi in improvements.items():
                 text += f"| {mine} over {other} | {poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] |\n"
         if plots is not None:
             plot_performance_profile(normalized, plots / "performance_profile.png")
+            if improvements:
+                plot_probabilities_of_improvement(improvements, plots / "probability_of_improvement.png")
+    if plots is not None:
+        plot_learning_curves(records, plots)
     return text
+
+
+def learning_curves(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """
+    The runs' learning curves on their common evaluation points.
+
+    :param runs: the runs of one algorithm on one task (each with ``learning_curve``: ``timesteps`` and ``mean``)
+    :return: the timesteps (n_points,) and the mean evaluated returns (n_runs, n_points) at the points every run has
+    """
+    curves = [{point["timesteps"]: point["mean"] for point in run["learning_curve"]} for run in runs]
+    common = sorted(set.intersection(*(set(curve) for curve in curves))) if curves else []
+    return np.array(common), np.array([[curve[step] for step in common] for curve in curves], dtype=np.float64)
+
+
+def iqm_curve(returns: np.ndarray) -> dict[str, np.ndarray]:
+    """
+    IQM over runs at each evaluation point, with stratified-bootstrap 95% CIs (rliable; one task).
+
+    :param returns: shape (n_runs, n_points)
+    :return: ``iqm``, ``low``, ``high``, each of shape (n_points,)
+    """
+    from rliable import metrics
+
+    def aggregate(values: np.ndarray) -> np.ndarray:
+        # values: (n_runs, 1 task, n_points)
+        return np.array([metrics.aggregate_iqm(values[..., point]) for point in range(values.shape[-1])])
+
+    point, interval = _bootstrap({"curve": np.asarray(returns, np.float64)[:, None, :]}, aggregate)
+    return {"iqm": point["curve"], "low": interval["curve"][0], "high": interval["curve"][1]}
+
+
+def plot_learning_curves(records: dict[str, list[dict[str, Any]]], plots: Path) -> list[Path]:
+    """
+    One figure per task: each headline algorithm's IQM over runs of the evaluated return along training, with its
+    95% bootstrap band (:func:`iqm_curve`); written as ``PLOTS/curves_TASK.png``.
+
+    :return: the files written
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for env_id, runs in sorted(records.items()):
+        by_label: dict[str, list[dict[str, Any]]] = {}
+        for run in runs:
+            label = _headline_label(run)
+            if label is not None and run.get("learning_curve"):
+                by_label.setdefault(label, []).append(run)
+        if not by_label:
+            continue
+        figure, axis = plt.subplots(figsize=(7, 4))
+        for label, label_runs in sorted(by_label.items()):
+            steps, returns = learning_curves(label_runs)
+            if len(label_runs) < 2 or not len(steps):
+                continue
+            curve = iqm_curve(returns)
+            (line,) = axis.plot(steps, curve["iqm"], label=f"{label} (n={len(label_runs)})")
+            axis.fill_between(steps, curve["low"], curve["high"], alpha=0.2, color=line.get_color())
+        axis.set_title(f"{env_id}: IQM over evaluation seeds, 95% bootstrap CI", fontsize=10)
+        axis.set_xlabel("timesteps")
+        axis.set_ylabel("evaluated return")
+        axis.legend(fontsize=8)
+        path = plots / f"curves_{env_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def plot_probabilities_of_improvement(pairs: dict[tuple[str, str], dict[str, float]], path: Path) -> None:
+    """``P(X > Y)`` of each pair with its 95% CI, as horizontal intervals (rliable's presentation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 0.6 + 0.5 * len(pairs)))
+    for row, poi in enumerate(pairs.values()):
+        axis.plot([poi["low"], poi["high"]], [row, row], linewidth=6, alpha=0.5)
+        axis.plot([poi["poi"]], [row], "k|", markersize=14)
+    axis.axvline(0.5, linestyle="--", color="grey")
+    axis.set_yticks(range(len(pairs)), [f"{mine}\nover {other}" for mine, other in pairs], fontsize=8)
+    axis.set_xlim(0.0, 1.0)
+    axis.set_xlabel("P(X > Y), 95% CI")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def plot_performance_profile(normalized: dict[str, np.ndarray], path: Path) -> None:
@@ -263,7 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "results"))
     parser.add_argument("--out", default=None, help="write the report here (Markdown)")
-    parser.add_argument("--plots", default=None, help="folder for the performance profile")
+    parser.add_argument(
+        "--plots",
+        default=None,
+        help="folder for the plots: learning curves (IQM, 95%% CI bands) per task, the performance profile and the "
+        "probabilities of improvement",
+    )
     parser.add_argument("--allow-mixed", action="store_true", help="report stale records too")
     parser.add_argument(
         "--docs", "--readme", dest="docs", default=None, help="also write the per-task table into this Markdown page, between"

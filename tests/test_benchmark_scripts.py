@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+
+import numpy as np
 import subprocess
 import sys
 from pathlib import Path
@@ -301,11 +303,41 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     normalized = (sum(ours["Hopper-v5"]) / 3618.0 + sum(ours["Swimmer-v5"]) / 366.0) / 10
     assert "| sb3_trpo TRPO (ours) | 5 x 2 | " in text and f"{normalized:.2f} [" in text
     assert (tmp_path / "plots" / "performance_profile.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "probability_of_improvement.png").stat().st_size > 0
     # Tuning-seed records are never read
     tuning = [{**r, "seed": r["seed"] - 100, "seed_role": "tuning"} for r in records]
     (results / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tuning))
     assert all(r["seed_role"] == "evaluation" for r in report.evaluation_records(str(results))["Swimmer-v5"])
     assert report.evaluation_records(str(results))["Hopper-v5"] == []
+
+
+def test_evaluation_report_learning_curves(tmp_path, monkeypatch):
+    report = load_script("evaluation_report")
+    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
+    # Five runs, evaluated at 0, 10 and 20 steps (one run also at 15: only the common points count)
+    runs = [
+        {"learning_curve": [{"timesteps": step, "mean": float(seed * (step + 1))} for step in (0, 10, 20)]}
+        for seed in range(1, 6)
+    ]
+    runs[0]["learning_curve"].insert(2, {"timesteps": 15, "mean": 99.0})
+    steps, returns = report.learning_curves(runs)
+    assert steps.tolist() == [0, 10, 20] and returns.shape == (5, 3)
+    curve = report.iqm_curve(returns)
+    # The IQM of 5 runs is the mean of the middle three (the 25% trimmed mean): seeds 2, 3, 4 -> 3 * (step + 1)
+    assert np.allclose(curve["iqm"], [3.0, 33.0, 63.0])
+    assert np.all(curve["low"] <= curve["iqm"]) and np.all(curve["iqm"] <= curve["high"])
+    assert np.all(curve["high"] - curve["low"] > 0)
+    # A figure per task with learning curves of the headline algorithms; a probability-of-improvement figure
+    benchmark = load_script("benchmark")
+    records = _synthetic_records(
+        benchmark, {"sb3_trpo": {"Hopper-v5": [1.0, 2.0, 3.0]}, "sb3_contrib": {"Hopper-v5": [0.5, 1.0, 1.5]}}
+    )
+    for record in records:
+        record["learning_curve"] = [{"timesteps": step, "mean": record["final_eval"]["mean"] * step} for step in (0, 5, 10)]
+    written = report.plot_learning_curves({"Hopper-v5": records}, tmp_path / "plots")
+    assert written == [tmp_path / "plots" / "curves_Hopper-v5.png"] and written[0].stat().st_size > 0
+    report.plot_probabilities_of_improvement({("a", "b"): {"poi": 0.7, "low": 0.6, "high": 0.8}}, tmp_path / "poi.png")
+    assert (tmp_path / "poi.png").stat().st_size > 0
 
 
 def test_masked_benchmark_runs_maskable_trpo_and_maskable_ppo_under_masks(tmp_path):
