@@ -26,9 +26,9 @@ from stable_baselines3.common.envs import IdentityEnv
 from stable_baselines3.common.env_util import make_vec_env
 
 from conftest import LogRecorder, accepted_kls, assert_same_state
-from sb3_trpo import MaskableTRPO
+from sb3_trpo import MaskableRecurrentTRPO, MaskableTRPO
 from sb3_trpo.common.natural_gradient import get_flat_params, masked_categorical_kl
-from sb3_trpo.trpo_mask import MlpPolicy, MultiInputPolicy
+from sb3_trpo.trpo_mask import MultiInputPolicy
 
 TINY = dict(net_arch=[8])
 ENVS = {
@@ -280,16 +280,26 @@ def test_predict_with_masks_and_maskable_evaluation_helpers(tmp_path) -> None:  
         assert int(model.predict(obs, action_masks=only, deterministic=deterministic)[0][0]) == 4
 
 
-def test_action_masker_wrapper_and_env_without_masks() -> None:
+# The masking contracts MaskableRecurrentTRPO shares (ActionMasking): each with its own policy
+MASKING_ALGORITHMS = {
+    "MaskableTRPO": (MaskableTRPO, "MlpPolicy", "CnnPolicy", TINY),
+    "MaskableRecurrentTRPO": (MaskableRecurrentTRPO, "MlpLstmPolicy", "CnnLstmPolicy", dict(lstm_hidden_size=8, net_arch=[8])),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MASKING_ALGORITHMS))
+def test_action_masker_wrapper_and_env_without_masks(name: str) -> None:
+    algorithm, policy, _, policy_kwargs = MASKING_ALGORITHMS[name]
+
     def mask_fn(env: gym.Env) -> np.ndarray:
         return np.array([True, False, True, False])
 
     env = ActionMasker(IdentityEnv(dim=4, ep_length=10), mask_fn)
-    model = MaskableTRPO(MlpPolicy, env, n_steps=32, batch_size=32, policy_kwargs=TINY, seed=0)
+    model = algorithm(policy, env, n_steps=32, batch_size=32, policy_kwargs=policy_kwargs, seed=0)
     model.learn(64)
     assert set(np.unique(model.rollout_buffer.actions)) <= {0.0, 2.0}
     # Without masks: an error that says what to do; with use_masking=False, it trains without them
-    bare = MaskableTRPO("MlpPolicy", IdentityEnv(dim=4, ep_length=10), n_steps=32, batch_size=32, policy_kwargs=TINY, seed=0)
+    bare = algorithm(policy, IdentityEnv(dim=4, ep_length=10), n_steps=32, batch_size=32, policy_kwargs=policy_kwargs, seed=0)
     with pytest.raises(ValueError, match="ActionMasker"):
         bare.learn(32)
     bare.learn(64, use_masking=False)
@@ -343,20 +353,16 @@ def test_invalid_arguments_are_named() -> None:
         MaskableTRPO("MlpPolicy", "Pendulum-v1")
 
 
-def test_cnn_policy_on_images() -> None:
+@pytest.mark.parametrize("name", sorted(MASKING_ALGORITHMS))
+def test_cnn_policy_on_images(name: str) -> None:
     # FakeImageEnv's Discrete actions under a fixed mask (ActionMasker): the masked action is never taken
     from stable_baselines3.common.envs import FakeImageEnv
 
+    algorithm, _, policy, policy_kwargs = MASKING_ALGORITHMS[name]
     image_env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1)
     valid = np.isin(np.arange(image_env.action_space.n), [0, 2])
     env = ActionMasker(image_env, lambda _: valid)
-    model = MaskableTRPO(
-        "CnnPolicy",
-        env,
-        n_steps=32,
-        batch_size=32,
-        seed=0,
-        policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16)),
-    )
+    kwargs = {**policy_kwargs, "features_extractor_kwargs": dict(features_dim=16)}
+    model = algorithm(policy, env, n_steps=32, batch_size=32, seed=0, policy_kwargs=kwargs)
     model.learn(64)
     assert set(np.unique(model.rollout_buffer.actions)) == {0.0, 2.0}

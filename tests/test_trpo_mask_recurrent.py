@@ -4,7 +4,8 @@ Parametrized over the three maskable action spaces as ``test_trpo_mask.py`` is: 
 accepted step is inside the masked trust region over the real samples, the masked distributions over padded sequences
 equal a per-sequence computation (and so do the Fisher products, against the Hessian of the masked KL), and the
 contracts of MaskablePPO (masks in predict, the maskable evaluation helpers, ``ActionMasker``, ``use_masking=False``)
-and RecurrentPPO (LSTM states in predict, dict observations, save/load) hold together.
+and RecurrentPPO (LSTM states in predict, dict observations, save/load) hold together. (``ActionMasker``,
+``use_masking=False`` and image observations: ``test_trpo_mask.py``, parametrized over both maskable algorithms.)
 """
 
 from typing import Any
@@ -17,10 +18,8 @@ from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
 from sb3_contrib.common.maskable.evaluation import evaluate_policy
 from sb3_contrib.common.maskable.utils import get_action_masks
 from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
-from sb3_contrib.common.wrappers import ActionMasker
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.envs import IdentityEnv
 
 from conftest import LogRecorder, accepted_kls, assert_same_state
 from sb3_trpo.common.natural_gradient import (
@@ -212,23 +211,6 @@ def test_predict_with_states_and_masks_and_the_maskable_evaluation_helpers(tmp_p
         assert (actions == 4).all()
 
 
-def test_action_masker_wrapper_and_env_without_masks() -> None:
-    def mask_fn(env: gym.Env) -> np.ndarray:
-        return np.array([True, False, True, False])
-
-    env = ActionMasker(IdentityEnv(dim=4, ep_length=10), mask_fn)
-    model = MaskableRecurrentTRPO("MlpLstmPolicy", env, n_steps=32, batch_size=32, policy_kwargs=TINY, seed=0)
-    model.learn(64)
-    assert set(np.unique(model.rollout_buffer.actions)) <= {0.0, 2.0}
-    bare = MaskableRecurrentTRPO(
-        "MlpLstmPolicy", IdentityEnv(dim=4, ep_length=10), n_steps=32, batch_size=32, policy_kwargs=TINY, seed=0
-    )
-    with pytest.raises(ValueError, match="ActionMasker"):
-        bare.learn(32)
-    bare.learn(64, use_masking=False)
-    assert bare.rollout_buffer.action_masks.all() and len(set(np.unique(bare.rollout_buffer.actions))) > 2
-
-
 def test_dict_observations() -> None:
     env = make_vec_env(lambda: _DictObservation(RefuseInvalidActions(ENVS["discrete"]())), n_envs=2)
     model = MaskableRecurrentTRPO(MultiInputLstmPolicy, env, n_steps=32, batch_size=32, policy_kwargs=TINY, seed=0)
@@ -279,16 +261,3 @@ def test_invalid_arguments_are_named() -> None:
         MaskableRecurrentTRPO("MlpLstmPolicy", env, target_kl=0.0)
     with pytest.raises(AssertionError, match="only supports"):
         MaskableRecurrentTRPO("MlpLstmPolicy", "Pendulum-v1")
-
-
-def test_cnn_lstm_policy_on_images() -> None:
-    # FakeImageEnv's Discrete actions under a fixed mask (ActionMasker): the masked actions are never taken
-    from stable_baselines3.common.envs import FakeImageEnv
-
-    image_env = FakeImageEnv(screen_height=36, screen_width=36, n_channels=1)
-    valid = np.isin(np.arange(image_env.action_space.n), [0, 2])
-    env = ActionMasker(image_env, lambda _: valid)
-    kwargs = dict(lstm_hidden_size=8, features_extractor_kwargs=dict(features_dim=16))
-    model = MaskableRecurrentTRPO("CnnLstmPolicy", env, n_steps=32, batch_size=32, seed=0, policy_kwargs=kwargs)
-    model.learn(64)
-    assert set(np.unique(model.rollout_buffer.actions)) == {0.0, 2.0}
