@@ -124,6 +124,16 @@ def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, fl
     return rate, train_share
 
 
+def write_outputs(args: argparse.Namespace, text: str, record: dict[str, Any], arguments: list[str]) -> None:
+    """Print the table, and write it to ``--text`` and the record (with the command that made it) to ``--json``."""
+    print(text)
+    if args.text:
+        Path(args.text).write_text(text + "\n")
+    if args.json:
+        command = " ".join(["python", "scripts/bench_learn.py", *arguments])
+        Path(args.json).write_text(json.dumps({"command": command, **record}, indent=1) + "\n")
+
+
 def machine() -> dict[str, Any]:
     """The versions and the machine a record was measured with (CPU model and capability, pinned cores)."""
     return {
@@ -239,21 +249,16 @@ def main(argv: list[str] | None = None) -> int:
         cells.append(f"{statistics.median(share):.2f}" if share else "-")
         lines.append(f"| {env_id} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
-    print(text)
-    if args.text:
-        Path(args.text).write_text(text + "\n")
-    if args.json:
-        record = {
-            "command": " ".join(["python", "scripts/bench_learn.py", *(sys.argv[1:] if argv is None else argv)]),
-            "steps": args.steps,
-            "repeats": args.repeats,
-            "median_steps_per_s": median,
-            "all_steps_per_s": rates,
-            "train_share": train_shares,
-            **machine(),
-            **git,
-        }
-        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    record = {
+        "steps": args.steps,
+        "repeats": args.repeats,
+        "median_steps_per_s": median,
+        "all_steps_per_s": rates,
+        "train_share": train_shares,
+        **machine(),
+        **git,
+    }
+    write_outputs(args, text, record, sys.argv[1:] if argv is None else argv)
     return 0
 
 
@@ -273,18 +278,13 @@ def report_parts(args: argparse.Namespace, git: dict[str, Any], arguments: list[
             f"| {env_id} | {by['n_envs']:.0f} | {by['numpy_forward']:.1f} | {by['torch_randn']:.1f} | {by['callbacks']:.1f} |"
         )
     text = "\n".join(lines)
-    print(text)
-    if args.text:
-        Path(args.text).write_text(text + "\n")
-    if args.json:
-        record = {
-            "command": " ".join(["python", "scripts/bench_learn.py", *arguments]),
-            "calls": args.parts,
-            "microseconds_per_call": parts,
-            **machine(),
-            **git,
-        }
-        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    record = {
+        "calls": args.parts,
+        "microseconds_per_call": parts,
+        **machine(),
+        **git,
+    }
+    write_outputs(args, text, record, arguments)
     return 0
 
 

@@ -118,11 +118,11 @@ class ActionMasking:
         ``predict``).
 
         :param observation: the input observation
-        :param state: The last hidden states (unused: the policy has no memory)
-        :param episode_start: The last masks (unused)
+        :param state: The last hidden states (the LSTM states of a recurrent policy; unused by a memoryless one)
+        :param episode_start: The last episode starts (recurrent policies reset their states there)
         :param deterministic: Whether or not to return deterministic actions.
         :param action_masks: Action masks to apply to the action distribution (None: every action is valid)
-        :return: the model's action and the next hidden state (None)
+        :return: the model's action and the next hidden state (None for a memoryless policy)
         """
         return self.policy.predict(observation, state, episode_start, deterministic, action_masks=action_masks)
 
