@@ -14,8 +14,8 @@ From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only
 It refuses records that mix seed roles or are stale (``scripts/benchmark.py``'s ``record_problems``; ``--allow-mixed``
 to override), and it never reads tuning seeds::
 
-    python scripts/evaluation_report.py --results benchmarks/results --out benchmarks/evaluation.md \\
-        --plots benchmarks/plots/evaluation
+    python scripts/evaluation_report.py --results benchmarks/evaluation/results --out benchmarks/evaluation/report.md \\
+        --plots benchmarks/evaluation/plots
     python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked
     python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md
 """
@@ -318,6 +318,7 @@ def plot_performance_profile(normalized: dict[str, np.ndarray], path: Path) -> N
 
 #: Where the records of evaluation seeds are (the grid, the ablation, the masked and recurrent benchmarks)
 EVALUATION_FOLDERS = (
+    "benchmarks/evaluation/results",
     "benchmarks/results",
     "benchmarks/ablation/results",
     "benchmarks/masked/results",
@@ -329,14 +330,20 @@ SUMMARY_START, SUMMARY_END = "<!-- evaluation-summary:start -->", "<!-- evaluati
 def merged_evaluation_records(folders: tuple[str, ...] = EVALUATION_FOLDERS) -> dict[str, list[dict[str, Any]]]:
     """
     :param folders: results folders, relative to the repository's root (missing ones are skipped)
-    :return: the evaluation-seed runs of each task over all of them
+    :return: the evaluation-seed runs of each task over all of them; a run in two folders (the same algorithm, seed,
+        budget and hyperparameters: the grid's copy of an ablation run) counts once, from the first folder
     """
     merged: dict[str, list[dict[str, Any]]] = {}
+    seen: set[tuple[str, str, int, int, str]] = set()
     for folder in folders:
         path = benchmark.REPO_ROOT / folder
         if path.is_dir():
             for env_id, runs in evaluation_records(str(path)).items():
-                merged.setdefault(env_id, []).extend(runs)
+                for run in runs:
+                    key = benchmark.run_key(run["algo"], run["env"], run["seed"], run["budget"], run["hyperparams"])
+                    if key not in seen:
+                        seen.add(key)
+                        merged.setdefault(env_id, []).append(run)
     return merged
 
 
@@ -359,7 +366,7 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "results"))
+    parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "evaluation" / "results"))
     parser.add_argument("--out", default=None, help="write the report here (Markdown)")
     parser.add_argument(
         "--plots",

@@ -311,6 +311,23 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     assert report.evaluation_records(str(results))["Hopper-v5"] == []
 
 
+def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, monkeypatch):
+    # The grid's copy of an ablation run is the same run: the summary counts it once; other runs from both folders
+    report = load_script("evaluation_report")
+    benchmark = load_script("benchmark")
+    records = _synthetic_records(benchmark, {"sb3_trpo": {"Hopper-v5": [1.0, 2.0, 3.0]}})
+    for folder, runs in (("grid", records), ("ablation", records[:2] + [{**records[0], "seed": 107}])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    monkeypatch.setattr(report.benchmark, "REPO_ROOT", tmp_path)
+    merged = report.merged_evaluation_records(("grid", "ablation", "missing"))
+    assert sorted(run["seed"] for run in merged["Hopper-v5"]) == [100, 101, 102, 107]
+    # A different entry at the same seed is another run
+    other = {**records[0], "hyperparams": {**records[0]["hyperparams"], "target_kl": 0.5}}
+    (tmp_path / "ablation" / "Hopper-v5.jsonl").write_text(json.dumps(other) + "\n")
+    assert sorted(run["seed"] for run in report.merged_evaluation_records(("grid", "ablation"))["Hopper-v5"]) == [100, 100, 101, 102]
+
+
 def test_evaluation_report_learning_curves(tmp_path, monkeypatch):
     report = load_script("evaluation_report")
     monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
