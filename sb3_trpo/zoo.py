@@ -39,13 +39,13 @@ from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS, create_test_env, get_saved_hyperparams
 from stable_baselines3.common.base_class import BaseAlgorithm
 import rl_zoo3.exp_manager
-from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
-from sb3_contrib.common.maskable.evaluation import evaluate_policy as evaluate_maskable_policy
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_trpo
 import sb3_trpo.envs
+from sb3_trpo.common.evaluation import MaskableEvalCallback
+from sb3_trpo.common.evaluation import evaluate_policy as evaluate_maskable_policy
 from sb3_trpo.npg import NPG
 from sb3_trpo.trpo import TRPO
 from sb3_trpo.trpo_mask import MaskableTRPO
@@ -341,8 +341,8 @@ class TRPOExperimentManager(ExperimentManager):
     def create_callbacks(self) -> None:
         if self.algo not in MASKABLE_ALGORITHMS:
             return super().create_callbacks()
-        # The Zoo's callbacks, its EvalCallback replaced by sb3-contrib's MaskableEvalCallback (same arguments), which
-        # evaluates under the eval env's action masks
+        # The Zoo's callbacks, its EvalCallback replaced by a MaskableEvalCallback (sb3-contrib's arguments), which
+        # evaluates under the eval env's action masks and keeps a recurrent policy's memory
         zoo_eval_callback = rl_zoo3.exp_manager.EvalCallback
         rl_zoo3.exp_manager.EvalCallback = MaskableEvalCallback  # type: ignore[misc]
         try:
@@ -382,7 +382,7 @@ class TRPOExperimentManager(ExperimentManager):
         evaluate = evaluate_maskable_policy if isinstance(model, MaskableTRPO) else evaluate_policy
         try:
             returns, _ = evaluate(
-                model,  # type: ignore[arg-type]
+                model,
                 env,
                 n_eval_episodes=n_episodes,
                 deterministic=self.deterministic_eval,

@@ -50,9 +50,19 @@ import numpy as np
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-ALGOS = ("sb3_trpo", "sb3_contrib", "ppo", "sb3_npg", "sb3_trpo_mask", "maskable_ppo", "sb3_trpo_lstm", "recurrent_ppo")
+ALGOS = (
+    "sb3_trpo",
+    "sb3_contrib",
+    "ppo",
+    "sb3_npg",
+    "sb3_trpo_mask",
+    "maskable_ppo",
+    "sb3_trpo_mask_lstm",
+    "sb3_trpo_lstm",
+    "recurrent_ppo",
+)
 #: the algorithms that take action masks (trained and evaluated under the env's masks; not in the default --algos)
-MASKABLE_ALGOS = ("sb3_trpo_mask", "maskable_ppo")
+MASKABLE_ALGOS = ("sb3_trpo_mask", "maskable_ppo", "sb3_trpo_mask_lstm")
 #: the algorithms with LSTM policies (not in the default --algos)
 RECURRENT_ALGOS = ("sb3_trpo_lstm", "recurrent_ppo")
 #: each algorithm of a family and the Args field of the file whose n_timesteps is the budget when only it runs
@@ -85,9 +95,9 @@ class Args:
     """environment ids to run"""
     algos: list[str] = field(default_factory=lambda: [algo for algo in ALGOS if algo not in FAMILY_BUDGET_FILES])
     """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO), ppo (SB3's PPO), sb3_npg (our NPG,
-    with the TRPO file's entry); for tasks with action masks sb3_trpo_mask (our MaskableTRPO) and maskable_ppo
-    (sb3-contrib's MaskablePPO); for memory tasks sb3_trpo_lstm (our RecurrentTRPO) and recurrent_ppo (sb3-contrib's
-    RecurrentPPO)"""
+    with the TRPO file's entry); for tasks with action masks sb3_trpo_mask (our MaskableTRPO), maskable_ppo
+    (sb3-contrib's MaskablePPO) and sb3_trpo_mask_lstm (our MaskableRecurrentTRPO); for memory tasks sb3_trpo_lstm
+    (our RecurrentTRPO) and recurrent_ppo (sb3-contrib's RecurrentPPO)"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """random seeds"""
     trpo_config: str = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
@@ -96,6 +106,8 @@ class Args:
     """hyperparameter file of PPO; rl_zoo: the RL Zoo's own hyperparams/ppo.yml"""
     trpo_mask_config: str = str(REPO_ROOT / "zoo_configs" / "trpo_mask.yml")
     """hyperparameter file of MaskableTRPO (and the budget when only maskable algorithms run)"""
+    trpo_mask_lstm_config: str = str(REPO_ROOT / "zoo_configs" / "trpo_mask_lstm.yml")
+    """hyperparameter file of MaskableRecurrentTRPO"""
     maskable_ppo_config: str = str(REPO_ROOT / "benchmarks" / "configs" / "maskable_ppo.yml")
     """hyperparameter file of MaskablePPO (the RL Zoo has none)"""
     trpo_lstm_config: str = str(REPO_ROOT / "zoo_configs" / "trpo_lstm.yml")
@@ -216,6 +228,7 @@ def algo_config(args: Args, algo: str) -> str:
         "ppo": config_path(args.ppo_config, "ppo"),
         "sb3_trpo_mask": args.trpo_mask_config,
         "maskable_ppo": args.maskable_ppo_config,
+        "sb3_trpo_mask_lstm": args.trpo_mask_lstm_config,
         "sb3_trpo_lstm": args.trpo_lstm_config,
         "recurrent_ppo": config_path(args.recurrent_ppo_config, "ppo_lstm"),
     }
@@ -227,7 +240,8 @@ def run_budget(args: Args, env_id: str) -> int:
     :param args: the benchmark's arguments
     :param env_id: environment id
     :return: the number of training steps of every algorithm on ``env_id``: the TRPO file's ``n_timesteps`` (the
-        MaskableTRPO or RecurrentTRPO file's when only that family's algorithms run)
+        MaskableTRPO file's when only maskable algorithms run, MaskableRecurrentTRPO among them; the RecurrentTRPO file's when
+        only recurrent ones do)
     """
     if args.n_timesteps > 0:
         return args.n_timesteps
@@ -250,6 +264,7 @@ ALGORITHM_CLASSES = {
     "sb3_npg": ("sb3_trpo", "NPG"),
     "sb3_trpo_mask": ("sb3_trpo", "MaskableTRPO"),
     "maskable_ppo": ("sb3_contrib", "MaskablePPO"),
+    "sb3_trpo_mask_lstm": ("sb3_trpo", "MaskableRecurrentTRPO"),
     "sb3_trpo_lstm": ("sb3_trpo", "RecurrentTRPO"),
     "recurrent_ppo": ("sb3_contrib", "RecurrentPPO"),
 }
@@ -342,7 +357,7 @@ def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int, m
     :param eval_env: evaluation environment (a ``VecNormalize`` in it is synced from the training env before each evaluation)
     :param eval_freq: steps between evaluations
     :param eval_episodes: episodes per evaluation
-    :param maskable: evaluate under the env's action masks (sb3-contrib's maskable ``evaluate_policy``)
+    :param maskable: evaluate under the env's action masks (``evaluation_function(True)``)
     :return: the callback
     """
     from stable_baselines3.common.callbacks import BaseCallback
@@ -415,10 +430,11 @@ def make_benchmark_callback(eval_env: Any, eval_freq: int, eval_episodes: int, m
 def evaluation_function(maskable: bool) -> Any:
     """
     :param maskable: whether the model takes action masks
-    :return: SB3's ``evaluate_policy``, or sb3-contrib's maskable one (same arguments, actions under the env's masks)
+    :return: SB3's ``evaluate_policy``, or the maskable one of ``sb3_trpo.common.evaluation`` (sb3-contrib's arguments
+        and results, actions under the env's masks, a recurrent policy's memory kept)
     """
     if maskable:
-        from sb3_contrib.common.maskable.evaluation import evaluate_policy as evaluate_maskable_policy
+        from sb3_trpo.common.evaluation import evaluate_policy as evaluate_maskable_policy
 
         return evaluate_maskable_policy
     from stable_baselines3.common.evaluation import evaluate_policy

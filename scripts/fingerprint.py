@@ -1,10 +1,11 @@
 """
 The numerical fingerprint of sb3_trpo's algorithms: what a result record measured, in a few numbers.
 
-For each algorithm (TRPO, NPG, MaskableTRPO, RecurrentTRPO), a short digest of the policy's parameters after a few
-updates from a fixed seed on two fixed tasks (Pendulum-v1 for Gaussian actions, CartPole-v1 for categorical ones; for
-MaskableTRPO the masked InvalidActionsDiscrete-v0 and MaskedTaxi-v4, for RecurrentTRPO PendulumNoVel-v1 and
-CartPoleNoVel-v1), on one torch thread: the parameters projected on four fixed random directions per task. A record
+For each algorithm (TRPO, NPG, MaskableTRPO, RecurrentTRPO, MaskableRecurrentTRPO), a short digest of the policy's
+parameters after a few updates from a fixed seed on two fixed tasks (Pendulum-v1 for Gaussian actions, CartPole-v1 for
+categorical ones; for MaskableTRPO the masked InvalidActionsDiscrete-v0 and MaskedTaxi-v4, for RecurrentTRPO
+PendulumNoVel-v1 and CartPoleNoVel-v1, for MaskableRecurrentTRPO MaskedCueMemory-v0 and MaskedTaxi-v4), on one torch
+thread: the parameters projected on four fixed random directions per task. A record
 whose fingerprint differs from the current code's beyond float tolerance (``RTOL``) measured another algorithm: it is
 stale. A refactor keeps the fingerprint bit for bit; a rounding-level change (another CPU's vector kernels, a reordered
 sum) moves it by about 1e-6 relative and keeps the records; a change of the update or of the collection moves it by far more.
@@ -30,12 +31,20 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: benchmark algorithm -> class name in sb3_trpo
-ALGORITHMS = {"sb3_trpo": "TRPO", "sb3_npg": "NPG", "sb3_trpo_mask": "MaskableTRPO", "sb3_trpo_lstm": "RecurrentTRPO"}
+ALGORITHMS = {
+    "sb3_trpo": "TRPO",
+    "sb3_npg": "NPG",
+    "sb3_trpo_mask": "MaskableTRPO",
+    "sb3_trpo_lstm": "RecurrentTRPO",
+    "sb3_trpo_mask_lstm": "MaskableRecurrentTRPO",
+}
 TASKS = ("Pendulum-v1", "CartPole-v1")
-#: MaskableTRPO's tasks: masked ones (sb3_trpo.envs); RecurrentTRPO's: memory ones (rl_zoo3 registers them)
+#: MaskableTRPO's tasks: masked ones (sb3_trpo.envs); RecurrentTRPO's: memory ones (rl_zoo3 registers them);
+#: MaskableRecurrentTRPO's: masked ones, one of them needing memory
 FAMILY_TASKS = {
     "sb3_trpo_mask": ("InvalidActionsDiscrete-v0", "MaskedTaxi-v4"),
     "sb3_trpo_lstm": ("PendulumNoVel-v1", "CartPoleNoVel-v1"),
+    "sb3_trpo_mask_lstm": ("MaskedCueMemory-v0", "MaskedTaxi-v4"),
 }
 N_UPDATES = 3
 N_PROJECTIONS = 4
@@ -59,7 +68,7 @@ def fingerprint(algo: str) -> list[float]:
     th.set_num_threads(1)
     algorithm = getattr(sb3_trpo, ALGORITHMS[algo])
     values: list[float] = []
-    recurrent = algo == "sb3_trpo_lstm"
+    recurrent = algo in ("sb3_trpo_lstm", "sb3_trpo_mask_lstm")
     for env_id in FAMILY_TASKS.get(algo, TASKS):
         # A radius large enough that TRPO's line search backtracks: its fingerprint then differs from NPG's
         model = algorithm(

@@ -46,6 +46,7 @@ ALGO_LABELS = {
     "ppo": "SB3 PPO",
     "sb3_trpo_mask": "sb3_trpo MaskableTRPO (ours)",
     "maskable_ppo": "sb3-contrib MaskablePPO",
+    "sb3_trpo_mask_lstm": "sb3_trpo MaskableRecurrentTRPO (ours)",
     "sb3_trpo_lstm": "sb3_trpo RecurrentTRPO (ours)",
     "recurrent_ppo": "sb3-contrib RecurrentPPO",
 }

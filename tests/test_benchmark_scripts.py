@@ -316,7 +316,7 @@ def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, mon
     report = load_script("evaluation_report")
     benchmark = load_script("benchmark")
     records = _synthetic_records(benchmark, {"sb3_trpo": {"Hopper-v5": [1.0, 2.0, 3.0]}})
-    for folder, runs in (("grid", records), ("ablation", records[:2] + [{**records[0], "seed": 107}])):
+    for folder, runs in (("grid", records), ("ablation", [*records[:2], {**records[0], "seed": 107}])):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
     monkeypatch.setattr(report.benchmark, "REPO_ROOT", tmp_path)
@@ -325,7 +325,12 @@ def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, mon
     # A different entry at the same seed is another run
     other = {**records[0], "hyperparams": {**records[0]["hyperparams"], "target_kl": 0.5}}
     (tmp_path / "ablation" / "Hopper-v5.jsonl").write_text(json.dumps(other) + "\n")
-    assert sorted(run["seed"] for run in report.merged_evaluation_records(("grid", "ablation"))["Hopper-v5"]) == [100, 100, 101, 102]
+    assert sorted(run["seed"] for run in report.merged_evaluation_records(("grid", "ablation"))["Hopper-v5"]) == [
+        100,
+        100,
+        101,
+        102,
+    ]
 
 
 def test_evaluation_report_learning_curves(tmp_path, monkeypatch):
@@ -403,6 +408,20 @@ def test_recurrent_family_reads_its_own_files_and_budget():
     assert benchmark.run_budget(mixed, "CartPole-v1") == 100_000
     fingerprint = load_script("fingerprint")
     assert fingerprint.ALGORITHMS["sb3_trpo_lstm"] == "RecurrentTRPO"
+
+
+def test_masks_and_memory_benchmark_reads_its_own_file_and_the_maskable_budget():
+    benchmark = load_script("benchmark")
+    algos = ["sb3_trpo_mask_lstm", "sb3_trpo_mask", "maskable_ppo"]
+    args = benchmark.parse_args(["--algos", *algos, "--envs", "MaskedCueMemory-v0"])
+    assert Path(benchmark.algo_config(args, "sb3_trpo_mask_lstm")).name == "trpo_mask_lstm.yml"
+    assert benchmark.run_budget(args, "MaskedCueMemory-v0") == 200_000  # every maskable algorithm: trpo_mask.yml's
+    assert set(algos) <= set(benchmark.MASKABLE_ALGOS)  # trained and evaluated under the env's masks
+    assert benchmark.algorithm_class("sb3_trpo_mask_lstm").__name__ == "MaskableRecurrentTRPO"
+    # evaluated with the helper that keeps the LSTM states under masks
+    assert benchmark.evaluation_function(True).__module__ == "sb3_trpo.common.evaluation"
+    assert load_script("fingerprint").ALGORITHMS["sb3_trpo_mask_lstm"] == "MaskableRecurrentTRPO"
+    assert load_script("plot_results").ALGO_LABELS["sb3_trpo_mask_lstm"] == "sb3_trpo MaskableRecurrentTRPO (ours)"
 
 
 def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):

@@ -3,7 +3,8 @@
 Parametrized over the three maskable action spaces as ``test_trpo_mask.py`` is: masked actions are never taken, every
 accepted step is inside the masked trust region over the real samples, the masked distributions over padded sequences
 equal a per-sequence computation (and so do the Fisher products, against the Hessian of the masked KL), and the
-contracts of MaskablePPO (masks in predict, the maskable evaluation helpers, ``ActionMasker``, ``use_masking=False``)
+contracts of MaskablePPO (masks in predict, the maskable evaluation helpers (``sb3_trpo.common.evaluation``'s, which
+keep the LSTM states), ``ActionMasker``, ``use_masking=False``)
 and RecurrentPPO (LSTM states in predict, dict observations, save/load) hold together. (``ActionMasker``,
 ``use_masking=False`` and image observations: ``test_trpo_mask.py``, parametrized over both maskable algorithms.)
 """
@@ -14,14 +15,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
-from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
-from sb3_contrib.common.maskable.evaluation import evaluate_policy
 from sb3_contrib.common.maskable.utils import get_action_masks
 from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from conftest import LogRecorder, accepted_kls, assert_same_state
+from sb3_trpo.common.evaluation import MaskableEvalCallback, evaluate_policy
 from sb3_trpo.common.natural_gradient import (
     detached_distribution,
     distribution_samples,

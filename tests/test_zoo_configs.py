@@ -284,7 +284,7 @@ FAMILY_CONFIGS = {
     for algo, required in (
         ("trpo_mask", ["MaskedTaxi-v4", "InvalidActionsDiscrete-v0"]),
         ("trpo_lstm", ["CartPoleNoVel-v1", "PendulumNoVel-v1"]),
-        ("trpo_mask_lstm", ["MaskedTaxi-v4", "InvalidActionsDiscrete-v0"]),
+        ("trpo_mask_lstm", ["MaskedTaxi-v4", "InvalidActionsDiscrete-v0", "MaskedCueMemory-v0"]),
     )
 }
 FAMILY_ENTRIES = [(algo, key) for algo, (path, _) in FAMILY_CONFIGS.items() for key in sorted(zoo.load_config(path))]
