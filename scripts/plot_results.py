@@ -148,8 +148,10 @@ def _rl_zoo_entry(algo: str, env_id: str) -> str | None:
     if algo not in ZOO_FILES:
         return None
     try:
-        _, entry = benchmark.select_entry(benchmark.rl_zoo_config(ZOO_FILES[algo]), env_id)
+        key, entry = benchmark.select_entry(benchmark.rl_zoo_config(ZOO_FILES[algo]), env_id)
     except ValueError:  # sb3_trpo.zoo.ConfigError: no entry
+        return None
+    if key not in (env_id, env_id[:-1] + "4"):  # the Zoo's fallback for tasks it has no entry for: not the Zoo's settings
         return None
     return json.dumps(benchmark._json_ready(entry), sort_keys=True)
 

@@ -424,6 +424,16 @@ def test_masks_and_memory_benchmark_reads_its_own_file_and_the_maskable_budget()
     assert load_script("plot_results").ALGO_LABELS["sb3_trpo_mask_lstm"] == "sb3_trpo MaskableRecurrentTRPO (ours)"
 
 
+def test_a_task_the_rl_zoo_has_no_entry_for_has_no_zoo_settings_to_differ_from():
+    # The Zoo's file falls back to another entry for CartPoleNoVel-v1 (trpo.yml has none): not the Zoo's settings
+    plot_results = load_script("plot_results")
+    record = {"algo": "sb3_trpo", "env": "CartPoleNoVel-v1", "hyperparams": {"policy": "MlpPolicy", "n_steps": 128}}
+    assert plot_results.changes_from_rl_zoo(record) == {} and plot_results.is_headline(record)
+    # a task it has an entry for (or a v4 entry, for v5) still is compared with it
+    assert plot_results.changes_from_rl_zoo({**record, "env": "CartPole-v1"})
+    assert plot_results.changes_from_rl_zoo({**record, "env": "Hopper-v5"})
+
+
 def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
     out = tmp_path / "bench.json"
     command = [

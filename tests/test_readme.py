@@ -101,14 +101,15 @@ def test_summary_rows_agree_with_the_full_table() -> None:
                 )
 
 
-def test_family_results_are_the_evaluation_report_of_the_committed_records() -> None:
+@pytest.mark.parametrize("section", ["masked", "recurrent"])
+def test_family_results_are_the_evaluation_report_of_the_committed_records(section: str) -> None:
     report = load_script("evaluation_report")
-    start, end = "<!-- masked-results:start -->", "<!-- masked-results:end -->"
-    records = report.evaluation_records(str(REPO_ROOT / "benchmarks" / "masked" / "results"))
+    start, end = f"<!-- {section}-results:start -->", f"<!-- {section}-results:end -->"
+    records = report.evaluation_records(str(REPO_ROOT / "benchmarks" / section / "results"))
     expected = report.per_task_table(records)
     assert _block(RESULTS_PAGE, start, end) == "\n" + expected, (
-        "docs/results.md's masked results differ from the records: "
-        "python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked"
+        f"docs/results.md's {section} results differ from the records: python scripts/evaluation_report.py "
+        f"--results benchmarks/{section}/results --docs docs/results.md --section {section}"
     )
 
 
