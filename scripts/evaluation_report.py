@@ -9,7 +9,10 @@ From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only
 - over the MuJoCo tasks, with returns normalized by the RL Zoo's published scores of sb3-contrib's TRPO at 1M steps:
   aggregate IQM and mean with 95% CIs, and the performance profile (the fraction of runs above each normalized score);
 - the probability of improvement of ours over sb3-contrib and over PPO (the chance that a run of ours beats a run of
-  the other on the same task, averaged over tasks), with its 95% CI.
+  the other on the same task, averaged over tasks), with its 95% CI;
+- the targets judged (``EVALUATION_TARGETS``): per MuJoCo task, ours' IQM against its target, the coefficient of
+  variation against ``MAX_CV`` and the probability that a run of ours beats a run of sb3-contrib's TRPO (> 0.5), each
+  "met" or "missed".
 
 It refuses records that mix seed roles or are stale (``scripts/benchmark.py``'s ``record_problems``; ``--allow-mixed``
 to override), and it never reads tuning seeds::
@@ -36,6 +39,19 @@ import plot_results
 ZOO_PUBLISHED = {"HalfCheetah-v5": 1785.0, "Hopper-v5": 3618.0, "Walker2d-v5": 4933.0, "Ant-v5": 4982.0, "Swimmer-v5": 366.0}
 OURS, CONTRIB, PPO = "sb3_trpo", "sb3_contrib", "ppo"
 BOOTSTRAP_REPS = 5000
+#: The held-out protocol's targets for ours (IQM over evaluation seeds): task -> (target, the training steps at which
+#: it is judged; None: the final model). The RL Zoo's published returns where it has them; HalfCheetah-v5 5000; Ant-v5
+#: and Humanoid-v5 (at 1M of its 2M steps) Tianshou's TRPO at 1M
+EVALUATION_TARGETS: dict[str, tuple[float, int | None]] = {
+    "HalfCheetah-v5": (5000.0, None),
+    "Hopper-v5": (3618.0, None),
+    "Walker2d-v5": (4933.0, None),
+    "Swimmer-v5": (366.0, None),
+    "Ant-v5": (2867.0, None),
+    "Humanoid-v5": (810.0, 1_000_000),
+}
+#: the largest coefficient of variation (std / |mean| of the judged returns over seeds) that meets the target
+MAX_CV = 0.15
 
 
 def _bootstrap(score_dict: dict[str, Any], aggregate: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -161,12 +177,20 @@ def per_task_table(records: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tables(records: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :return: the per-task table, then the targets judged where the records have a target task (what ``--docs`` writes)
+    """
+    targets = targets_table(records)
+    return per_task_table(records) + (f"\nTargets, judged on evaluation seeds only:\n\n{targets}" if targets else "")
+
+
 def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
     """
     :return: the Markdown report (per-task table, MuJoCo aggregate, probabilities of improvement)
     """
     scores = headline_scores(records)
-    text = per_task_table(records)
+    text = tables(records)
 
     mujoco = {
         label: [task for task in ZOO_PUBLISHED if task in by_task and len(by_task[task]) >= 2]
@@ -200,6 +224,68 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
     if plots is not None:
         plot_learning_curves(records, plots)
     return text
+
+
+def score_at(run: dict[str, Any], steps: int | None) -> float | None:
+    """
+    :param run: a run's record
+    :param steps: training steps at which to judge it; None: the final model
+    :return: the final evaluation's mean return when ``steps`` is None or the run's budget, else the evaluation along
+        its learning curve at exactly ``steps`` (None when the run has none there)
+    """
+    if steps is None or run["budget"] == steps:
+        return float(run["final_eval"]["mean"])
+    points = [point["mean"] for point in run.get("learning_curve") or [] if point["timesteps"] == steps]
+    return float(points[0]) if points else None
+
+
+def _judged_scores(runs: list[dict[str, Any]], label: str, steps: int | None) -> np.ndarray:
+    scores = [score_at(run, steps) for run in runs if _headline_label(run) == label]
+    return np.array([score for score in scores if score is not None], dtype=np.float64)
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :return: the Markdown table judging ``EVALUATION_TARGETS`` for ours (each headline variant of our TRPO with 2+
+        runs on a target task): IQM [95% CI] against the target, the coefficient of variation against ``MAX_CV``,
+        and P(ours > sb3-contrib's TRPO) [95% CI] on the task against 0.5 ("-" until sb3-contrib has 2+ runs there);
+        empty when no target task has runs of ours
+    """
+    contrib = plot_results.ALGO_LABELS[CONTRIB]
+    lines = []
+    for env_id, (target, steps) in EVALUATION_TARGETS.items():
+        runs = records.get(env_id, [])
+        ours = sorted(
+            {label for run in runs if (label := _headline_label(run)) and label.startswith(plot_results.ALGO_LABELS[OURS])}
+        )
+        for label in ours:
+            scores = _judged_scores(runs, label, steps)
+            if len(scores) < 2:
+                continue
+            estimate = iqm_and_mean(scores.reshape(-1, 1))
+            cv = float(scores.std() / abs(scores.mean()))
+            others = _judged_scores(runs, contrib, steps)
+            if len(others) >= 2:
+                poi = probability_of_improvement(scores.reshape(-1, 1), others.reshape(-1, 1))
+                improvement = f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] | {_verdict(poi['poi'] > 0.5)}"
+            else:
+                improvement = "- | -"
+            at = "final" if steps is None else f"{steps:,} steps"
+            lines.append(
+                f"| {env_id} | {label} | {len(scores)} | {at} | {target:g} | {_with_ci(estimate, 'iqm', 1)}"
+                f" | {_verdict(estimate['iqm'] >= target)} | {cv:.3f} | {_verdict(cv <= MAX_CV)} | {improvement} |"
+            )
+    if not lines:
+        return ""
+    header = (
+        f"| task | ours | n | judged at | target (IQM) | IQM [95% CI] | IQM >= target | CV | CV <= {MAX_CV:g} "
+        "| P(ours > sb3-contrib TRPO) [95% CI] | > 0.5 |\n|---|---|---|---|---:|---|---|---:|---|---|---|\n"
+    )
+    return header + "\n".join(lines) + "\n"
 
 
 def learning_curves(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -410,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.docs:
         start, end = f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
         try:
-            plot_results.replace_block(Path(args.docs), per_task_table(records), start, end)
+            plot_results.replace_block(Path(args.docs), tables(records), start, end)
         except ValueError as error:
             print(error, file=sys.stderr)
             return 1

@@ -311,6 +311,47 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     assert report.evaluation_records(str(results))["Hopper-v5"] == []
 
 
+def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
+    report = load_script("evaluation_report")
+    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
+    benchmark = load_script("benchmark")
+    ours = {
+        "Hopper-v5": [3600.0, 3700.0, 3500.0, 3650.0, 3550.0],  # IQM 3600 < 3618; CV 0.020
+        "Walker2d-v5": [5000.0, 3000.0, 7000.0, 5100.0, 4900.0],  # IQM 5000 >= 4933; CV 0.253 > 0.15
+        "Humanoid-v5": [0.0, 0.0, 0.0],  # final returns; judged at 1M steps along the curve below
+    }
+    contrib = {"Hopper-v5": [3800.0, 3900.0, 3750.0, 3850.0, 3950.0], "Walker2d-v5": [1000.0, 1100.0, 900.0]}
+    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib})
+    for record in records:
+        if record["env"] == "Humanoid-v5":
+            record["budget"] = 2_000_000
+            record["learning_curve"] = [
+                {"timesteps": step, "mean": value}
+                for step, value in ((500_000, 10.0), (1_000_000, 900.0 + record["seed"]), (2_000_000, 0.0))
+            ]
+    humanoid = [record for record in records if record["env"] == "Humanoid-v5"]
+    del humanoid[-1]["learning_curve"][1]  # the last run has no evaluation at 1M steps: not judged
+    by_env: dict = {}
+    for record in records:
+        by_env.setdefault(record["env"], []).append(record)
+    rows = {line.split(" | ")[0][2:]: line for line in report.targets_table(by_env).splitlines()[2:]}
+    assert set(rows) == {"Hopper-v5", "Walker2d-v5", "Humanoid-v5"}
+    label = "sb3_trpo TRPO (ours)"
+    cv_hopper = np.std(ours["Hopper-v5"]) / np.mean(ours["Hopper-v5"])
+    assert rows["Hopper-v5"].startswith(f"| Hopper-v5 | {label} | 5 | final | 3618 | 3600.0 [")
+    assert f"| **missed** | {cv_hopper:.3f} | met | 0.00 [0.00, 0.00] | **missed** |" in rows["Hopper-v5"]
+    cv_walker = np.std(ours["Walker2d-v5"]) / np.mean(ours["Walker2d-v5"])
+    assert (
+        "| 4933 | 5000.0 [" in rows["Walker2d-v5"] and f"| met | {cv_walker:.3f} | **missed** | 1.00 [" in rows["Walker2d-v5"]
+    )
+    # Humanoid-v5 at 1M of its 2M steps: the two runs with an evaluation there (1000, 1001), no sb3-contrib runs
+    assert rows["Humanoid-v5"].startswith(f"| Humanoid-v5 | {label} | 2 | 1,000,000 steps | 810 | 1000.5 [")
+    assert rows["Humanoid-v5"].endswith("| met | - | - |")
+    assert report.score_at(records[0], None) == 3600.0
+    assert "Targets, judged on evaluation seeds only" in report.tables(by_env)
+    assert report.targets_table({"CartPole-v1": by_env["Hopper-v5"]}) == ""
+
+
 def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, monkeypatch):
     # The grid's copy of an ablation run is the same run: the summary counts it once; other runs from both folders
     report = load_script("evaluation_report")

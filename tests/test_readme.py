@@ -106,7 +106,7 @@ def test_family_results_are_the_evaluation_report_of_the_committed_records(secti
     report = load_script("evaluation_report")
     start, end = f"<!-- {section}-results:start -->", f"<!-- {section}-results:end -->"
     records = report.evaluation_records(str(REPO_ROOT / "benchmarks" / section / "results"))
-    expected = report.per_task_table(records)
+    expected = report.tables(records)
     assert _block(RESULTS_PAGE, start, end) == "\n" + expected, (
         f"docs/results.md's {section} results differ from the records: python scripts/evaluation_report.py "
         f"--results benchmarks/{section}/results --docs docs/results.md --section {section}"
