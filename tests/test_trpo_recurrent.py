@@ -23,6 +23,7 @@ from conftest import LogRecorder, accepted_kls, assert_same_state
 from sb3_trpo import TRPO, RecurrentTRPO
 from sb3_trpo.common.natural_gradient import flat_grad, get_flat_params, normalize_advantages
 from sb3_trpo.trpo_recurrent import MlpLstmPolicy, MultiInputLstmPolicy
+from sb3_trpo.trpo_recurrent.trpo_recurrent import reset_states_at_sequence_starts
 
 TINY = dict(lstm_hidden_size=8, net_arch=[8])
 
@@ -104,6 +105,46 @@ def test_gradient_and_fisher_products_over_padded_sequences_equal_the_unpadded_c
         for vector in vectors:
             expected = flat_grad(th.dot(kl_grad, vector), model.actor_params, retain_graph=True)
             assert th.allclose(fvp(vector), expected, rtol=1e-3, atol=1e-6), fisher_product
+
+
+@pytest.mark.parametrize("policy_kwargs", [TINY, {**TINY, "shared_lstm": True, "enable_critic_lstm": False}])
+def test_sequences_in_one_lstm_call_equal_sb3_contrib_step_by_step_loop(policy_kwargs: dict) -> None:
+    # The resets moved into the initial states (one LSTM call per batch) give sb3-contrib's per-step loop's values,
+    # distributions and gradients, on every minibatch of the critic and on the actor's whole rollout
+    model = _model(n_steps=48, batch_size=24, policy_kwargs=policy_kwargs)
+    _, callback = model._setup_learn(96)
+    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    policy = model.policy
+    batches = [*model.rollout_buffer.get(24), next(model.rollout_buffer.get(None))]
+    restarts = 0
+    for batch in batches:
+        n_seq = batch.lstm_states.vf[0].shape[1]
+        restarts += int(batch.episode_starts.reshape(n_seq, -1)[:, 0].sum())
+        for states, run in (
+            (batch.lstm_states.vf, lambda st, es, obs=batch.observations: policy.predict_values(obs, st, es).flatten()),
+            (
+                batch.lstm_states.pi,
+                lambda st, es, obs=batch.observations: policy.get_distribution(obs, st, es)[0].distribution.logits,
+            ),
+        ):
+            reset_states, starts = reset_states_at_sequence_starts(states, batch.episode_starts)
+            assert not th.any(starts), "the episode starts are all moved into the states"
+            params = [param for param in policy.parameters() if param.requires_grad]
+            loop, one_call = run(states, batch.episode_starts), run(reset_states, starts)
+            real = batch.mask > 0.5
+            assert th.allclose(loop[real], one_call[real], atol=1e-6)
+            loop_grad = th.autograd.grad(loop[real].square().sum(), params, allow_unused=True)
+            call_grad = th.autograd.grad(one_call[real].square().sum(), params, allow_unused=True)
+            for expected, got in zip(loop_grad, call_grad, strict=True):
+                assert (expected is None) == (got is None)
+                assert expected is None or th.allclose(expected, got, rtol=1e-5, atol=1e-6)
+    assert restarts > 0, "some sequences should start an episode (their stored states are reset)"
+    # A start after a sequence's first step (not what the buffers make): the inputs are left to sb3-contrib's loop
+    states = (th.ones(1, 2, 3), th.ones(1, 2, 3))
+    starts = th.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 0.0])
+    assert reset_states_at_sequence_starts(states, starts) == (states, starts)
+    reset, zeros = reset_states_at_sequence_starts(states, th.tensor([1.0, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    assert reset[0][0, 0].abs().sum() == 0 and th.equal(reset[1][0, 1], th.ones(3)) and not th.any(zeros)
 
 
 def test_every_accepted_step_is_inside_the_trust_region_over_real_samples() -> None:

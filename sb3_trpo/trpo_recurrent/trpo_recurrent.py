@@ -27,6 +27,28 @@ from sb3_trpo.trpo_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, Multi
 RECURRENT_BUFFERS = (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)
 
 
+def reset_states_at_sequence_starts(
+    lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
+) -> tuple[tuple[th.Tensor, th.Tensor], th.Tensor]:
+    """
+    The same LSTM inputs with the episode resets moved into the initial states, so that sb3-contrib's
+    ``_process_sequence`` runs each padded sequence in one LSTM call instead of one call per step (it loops over the
+    steps whenever any episode start is set). The rollout buffers cut sequences at every episode start, so a start can
+    only be a sequence's first step: zeroing those sequences' initial states is exactly the reset the loop would do.
+
+    :param lstm_states: hidden and cell states at each sequence's first step, shape (n_layers, n_seq, hidden size)
+    :param episode_starts: the padded sequences' episode starts, flattened, shape (n_seq * max length,)
+    :return: the initial states with the reset applied, and episode starts all zero; the inputs unchanged when a start
+        is set after a sequence's first step (the loop then keeps resetting where it must)
+    """
+    n_seq = lstm_states[0].shape[1]
+    starts = episode_starts.reshape(n_seq, -1)
+    if bool(th.any(starts[:, 1:] != 0.0)):
+        return (lstm_states[0], lstm_states[1]), episode_starts
+    keep = (1.0 - starts[:, 0]).view(1, n_seq, 1)
+    return (lstm_states[0] * keep, lstm_states[1] * keep), th.zeros_like(episode_starts)
+
+
 class RecurrentTRPO(TRPO):
     """
     Trust Region Policy Optimization (TRPO) with recurrent (LSTM) policies.
@@ -133,9 +155,8 @@ class RecurrentTRPO(TRPO):
         # The action masks of the padded sequences, where the algorithm has them (MaskableRecurrentTRPO)
         masks = self._action_masks(batch)
         mask_kwargs = {} if masks is None else {"action_masks": masks}
-        distribution, _ = self.policy.get_distribution(
-            sequences.observations, sequences.lstm_states.pi, sequences.episode_starts, **mask_kwargs
-        )
+        lstm_states, episode_starts = reset_states_at_sequence_starts(sequences.lstm_states.pi, sequences.episode_starts)
+        distribution, _ = self.policy.get_distribution(sequences.observations, lstm_states, episode_starts, **mask_kwargs)
         real = distribution_samples(distribution, sequences.mask > 0.5)
         return real if index is None else distribution_samples(real, index)
 
@@ -155,9 +176,10 @@ class RecurrentTRPO(TRPO):
         for _ in range(self.n_critic_updates):
             for minibatch in self.rollout_buffer.get(self.batch_size):
                 real = minibatch.mask > 0.5
-                values = self.policy.predict_values(
-                    minibatch.observations, minibatch.lstm_states.vf, minibatch.episode_starts  # type: ignore[arg-type]
+                lstm_states, episode_starts = reset_states_at_sequence_starts(
+                    minibatch.lstm_states.vf, minibatch.episode_starts
                 )
+                values = self.policy.predict_values(minibatch.observations, lstm_states, episode_starts)
                 loss = F.mse_loss(minibatch.returns[real], values.flatten()[real])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
