@@ -52,6 +52,9 @@ ALGO_LABELS = {
 }
 #: the RL Zoo's own hyperparameter file of each algorithm (the masked and recurrent TRPOs and MaskablePPO have none)
 ZOO_FILES = {"sb3_trpo": "trpo", "sb3_contrib": "trpo", "sb3_npg": "trpo", "ppo": "ppo", "recurrent_ppo": "ppo_lstm"}
+#: the family's algorithms, which the RL Zoo has no file for: their runs are compared with the entry of their own file
+#: in zoo_configs/ instead (a run of another candidate is a candidate, not the headline)
+OWN_FILES = {"sb3_trpo_mask": "trpo_mask", "sb3_trpo_mask_lstm": "trpo_mask_lstm", "sb3_trpo_lstm": "trpo_lstm"}
 DROP_FRACTION = 0.1
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
@@ -143,8 +146,12 @@ def _benchmark_script() -> ModuleType:
 
 @functools.cache
 def _rl_zoo_entry(algo: str, env_id: str) -> str | None:
-    # The RL Zoo's own entry of env_id (as canonical JSON), None when its file has none (or there is no file)
+    # The RL Zoo's own entry of env_id (as canonical JSON), None when its file has none (or there is no file); for the
+    # family's algorithms, the entry of env_id in their own file of zoo_configs/
     benchmark = _benchmark_script()
+    if algo in OWN_FILES:
+        own = zoo.load_config(REPO_ROOT / "zoo_configs" / f"{OWN_FILES[algo]}.yml")
+        return json.dumps(benchmark._json_ready(own[env_id]), sort_keys=True) if env_id in own else None
     if algo not in ZOO_FILES:
         return None
     try:
@@ -160,7 +167,8 @@ def changes_from_rl_zoo(record: dict[str, Any]) -> dict[str, Any]:
     """
     :param record: a run
     :return: the hyperparameters whose value differs from the RL Zoo's own entry for the run's algorithm and
-        environment (None for a name the run leaves out); empty when the Zoo has no entry
+        environment (for the family's algorithms, ``OWN_FILES``: their own file's entry; None for a name the run
+        leaves out); empty when there is no entry
     """
     zoo_json = _rl_zoo_entry(record["algo"], record["env"])
     if zoo_json is None:

@@ -12,6 +12,8 @@ from types import ModuleType
 import pytest
 import yaml
 
+from sb3_trpo import zoo
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("sb3_trpo", "sb3_contrib", "ppo")
 # CartPole-v1's budget in zoo_configs/trpo.yml is 1e5 steps: 2% of it is 2,000 steps
@@ -473,6 +475,22 @@ def test_a_task_the_rl_zoo_has_no_entry_for_has_no_zoo_settings_to_differ_from()
     # a task it has an entry for (or a v4 entry, for v5) still is compared with it
     assert plot_results.changes_from_rl_zoo({**record, "env": "CartPole-v1"})
     assert plot_results.changes_from_rl_zoo({**record, "env": "Hopper-v5"})
+
+
+def test_family_runs_are_compared_with_their_own_file_entry():
+    # The Zoo has no file for RecurrentTRPO: a run of zoo_configs/trpo_lstm.yml's entry is the headline, a candidate's
+    # run (another n_steps) is labeled by what it changes and never mixed into the headline's seeds
+    plot_results = load_script("plot_results")
+    benchmark = load_script("benchmark")
+    config = zoo.load_config(REPO_ROOT / "zoo_configs" / "trpo_lstm.yml")
+    entry = benchmark._json_ready(config["PendulumNoVel-v1"])
+    record = {"algo": "sb3_trpo_lstm", "env": "PendulumNoVel-v1", "hyperparams": entry}
+    assert plot_results.is_headline(record) and plot_results.variant_label(record) == "sb3_trpo RecurrentTRPO (ours)"
+    candidate = {**record, "hyperparams": {**entry, "n_steps": 7}}
+    assert not plot_results.is_headline(candidate)
+    assert plot_results.variant_label(candidate) == "sb3_trpo RecurrentTRPO (ours), n_steps=7"
+    # A task its file has no entry for: nothing to differ from
+    assert plot_results.is_headline({**candidate, "env": "CartPole-v1"})
 
 
 def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
