@@ -19,6 +19,7 @@ Usage::
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -36,6 +37,8 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 # Import sb3_trpo from this checkout (not from another installed copy)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark  # the sibling script: versions, commit and machine, as the results records have them
 import sb3_trpo.trpo_recurrent.trpo_recurrent as recurrent_module
 from sb3_trpo import RecurrentTRPO
 from sb3_trpo.common.natural_gradient import get_flat_params
@@ -137,7 +140,19 @@ def main() -> None:
             flush=True,
         )
     if args.json:
-        output = {"torch": th.__version__, "threads": 1, "updates": args.updates, "results": results}
+        output = {
+            "command": " ".join(["python", *sys.argv]),
+            **benchmark.git_state(),
+            "versions": benchmark.versions(),
+            "hardware": {
+                "cpu": benchmark.cpu_model(),
+                "cpu_capability": th.backends.cpu.get_cpu_capability(),
+                "cores_pinned": sorted(os.sched_getaffinity(0)),
+            },
+            "threads": 1,
+            "updates": args.updates,
+            "results": results,
+        }
         Path(args.json).write_text(json.dumps(output, indent=2) + "\n")
 
 
