@@ -120,6 +120,20 @@ def bench_config(config: str, updates: int, seed: int) -> dict[str, Any]:
     }
 
 
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """:return: the results as docs/results.md shows them (between its ``bench-recurrent`` markers)"""
+    lines = [
+        "| config | env | steps/update | loop train() s | one call train() s | speed-up | max param diff |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        lines.append(
+            f"| {result['config']} | {result['env']} | {result['steps_per_update']} | {result['loop_s']:.2f} |"
+            f" {result['one_call_s']:.2f} | {result['speedup']:.1f}x | {result['max_param_diff']:.1e} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -129,16 +143,10 @@ def main() -> None:
     args = parser.parse_args()
     th.set_num_threads(1)
     results = []
-    print("| config | env | steps/update | loop train() s | one call train() s | speed-up | max param diff |")
-    print("|---|---|---:|---:|---:|---:|---:|")
     for config in args.configs:
-        result = bench_config(config, args.updates, args.seed)
-        results.append(result)
-        print(
-            f"| {config} | {result['env']} | {result['steps_per_update']} | {result['loop_s']:.2f} |"
-            f" {result['one_call_s']:.2f} | {result['speedup']:.1f}x | {result['max_param_diff']:.1e} |",
-            flush=True,
-        )
+        results.append(bench_config(config, args.updates, args.seed))
+        print(f"[done {config}]", flush=True)
+    print(markdown_table(results), end="")
     if args.json:
         output = {
             "command": " ".join(["python", *sys.argv]),

@@ -191,3 +191,13 @@ def test_throughput_bounds_quote_the_records() -> None:
         )
         assert parts_row in page
         assert per_env_step > allowed, "the docs say the forward and the callbacks alone exceed the allowance"
+
+
+def test_recurrent_speed_table_is_the_committed_record() -> None:
+    # docs/results.md's RecurrentTRPO timing (one LSTM call against sb3-contrib's loop) from benchmarks/bench_recurrent.json
+    bench = load_script("bench_recurrent")
+    record = json.loads((REPO_ROOT / "benchmarks" / "bench_recurrent.json").read_text())
+    expected = bench.markdown_table(record["results"])
+    assert _block(RESULTS_PAGE, "<!-- bench-recurrent:start -->", "<!-- bench-recurrent:end -->") == "\n" + expected
+    assert all(result["speedup"] > 1 and result["max_param_diff"] < 1e-5 for result in record["results"])
+    assert record["git_commit"] != "unknown" and record["hardware"]["cpu_capability"]
