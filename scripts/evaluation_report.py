@@ -135,6 +135,11 @@ def score_matrix(by_task: dict[str, dict[int, float]], tasks: list[str], normali
     return matrix
 
 
+def _is_our_trpo(label: str) -> bool:
+    # our TRPO with the Zoo's settings ("sb3_trpo TRPO (ours)") or its tuned entry ("sb3_trpo TRPO (ours, tuned), ...")
+    return label.startswith(plot_results.ALGO_LABELS[OURS].removesuffix(")"))
+
+
 def _headline_label(run: dict[str, Any]) -> str | None:
     return plot_results.variant_label(run) if plot_results.is_headline(run) else None
 
@@ -207,7 +212,7 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
                 f"| {label} | {matrix.shape[0]} x {matrix.shape[1]} | {_with_ci(estimate, 'iqm', 2)}"
                 f" | {_with_ci(estimate, 'mean', 2)} |\n"
             )
-        ours = [label for label in normalized if label.startswith(plot_results.ALGO_LABELS[OURS])]
+        ours = [label for label in normalized if _is_our_trpo(label)]
         others = [plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]]
         pairs = [(mine, other) for mine in ours for other in others if other in normalized]
         improvements = {
@@ -259,9 +264,7 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for env_id, (target, steps) in EVALUATION_TARGETS.items():
         runs = records.get(env_id, [])
-        ours = sorted(
-            {label for run in runs if (label := _headline_label(run)) and label.startswith(plot_results.ALGO_LABELS[OURS])}
-        )
+        ours = sorted({label for run in runs if (label := _headline_label(run)) and _is_our_trpo(label)})
         for label in ours:
             scores = _judged_scores(runs, label, steps)
             if len(scores) < 2:

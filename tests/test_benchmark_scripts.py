@@ -352,6 +352,14 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     assert report.score_at(records[0], None) == 3600.0
     assert "Targets, judged on evaluation seeds only" in report.tables(by_env)
     assert report.targets_table({"CartPole-v1": by_env["Hopper-v5"]}) == ""
+    # A tuned entry of ours is judged too (its label names what it changes)
+    tuned = [r for r in by_env["Hopper-v5"] if r["algo"] == "sb3_trpo"]
+    monkeypatch.setattr(report.plot_results, "is_tuned", lambda record: record["algo"] == "sb3_trpo")
+    monkeypatch.setattr(
+        report.plot_results, "changes_from_rl_zoo", lambda record: {"n_steps": 2048} if record["algo"] == "sb3_trpo" else {}
+    )
+    row = report.targets_table({"Hopper-v5": tuned}).splitlines()[2]
+    assert row.startswith("| Hopper-v5 | sb3_trpo TRPO (ours, tuned), n_steps=2048 | 5 | final | 3618 | 3600.0 [")
 
 
 def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, monkeypatch):

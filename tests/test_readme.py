@@ -101,7 +101,7 @@ def test_summary_rows_agree_with_the_full_table() -> None:
                 )
 
 
-@pytest.mark.parametrize("section", ["masked", "recurrent"])
+@pytest.mark.parametrize("section", ["evaluation", "masked", "recurrent"])
 def test_family_results_are_the_evaluation_report_of_the_committed_records(section: str) -> None:
     report = load_script("evaluation_report")
     start, end = f"<!-- {section}-results:start -->", f"<!-- {section}-results:end -->"

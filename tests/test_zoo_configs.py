@@ -287,6 +287,12 @@ FAMILY_CONFIGS = {
         ("trpo_mask_lstm", ["MaskedTaxi-v4", "InvalidActionsDiscrete-v0", "MaskedCueMemory-v0"]),
     )
 }
+#: each family file's algorithm in scripts/benchmark.py and the folder of its tuning-seed records (benchmarks/<folder>/tuning/)
+FAMILY_TUNING = {
+    "trpo_mask": ("sb3_trpo_mask", "masked"),
+    "trpo_lstm": ("sb3_trpo_lstm", "recurrent"),
+    "trpo_mask_lstm": ("sb3_trpo_mask_lstm", "masked"),
+}
 FAMILY_ENTRIES = [(algo, key) for algo, (path, _) in FAMILY_CONFIGS.items() for key in sorted(zoo.load_config(path))]
 
 
@@ -298,8 +304,20 @@ def test_maskable_and_recurrent_configs_cover_their_tasks_and_are_marked(algo: s
     assert not [env_id for env_id in required if env_id not in config]
     marks = zoo.entry_marks(path)
     assert sorted(marks) == sorted(config)
-    # No result on the tuning seeds is committed for them yet: nothing may claim to be tuned
-    assert all(mark.startswith("# To be tuned") for mark in marks.values()), marks
+    # A `# Tuned` mark names the tuning seeds that chose the entry, whose runs of exactly the entry are committed in
+    # benchmarks/<family>/tuning/, and quotes none of their returns
+    benchmark_algo, folder = FAMILY_TUNING[algo]
+    for key, mark in marks.items():
+        if mark.startswith("# To be tuned"):
+            continue
+        match = TUNED.match(mark)
+        assert match is not None and "+/-" not in mark, f"{algo} {key}: {mark!r}"
+        records = ROOT / "benchmarks" / folder / "tuning" / f"{key}.jsonl"
+        runs = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+        entry = json.loads(json.dumps(config[key]))  # as the records hold it
+        seeds = {run["seed"] for run in runs if run["algo"] == benchmark_algo and run["hyperparams"] == entry}
+        assert seeds == set(range(int(match.group(1)) + 1)), f"{algo} {key}: the entry's runs have seeds {sorted(seeds)}"
+        assert all(run["seed_role"] == "tuning" for run in runs)
 
 
 @pytest.mark.parametrize(("algo", "key"), FAMILY_ENTRIES)
