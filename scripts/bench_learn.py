@@ -17,6 +17,13 @@ learns ``--steps`` steps after a warm-up of one rollout. Writes a text table and
 
     taskset -c 1 python scripts/bench_learn.py --envs HalfCheetah-v5 Hopper-v5 --steps 40960 --repeats 3 \\
         --json benchmarks/bench_learn.json --text benchmarks/bench_learn.txt
+
+With ``--evaluate EPISODES``, it times instead SB3's ``evaluate_policy`` (deterministic, the Zoo's evaluation env:
+one ``Monitor``-wrapped env under a frozen ``VecNormalize``) of one model with our ``predict`` against SB3's own
+``predict`` (``BaseAlgorithm.predict``, the same actions), interleaved, and ``predict`` alone per call::
+
+    taskset -c 1 python scripts/bench_learn.py --envs HalfCheetah-v5 Walker2d-v5 --evaluate 5 --repeats 3 \\
+        --json benchmarks/bench_predict.json --text benchmarks/bench_predict.txt
 """
 
 import argparse
@@ -203,6 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--text", default=None, help="write the table here")
     parser.add_argument(
+        "--evaluate",
+        type=int,
+        default=0,
+        help="if > 0, time instead evaluate_policy over this many episodes with our predict and SB3's (evaluation_rates)",
+    )
+    parser.add_argument(
         "--parts",
         type=int,
         default=0,
@@ -214,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     git = benchmark.git_state()
     if args.parts > 0:
         return report_parts(args, git, sys.argv[1:] if argv is None else argv)
+    if args.evaluate > 0:
+        return report_evaluation(args, git, sys.argv[1:] if argv is None else argv)
 
     rates: dict[str, dict[str, list[float]]] = {env_id: {variant: [] for variant in args.variants} for env_id in args.envs}
     train_shares: dict[str, dict[str, list[float]]] = {env_id: {} for env_id in args.envs}
@@ -284,6 +299,88 @@ def report_parts(args: argparse.Namespace, git: dict[str, Any], arguments: list[
         **machine(),
         **git,
     }
+    write_outputs(args, text, record, arguments)
+    return 0
+
+
+def evaluation_rates(env_id: str, seed: int, episodes: int, repeats: int) -> dict[str, list[float]]:
+    """
+    ``evaluate_policy`` steps per second and ``predict`` microseconds per call, ours against SB3's, on one model of the
+    Zoo's entry after one update (so that its actions are not the initial ones), interleaved over ``repeats`` rounds.
+
+    :return: per measure (``evaluate_ours``, ``evaluate_sb3``: steps/s; ``predict_ours``, ``predict_sb3``: us per
+        call), one value per round; and ``max_abs_action_difference`` between the two predicts (0: bit for bit)
+    """
+    from rl_zoo3.exp_manager import ExperimentManager
+    from stable_baselines3.common.base_class import BaseAlgorithm
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import sync_envs_normalization
+
+    with tempfile.TemporaryDirectory() as folder:
+        model, env = build("sb3_trpo", env_id, seed, folder)
+        model.learn(model.n_steps * model.n_envs)
+        config = str(benchmark.REPO_ROOT / "zoo_configs" / "trpo.yml")
+        manager = ExperimentManager(argparse.Namespace(), "trpo", env_id, folder, seed=seed + 10_000, verbose=0, config=config)
+        _, entry = benchmark.select_entry(config, env_id)
+        entry.setdefault("n_timesteps", 1)
+        _, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(entry)
+        eval_env = manager.create_envs(1, eval_env=True)
+        sync_envs_normalization(env, eval_env)
+        predicts: dict[str, Callable[..., Any]] = {
+            "ours": model.predict,
+            "sb3": lambda *a, **k: BaseAlgorithm.predict(model, *a, **k),
+        }
+        obs = np.stack([eval_env.observation_space.sample() for _ in range(64)])
+        difference = max(
+            float(
+                np.max(
+                    np.abs(
+                        predicts["ours"](row[None], deterministic=True)[0] - predicts["sb3"](row[None], deterministic=True)[0]
+                    )
+                )
+            )
+            for row in obs
+        )
+        results: dict[str, list[float]] = {key: [] for key in ("evaluate_ours", "evaluate_sb3", "predict_ours", "predict_sb3")}
+        for _ in range(repeats):
+            for name, predict in predicts.items():
+                model.predict = predict  # type: ignore[method-assign]
+                start = time.perf_counter()
+                _, lengths = evaluate_policy(
+                    model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
+                )
+                results[f"evaluate_{name}"].append(sum(lengths) / (time.perf_counter() - start))  # type: ignore[arg-type]
+                start = time.perf_counter()
+                for row in obs:
+                    predict(row[None], deterministic=True)
+                results[f"predict_{name}"].append((time.perf_counter() - start) / len(obs) * 1e6)
+        env.close()
+        eval_env.close()
+    return {**results, "max_abs_action_difference": [difference]}
+
+
+def report_evaluation(args: argparse.Namespace, git: dict[str, Any], arguments: list[str]) -> int:
+    """Print (and write with ``--json`` / ``--text``) the medians of :func:`evaluation_rates` and their ratios."""
+    rates = {env_id: evaluation_rates(env_id, args.seed, args.evaluate, args.repeats) for env_id in args.envs}
+    median = {env_id: {key: statistics.median(values) for key, values in by.items()} for env_id, by in rates.items()}
+    lines = [
+        f"evaluate_policy ({args.evaluate} deterministic episodes) steps/s and predict() us per call, ours against SB3's"
+        f" predict on the same model, median of {args.repeats} interleaved rounds, torch threads 1, cores"
+        f" {sorted(os.sched_getaffinity(0))} ({benchmark.cpu_model()}, {th.backends.cpu.get_cpu_capability()})",
+        "",
+        "| env | evaluate_policy, SB3's predict | evaluate_policy, ours | ours / SB3's | predict(), SB3's (us)"
+        " | predict(), ours (us) | SB3's / ours | max action difference |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for env_id, by in median.items():
+        lines.append(
+            f"| {env_id} | {by['evaluate_sb3']:.0f} | {by['evaluate_ours']:.0f}"
+            f" | {by['evaluate_ours'] / by['evaluate_sb3']:.2f}x"
+            f" | {by['predict_sb3']:.0f} | {by['predict_ours']:.0f} | {by['predict_sb3'] / by['predict_ours']:.2f}x"
+            f" | {by['max_abs_action_difference']:.1e} |"
+        )
+    text = "\n".join(lines)
+    record = {"episodes": args.evaluate, "repeats": args.repeats, "median": median, "all": rates, **machine(), **git}
     write_outputs(args, text, record, arguments)
     return 0
 

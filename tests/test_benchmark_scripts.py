@@ -551,3 +551,15 @@ def test_curve_distributed_records_one_and_two_ranks_and_reports_them(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert refused.returncode == 2 and "not an evaluation seed" in refused.stderr
+
+
+def test_bench_learn_times_evaluation_with_our_predict_and_sb3s(tmp_path):
+    out = tmp_path / "predict.json"
+    bench_learn = load_script("bench_learn")
+    assert bench_learn.main(["--envs", "Pendulum-v1", "--evaluate", "1", "--repeats", "1", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    measured = record["median"]["Pendulum-v1"]
+    assert measured["max_abs_action_difference"] == 0.0  # the same actions, bit for bit
+    assert all(measured[key] > 0 for key in ("evaluate_ours", "evaluate_sb3", "predict_ours", "predict_sb3"))
+    assert record["command"].startswith("python scripts/bench_learn.py --envs Pendulum-v1 --evaluate 1")
+    assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40

@@ -162,4 +162,6 @@ def test_memory_and_masks_solve_the_cue_task_that_masks_alone_cannot() -> None:
         env = make_vec_env("MaskedCueMemory-v0", n_envs=8, seed=0)
         model = algorithm(policy, env, policy_kwargs=policy_kwargs, **settings).learn(120_000)
         returns[name] = evaluate_policy(model, make_vec_env("MaskedCueMemory-v0", n_envs=1, seed=5), 100)[0]
-    assert returns["memory"] > 0.9 and returns["no memory"] < 0.5, returns
+    # Guessing the cue scores 0 in expectation, remembering it 1; the memory's 0.9-1.0 on evaluation seeds
+    # (docs/results.md) moves by a rounding-level change, hence the margin
+    assert returns["memory"] >= 0.8 and returns["no memory"] < 0.5, returns

@@ -1,15 +1,19 @@
 """
 The rollout paths of sb3_trpo.common.rollout: the bound torch forward equals SB3's policy.forward bit for bit; the
 NumPy forward and collection loop fill the same buffer as SB3's collect_rollouts to float tolerance, keeping SB3's
-callback contract; learning is unchanged.
+callback contract; learning is unchanged. The bound predict equals SB3's predict bit for bit.
 """
 
+import io
 from contextlib import contextmanager
+
+import gymnasium as gym
 
 import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -19,7 +23,13 @@ from torch import nn
 
 import sb3_trpo.common.on_policy_ng
 from sb3_trpo import TRPO
-from sb3_trpo.common.rollout import bind_numpy_forward, bind_rollout_forward, rollout_forward
+from sb3_trpo.common.rollout import (
+    bind_numpy_forward,
+    bind_policy_actions,
+    bind_rollout_forward,
+    bound_predict,
+    rollout_forward,
+)
 
 BOX_OBS = spaces.Box(-np.inf, np.inf, (5,), np.float32)
 
@@ -216,3 +226,116 @@ def test_numpy_forward_applies_where_it_should():
     # SimpleMultiObsEnv has an image key: its CombinedExtractor has a CNN, so the bound torch forward (or SB3's) runs
     dict_model = TRPO("MultiInputPolicy", SimpleMultiObsEnv(random_start=False), n_steps=64, batch_size=64)
     assert bind_numpy_forward(dict_model.policy) is None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# predict: SB3's own, with the actor's forward bound
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _sb3_predict(model, obs, deterministic):
+    # SB3's predict as BaseAlgorithm defines it: policy.predict, without the bound actions
+    return BaseAlgorithm.predict(model, obs, deterministic=deterministic)
+
+
+def _perturbed(model):
+    with th.no_grad():
+        for param in model.policy.parameters():
+            param.add_(0.3 * th.randn_like(param))
+    return model
+
+
+def _vector_dict_env():
+    class VectorDict(gym.Env):
+        observation_space = spaces.Dict({"a": spaces.Box(-1, 1, (3,)), "b": spaces.Box(-2, 2, (2, 2))})
+        action_space = spaces.Box(-1, 1, (2,))
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, False, False, {}
+
+    return VectorDict()
+
+
+@pytest.mark.parametrize(
+    "policy,env_id,policy_kwargs",
+    [
+        ("MlpPolicy", "Pendulum-v1", {}),
+        ("MlpPolicy", "CartPole-v1", dict(net_arch=dict(pi=[8, 8], vf=[4]), activation_fn=nn.ReLU)),
+        ("MlpPolicy", "MountainCarContinuous-v0", dict(net_arch=[], log_std_init=0.5)),
+        ("MultiInputPolicy", "vector-dict", {}),
+    ],
+)
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_predict_equals_sb3s(policy, env_id, policy_kwargs, deterministic):
+    env = _vector_dict_env() if env_id == "vector-dict" else env_id
+    model = _perturbed(TRPO(policy, env, n_steps=64, batch_size=64, policy_kwargs=policy_kwargs, seed=0))
+    assert model._predict_actions.of(model.policy) is not None
+    space = model.observation_space
+    single = space.sample()
+    batch = (
+        {k: np.stack([space.sample()[k] for _ in range(5)]) for k in space.spaces}
+        if isinstance(space, spaces.Dict)
+        else np.stack([space.sample() for _ in range(5)])
+    )
+    for obs in (single, batch):
+        th.manual_seed(7)
+        want, want_state = _sb3_predict(model, obs, deterministic)
+        th.manual_seed(7)
+        got, state = model.predict(obs, deterministic=deterministic)
+        assert state is None and want_state is None
+        assert got.shape == want.shape and got.dtype == want.dtype
+        assert np.array_equal(got, want)
+    # SB3's predict leaves the policy in evaluation mode; nothing of the bound path is left on it
+    model.policy.set_training_mode(True)
+    model.predict(single)
+    assert not any(module.training for module in model.policy.modules())
+    assert "_predict" not in vars(model.policy) and "set_training_mode" not in vars(model.policy)
+
+
+def test_predict_follows_the_weights_and_modules_it_reads():
+    model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, n_critic_updates=1, seed=0)
+    obs = np.stack([model.observation_space.sample() for _ in range(4)])
+    model.predict(obs, deterministic=True)  # binds
+    model.learn(128)  # the line search writes the actor's parameters
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], _sb3_predict(model, obs, True)[0])
+    # A replaced layer or parameter data, a replaced log std: rebuilt or read afresh, never stale
+    model.policy.action_net = nn.Linear(64, 1)
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], _sb3_predict(model, obs, True)[0])
+    with th.no_grad():
+        model.policy.mlp_extractor.policy_net[0].weight.data = th.randn(64, 3)
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], _sb3_predict(model, obs, True)[0])
+    model.policy.log_std = nn.Parameter(th.full((1,), 1.5))
+    th.manual_seed(1)
+    want = _sb3_predict(model, obs, False)[0]
+    th.manual_seed(1)
+    assert np.array_equal(model.predict(obs)[0], want)
+    # A loaded model: another policy, bound afresh
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    loaded = TRPO.load(buffer)
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+
+@pytest.mark.parametrize("kwargs", [dict(use_sde=True), dict(policy_kwargs=dict(activation_fn=nn.ELU))])
+def test_predict_keeps_sb3s_path_where_the_bound_actions_do_not_apply(kwargs):
+    model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, seed=0, **kwargs)
+    assert model._predict_actions.of(model.policy) is None
+    with bound_predict(model.policy, None) as active:
+        assert not active and "_predict" not in vars(model.policy)
+    obs = model.observation_space.sample()
+    assert np.array_equal(model.predict(obs, deterministic=True)[0], _sb3_predict(model, obs, True)[0])
+
+
+def test_bound_predict_is_removed_on_exit_even_after_an_error():
+    policy = ActorCriticPolicy(BOX_OBS, spaces.Discrete(2), lambda _: 1e-3)
+    with pytest.raises(RuntimeError, match="inside"):
+        with bound_predict(policy, bind_policy_actions(policy)) as active:
+            assert active and "_predict" in vars(policy)
+            raise RuntimeError("inside")
+    assert "_predict" not in vars(policy) and "set_training_mode" not in vars(policy)
+    assert policy._predict.__func__ is ActorCriticPolicy._predict

@@ -63,7 +63,13 @@ from sb3_trpo.common.natural_gradient import (
     set_flat_params,
 )
 from sb3_trpo.common.policies import actor_critic_parameters
-from sb3_trpo.common.rollout import bind_numpy_forward, collect_rollouts_numpy, rollout_forward
+from sb3_trpo.common.rollout import (
+    PredictActions,
+    bind_numpy_forward,
+    bound_predict,
+    collect_rollouts_numpy,
+    rollout_forward,
+)
 from sb3_trpo.common.safety import RejectNonFiniteEnvData, check_finite_rollout, check_model_archive
 
 SelfNaturalGradientAlgorithm = TypeVar("SelfNaturalGradientAlgorithm", bound="NaturalGradientAlgorithm")
@@ -384,6 +390,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         # The previous update's search direction, for cg_warm_start (zero: none yet, start from zero). A tensor so
         # that save/load keeps it with the model (`_get_torch_save_params`).
         self._cg_previous_direction = th.zeros(sum(param.numel() for param in self.actor_params), device=self.device)
+        self._predict_actions = PredictActions()
         # The critic gets its own optimizer over the critic's parameters only. It replaces the policy's optimizer
         # (built by SB3 over all parameters) so that `_get_torch_save_params`, save/load and the learning-rate
         # schedule keep working as in SB3.
@@ -414,6 +421,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         "_critic_extractor",
         "_critic_reuses_features",
         "_value_regression",
+        "_predict_actions",
     )
 
     def _excluded_save_params(self) -> list[str]:
@@ -428,6 +436,27 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         checked = CallbackList([RejectNonFiniteEnvData(), super()._init_callback(callback, progress_bar)])
         checked.init_callback(self)
         return checked
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """
+        SB3's ``predict``, with the actor's forward bound for the call where it applies (the same actions, bit for bit,
+        for a fraction of the per-call overhead that ``evaluate_policy`` and ``EvalCallback`` pay on every step:
+        :func:`sb3_trpo.common.rollout.bound_predict`).
+
+        :param observation: the input observation
+        :param state: The last hidden states (None: used in recurrent policies)
+        :param episode_start: The last episode starts (None: used in recurrent policies)
+        :param deterministic: Whether or not to return deterministic actions.
+        :return: the model's action and the next hidden state (used in recurrent policies)
+        """
+        with bound_predict(self.policy, self._predict_actions.of(self.policy)):
+            return super().predict(observation, state, episode_start, deterministic)
 
     def collect_rollouts(
         self,

@@ -1,5 +1,6 @@
 """
-A leaner ``policy.forward`` for collecting rollouts, with the same outputs as SB3's, bit for bit.
+A leaner ``policy.forward`` for collecting rollouts and a leaner ``policy.predict``, with the same outputs as SB3's, bit
+for bit.
 
 While collecting a rollout, SB3 calls ``policy(obs)`` once per environment step on a batch of ``n_envs`` observations.
 For the small MLP policies TRPO is used with, most of that call's time goes to Python-side work rather than arithmetic:
@@ -7,6 +8,9 @@ module calls, distribution objects and their argument checks. :func:`bind_rollou
 where it applies, a function that computes the same actions, values and log-probabilities with plain tensor operations
 in the same order as SB3 and PyTorch do (same kernels, same random draws), with the weights looked up once per rollout.
 ``tests/test_rollout.py`` checks the outputs are identical to ``policy.forward``'s, and that learning is unchanged.
+:func:`bound_predict` does the same for ``predict`` (what ``evaluate_policy``, ``EvalCallback`` and the Zoo's ``enjoy``
+call once per step), where SB3's module calls, distribution objects and ``set_training_mode`` walk cost several times
+the arithmetic.
 
 It applies to SB3's actor-critic policy classes themselves (not user subclasses, which may override ``forward``) whose
 actor is a flat MLP over parameter-free features (:func:`sb3_trpo.common.policies.has_flat_mlp_actor`: a
@@ -153,6 +157,123 @@ def rollout_forward(policy: nn.Module) -> Iterator[bool]:
         yield True
     finally:
         del policy.forward
+
+
+def bind_policy_actions(policy: nn.Module) -> Callable[..., th.Tensor] | None:
+    """
+    ``policy._predict`` for a policy with a flat MLP actor, or None where it does not apply (as
+    :func:`bind_rollout_forward`).
+
+    The returned function takes ``(obs, deterministic=False)`` and returns the actions of SB3's
+    ``policy.get_distribution(obs).get_actions(deterministic)``, bit for bit (the same kernels and random draws): the
+    mean (Gaussian) or the most likely action (categorical) when deterministic, else a sample. It holds the actor's
+    modules and reads their weights at each call, so it stays valid while those modules are the policy's
+    (:class:`PredictActions` checks that).
+
+    :param policy: the policy
+    :return: the action function, or None (use ``policy._predict``)
+    """
+    if not has_flat_mlp_actor(policy):
+        return None
+    chain = _chain_layers(policy.mlp_extractor.policy_net)
+    head = _chain_layers(policy.action_net)
+    if chain is None or head is None:
+        return None
+    layers = [
+        (linear, None if activation is None else ACTIVATIONS[type(activation)][0]) for linear, activation in chain + head
+    ]
+    pi_features = _bind_features(policy, policy.pi_features_extractor)
+    log_std = policy.log_std if type(policy.action_dist) is DiagGaussianDistribution else None
+
+    def actions(obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
+        hidden = pi_features(obs)
+        for linear, activation in layers:
+            # nn.Linear's own kernel on 2-d inputs: addmm(bias, x, W^T)
+            weight_t = linear.weight.t()
+            hidden = th.mm(hidden, weight_t) if linear.bias is None else th.addmm(linear.bias, hidden, weight_t)
+            if activation is not None:
+                hidden = activation(hidden)
+        if log_std is not None:
+            # DiagGaussianDistribution: the mean, or Normal(mean, ones_like(mean) * exp(log_std)).rsample()
+            return hidden if deterministic else th.normal(hidden, th.ones_like(hidden) * log_std.exp())
+        distribution = th.distributions.Categorical(logits=hidden, validate_args=False)
+        return th.argmax(distribution.probs, dim=1) if deterministic else distribution.sample()
+
+    return actions
+
+
+def _actor_modules(policy: nn.Module) -> tuple[Any, ...]:
+    # What bind_policy_actions' function holds besides the weights it reads: the policy's actor modules and objects
+    extractor = getattr(policy, "mlp_extractor", None)
+    policy_net = getattr(extractor, "policy_net", None)
+    chain = tuple(policy_net) if isinstance(policy_net, nn.Sequential) else ()
+    return (
+        policy,
+        getattr(policy, "pi_features_extractor", None),
+        extractor,
+        policy_net,
+        *chain,
+        getattr(policy, "action_net", None),
+        getattr(policy, "action_dist", None),
+        getattr(policy, "log_std", None),
+    )
+
+
+class PredictActions:
+    """
+    :func:`bind_policy_actions` for whichever policy ``predict`` is called on, built once and rebuilt only when the
+    actor's modules change (another policy after ``load``, a replaced layer); the weights are read at each call.
+    """
+
+    def __init__(self) -> None:
+        self._modules: tuple[Any, ...] = ()
+        self._actions: Callable[..., th.Tensor] | None = None
+
+    def of(self, policy: nn.Module) -> Callable[..., th.Tensor] | None:
+        """
+        :param policy: the policy
+        :return: its bound actions, or None where they do not apply
+        """
+        modules = _actor_modules(policy)
+        unchanged = len(modules) == len(self._modules) and all(
+            new is old for new, old in zip(modules, self._modules, strict=True)
+        )
+        if not unchanged:
+            self._modules, self._actions = modules, bind_policy_actions(policy)
+        return self._actions
+
+
+def _keep_training_mode(mode: bool) -> None:
+    # set_training_mode while bound_predict is active: the bound actor has no layer whose output depends on the mode
+    pass
+
+
+@contextmanager
+def bound_predict(policy: nn.Module, actions: Callable[..., th.Tensor] | None) -> Iterator[bool]:
+    """
+    Within the block, ``policy.predict`` computes its actions with ``actions`` (from :func:`bind_policy_actions`, or
+    None: SB3's own): SB3's ``predict`` itself (its checks, ``obs_to_tensor``, clipping to the action space, shapes),
+    with the actor's module calls and distribution objects replaced by the same tensor operations, and without the walk
+    over every submodule that ``set_training_mode(False)`` makes on each call (the policy is put in evaluation mode
+    once, on entry, if it is in training mode: the bound actor's linear layers and activations compute the same in
+    either mode). Both replacements shadow the class's methods as instance attributes, removed on exit.
+
+    :param policy: the policy
+    :param actions: the policy's bound actions, or None
+    :return: (as the context value) whether the bound actions are in use
+    """
+    if actions is None or "_predict" in vars(policy) or "set_training_mode" in vars(policy):
+        yield False
+        return
+    if policy.training:
+        policy.set_training_mode(False)  # type: ignore[operator]
+    policy._predict = actions  # type: ignore[assignment]
+    policy.set_training_mode = _keep_training_mode  # type: ignore[assignment]
+    try:
+        yield True
+    finally:
+        del policy._predict
+        del policy.set_training_mode
 
 
 # ---------------------------------------------------------------------------------------------------------------------
