@@ -5,6 +5,8 @@ callback contract; learning is unchanged. The bound predict equals SB3's predict
 """
 
 import io
+import sys
+import threading
 from contextlib import contextmanager
 
 import gymnasium as gym
@@ -339,3 +341,33 @@ def test_bound_predict_is_removed_on_exit_even_after_an_error():
             raise RuntimeError("inside")
     assert "_predict" not in vars(policy) and "set_training_mode" not in vars(policy)
     assert policy._predict.__func__ is ActorCriticPolicy._predict
+
+
+def test_predict_from_several_threads_at_once():
+    # SB3's predict may be called from several threads (a server, say): the bound methods stay installed while any
+    # call is inside, every call gets SB3's actions, and nothing is left on the policy afterwards
+    model = _perturbed(TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, seed=0))
+    observations = np.stack([model.observation_space.sample() for _ in range(16)])
+    expected = [_sb3_predict(model, obs, True)[0] for obs in observations]
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(50):
+                for obs, want in zip(observations, expected, strict=True):
+                    assert np.array_equal(model.predict(obs, deterministic=True)[0], want)
+        except BaseException as error:  # reported by the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch inside predict calls, not only between them
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert not errors, errors[:1]
+    assert "_predict" not in vars(model.policy) and "set_training_mode" not in vars(model.policy)

@@ -20,6 +20,7 @@ gSDE) or categorical action distribution. Anything else keeps SB3's ``forward``.
 """
 
 import math
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -248,6 +249,12 @@ def _keep_training_mode(mode: bool) -> None:
     pass
 
 
+#: per policy (by id) inside bound_predict, how many calls are: the first installs the bound methods, the last removes
+#: them (predict may be called from several threads at once, as SB3's allows)
+_BOUND_PREDICT_CALLS: dict[int, int] = {}
+_BOUND_PREDICT_LOCK = threading.Lock()
+
+
 @contextmanager
 def bound_predict(policy: nn.Module, actions: Callable[..., th.Tensor] | None) -> Iterator[bool]:
     """
@@ -256,24 +263,39 @@ def bound_predict(policy: nn.Module, actions: Callable[..., th.Tensor] | None) -
     with the actor's module calls and distribution objects replaced by the same tensor operations, and without the walk
     over every submodule that ``set_training_mode(False)`` makes on each call (the policy is put in evaluation mode
     once, on entry, if it is in training mode: the bound actor's linear layers and activations compute the same in
-    either mode). Both replacements shadow the class's methods as instance attributes, removed on exit.
+    either mode). Both replacements shadow the class's methods as instance attributes, installed by the first of
+    concurrent calls (threads) and removed when the last one exits, whatever happens inside.
 
     :param policy: the policy
     :param actions: the policy's bound actions, or None
     :return: (as the context value) whether the bound actions are in use
     """
-    if actions is None or "_predict" in vars(policy) or "set_training_mode" in vars(policy):
+    key = id(policy)
+    with _BOUND_PREDICT_LOCK:
+        calls = _BOUND_PREDICT_CALLS.get(key, 0)
+        active = actions is not None and (
+            calls > 0 or ("_predict" not in vars(policy) and "set_training_mode" not in vars(policy))
+        )
+        if active:
+            if calls == 0:
+                if policy.training:
+                    policy.set_training_mode(False)  # type: ignore[operator]
+                policy._predict = actions  # type: ignore[assignment]
+                policy.set_training_mode = _keep_training_mode  # type: ignore[assignment]
+            _BOUND_PREDICT_CALLS[key] = calls + 1
+    if not active:
         yield False
         return
-    if policy.training:
-        policy.set_training_mode(False)  # type: ignore[operator]
-    policy._predict = actions  # type: ignore[assignment]
-    policy.set_training_mode = _keep_training_mode  # type: ignore[assignment]
     try:
         yield True
     finally:
-        del policy._predict
-        del policy.set_training_mode
+        with _BOUND_PREDICT_LOCK:
+            calls = _BOUND_PREDICT_CALLS.pop(key) - 1
+            if calls > 0:
+                _BOUND_PREDICT_CALLS[key] = calls
+            else:
+                del policy._predict
+                del policy.set_training_mode
 
 
 # ---------------------------------------------------------------------------------------------------------------------
