@@ -63,6 +63,22 @@ def test_train_then_enjoy(tmp_path: Path) -> None:
     assert "Mean reward:" in enjoy.stdout
 
 
+def test_train_with_the_zoos_linear_schedule_for_target_kl(tmp_path: Path) -> None:
+    # `target_kl: lin_0.03` in a hyperparameter file, as the Zoo writes schedules: 0.03 * progress remaining
+    conf = tmp_path / "trpo.yml"
+    entry = {"policy": "'MlpPolicy'", "n_timesteps": 256, "n_steps": 64, "batch_size": 64, "target_kl": "lin_0.03"}
+    conf.write_text("Pendulum-v1:\n" + "".join(f"  {name}: {value}\n" for name, value in entry.items()))
+    train = run_cli(
+        "train", "--env", "Pendulum-v1", "-n", "256", "--seed", "0", "--final-eval-episodes", "0", *FAST,
+        "-conf", str(conf), cwd=tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    model = TRPO.load(tmp_path / "logs" / "trpo" / "Pendulum-v1_1" / "Pendulum-v1.zip")
+    assert model.target_kl(1.0) == 0.03 and model.target_kl(0.5) == 0.015
+    # the radii of the updates whose logs SB3 prints (after 1, 2, 3 of the 4 rollouts; the last update's are not)
+    assert re.findall(r"target_kl_effective\s+\| ([\d.e-]+)", train.stdout) == ["0.0225", "0.015", "0.0075"]
+
+
 def test_train_normalize_and_zoo_options(tmp_path: Path) -> None:
     # MountainCarContinuous-v0 has `normalize: true`; also the Zoo's subprocess envs, checkpoints,
     # periodic evaluation, tensorboard and progress bar

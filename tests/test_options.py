@@ -1,4 +1,4 @@
-"""TRPO's (and NPG's) options: entropy bonus, adaptive trust-region radius, warm-started conjugate gradient."""
+"""TRPO's (and NPG's) options: entropy bonus, adaptive or scheduled trust-region radius, warm-started conjugate gradient."""
 
 import math
 
@@ -204,6 +204,69 @@ def test_without_adaptive_kl_the_radius_is_target_kl() -> None:
     model.learn(128, reset_num_timesteps=False)
     assert recorder.values["train/target_kl_effective"][-1] == 0.02
     assert recorder.values["train/kl_divergence_loss"][-1] <= 0.02
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A scheduled trust-region radius
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize(
+    "target_kl",
+    ["exp_0.1", "lin_0", "lin_-0.01", "lin_x", "0.01", 0, -0.01, float("nan"), float("inf"), True, None, [0.01],
+     lambda progress: 0.0, lambda progress: "a", lambda: 0.01],
+)  # fmt: skip
+def test_bad_target_kl_raises_value_error_naming_it(algo, target_kl) -> None:
+    with pytest.raises(ValueError, match=r"`target_kl` must be a number > 0, a schedule .*'lin_<value>'"):
+        algo("MlpPolicy", "Pendulum-v1", target_kl=target_kl)
+
+
+def test_a_schedule_and_adaptive_kl_are_refused_together() -> None:
+    with pytest.raises(ValueError, match=r"`adaptive_kl` must be False when target_kl is a schedule"):
+        TRPO("MlpPolicy", "Pendulum-v1", target_kl="lin_0.02", adaptive_kl=True)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_a_scheduled_radius_is_read_at_each_update_and_bounds_each_step(algo) -> None:
+    # The RL Zoo's "lin_0.03": 0.03 * progress_remaining, SB3's progress after each rollout (as for learning_rate)
+    n_steps, n_updates = 128, 6
+    model = algo("MlpPolicy", "Pendulum-v1", n_steps=n_steps, batch_size=64, target_kl="lin_0.03", policy_kwargs=TINY, seed=0)
+    assert model.target_kl(1.0) == 0.03 and model.target_kl(0.25) == pytest.approx(0.0075)
+    recorder = LogRecorder(model)
+    model.learn(n_steps * n_updates)
+    expected = [0.03 * (1 - (update + 1) / n_updates) for update in range(n_updates)]
+    assert recorder.values["train/target_kl_effective"] == pytest.approx(expected, abs=1e-15)
+    if algo is TRPO:  # every accepted step within the radius it used; none at radius 0 (the last update)
+        for radius, kl in zip(expected, recorder.values["train/kl_divergence_loss"], strict=True):
+            assert kl <= radius + 1e-12
+    # A schedule given as a function: the same radii, the same parameters
+    again = algo(
+        "MlpPolicy", "Pendulum-v1", n_steps=n_steps, batch_size=64, target_kl=lambda progress: 0.03 * progress,
+        policy_kwargs=TINY, seed=0,
+    )  # fmt: skip
+    again.learn(n_steps * n_updates)
+    for a, b in zip(model.policy.parameters(), again.policy.parameters(), strict=True):
+        assert th.allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_a_constant_target_kl_keeps_the_update_unchanged() -> None:
+    # A float and the constant schedule of the same value give the same parameters, bit for bit
+    def run(target_kl):  # type: ignore[no-untyped-def]
+        model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=128, batch_size=64, target_kl=target_kl, policy_kwargs=TINY, seed=0)
+        return model.learn(128 * 3).policy.parameters()
+
+    for a, b in zip(run(0.02), run(lambda progress: 0.02), strict=True):
+        assert th.equal(a, b)
+
+
+def test_a_scheduled_radius_round_trips_through_save_and_load(tmp_path) -> None:
+    model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, target_kl="lin_0.02", policy_kwargs=TINY, seed=0)
+    model.learn(128)
+    model.save(tmp_path / "model")
+    loaded = TRPO.load(tmp_path / "model")
+    assert callable(loaded.target_kl) and loaded.target_kl(0.5) == model.target_kl(0.5) == 0.01
+    assert loaded.target_kl_effective == model.target_kl_effective
 
 
 # ---------------------------------------------------------------------------------------------------------------------

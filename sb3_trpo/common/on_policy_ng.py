@@ -11,6 +11,7 @@ improves the objective, NPG takes the full step. (Tianshou builds TRPO on NPG th
 
 import io
 import math
+import numbers
 import pathlib
 import warnings
 from abc import abstractmethod
@@ -33,7 +34,7 @@ from stable_baselines3.common.policies import (
     MultiInputActorCriticPolicy,
 )
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, RolloutBufferSamples, Schedule
-from stable_baselines3.common.utils import explained_variance
+from stable_baselines3.common.utils import LinearSchedule, explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
@@ -104,6 +105,42 @@ def check_range(name: str, value: Any, valid: bool, allowed: str) -> None:
         raise ValueError(f"`{name}` must be {allowed}, got {value!r}")
 
 
+TRUST_REGION_ALLOWED = (
+    "a number > 0, a schedule (a function of the progress remaining, 1 at the start and 0 at the end, like "
+    "learning_rate) that is > 0 at the start, or the RL Zoo's 'lin_<value>' (from <value> > 0 down to 0)"
+)
+
+
+def trust_region_radius_schedule(target_kl: Any) -> float | Schedule:
+    """
+    ``target_kl`` as the algorithms keep it: a float, or a schedule of the progress remaining (as SB3's
+    ``learning_rate``). The RL Zoo's ``"lin_<value>"`` strings (its yml files write schedules so, and convert them only
+    for the arguments it knows) become ``LinearSchedule(value, 0.0, 1.0)``: ``value * progress_remaining``.
+
+    :param target_kl: the constructor's argument
+    :return: the float or the schedule
+    :raises ValueError: naming ``target_kl`` and what it allows, for anything else
+    """
+    if isinstance(target_kl, str):
+        kind, _, value = target_kl.partition("_")
+        try:
+            start = float(value)
+        except ValueError:
+            start = float("nan")
+        check_range("target_kl", target_kl, kind == "lin" and math.isfinite(start) and start > 0, TRUST_REGION_ALLOWED)
+        return LinearSchedule(start, 0.0, 1.0)
+    if callable(target_kl):
+        try:
+            first = float(target_kl(1.0))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"`target_kl` must be {TRUST_REGION_ALLOWED}; calling it at 1.0 failed: {error}") from error
+        check_range("target_kl", target_kl, math.isfinite(first) and first > 0, TRUST_REGION_ALLOWED)
+        return target_kl
+    is_number = isinstance(target_kl, numbers.Real) and not _is_bool(target_kl)
+    check_range("target_kl", target_kl, is_number and math.isfinite(target_kl) and target_kl > 0, TRUST_REGION_ALLOWED)
+    return float(target_kl)
+
+
 def _is_bool(value: Any) -> bool:
     # True / False, also numpy's bool_ (e.g. from a config built with numpy)
     return isinstance(value, (bool, np.bool_))
@@ -162,7 +199,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
     :param target_kl: The trust-region radius ``delta``: the full step reaches ``mean KL(pi_old || pi_theta) = delta``
-        at the quadratic model of the KL (NOT PPO's early-stopping threshold). > 0, typically 0.01-0.05.
+        at the quadratic model of the KL (NOT PPO's early-stopping threshold). > 0, typically 0.01-0.05. Or a schedule
+        of the progress remaining (as ``learning_rate``: 1 at the start of ``learn()``, 0 at its end), read at each
+        update, or the RL Zoo's ``"lin_<value>"`` (``value * progress_remaining``): a radius that shrinks as training
+        ends (not with ``adaptive_kl``).
     :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only,
         to make the conjugate-gradient step cheaper (the gradient and the step's checks always use the whole batch);
         see p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf. >= 1.
@@ -239,7 +279,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         rollout_buffer_class: type[RolloutBuffer] | None = None,
         rollout_buffer_kwargs: dict[str, Any] | None = None,
         normalize_advantage: bool = True,
-        target_kl: float = 0.01,
+        target_kl: float | str | Schedule = 0.01,
         sub_sampling_factor: int = 1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
@@ -257,7 +297,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     ):
         check_range("fisher_product", fisher_product, fisher_product in self.fisher_products, f"one of {self.fisher_products}")
         # New checks raise ValueError naming the argument (before any env is built)
-        check_range("target_kl", target_kl, target_kl > 0, "> 0 (the trust-region radius)")
+        target_kl = trust_region_radius_schedule(target_kl)
+        check_range(
+            "adaptive_kl", adaptive_kl, not (adaptive_kl and callable(target_kl)), "False when target_kl is a schedule"
+        )
         check_range("cg_max_steps", cg_max_steps, cg_max_steps >= 1, "an integer >= 1")
         check_range("cg_damping", cg_damping, cg_damping >= 0, ">= 0")
         check_range("n_critic_updates", n_critic_updates, n_critic_updates >= 1, "an integer >= 1")
@@ -325,7 +368,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         # Trust region radius (delta), and the radius in use (adapted between updates with adaptive_kl)
         self.target_kl = target_kl
         self.adaptive_kl = bool(adaptive_kl)
-        self.target_kl_effective = float(target_kl)
+        self.target_kl_effective = float(target_kl(1.0)) if callable(target_kl) else target_kl
         self.n_critic_updates = n_critic_updates
         self.sub_sampling_factor = sub_sampling_factor
         self.fisher_product = fisher_product
@@ -812,8 +855,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         cg = self._search_direction(batch, objective)
         # 4. Step length beta = sqrt(2 delta / s^T (F + damping I) s): the quadratic model of the KL reaches delta.
         #    (F + damping I) s = g - r, with r the residual CG tracks: no extra Fisher product
-        # (with adaptive_kl, the adapted radius; else target_kl itself, whatever was set on the model since)
-        radius = self.target_kl_effective if self.adaptive_kl else self.target_kl
+        # (with adaptive_kl, the adapted radius; else target_kl itself, whatever was set on the model since, or its
+        # schedule's value at the progress remaining)
+        radius = self.target_kl_effective if self.adaptive_kl else self._scheduled_radius()
         usable = bool(th.isfinite(cg.x).all())
         beta = max_step_length(cg.x, objective.gradient - cg.residual, radius) if usable else 0.0
         # 5. The step theta_old + fraction * beta * s (TRPO: backtracking line search; NPG: the full step);
@@ -821,7 +865,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         step = self._apply_step(batch, objective, beta * cg.x if beta > 0.0 else None, radius)
         # 6. The radius of the next update (adaptive_kl)
         if self.adaptive_kl:
-            self.target_kl_effective = adapt_trust_region_radius(radius, self.target_kl, step)
+            self.target_kl_effective = adapt_trust_region_radius(radius, self._scheduled_radius(), step)
         # 7. Critic: regression on the GAE returns (the actor's parameters are not touched)
         value_loss, critic_skipped = self._fit_critic(batch.observations, batch.returns)
         self._n_updates += 1
@@ -843,6 +887,15 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         self.logger.record("train/surrogate_improvement", step.surrogate - objective.value)
         self.logger.record("train/target_kl_effective", radius)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _scheduled_radius(self) -> float:
+        """
+        :return: ``target_kl``, or its schedule's value at the current progress remaining (SB3's
+            ``_current_progress_remaining``, as for ``learning_rate``)
+        """
+        if callable(self.target_kl):
+            return float(self.target_kl(self._current_progress_remaining))
+        return float(self.target_kl)
 
     @classmethod
     def load(

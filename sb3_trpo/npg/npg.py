@@ -37,7 +37,8 @@ class NPG(NaturalGradientAlgorithm):
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
     :param target_kl: The step size as a KL ``delta``: the full step reaches ``KL = delta`` at the quadratic model
-        (not a bound on the KL actually reached, which has no line search here). > 0, typically 0.005-0.05.
+        (not a bound on the KL actually reached, which has no line search here). > 0, typically 0.005-0.05; or a
+        schedule of the progress remaining, or the RL Zoo's ``"lin_<value>"`` (as TRPO's).
     :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only; >= 1
     :param stats_window_size: Window size for the rollout logging (episodes)
     :param tensorboard_log: the log location for tensorboard (if None, no logging)

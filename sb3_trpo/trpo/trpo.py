@@ -47,7 +47,8 @@ class TRPO(NaturalGradientAlgorithm):
     :param normalize_advantage: Whether to normalize or not the advantage
     :param target_kl: The trust-region radius ``delta``: every accepted step satisfies
         ``mean KL(pi_old || pi_theta) <= target_kl`` on the rollout batch (NOT PPO's early-stopping threshold).
-        > 0, typically 0.01-0.05.
+        > 0, typically 0.01-0.05; or a schedule of the progress remaining, or the RL Zoo's ``"lin_<value>"`` (see
+        :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`).
     :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only
         (p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf); >= 1
     :param stats_window_size: Window size for the rollout logging (episodes)
@@ -88,7 +89,7 @@ class TRPO(NaturalGradientAlgorithm):
         rollout_buffer_class: type[RolloutBuffer] | None = None,
         rollout_buffer_kwargs: dict[str, Any] | None = None,
         normalize_advantage: bool = True,
-        target_kl: float = 0.01,
+        target_kl: float | str | Schedule = 0.01,
         sub_sampling_factor: int = 1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,

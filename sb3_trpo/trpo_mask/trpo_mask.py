@@ -183,7 +183,7 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         (or a subclass). If ``None``, it will be automatically selected.
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
-    :param target_kl: The trust-region radius ``delta`` (of the masked distributions' KL); > 0
+    :param target_kl: The trust-region radius ``delta`` (of the masked distributions' KL); > 0, or a schedule (as TRPO's)
     :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only; >= 1
     :param stats_window_size: Window size for the rollout logging (episodes)
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -227,7 +227,7 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         rollout_buffer_class: type[RolloutBuffer] | None = None,
         rollout_buffer_kwargs: dict[str, Any] | None = None,
         normalize_advantage: bool = True,
-        target_kl: float = 0.01,
+        target_kl: float | str | Schedule = 0.01,
         sub_sampling_factor: int = 1,
         stats_window_size: int = 100,
         tensorboard_log: str | None = None,
