@@ -359,6 +359,23 @@ def evaluation_rates(env_id: str, seed: int, episodes: int, repeats: int) -> dic
     return {**results, "max_abs_action_difference": [difference]}
 
 
+def evaluation_table(median: dict[str, dict[str, float]]) -> str:
+    """The Markdown table of :func:`report_evaluation` (per env: the medians of :func:`evaluation_rates`, and ratios)."""
+    lines = [
+        "| env | evaluate_policy, SB3's predict | evaluate_policy, ours | ours / SB3's | predict(), SB3's (us)"
+        " | predict(), ours (us) | SB3's / ours | max action difference |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for env_id, by in median.items():
+        lines.append(
+            f"| {env_id} | {by['evaluate_sb3']:.0f} | {by['evaluate_ours']:.0f}"
+            f" | {by['evaluate_ours'] / by['evaluate_sb3']:.2f}x"
+            f" | {by['predict_sb3']:.0f} | {by['predict_ours']:.0f} | {by['predict_sb3'] / by['predict_ours']:.2f}x"
+            f" | {by['max_abs_action_difference']:.1e} |"
+        )
+    return "\n".join(lines)
+
+
 def report_evaluation(args: argparse.Namespace, git: dict[str, Any], arguments: list[str]) -> int:
     """Print (and write with ``--json`` / ``--text``) the medians of :func:`evaluation_rates` and their ratios."""
     rates = {env_id: evaluation_rates(env_id, args.seed, args.evaluate, args.repeats) for env_id in args.envs}
@@ -368,17 +385,8 @@ def report_evaluation(args: argparse.Namespace, git: dict[str, Any], arguments: 
         f" predict on the same model, median of {args.repeats} interleaved rounds, torch threads 1, cores"
         f" {sorted(os.sched_getaffinity(0))} ({benchmark.cpu_model()}, {th.backends.cpu.get_cpu_capability()})",
         "",
-        "| env | evaluate_policy, SB3's predict | evaluate_policy, ours | ours / SB3's | predict(), SB3's (us)"
-        " | predict(), ours (us) | SB3's / ours | max action difference |",
-        "|---|---|---|---|---|---|---|---|",
+        evaluation_table(median),
     ]
-    for env_id, by in median.items():
-        lines.append(
-            f"| {env_id} | {by['evaluate_sb3']:.0f} | {by['evaluate_ours']:.0f}"
-            f" | {by['evaluate_ours'] / by['evaluate_sb3']:.2f}x"
-            f" | {by['predict_sb3']:.0f} | {by['predict_ours']:.0f} | {by['predict_sb3'] / by['predict_ours']:.2f}x"
-            f" | {by['max_abs_action_difference']:.1e} |"
-        )
     text = "\n".join(lines)
     record = {"episodes": args.evaluate, "repeats": args.repeats, "median": median, "all": rates, **machine(), **git}
     write_outputs(args, text, record, arguments)

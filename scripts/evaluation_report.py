@@ -12,7 +12,9 @@ From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only
   the other on the same task, averaged over tasks), with its 95% CI;
 - the targets judged (``EVALUATION_TARGETS``): per MuJoCo task, ours' IQM against its target, the coefficient of
   variation against ``MAX_CV`` and the probability that a run of ours beats a run of sb3-contrib's TRPO (> 0.5), each
-  "met" or "missed".
+  "met" or "missed";
+- what tells the better runs of ours from the worse: the policy's action std early in training (at ``EARLY`` of the
+  budget) in each half by final return, and its rank correlation with the final return.
 
 It refuses records that mix seed roles or are stale (``scripts/benchmark.py``'s ``record_problems``; ``--allow-mixed``
 to override), and it never reads tuning seeds::
@@ -52,6 +54,8 @@ EVALUATION_TARGETS: dict[str, tuple[float, int | None]] = {
 }
 #: the largest coefficient of variation (std / |mean| of the judged returns over seeds) that meets the target
 MAX_CV = 0.15
+#: the fraction of the budget at which the exploration table reads the policy's action std
+EARLY = 0.2
 
 
 def _bootstrap(score_dict: dict[str, Any], aggregate: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -184,10 +188,19 @@ def per_task_table(records: dict[str, list[dict[str, Any]]]) -> str:
 
 def tables(records: dict[str, list[dict[str, Any]]]) -> str:
     """
-    :return: the per-task table, then the targets judged where the records have a target task (what ``--docs`` writes)
+    :return: the per-task table, then the targets judged and the exploration table where the records have a target
+        task (what ``--docs`` writes)
     """
     targets = targets_table(records)
-    return per_task_table(records) + (f"\nTargets, judged on evaluation seeds only:\n\n{targets}" if targets else "")
+    text = per_task_table(records) + (f"\nTargets, judged on evaluation seeds only:\n\n{targets}" if targets else "")
+    exploration = exploration_table(records)
+    if exploration:
+        text += (
+            f"\nThe policy's action noise early in training against the final return (ours; `std`: the mean of"
+            f" exp(log_std) over action dimensions, logged at each update; at the update nearest {EARLY:.0%} of the"
+            f" budget; halves by final return):\n\n{exploration}"
+        )
+    return text
 
 
 def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
@@ -287,6 +300,56 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
     header = (
         f"| task | ours | n | judged at | target (IQM) | IQM [95% CI] | IQM >= target | CV | CV <= {MAX_CV:g} "
         "| P(ours > sb3-contrib TRPO) [95% CI] | > 0.5 |\n|---|---|---|---|---:|---|---|---:|---|---|---|\n"
+    )
+    return header + "\n".join(lines) + "\n"
+
+
+def std_at(run: dict[str, Any], fraction: float) -> float | None:
+    """
+    :param run: a run's record (its ``updates``, each with ``timesteps`` and the logged ``std``)
+    :param fraction: a fraction of the run's budget
+    :return: the policy's action std logged at the update nearest ``fraction * budget`` steps; None without a log
+    """
+    logged = [update for update in run.get("updates") or [] if update.get("std") is not None]
+    if not logged:
+        return None
+    target = fraction * run["budget"]
+    return float(min(logged, key=lambda update: abs(update["timesteps"] - target))["std"])
+
+
+def exploration_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :return: the Markdown table, per target task and headline variant of ours with 4+ runs that log their action
+        std: the mean final return and the mean action std at ``EARLY`` of the budget in the better and the worse
+        half of the runs by final return (the middle run left out when n is odd), and Spearman's rank correlation
+        between the two over all runs; empty when no task qualifies
+    """
+    from scipy.stats import spearmanr
+
+    lines = []
+    for env_id in EVALUATION_TARGETS:
+        runs = records.get(env_id, [])
+        for label in sorted({label for run in runs if (label := _headline_label(run)) and _is_our_trpo(label)}):
+            pairs = [
+                (float(run["final_eval"]["mean"]), std)
+                for run in runs
+                if _headline_label(run) == label and (std := std_at(run, EARLY)) is not None
+            ]
+            if len(pairs) < 4:
+                continue
+            pairs.sort(reverse=True)
+            half = len(pairs) // 2
+            better, worse = np.array(pairs[:half]), np.array(pairs[-half:])
+            rho = float(spearmanr([p[1] for p in pairs], [p[0] for p in pairs]).statistic)
+            lines.append(
+                f"| {env_id} | {label} | {len(pairs)} | {better[:, 0].mean():.1f} / {worse[:, 0].mean():.1f}"
+                f" | {better[:, 1].mean():.3f} / {worse[:, 1].mean():.3f} | {rho:.2f} |"
+            )
+    if not lines:
+        return ""
+    header = (
+        f"| task | ours | n | final return: better / worse half | std at {EARLY:.0%} of training: better / worse half"
+        f" | Spearman rho (std at {EARLY:.0%}, final return) |\n|---|---|---|---|---|---:|\n"
     )
     return header + "\n".join(lines) + "\n"
 

@@ -362,6 +362,29 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     assert row.startswith("| Hopper-v5 | sb3_trpo TRPO (ours, tuned), n_steps=2048 | 5 | final | 3618 | 3600.0 [")
 
 
+def test_exploration_table_reads_the_std_early_in_training_against_the_final_return():
+    report = load_script("evaluation_report")
+    benchmark = load_script("benchmark")
+    finals = [5000.0, 1800.0, 4500.0, 1700.0, 3000.0]
+    records = _synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": finals}, "ppo": {"HalfCheetah-v5": finals}})
+    for record in records:
+        # std 0.1 * final / 1000 at 200k steps (the update nearest 20% of 1M), unrelated values elsewhere
+        early = 0.1 * record["final_eval"]["mean"] / 1000
+        record["updates"] = [
+            {"timesteps": 150_000, "std": 9.0},
+            {"timesteps": 204_800, "std": early},
+            {"timesteps": 1_000_000, "std": 0.0},
+        ]
+    assert report.std_at(records[0], 0.2) == 0.5 and report.std_at({"budget": 1, "updates": []}, 0.2) is None
+    by_env = {"HalfCheetah-v5": records}
+    rows = report.exploration_table(by_env).splitlines()
+    assert len(rows) == 3  # ours only, not PPO
+    # Better half (5000, 4500) and worse half (1800, 1700), the middle run (3000) left out; std follows the final return
+    assert rows[2] == "| HalfCheetah-v5 | sb3_trpo TRPO (ours) | 5 | 4750.0 / 1750.0 | 0.475 / 0.175 | 1.00 |"
+    assert "action noise early in training" in report.tables(by_env)
+    assert report.exploration_table({"HalfCheetah-v5": records[:3]}) == ""  # fewer than 4 runs
+
+
 def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, monkeypatch):
     # The grid's copy of an ablation run is the same run: the summary counts it once; other runs from both folders
     report = load_script("evaluation_report")

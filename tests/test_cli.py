@@ -143,7 +143,7 @@ BAD_INPUTS = {
     "rejected value": (
         ["--env", "CartPole-v1", "-params", "target_kl:-1", "n_steps:64"],
         None,
-        r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be > 0",
+        r"cannot set up TRPO on CartPole-v1: ValueError: `target_kl` must be a number > 0, .* got -1$",
     ),
     "other algorithm": (
         ["--algo", "ppo"],
