@@ -586,3 +586,42 @@ def test_bench_learn_times_evaluation_with_our_predict_and_sb3s(tmp_path):
     assert all(measured[key] > 0 for key in ("evaluate_ours", "evaluate_sb3", "predict_ours", "predict_sb3"))
     assert record["command"].startswith("python scripts/bench_learn.py --envs Pendulum-v1 --evaluate 1")
     assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40
+
+
+def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning_seeds(tmp_path, monkeypatch):
+    robustness = load_script("robustness_report")
+    monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
+    benchmark = load_script("benchmark")
+    entry = [2000.0, 4000.0, 1800.0, 4500.0, 1900.0]
+    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": entry}})]
+    records = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning"} for run in ours]
+
+    def candidate(change: dict, returns: list[float]) -> list[dict]:
+        return [
+            {**run, "hyperparams": {**run["hyperparams"], **change}, "final_eval": {"mean": value}}
+            for run, value in zip(records[: len(returns)], returns, strict=True)
+        ]
+
+    better = candidate({"ent_coef": 0.01}, [4100.0, 4300.0, 3900.0, 4600.0, 2000.0])
+    worse = candidate({"ent_coef": 0.001}, [1000.0, 1100.0, 900.0, 1200.0, 950.0])
+    too_few = candidate({"target_kl": 0.05}, [9000.0, 9000.0, 9000.0])
+    results = tmp_path / "robustness"
+    results.mkdir()
+    all_runs = records + better + worse + too_few
+    (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs))
+    rows = {
+        row.split(" | ")[1]: row.split(" | ")
+        for row in robustness.robustness_table(robustness.tuning_records(str(results))).splitlines()[2:]
+    }
+    assert rows["sb3_trpo TRPO (ours)"][-1] == "entry |" and rows["sb3_trpo TRPO (ours)"][3] == "0,1,2,3,4"
+    assert rows["sb3_trpo TRPO (ours), ent_coef=0.01"][-1] == "chosen |"
+    # P(candidate > entry): the share of (candidate run, entry run) pairs the candidate wins, ties half
+    wins = sum((c > e) + 0.5 * (c == e) for c in [4100.0, 4300.0, 3900.0, 4600.0, 2000.0] for e in entry) / 25
+    assert rows["sb3_trpo TRPO (ours), ent_coef=0.01"][7].startswith(f"{wins:.2f} [")
+    assert rows["sb3_trpo TRPO (ours), ent_coef=0.001"][-1] == "not chosen |"
+    assert rows["sb3_trpo TRPO (ours), target_kl=0.05"][-1] == "pending |"  # 3 seeds: not judged, however high
+    assert rows["sb3_trpo TRPO (ours)"][4].startswith("2633.3 [")  # IQM of five: the mean of the middle three
+    # Evaluation seeds are never read: the folder is refused
+    evaluation = [{**run, "seed": run["seed"] + 100, "seed_role": "evaluation"} for run in records]
+    (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs + evaluation))
+    assert robustness.main(["--results", str(results)]) == 2

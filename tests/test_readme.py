@@ -122,7 +122,14 @@ def test_readme_is_short_and_keeps_its_set_up_commands() -> None:
 
 
 def test_scripts_are_where_the_docs_say() -> None:
-    for script in ("ablation.py", "plot_results.py", "evaluation_report.py", "bench_distributed.py", "docs_screenshots.py"):
+    for script in (
+        "ablation.py",
+        "plot_results.py",
+        "evaluation_report.py",
+        "robustness_report.py",
+        "bench_distributed.py",
+        "docs_screenshots.py",
+    ):
         assert (REPO_ROOT / "scripts" / script).exists()
     assert Path(REPO_ROOT / "benchmarks" / "ablation" / "results").is_dir()
 
@@ -201,3 +208,13 @@ def test_recurrent_speed_table_is_the_committed_record() -> None:
     assert _block(RESULTS_PAGE, "<!-- bench-recurrent:start -->", "<!-- bench-recurrent:end -->") == "\n" + expected
     assert all(result["speedup"] > 1 and result["max_param_diff"] < 1e-5 for result in record["results"])
     assert record["git_commit"] != "unknown" and record["hardware"]["cpu_capability"]
+
+
+def test_robustness_table_is_the_report_of_the_committed_records() -> None:
+    # docs/results.md's robustness table (candidates against the entry on tuning seeds) from benchmarks/robustness/
+    robustness = load_script("robustness_report")
+    records = robustness.tuning_records(str(REPO_ROOT / "benchmarks" / "robustness"))
+    assert _block(RESULTS_PAGE, robustness.START, robustness.END) == "\n" + robustness.robustness_table(records), (
+        "docs/results.md's robustness table differs from the records: "
+        "python scripts/robustness_report.py --results benchmarks/robustness --docs docs/results.md"
+    )

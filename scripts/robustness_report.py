@@ -1,0 +1,150 @@
+"""
+The robustness work on the held-out grid's misses: each candidate against the entry on the TUNING seeds.
+
+Where a target is missed on the evaluation seeds (``scripts/evaluation_report.py``), candidate configurations are run
+afresh with the entry itself on the tuning seeds 0-4 (``scripts/benchmark.py --seeds 0 1 2 3 4 --out
+benchmarks/robustness``, see docs/guide/reproducing.md). This script reads those records (tuning seeds only; it
+refuses evaluation seeds and stale records) and writes, per task, the entry (ours with the RL Zoo's settings or its
+``# Tuned`` entry, as ``scripts/plot_results.py`` labels it) and each candidate (labeled by what it changes from the
+Zoo's values): n, the seeds, IQM with its stratified-bootstrap 95% CI and mean +/- std of the final returns, the
+coefficient of variation, the probability that a run of the candidate beats a run of the entry with its 95% CI
+(rliable), and the verdict:
+
+- ``chosen``: at least ``MIN_SEEDS`` seeds, the entry's seeds exactly, an IQM above the entry's and P(candidate >
+  entry) > 0.5; of several, the one with the highest IQM. A chosen candidate then runs once on the evaluation seeds;
+- ``not chosen``: judged on those seeds and not better;
+- ``pending``: fewer than ``MIN_SEEDS`` seeds of it or of the entry, or not the entry's seeds.
+
+::
+
+    python scripts/robustness_report.py --results benchmarks/robustness --docs docs/results.md
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark  # the sibling scripts: records, roles, fingerprints
+import evaluation_report
+import plot_results
+
+#: the fewest tuning seeds on which a candidate is judged (the held-out protocol: at least five per candidate)
+MIN_SEEDS = 5
+START, END = "<!-- robustness-results:start -->", "<!-- robustness-results:end -->"
+
+
+def tuning_records(results: str) -> dict[str, list[dict[str, Any]]]:
+    """
+    :param results: a results folder of ``scripts/benchmark.py``
+    :return: the tuning-seed runs of ours on each task (the last line of a run present twice)
+    """
+    runs = plot_results.load_runs(results)
+    return {
+        env_id: [run for run in env_runs if run.get("seed_role") == "tuning" and run["algo"] == evaluation_report.OURS]
+        for env_id, env_runs in runs.items()
+    }
+
+
+def final_returns(runs: list[dict[str, Any]]) -> dict[int, float]:
+    """:return: seed -> the final model's mean return"""
+    return {run["seed"]: float(run["final_eval"]["mean"]) for run in runs}
+
+
+def verdicts(entry: dict[int, float], candidates: dict[str, dict[int, float]]) -> dict[str, str]:
+    """
+    :param entry: the entry's final return per seed
+    :param candidates: each candidate's final return per seed
+    :return: each candidate's verdict (``chosen``, ``not chosen``, ``pending``; the rule of the module's docstring)
+    """
+    judged: dict[str, float] = {}
+    result = {}
+    for label, scores in candidates.items():
+        if len(entry) < MIN_SEEDS or len(scores) < MIN_SEEDS or set(scores) != set(entry):
+            result[label] = "pending"
+            continue
+        candidate_scores, entry_scores = _column(scores), _column(entry)
+        iqm = evaluation_report.iqm_and_mean(candidate_scores)["iqm"]
+        better = iqm > evaluation_report.iqm_and_mean(entry_scores)["iqm"]
+        poi = evaluation_report.probability_of_improvement(candidate_scores, entry_scores)["poi"]
+        result[label] = "not chosen"
+        if better and poi > 0.5:
+            judged[label] = iqm
+    if judged:
+        result[max(judged, key=judged.__getitem__)] = "chosen"
+    return result
+
+
+def _column(scores: dict[int, float]) -> np.ndarray:
+    return np.array([[scores[seed]] for seed in sorted(scores)], dtype=np.float64)
+
+
+def robustness_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :param records: the tuning-seed runs of ours per task (:func:`tuning_records`)
+    :return: the Markdown table, per task with an entry and at least one candidate; empty when no task has both
+    """
+    lines = []
+    for env_id in sorted(records):
+        variants = plot_results.by_variant(records[env_id])
+        entries = [label for label, runs in variants.items() if plot_results.is_headline(runs[0])]
+        candidates = {label: final_returns(runs) for label, runs in variants.items() if label not in entries}
+        if len(entries) != 1 or not candidates:
+            continue
+        entry = final_returns(variants[entries[0]])
+        verdict = {entries[0]: "entry", **verdicts(entry, candidates)}
+        for label, scores in [(entries[0], entry), *candidates.items()]:
+            column = _column(scores)
+            values = column[:, 0]
+            poi = "-"
+            if label != entries[0] and set(scores) == set(entry) and len(scores) >= 2:
+                estimate = evaluation_report.probability_of_improvement(column, _column(entry))
+                poi = f"{estimate['poi']:.2f} [{estimate['low']:.2f}, {estimate['high']:.2f}]"
+            seeds = ",".join(str(seed) for seed in sorted(scores))
+            iqm = evaluation_report._with_ci(evaluation_report.iqm_and_mean(column), "iqm", 1) if len(values) > 1 else "-"
+            spread = f"{values.mean():.1f} +/- {values.std():.1f}"
+            cv = f"{values.std() / abs(values.mean()):.3f}" if values.mean() else "-"
+            lines.append(
+                f"| {env_id} | {label} | {len(values)} | {seeds} | {iqm} | {spread} | {cv} | {poi} | {verdict[label]} |"
+            )
+    if not lines:
+        return ""
+    header = (
+        "| task | configuration | n | tuning seeds | IQM [95% CI] | mean +/- std | CV | P(candidate > entry) [95% CI]"
+        " | verdict |\n|---|---|---:|---|---|---|---:|---|---|\n"
+    )
+    return header + "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "robustness"))
+    parser.add_argument("--docs", default=None, help=f"also write the table into this Markdown page, between {START}")
+    parser.add_argument("--allow-mixed", action="store_true", help="report stale records too")
+    args = parser.parse_args(argv)
+    runs = plot_results.load_runs(args.results)
+    flat = [run for env_runs in runs.values() for run in env_runs]
+    if any(run.get("seed_role") != "tuning" for run in flat):
+        print(f"{args.results} holds runs that are not on tuning seeds: the robustness work never reads them", file=sys.stderr)
+        return 2
+    if not flat:
+        print(f"no tuning-seed records in {args.results}", file=sys.stderr)
+        return 1
+    if benchmark.refuse_to_report(flat, args.allow_mixed):
+        return 2
+    table = robustness_table(tuning_records(args.results))
+    if args.docs:
+        try:
+            plot_results.replace_block(Path(args.docs), table, START, END)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 1
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
