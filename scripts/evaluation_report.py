@@ -561,10 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text("# Results on evaluation seeds\n\n" + text)
     if args.docs:
         start, end = f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
-        try:
-            plot_results.replace_block(Path(args.docs), tables(records), start, end)
-        except ValueError as error:
-            print(error, file=sys.stderr)
+        if not plot_results.write_block(Path(args.docs), tables(records), start, end):
             return 1
     print(text)
     return 0

@@ -427,6 +427,20 @@ def replace_block(path: Path, text: str, start: str = TABLE_START, end: str = TA
     path.write_text(f"{before}{start}\n{text}{end}{after}")
 
 
+def write_block(path: Path, text: str, start: str, end: str) -> bool:
+    """
+    :func:`replace_block` for a script's ``--docs`` option: a page without the markers is said on stderr.
+
+    :return: whether the block was written
+    """
+    try:
+        replace_block(path, text, start, end)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     all_runs = load_runs(args.results)

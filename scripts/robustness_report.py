@@ -136,12 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     if benchmark.refuse_to_report(flat, args.allow_mixed):
         return 2
     table = robustness_table(tuning_records(args.results))
-    if args.docs:
-        try:
-            plot_results.replace_block(Path(args.docs), table, START, END)
-        except ValueError as error:
-            print(error, file=sys.stderr)
-            return 1
+    if args.docs and not plot_results.write_block(Path(args.docs), table, START, END):
+        return 1
     print(table)
     return 0
 

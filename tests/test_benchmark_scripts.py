@@ -621,6 +621,13 @@ def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning
     assert rows["sb3_trpo TRPO (ours), ent_coef=0.001"][-1] == "not chosen |"
     assert rows["sb3_trpo TRPO (ours), target_kl=0.05"][-1] == "pending |"  # 3 seeds: not judged, however high
     assert rows["sb3_trpo TRPO (ours)"][4].startswith("2633.3 [")  # IQM of five: the mean of the middle three
+    # --docs writes the table between the page's markers, and says so when the page has none
+    page = tmp_path / "results.md"
+    page.write_text(f"intro\n{robustness.START}\nold\n{robustness.END}\n")
+    assert robustness.main(["--results", str(results), "--docs", str(page)]) == 0
+    assert "| HalfCheetah-v5 | sb3_trpo TRPO (ours), ent_coef=0.01 | 5 |" in page.read_text() and "old" not in page.read_text()
+    page.write_text("no markers\n")
+    assert robustness.main(["--results", str(results), "--docs", str(page)]) == 1
     # Evaluation seeds are never read: the folder is refused
     evaluation = [{**run, "seed": run["seed"] + 100, "seed_role": "evaluation"} for run in records]
     (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs + evaluation))
