@@ -5,7 +5,8 @@ From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only
 ``scripts/plot_results.py`` labels it (ours with an entry's settings, sb3-contrib's TRPO, SB3's PPO):
 
 - per task: n, IQM and mean of the final returns with stratified-bootstrap 95% CIs, mean +/- std, the mean return
-  along the learning curves (how soon it learned) and the median ``learn()`` steps per second;
+  along the learning curves (how soon it learned), the median ``learn()`` steps per second and the runs on each CPU
+  capability;
 - over the MuJoCo tasks, with returns normalized by the RL Zoo's published scores of sb3-contrib's TRPO at 1M steps:
   aggregate IQM and mean with 95% CIs, and the performance profile (the fraction of runs above each normalized score);
 - the probability of improvement of ours over sb3-contrib and over PPO (the chance that a run of ours beats a run of
@@ -27,6 +28,7 @@ to override), and it never reads tuning seeds::
 
 import argparse
 import sys
+from collections import Counter
 import warnings
 from pathlib import Path
 from typing import Any
@@ -161,6 +163,16 @@ def _curve_and_speed(runs: list[dict[str, Any]]) -> tuple[str, str]:
     return curve, f"{np.median(speeds):.0f}" if speeds else "-"
 
 
+def cpu_capabilities(runs: list[dict[str, Any]]) -> str:
+    """
+    :param runs: the runs of one algorithm on one task
+    :return: how many ran on each CPU capability (``AVX2 6, AVX512 4``; torch's vector kernels, which decide whether
+        a run reproduces bit for bit), "unknown" for records that do not say; "-" without runs
+    """
+    counts = Counter((run.get("hardware") or {}).get("cpu_capability") or "unknown" for run in runs)
+    return ", ".join(f"{capability} {count}" for capability, count in sorted(counts.items())) or "-"
+
+
 def _with_ci(estimate: dict[str, float], name: str, digits: int) -> str:
     return f"{estimate[name]:.{digits}f} [{estimate[name + '_low']:.{digits}f}, {estimate[name + '_high']:.{digits}f}]"
 
@@ -170,18 +182,19 @@ def per_task_table(records: dict[str, list[dict[str, Any]]]) -> str:
     :return: the Markdown table of each task and algorithm (tasks with at least 2 runs of it)
     """
     scores = headline_scores(records)
-    header = "| task | algorithm | n | IQM [95% CI] | mean [95% CI] | mean +/- std | curve mean | learn() steps/s |"
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    header = "| task | algorithm | n | IQM [95% CI] | mean [95% CI] | mean +/- std | curve mean | learn() steps/s | CPUs |"
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for env_id in sorted(records):
         for label, by_task in sorted(scores.items()):
             if env_id not in by_task or len(by_task[env_id]) < 2:
                 continue
             values = np.array(list(by_task[env_id].values()))
             estimate = iqm_and_mean(values.reshape(-1, 1))
-            curve, speed = _curve_and_speed([run for run in records[env_id] if _headline_label(run) == label])
+            runs = [run for run in records[env_id] if _headline_label(run) == label]
+            curve, speed = _curve_and_speed(runs)
             lines.append(
                 f"| {env_id} | {label} | {len(values)} | {_with_ci(estimate, 'iqm', 1)} | {_with_ci(estimate, 'mean', 1)}"
-                f" | {values.mean():.1f} +/- {values.std():.1f} | {curve} | {speed} |"
+                f" | {values.mean():.1f} +/- {values.std():.1f} | {curve} | {speed} | {cpu_capabilities(runs)} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -508,7 +521,9 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "Evaluation seeds only (100 and up, never used to choose anything), each configuration run once on them: final "
         "return of the final model, deterministic, 20 episodes; IQM and mean with stratified-bootstrap 95% CIs "
         "(rliable); curve mean: the mean evaluated return along the learning curve; steps/s: `learn()` on one core "
-        "(indicative: other work shared the machine). Ours with the task's entry of `zoo_configs/` (`(ours, tuned)`: "
+        "(indicative: other work shared the machine, and machines differ); CPUs: the runs on each CPU capability "
+        "(torch's vector kernels: a run reproduces bit for bit only on the same one; unknown: an older record). "
+        "Ours with the task's entry of `zoo_configs/` (`(ours, tuned)`: "
         "a `# Tuned` entry, with what it changes from the RL Zoo's values); the others with their Zoo settings. Records: "
         + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
         + ". Regenerate: `python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md`."

@@ -299,6 +299,9 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     by_env = report.evaluation_records(str(results))
     text = report.report(by_env, tmp_path / "plots")
     assert "| Hopper-v5 | sb3_trpo TRPO (ours) | 5 | 3600.0 [" in text  # IQM of 5 runs: the middle three
+    assert report.cpu_capabilities(by_env["Hopper-v5"][:5]) == "unknown 5"  # the synthetic records name no CPU
+    machines = [{"hardware": {"cpu_capability": c}} for c in ("AVX2", "AVX512", "AVX2")] + [{"hardware": None}]
+    assert report.cpu_capabilities(machines) == "AVX2 2, AVX512 1, unknown 1" and report.cpu_capabilities([]) == "-"
     # Every run of ours beats every run of contrib on both tasks: P(ours > contrib) = 1 (and its CI)
     assert "| sb3_trpo TRPO (ours) over sb3-contrib TRPO | 1.00 [1.00, 1.00] |" in text
     # The aggregate mean of the normalized scores is the plain mean over runs and tasks
