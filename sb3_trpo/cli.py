@@ -271,9 +271,9 @@ def train(argv: Sequence[str]) -> None:
         raise CLIError(str(error)) from None
     finally:
         if rank is not None:
-            import torch.distributed as dist
+            from sb3_trpo.common.distributed import close_process_group
 
-            dist.destroy_process_group()
+            close_process_group()
 
 
 def _init_data_parallel(options: TrainOptions) -> int:

@@ -33,6 +33,8 @@ import torch as th
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sb3_trpo.common.distributed import close_process_group
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # the sibling script: the Zoo's entries, versions, git state, machine
 
@@ -87,7 +89,7 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
             Path(out).write_text(json.dumps(result))
     finally:
         if world > 1:
-            dist.destroy_process_group()
+            close_process_group()
 
 
 def _time_parts(model: Any) -> dict[str, float]:

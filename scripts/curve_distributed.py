@@ -29,6 +29,8 @@ import torch as th
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from sb3_trpo.common.distributed import close_process_group
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # the sibling script: entries, versions, git state, machine, records
 import evaluation_report  # IQM and mean with bootstrap CIs
@@ -125,7 +127,7 @@ def _rank(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> N
         Path(out).write_text(json.dumps(record))
     finally:
         if world > 1:
-            dist.destroy_process_group()
+            close_process_group()
 
 
 def load_records(out: Path) -> list[dict[str, Any]]:

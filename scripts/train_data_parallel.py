@@ -19,7 +19,7 @@ import torch.distributed as dist
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from sb3_trpo.common.distributed import DataParallelCheckpoint, load_checkpoint
+from sb3_trpo.common.distributed import DataParallelCheckpoint, close_process_group, load_checkpoint
 from sb3_trpo.zoo import ALGORITHMS
 
 
@@ -62,7 +62,7 @@ def main() -> None:
             if args.save:
                 model.save(args.save)
     finally:
-        dist.destroy_process_group()
+        close_process_group()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
 
 from sb3_trpo import NPG, TRPO
+from sb3_trpo.common.distributed import close_process_group
 from sb3_trpo.common.natural_gradient import get_flat_params
 
 N_STEPS = 64
@@ -60,7 +61,7 @@ def _one_update_on_half_the_batch(rank: int, port: int, folder: str) -> None:
         model.train()
         np.save(Path(folder) / f"after_{rank}.npy", get_flat_params(list(model.policy.parameters())).numpy())
     finally:
-        dist.destroy_process_group()
+        close_process_group()
 
 
 def test_one_update_on_two_ranks_holding_halves_equals_one_process_on_the_whole_batch(
@@ -139,7 +140,7 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
         assert model.verbose == (1 if rank == 0 else 0)
         (Path(folder) / f"ok_{algo}_{rank}").write_text("ok")
     finally:
-        dist.destroy_process_group()
+        close_process_group()
 
 
 @pytest.mark.parametrize("algo", ["trpo", "npg", "trpo_mask", "trpo_lstm", "trpo_mask_lstm", "trpo_dict"])
@@ -172,7 +173,7 @@ def _gather_and_broadcast(rank: int, port: int, folder: str) -> None:
         assert th.equal(by_gather, th.tensor([1.5, 1.0, -3.0])) and th.equal(by_all_reduce, by_gather)
         (Path(folder) / f"ok_{rank}").write_text("ok")
     finally:
-        dist.destroy_process_group()
+        close_process_group()
 
 
 def test_gather_broadcast_and_mean_collectives(tmp_path: Path) -> None:
@@ -226,7 +227,7 @@ def _normalized_learn_on_two_ranks(rank: int, port: int, folder: str) -> None:
             seen=np.concatenate(seen_obs),
         )  # fmt: skip
     finally:
-        dist.destroy_process_group()
+        close_process_group()
 
 
 def test_vec_normalize_statistics_are_those_of_all_ranks_data(tmp_path: Path) -> None:
@@ -275,6 +276,8 @@ def _run_until_a_rank_dies(rank: int, port: int, folder: str) -> None:
     except Exception as error:  # rank 0: its peer is gone
         (Path(folder) / "rank0_error.txt").write_text(f"{type(error).__name__} after {time.monotonic() - start:.0f} s")
         raise
+    finally:
+        close_process_group()  # rank 0 then exits with its error (1), not aborted by gloo's threads at exit
 
 
 def _resume(rank: int, port: int, folder: str) -> None:
@@ -294,7 +297,7 @@ def _resume(rank: int, port: int, folder: str) -> None:
         assert model.num_timesteps == 6 * N_STEPS and model._n_updates == 6 and check.n_checked == 3
         (Path(folder) / f"resumed_{rank}").write_text("ok")
     finally:
-        dist.destroy_process_group()
+        close_process_group()
 
 
 def test_a_dead_rank_stops_the_others_and_the_job_resumes_from_its_checkpoint(tmp_path: Path) -> None:
