@@ -1,11 +1,12 @@
 """
 Ablation of TRPO's options and NPG: TRPO with its defaults, each option alone, all options together, and NPG.
 
-Every variant takes the environment's entry of ``zoo_configs/trpo.yml`` (budget included) and changes only what its
-name says; the variants' hyperparameter files are written to ``benchmarks/configs/ablation/`` from that entry, so
-each run's record names the file and values it ran. The seeds are evaluation seeds (100-104: no config was ever
-chosen on them), one run per variant, env and seed. The option values are fixed in advance (``VARIANTS``), not chosen
-on these seeds.
+Every variant takes the environment's entry of ``zoo_configs/trpo.yml`` (budget included; where a robustness candidate
+has since replaced the entry the ablation ran on, that former entry, ``benchmarks/configs/former_entries.yml``, so
+that the committed ablation stays the one reported) and changes only what its name says; the variants' hyperparameter
+files are written to ``benchmarks/configs/ablation/`` from that entry, so each run's record names the file and values
+it ran. The seeds are evaluation seeds (100-104: no config was ever chosen on them), one run per variant, env and
+seed. The option values are fixed in advance (``VARIANTS``), not chosen on these seeds.
 
 Runs go through ``scripts/benchmark.py`` (one process per core, one torch thread, resumable: finished runs are
 skipped), into ``benchmarks/ablation/results/<env>.jsonl``::
@@ -62,6 +63,9 @@ def variant_config(variant: str) -> Path:
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
+    former = REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"
+    if former.exists():
+        base.update(load_config(former))
     _, options = VARIANTS[variant]
     entries = {env_id: {**base[env_id], **options} for env_id in ENVS}
     header = (

@@ -188,30 +188,57 @@ def _tuned_entries() -> dict[str, dict[str, Any]]:
     }
 
 
+#: former ``# Tuned`` entries, each replaced by the robustness candidate chosen against it (RL Zoo schema)
+FORMER_ENTRIES = REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"
+
+
+@functools.cache
+def _former_entries() -> dict[str, dict[str, Any]]:
+    # benchmarks/configs/former_entries.yml (as runs record them), by environment id
+    if not FORMER_ENTRIES.exists():
+        return {}
+    benchmark = _benchmark_script()
+    return {env_id: benchmark._json_ready(entry) for env_id, entry in zoo.load_config(FORMER_ENTRIES).items()}
+
+
+def _is_entry(record: dict[str, Any], entry: dict[str, Any] | None) -> bool:
+    # sb3_trpo with exactly the entry's hyperparameters (the same names as well as the same values: a candidate that
+    # adds a hyperparameter, policy_kwargs say, is not the entry) at the entry's budget
+    if record["algo"] != "sb3_trpo" or entry is None:
+        return False
+    return record["hyperparams"] == entry and record["budget"] == int(entry["n_timesteps"])
+
+
+def is_former_entry(record: dict[str, Any]) -> bool:
+    """
+    :param record: a run
+    :return: whether it is sb3_trpo with its environment's former ``# Tuned`` entry (``FORMER_ENTRIES``), exactly
+    """
+    return _is_entry(record, _former_entries().get(record["env"]))
+
+
 def is_tuned(record: dict[str, Any]) -> bool:
     """
     :param record: a run
     :return: whether it is sb3_trpo with its environment's ``# Tuned`` entry of ``zoo_configs/trpo.yml`` (exactly
         the entry's hyperparameters, none added, at the entry's budget)
     """
-    entry = _tuned_entries().get(record["env"])
-    if record["algo"] != "sb3_trpo" or entry is None:
-        return False
-    # The same names as well as the same values: a candidate that adds a hyperparameter (policy_kwargs, say) to the
-    # entry is not the entry
-    return record["hyperparams"] == entry and record["budget"] == int(entry["n_timesteps"])
+    return _is_entry(record, _tuned_entries().get(record["env"]))
 
 
 def variant_label(record: dict[str, Any]) -> str:
     """
     :param record: a run
     :return: its line's label: the algorithm, then what its hyperparameters change from the RL Zoo's
-        (``sb3_trpo TRPO (ours), target_kl=0.06``); ``(ours, tuned)`` for a ``# Tuned`` entry that changes them
+        (``sb3_trpo TRPO (ours), target_kl=0.06``); ``(ours, tuned)`` for a ``# Tuned`` entry that changes them,
+        ``(ours, former entry)`` for a former one
     """
     changes = changes_from_rl_zoo(record)
     algo = ALGO_LABELS.get(record["algo"], record["algo"])
     if changes and is_tuned(record):
         algo = algo.replace("(ours)", "(ours, tuned)")
+    elif changes and is_former_entry(record):
+        algo = algo.replace("(ours)", "(ours, former entry)")
     return ", ".join([algo] + [f"{name}={value}" for name, value in changes.items()])
 
 
@@ -219,9 +246,10 @@ def is_headline(record: dict[str, Any]) -> bool:
     """
     :param record: a run
     :return: whether its line belongs in the environment's main plot: an algorithm with the RL Zoo's own
-        hyperparameters, or ours with its ``# Tuned`` entry (the other candidates go to ``candidates/``)
+        hyperparameters, or ours with its ``# Tuned`` entry or a former one (the other candidates go to
+        ``candidates/``)
     """
-    return not changes_from_rl_zoo(record) or is_tuned(record)
+    return not changes_from_rl_zoo(record) or is_tuned(record) or is_former_entry(record)
 
 
 def by_variant(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -5,10 +5,11 @@ Where a target is missed on the evaluation seeds (``scripts/evaluation_report.py
 afresh with the entry itself on the tuning seeds 0-4 (``scripts/benchmark.py --seeds 0 1 2 3 4 --out
 benchmarks/robustness``, see docs/guide/reproducing.md). This script reads those records (tuning seeds only; it
 refuses evaluation seeds and stale records) and writes, per task, the entry (ours with the RL Zoo's settings or its
-``# Tuned`` entry, as ``scripts/plot_results.py`` labels it) and each candidate (labeled by what it changes from the
-Zoo's values): n, the seeds, IQM with its stratified-bootstrap 95% CI and mean +/- std of the final returns, the
-coefficient of variation, the probability that a run of the candidate beats a run of the entry with its 95% CI
-(rliable), and the verdict:
+``# Tuned`` entry, as ``scripts/plot_results.py`` labels it; once a chosen candidate has replaced it in
+``zoo_configs/trpo.yml``, the former entry of ``benchmarks/configs/former_entries.yml``) and each candidate (labeled
+by what it changes from the Zoo's values, the one that replaced the entry as ``(ours, tuned)``): n, the seeds, IQM
+with its stratified-bootstrap 95% CI and mean +/- std of the final returns, the coefficient of variation, the
+probability that a run of the candidate beats a run of the entry with its 95% CI (rliable), and the verdict:
 
 - ``chosen``: at least ``MIN_SEEDS`` seeds, the entry's seeds exactly, an IQM above the entry's and P(candidate >
   entry) > 0.5; of several, the one with the highest IQM. A chosen candidate then runs once on the evaluation seeds;
@@ -90,7 +91,10 @@ def robustness_table(records: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for env_id in sorted(records):
         variants = plot_results.by_variant(records[env_id])
-        entries = [label for label, runs in variants.items() if plot_results.is_headline(runs[0])]
+        # The entry the candidates were judged against: the former entry once a candidate has replaced it
+        entries = [label for label, runs in variants.items() if plot_results.is_former_entry(runs[0])] or [
+            label for label, runs in variants.items() if plot_results.is_headline(runs[0])
+        ]
         candidates = {label: final_returns(runs) for label, runs in variants.items() if label not in entries}
         if len(entries) != 1 or not candidates:
             continue

@@ -199,10 +199,13 @@ def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):
         "trpo_all_options",
         "npg",
     }
-    # Each variant's file is trpo.yml's entry with its options, and nothing else changed
+    # Each variant's file is trpo.yml's entry with its options, and nothing else changed (the former entry where a
+    # robustness candidate has since replaced the one the ablation ran on)
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
+    base.update(load_config(REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"))
+    assert base["Hopper-v5"]["target_kl"] == 0.03  # the entry of the committed ablation runs
     for variant, (_, options) in ablation.VARIANTS.items():
         entries = load_config(ablation.variant_config(variant))
         assert sorted(entries) == sorted(ablation.ENVS)
@@ -635,3 +638,36 @@ def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning
     evaluation = [{**run, "seed": run["seed"] + 100, "seed_role": "evaluation"} for run in records]
     (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs + evaluation))
     assert robustness.main(["--results", str(results)]) == 2
+
+
+def test_a_former_entry_keeps_its_results_and_the_candidates_stay_judged_against_it(tmp_path, monkeypatch):
+    # Once a chosen candidate replaces the entry in zoo_configs/trpo.yml, the former entry's runs are labeled as
+    # such and stay in the headline tables, and the robustness table still judges the candidates against it
+    plot_results, robustness = load_script("plot_results"), load_script("robustness_report")
+    monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
+    benchmark = load_script("benchmark")
+    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": [2000.0, 4000.0, 1800.0, 4500.0, 1900.0]}})]
+    former = {**ours[0]["hyperparams"], "target_kl": 0.03}
+    current = {**former, "target_kl": "lin_0.06"}
+    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"HalfCheetah-v5": former})
+    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"HalfCheetah-v5": current})
+    records = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning", "hyperparams": former} for run in ours]
+    promoted = [{**run, "hyperparams": current, "final_eval": {"mean": run["final_eval"]["mean"] + 100}} for run in records]
+    other = [{**run, "hyperparams": {**former, "ent_coef": 0.01}} for run in records]
+    assert plot_results.is_former_entry(records[0]) and not plot_results.is_tuned(records[0])
+    assert plot_results.variant_label(records[0]) == "sb3_trpo TRPO (ours, former entry), target_kl=0.03"
+    assert plot_results.is_headline(records[0]) and plot_results.is_headline(promoted[0])
+    assert not plot_results.is_former_entry(other[0]) and not plot_results.is_headline(other[0])
+    assert not plot_results.is_former_entry({**records[0], "algo": "sb3_contrib"})
+    results = tmp_path / "robustness"
+    results.mkdir()
+    (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in records + promoted + other))
+    rows = {
+        row.split(" | ")[1]: row.split(" | ")[-1]
+        for row in robustness.robustness_table(robustness.tuning_records(str(results))).splitlines()[2:]
+    }
+    assert rows == {
+        "sb3_trpo TRPO (ours, former entry), target_kl=0.03": "entry |",
+        "sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06": "chosen |",
+        "sb3_trpo TRPO (ours), ent_coef=0.01, target_kl=0.03": "not chosen |",
+    }
