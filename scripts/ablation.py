@@ -63,9 +63,8 @@ def variant_config(variant: str) -> Path:
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
-    former = REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"
-    if former.exists():
-        base.update(load_config(former))
+    if benchmark.FORMER_ENTRIES.exists():
+        base.update(load_config(benchmark.FORMER_ENTRIES))
     _, options = VARIANTS[variant]
     entries = {env_id: {**base[env_id], **options} for env_id in ENVS}
     header = (

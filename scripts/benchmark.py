@@ -85,6 +85,8 @@ MUJOCO = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # --trpo-config / --ppo-config value that stands for the RL Zoo's own hyperparams/trpo.yml / ppo.yml
 RL_ZOO = "rl_zoo"
+#: former ``# Tuned`` entries of zoo_configs/trpo.yml, each replaced by the robustness candidate chosen against it
+FORMER_ENTRIES = REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"
 
 
 @dataclass

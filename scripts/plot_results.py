@@ -188,17 +188,13 @@ def _tuned_entries() -> dict[str, dict[str, Any]]:
     }
 
 
-#: former ``# Tuned`` entries, each replaced by the robustness candidate chosen against it (RL Zoo schema)
-FORMER_ENTRIES = REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"
-
-
 @functools.cache
 def _former_entries() -> dict[str, dict[str, Any]]:
-    # benchmarks/configs/former_entries.yml (as runs record them), by environment id
-    if not FORMER_ENTRIES.exists():
-        return {}
+    # benchmark.FORMER_ENTRIES, benchmarks/configs/former_entries.yml (as runs record them), by environment id
     benchmark = _benchmark_script()
-    return {env_id: benchmark._json_ready(entry) for env_id, entry in zoo.load_config(FORMER_ENTRIES).items()}
+    if not benchmark.FORMER_ENTRIES.exists():
+        return {}
+    return {env_id: benchmark._json_ready(entry) for env_id, entry in zoo.load_config(benchmark.FORMER_ENTRIES).items()}
 
 
 def _is_entry(record: dict[str, Any], entry: dict[str, Any] | None) -> bool:
@@ -212,7 +208,7 @@ def _is_entry(record: dict[str, Any], entry: dict[str, Any] | None) -> bool:
 def is_former_entry(record: dict[str, Any]) -> bool:
     """
     :param record: a run
-    :return: whether it is sb3_trpo with its environment's former ``# Tuned`` entry (``FORMER_ENTRIES``), exactly
+    :return: whether it is sb3_trpo with its environment's former ``# Tuned`` entry (``benchmark.FORMER_ENTRIES``), exactly
     """
     return _is_entry(record, _former_entries().get(record["env"]))
 

@@ -5,16 +5,20 @@ Where a target is missed on the evaluation seeds (``scripts/evaluation_report.py
 afresh with the entry itself on the tuning seeds 0-4 (``scripts/benchmark.py --seeds 0 1 2 3 4 --out
 benchmarks/robustness``, see docs/guide/reproducing.md). This script reads those records (tuning seeds only; it
 refuses evaluation seeds and stale records) and writes, per task, the entry (ours with the RL Zoo's settings or its
-``# Tuned`` entry, as ``scripts/plot_results.py`` labels it; once a chosen candidate has replaced it in
-``zoo_configs/trpo.yml``, the former entry of ``benchmarks/configs/former_entries.yml``) and each candidate (labeled
-by what it changes from the Zoo's values, the one that replaced the entry as ``(ours, tuned)``): n, the seeds, IQM
-with its stratified-bootstrap 95% CI and mean +/- std of the final returns, the coefficient of variation, the
-probability that a run of the candidate beats a run of the entry with its 95% CI (rliable), and the verdict:
+``# Tuned`` entry, as ``scripts/plot_results.py`` labels it) and each candidate (labeled by what it changes from the
+Zoo's values): n, the seeds, IQM with its stratified-bootstrap 95% CI and mean +/- std of the final returns, the
+coefficient of variation, the probability that a run of the candidate beats a run of the entry with its 95% CI
+(rliable), and the verdict:
 
 - ``chosen``: at least ``MIN_SEEDS`` seeds, the entry's seeds exactly, an IQM above the entry's and P(candidate >
   entry) > 0.5; of several, the one with the highest IQM. A chosen candidate then runs once on the evaluation seeds;
 - ``not chosen``: judged on those seeds and not better;
 - ``pending``: fewer than ``MIN_SEEDS`` seeds of it or of the entry, or not the entry's seeds.
+
+Once a chosen candidate has replaced the entry in ``zoo_configs/trpo.yml`` (the former entry kept in
+``benchmarks/configs/former_entries.yml``), the table shows the former entry (``former entry``), the candidate that
+replaced it (``(ours, tuned)``, its P and verdict against the former entry: ``chosen, now the entry``), and judges
+every other candidate against the new entry: to replace the entry, a candidate has to beat the one in place.
 
 ::
 
@@ -86,34 +90,44 @@ def _column(scores: dict[int, float]) -> np.ndarray:
 def robustness_table(records: dict[str, list[dict[str, Any]]]) -> str:
     """
     :param records: the tuning-seed runs of ours per task (:func:`tuning_records`)
-    :return: the Markdown table, per task with an entry and at least one candidate; empty when no task has both
+    :return: the Markdown table, per task with an entry and at least one candidate, or a former entry; empty when
+        no task has either
     """
     lines = []
     for env_id in sorted(records):
         variants = plot_results.by_variant(records[env_id])
-        # The entry the candidates were judged against: the former entry once a candidate has replaced it
-        entries = [label for label, runs in variants.items() if plot_results.is_former_entry(runs[0])] or [
-            label for label, runs in variants.items() if plot_results.is_headline(runs[0])
-        ]
-        candidates = {label: final_returns(runs) for label, runs in variants.items() if label not in entries}
-        if len(entries) != 1 or not candidates:
+        former = [label for label, runs in variants.items() if plot_results.is_former_entry(runs[0])]
+        entries = [label for label, runs in variants.items() if plot_results.is_headline(runs[0]) and label not in former]
+        if len(former) > 1 or len(entries) > 1 or not (former or entries):
             continue
-        entry = final_returns(variants[entries[0]])
-        verdict = {entries[0]: "entry", **verdicts(entry, candidates)}
-        for label, scores in [(entries[0], entry), *candidates.items()]:
-            column = _column(scores)
+        scores = {label: final_returns(runs) for label, runs in variants.items()}
+        entry = entries[0] if entries else None
+        # Each row's baseline (None: none) and verdict
+        rows: dict[str, tuple[str | None, str]] = {}
+        if former:
+            rows[former[0]] = (None, "former entry")
+            if entry is not None:
+                replaced = verdicts(scores[former[0]], {entry: scores[entry]})[entry]
+                rows[entry] = (former[0], f"{replaced}, now the entry")
+        elif entry is not None:
+            rows[entry] = (None, "entry")
+        candidates = {label: value for label, value in scores.items() if label not in rows}
+        if not candidates and not former:
+            continue
+        judged = verdicts(scores[entry] if entry is not None else {}, candidates)
+        rows.update({label: (entry, judged[label]) for label in candidates})
+        for label, (against, verdict) in rows.items():
+            column = _column(scores[label])
             values = column[:, 0]
             poi = "-"
-            if label != entries[0] and set(scores) == set(entry) and len(scores) >= 2:
-                estimate = evaluation_report.probability_of_improvement(column, _column(entry))
+            if against is not None and set(scores[label]) == set(scores[against]) and len(values) >= 2:
+                estimate = evaluation_report.probability_of_improvement(column, _column(scores[against]))
                 poi = f"{estimate['poi']:.2f} [{estimate['low']:.2f}, {estimate['high']:.2f}]"
-            seeds = ",".join(str(seed) for seed in sorted(scores))
+            seeds = ",".join(str(seed) for seed in sorted(scores[label]))
             iqm = evaluation_report._with_ci(evaluation_report.iqm_and_mean(column), "iqm", 1) if len(values) > 1 else "-"
             spread = f"{values.mean():.1f} +/- {values.std():.1f}"
             cv = f"{values.std() / abs(values.mean()):.3f}" if values.mean() else "-"
-            lines.append(
-                f"| {env_id} | {label} | {len(values)} | {seeds} | {iqm} | {spread} | {cv} | {poi} | {verdict[label]} |"
-            )
+            lines.append(f"| {env_id} | {label} | {len(values)} | {seeds} | {iqm} | {spread} | {cv} | {poi} | {verdict} |")
     if not lines:
         return ""
     header = (

@@ -204,7 +204,7 @@ def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
-    base.update(load_config(REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"))
+    base.update(load_config(load_script("benchmark").FORMER_ENTRIES))
     assert base["Hopper-v5"]["target_kl"] == 0.03  # the entry of the committed ablation runs
     for variant, (_, options) in ablation.VARIANTS.items():
         entries = load_config(ablation.variant_config(variant))
@@ -640,9 +640,10 @@ def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning
     assert robustness.main(["--results", str(results)]) == 2
 
 
-def test_a_former_entry_keeps_its_results_and_the_candidates_stay_judged_against_it(tmp_path, monkeypatch):
+def test_a_former_entry_keeps_its_results_and_the_candidates_are_judged_against_the_new_entry(tmp_path, monkeypatch):
     # Once a chosen candidate replaces the entry in zoo_configs/trpo.yml, the former entry's runs are labeled as
-    # such and stay in the headline tables, and the robustness table still judges the candidates against it
+    # such and stay in the headline tables; the robustness table judges the entry that replaced it against it, and
+    # every other candidate against the new entry (to replace the entry, a candidate has to beat the one in place)
     plot_results, robustness = load_script("plot_results"), load_script("robustness_report")
     monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
     benchmark = load_script("benchmark")
@@ -654,6 +655,11 @@ def test_a_former_entry_keeps_its_results_and_the_candidates_stay_judged_against
     records = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning", "hyperparams": former} for run in ours]
     promoted = [{**run, "hyperparams": current, "final_eval": {"mean": run["final_eval"]["mean"] + 100}} for run in records]
     other = [{**run, "hyperparams": {**former, "ent_coef": 0.01}} for run in records]
+    # Better than the former entry (P 0.60), worse than the new one: judged against the new one, not chosen
+    second = [
+        {**run, "hyperparams": {**former, "target_kl": "lin_0.03"}, "final_eval": {"mean": run["final_eval"]["mean"] + 50}}
+        for run in records
+    ]
     assert plot_results.is_former_entry(records[0]) and not plot_results.is_tuned(records[0])
     assert plot_results.variant_label(records[0]) == "sb3_trpo TRPO (ours, former entry), target_kl=0.03"
     assert plot_results.is_headline(records[0]) and plot_results.is_headline(promoted[0])
@@ -661,13 +667,24 @@ def test_a_former_entry_keeps_its_results_and_the_candidates_stay_judged_against
     assert not plot_results.is_former_entry({**records[0], "algo": "sb3_contrib"})
     results = tmp_path / "robustness"
     results.mkdir()
-    (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in records + promoted + other))
-    rows = {
-        row.split(" | ")[1]: row.split(" | ")[-1]
-        for row in robustness.robustness_table(robustness.tuning_records(str(results))).splitlines()[2:]
-    }
+    all_runs = records + promoted + other + second
+    (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs))
+    table = robustness.robustness_table(robustness.tuning_records(str(results))).splitlines()[2:]
+    rows = {row.split(" | ")[1]: row.split(" | ")[-1] for row in table}
     assert rows == {
-        "sb3_trpo TRPO (ours, former entry), target_kl=0.03": "entry |",
-        "sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06": "chosen |",
+        "sb3_trpo TRPO (ours, former entry), target_kl=0.03": "former entry |",
+        "sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06": "chosen, now the entry |",
         "sb3_trpo TRPO (ours), ent_coef=0.01, target_kl=0.03": "not chosen |",
+        "sb3_trpo TRPO (ours), target_kl=lin_0.03": "not chosen |",
     }
+    poi = {row.split(" | ")[1]: row.split(" | ")[7] for row in table}
+
+    def share(candidate: list[dict], baseline: list[dict]) -> float:
+        # P(candidate > baseline): the share of (candidate run, baseline run) pairs the candidate wins, ties half
+        pairs = [(c["final_eval"]["mean"], b["final_eval"]["mean"]) for c in candidate for b in baseline]
+        return sum((c > b) + 0.5 * (c == b) for c, b in pairs) / len(pairs)
+
+    assert poi["sb3_trpo TRPO (ours, former entry), target_kl=0.03"] == "-"
+    assert poi["sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06"].startswith(f"{share(promoted, records):.2f} [")
+    assert share(second, records) > 0.5 > share(second, promoted)
+    assert poi["sb3_trpo TRPO (ours), target_kl=lin_0.03"].startswith(f"{share(second, promoted):.2f} [")
