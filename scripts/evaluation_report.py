@@ -130,6 +130,32 @@ def headline_scores(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[
     return scores
 
 
+#: ours in the MuJoCo aggregate, one label across tasks: on each task its entry of ``zoo_configs/trpo.yml``
+OURS_ENTRIES = plot_results.ALGO_LABELS[OURS].replace("(ours)", "(ours, each task's entry)")
+
+
+def aggregate_scores(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[int, float]]]:
+    """
+    The scores the MuJoCo aggregate compares, one label per algorithm across tasks (``headline_scores`` labels ours by
+    what each task's entry changes, so no label of ours spans two tuned tasks).
+
+    :return: algorithm label -> task -> seed -> final return: each other algorithm with the Zoo's settings, and ours
+        (``OURS_ENTRIES``) with each task's current entry: its ``# Tuned`` entry where its runs exist, else the Zoo's
+        settings; never a former entry nor a candidate
+    """
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    for env_id, runs in records.items():
+        tuned = any(plot_results.is_tuned(run) for run in runs)
+        for run in runs:
+            if not plot_results.is_headline(run) or plot_results.is_former_entry(run):
+                continue
+            if run["algo"] == OURS and tuned and not plot_results.is_tuned(run):
+                continue
+            label = OURS_ENTRIES if run["algo"] == OURS else plot_results.variant_label(run)
+            scores.setdefault(label, {}).setdefault(env_id, {})[run["seed"]] = run["final_eval"]["mean"]
+    return scores
+
+
 def score_matrix(by_task: dict[str, dict[int, float]], tasks: list[str], normalize: bool) -> np.ndarray:
     """
     :return: shape (n_seeds, n_tasks) over the seeds every task has, normalized by ``ZOO_PUBLISHED`` when asked
@@ -220,7 +246,7 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
     """
     :return: the Markdown report (per-task table, MuJoCo aggregate, probabilities of improvement)
     """
-    scores = headline_scores(records)
+    scores = aggregate_scores(records)
     text = tables(records)
 
     mujoco = {

@@ -233,7 +233,8 @@ def variant_label(record: dict[str, Any]) -> str:
     algo = ALGO_LABELS.get(record["algo"], record["algo"])
     if changes and is_tuned(record):
         algo = algo.replace("(ours)", "(ours, tuned)")
-    elif changes and is_former_entry(record):
+    elif is_former_entry(record):
+        # also where the former entry is the Zoo's values: the plain "(ours)" would read as the current entry
         algo = algo.replace("(ours)", "(ours, former entry)")
     return ", ".join([algo] + [f"{name}={value}" for name, value in changes.items()])
 

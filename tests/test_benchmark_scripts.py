@@ -306,10 +306,10 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     machines = [{"hardware": {"cpu_capability": c}} for c in ("AVX2", "AVX512", "AVX2")] + [{"hardware": None}]
     assert report.cpu_capabilities(machines) == "AVX2 2, AVX512 1, unknown 1" and report.cpu_capabilities([]) == "-"
     # Every run of ours beats every run of contrib on both tasks: P(ours > contrib) = 1 (and its CI)
-    assert "| sb3_trpo TRPO (ours) over sb3-contrib TRPO | 1.00 [1.00, 1.00] |" in text
+    assert "| sb3_trpo TRPO (ours, each task's entry) over sb3-contrib TRPO | 1.00 [1.00, 1.00] |" in text
     # The aggregate mean of the normalized scores is the plain mean over runs and tasks
     normalized = (sum(ours["Hopper-v5"]) / 3618.0 + sum(ours["Swimmer-v5"]) / 366.0) / 10
-    assert "| sb3_trpo TRPO (ours) | 5 x 2 | " in text and f"{normalized:.2f} [" in text
+    assert "| sb3_trpo TRPO (ours, each task's entry) | 5 x 2 | " in text and f"{normalized:.2f} [" in text
     assert (tmp_path / "plots" / "performance_profile.png").stat().st_size > 0
     assert (tmp_path / "plots" / "probability_of_improvement.png").stat().st_size > 0
     # Tuning-seed records are never read
@@ -317,6 +317,37 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     (results / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tuning))
     assert all(r["seed_role"] == "evaluation" for r in report.evaluation_records(str(results))["Swimmer-v5"])
     assert report.evaluation_records(str(results))["Hopper-v5"] == []
+
+
+def test_the_aggregate_takes_each_task_s_current_entry_of_ours_under_one_label(monkeypatch):
+    # Ours is labeled by what each task's entry changes, so the MuJoCo aggregate gathers the current entries under one
+    # label: the `# Tuned` entry where its runs exist (not a former entry, not a candidate), else the Zoo's settings
+    report, plot_results = load_script("evaluation_report"), load_script("plot_results")
+    benchmark = load_script("benchmark")
+    zoo = {"Hopper-v5": [1.0, 2.0], "Swimmer-v5": [3.0, 4.0], "Walker2d-v5": [5.0, 6.0]}
+    records = _synthetic_records(benchmark, {"sb3_trpo": zoo, "sb3_contrib": zoo})
+    hopper, swimmer = records[0]["hyperparams"], records[2]["hyperparams"]
+    former, tuned = {**hopper, "target_kl": 0.03}, {**hopper, "target_kl": "lin_0.06"}
+    monkeypatch.setattr(report.plot_results, "_former_entries", lambda: {"Hopper-v5": former, "Swimmer-v5": swimmer})
+    monkeypatch.setattr(report.plot_results, "_tuned_entries", lambda: {"Hopper-v5": tuned})
+    extra = [
+        {**records[0], "hyperparams": former, "final_eval": {"mean": 10.0}},
+        {**records[0], "hyperparams": tuned, "final_eval": {"mean": 20.0}},
+        {**records[1], "hyperparams": tuned, "final_eval": {"mean": 30.0}},
+        {**records[0], "hyperparams": {**tuned, "ent_coef": 0.01}, "final_eval": {"mean": 40.0}},  # a candidate
+    ]
+    by_env: dict[str, list[dict]] = {}
+    for run in records + extra:
+        by_env.setdefault(run["env"], []).append(run)
+    scores = report.aggregate_scores(by_env)
+    assert scores[report.OURS_ENTRIES] == {
+        "Hopper-v5": {100: 20.0, 101: 30.0},  # the tuned entry; not the Zoo's values, the former entry, the candidate
+        "Walker2d-v5": {100: 5.0, 101: 6.0},  # no tuned runs: the Zoo's settings
+    }  # Swimmer-v5: its only runs of ours are a former entry (the Zoo's values)
+    assert scores[plot_results.ALGO_LABELS["sb3_contrib"]]["Swimmer-v5"] == {100: 3.0, 101: 4.0}
+    # A former entry that is the Zoo's values is labeled as former too, not as the current "(ours)"
+    assert report.plot_results.variant_label(records[2]) == "sb3_trpo TRPO (ours, former entry)"
+    assert report.plot_results.variant_label(records[4]) == "sb3_trpo TRPO (ours)"
 
 
 def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
@@ -368,8 +399,9 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     assert row.startswith("| Hopper-v5 | sb3_trpo TRPO (ours, tuned), n_steps=2048 | 5 | final | 3618 | 3600.0 [")
 
 
-def test_exploration_table_reads_the_std_early_in_training_against_the_final_return():
+def test_exploration_table_reads_the_std_early_in_training_against_the_final_return(monkeypatch):
     report = load_script("evaluation_report")
+    monkeypatch.setattr(report.plot_results, "_former_entries", dict)  # the Zoo's values as the current entry
     benchmark = load_script("benchmark")
     finals = [5000.0, 1800.0, 4500.0, 1700.0, 3000.0]
     records = _synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": finals}, "ppo": {"HalfCheetah-v5": finals}})
@@ -597,6 +629,7 @@ def test_bench_learn_times_evaluation_with_our_predict_and_sb3s(tmp_path):
 def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning_seeds(tmp_path, monkeypatch):
     robustness = load_script("robustness_report")
     monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
+    monkeypatch.setattr(robustness.plot_results, "_former_entries", dict)  # an entry never replaced
     benchmark = load_script("benchmark")
     entry = [2000.0, 4000.0, 1800.0, 4500.0, 1900.0]
     (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": entry}})]
