@@ -2,7 +2,7 @@
 Ablation of TRPO's options and NPG: TRPO with its defaults, each option alone, all options together, and NPG.
 
 Every variant takes the environment's entry of ``zoo_configs/trpo.yml`` (budget included; where a robustness candidate
-has since replaced the entry the ablation ran on, that former entry, ``benchmarks/configs/former_entries.yml``, so
+has since replaced the entry the ablation ran on, that former entry, the oldest in ``benchmark.FORMER_ENTRIES``, so
 that the committed ablation stays the one reported) and changes only what its name says; the variants' hyperparameter
 files are written to ``benchmarks/configs/ablation/`` from that entry, so each run's record names the file and values
 it ran. The seeds are evaluation seeds (100-104: no config was ever chosen on them), one run per variant, env and
@@ -63,8 +63,8 @@ def variant_config(variant: str) -> Path:
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
-    if benchmark.FORMER_ENTRIES.exists():
-        base.update(load_config(benchmark.FORMER_ENTRIES))
+    # The oldest former entry: the one in place when the ablation ran
+    base.update({env_id: entries[0] for env_id, entries in benchmark.former_entries().items()})
     _, options = VARIANTS[variant]
     entries = {env_id: {**base[env_id], **options} for env_id in ENVS}
     header = (

@@ -85,8 +85,26 @@ MUJOCO = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # --trpo-config / --ppo-config value that stands for the RL Zoo's own hyperparams/trpo.yml / ppo.yml
 RL_ZOO = "rl_zoo"
-#: former ``# Tuned`` entries of zoo_configs/trpo.yml, each replaced by the robustness candidate chosen against it
-FORMER_ENTRIES = REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml"
+#: former ``# Tuned`` entries of zoo_configs/trpo.yml, each replaced by the robustness candidate chosen against it, by
+#: generation (the RL Zoo's schema holds one entry per task, so a task's second replaced entry goes to the second file)
+FORMER_ENTRIES = (
+    REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml",
+    REPO_ROOT / "benchmarks" / "configs" / "former_entries_2.yml",
+)
+
+
+def former_entries() -> dict[str, list[dict[str, Any]]]:
+    """
+    :return: each task's former ``# Tuned`` entries (``FORMER_ENTRIES``), oldest first, as the files hold them
+    """
+    from sb3_trpo.zoo import load_config
+
+    entries: dict[str, list[dict[str, Any]]] = {}
+    for path in FORMER_ENTRIES:
+        if path.is_file():
+            for env_id, entry in load_config(path).items():
+                entries.setdefault(env_id, []).append(entry)
+    return entries
 
 
 @dataclass

@@ -551,7 +551,7 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "(torch's vector kernels: a run reproduces bit for bit only on the same one; unknown: an older record). "
         "Ours with the task's entry of `zoo_configs/` (`(ours, tuned)`: "
         "a `# Tuned` entry, with what it changes from the RL Zoo's values; `(ours, former entry)`: an entry since "
-        "replaced by the robustness candidate chosen against it on tuning seeds, `benchmarks/configs/former_entries.yml`); "
+        "replaced by the robustness candidate chosen against it on tuning seeds, `benchmarks/configs/former_entries*.yml`); "
         "the others with their Zoo settings. Records: "
         + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
         + ". Regenerate: `python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md`."

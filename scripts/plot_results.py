@@ -189,12 +189,12 @@ def _tuned_entries() -> dict[str, dict[str, Any]]:
 
 
 @functools.cache
-def _former_entries() -> dict[str, dict[str, Any]]:
-    # benchmark.FORMER_ENTRIES, benchmarks/configs/former_entries.yml (as runs record them), by environment id
+def _former_entries() -> dict[str, list[dict[str, Any]]]:
+    # benchmark.FORMER_ENTRIES (as runs record them), by environment id, oldest first
     benchmark = _benchmark_script()
-    if not benchmark.FORMER_ENTRIES.exists():
-        return {}
-    return {env_id: benchmark._json_ready(entry) for env_id, entry in zoo.load_config(benchmark.FORMER_ENTRIES).items()}
+    return {
+        env_id: [benchmark._json_ready(entry) for entry in entries] for env_id, entries in benchmark.former_entries().items()
+    }
 
 
 def _is_entry(record: dict[str, Any], entry: dict[str, Any] | None) -> bool:
@@ -205,12 +205,24 @@ def _is_entry(record: dict[str, Any], entry: dict[str, Any] | None) -> bool:
     return record["hyperparams"] == entry and record["budget"] == int(entry["n_timesteps"])
 
 
+def former_generation(record: dict[str, Any]) -> int | None:
+    """
+    :param record: a run
+    :return: which of its environment's former ``# Tuned`` entries (``benchmark.FORMER_ENTRIES``, 0 the oldest) it ran
+        exactly, None for none
+    """
+    for generation, entry in enumerate(_former_entries().get(record["env"], [])):
+        if _is_entry(record, entry):
+            return generation
+    return None
+
+
 def is_former_entry(record: dict[str, Any]) -> bool:
     """
     :param record: a run
-    :return: whether it is sb3_trpo with its environment's former ``# Tuned`` entry (``benchmark.FORMER_ENTRIES``), exactly
+    :return: whether it is sb3_trpo with one of its environment's former ``# Tuned`` entries, exactly
     """
-    return _is_entry(record, _former_entries().get(record["env"]))
+    return former_generation(record) is not None
 
 
 def is_tuned(record: dict[str, Any]) -> bool:

@@ -18,7 +18,10 @@ coefficient of variation, the probability that a run of the candidate beats a ru
 Once a chosen candidate has replaced the entry in ``zoo_configs/trpo.yml`` (the former entry kept in
 ``benchmarks/configs/former_entries.yml``), the table shows the former entry (``former entry``), the candidate that
 replaced it (``(ours, tuned)``, its P and verdict against the former entry: ``chosen, now the entry``), and judges
-every other candidate against the new entry: to replace the entry, a candidate has to beat the one in place.
+every other candidate against the new entry: to replace the entry, a candidate has to beat the one in place. Where
+the entry has been replaced twice (the second former entry in ``benchmarks/configs/former_entries_2.yml``), each
+former entry after the first keeps its verdict against the one it replaced (``chosen, a former entry``), and the
+entry its verdict against the latest former one.
 
 ::
 
@@ -96,19 +99,29 @@ def robustness_table(records: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for env_id in sorted(records):
         variants = plot_results.by_variant(records[env_id])
-        former = [label for label, runs in variants.items() if plot_results.is_former_entry(runs[0])]
+        generations = {label: plot_results.former_generation(runs[0]) for label, runs in variants.items()}
+        former = sorted(
+            (label for label, generation in generations.items() if generation is not None),
+            key=lambda label: generations[label] or 0,
+        )
         entries = [label for label, runs in variants.items() if plot_results.is_headline(runs[0]) and label not in former]
-        if len(former) > 1 or len(entries) > 1 or not (former or entries):
+        if len(entries) > 1 or not (former or entries):
             continue
         scores = {label: final_returns(runs) for label, runs in variants.items()}
         entry = entries[0] if entries else None
-        # Each row's baseline (None: none) and verdict
+        # Each row's baseline (None: none) and verdict. The former entries in the order they were in place: each
+        # later one (and then the entry) against the one it replaced
         rows: dict[str, tuple[str | None, str]] = {}
+        for previous, label in zip([None, *former], former, strict=False):
+            if previous is None:
+                rows[label] = (None, "former entry")
+            else:
+                replaced = verdicts(scores[previous], {label: scores[label]})[label]
+                rows[label] = (previous, f"{replaced}, a former entry")
         if former:
-            rows[former[0]] = (None, "former entry")
             if entry is not None:
-                replaced = verdicts(scores[former[0]], {entry: scores[entry]})[entry]
-                rows[entry] = (former[0], f"{replaced}, now the entry")
+                replaced = verdicts(scores[former[-1]], {entry: scores[entry]})[entry]
+                rows[entry] = (former[-1], f"{replaced}, now the entry")
         elif entry is not None:
             rows[entry] = (None, "entry")
         candidates = {label: value for label, value in scores.items() if label not in rows}

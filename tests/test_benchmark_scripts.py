@@ -204,7 +204,7 @@ def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
-    base.update(load_config(load_script("benchmark").FORMER_ENTRIES))
+    base.update({env_id: entries[0] for env_id, entries in load_script("benchmark").former_entries().items()})
     assert base["Hopper-v5"]["target_kl"] == 0.03  # the entry of the committed ablation runs
     for variant, (_, options) in ablation.VARIANTS.items():
         entries = load_config(ablation.variant_config(variant))
@@ -328,7 +328,7 @@ def test_the_aggregate_takes_each_task_s_current_entry_of_ours_under_one_label(m
     records = _synthetic_records(benchmark, {"sb3_trpo": zoo, "sb3_contrib": zoo})
     hopper, swimmer = records[0]["hyperparams"], records[2]["hyperparams"]
     former, tuned = {**hopper, "target_kl": 0.03}, {**hopper, "target_kl": "lin_0.06"}
-    monkeypatch.setattr(report.plot_results, "_former_entries", lambda: {"Hopper-v5": former, "Swimmer-v5": swimmer})
+    monkeypatch.setattr(report.plot_results, "_former_entries", lambda: {"Hopper-v5": [former], "Swimmer-v5": [swimmer]})
     monkeypatch.setattr(report.plot_results, "_tuned_entries", lambda: {"Hopper-v5": tuned})
     extra = [
         {**records[0], "hyperparams": former, "final_eval": {"mean": 10.0}},
@@ -683,7 +683,7 @@ def test_a_former_entry_keeps_its_results_and_the_candidates_are_judged_against_
     (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": [2000.0, 4000.0, 1800.0, 4500.0, 1900.0]}})]
     former = {**ours[0]["hyperparams"], "target_kl": 0.03}
     current = {**former, "target_kl": "lin_0.06"}
-    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"HalfCheetah-v5": former})
+    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"HalfCheetah-v5": [former]})
     monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"HalfCheetah-v5": current})
     records = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning", "hyperparams": former} for run in ours]
     promoted = [{**run, "hyperparams": current, "final_eval": {"mean": run["final_eval"]["mean"] + 100}} for run in records]
@@ -721,3 +721,57 @@ def test_a_former_entry_keeps_its_results_and_the_candidates_are_judged_against_
     assert poi["sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06"].startswith(f"{share(promoted, records):.2f} [")
     assert share(second, records) > 0.5 > share(second, promoted)
     assert poi["sb3_trpo TRPO (ours), target_kl=lin_0.03"].startswith(f"{share(second, promoted):.2f} [")
+
+
+def test_an_entry_replaced_twice_keeps_each_former_entry_s_verdict_against_the_one_it_replaced(tmp_path, monkeypatch):
+    # A task whose entry was replaced twice (former_entries.yml, then former_entries_2.yml): both former entries are
+    # labeled as such, the second keeps its verdict against the first, the entry its verdict against the second, and
+    # the other candidates are judged against the entry
+    plot_results, robustness = load_script("plot_results"), load_script("robustness_report")
+    monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
+    benchmark = load_script("benchmark")
+    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"Ant-v5": [1000.0, 1200.0, 900.0, 1300.0, 800.0]}})]
+    first = {**ours[0]["hyperparams"], "target_kl": 0.08}
+    second = {**first, "policy_kwargs": "dict(log_std_init=-1)"}
+    current = {**first, "policy_kwargs": "dict(log_std_init=-1, net_arch=[256, 256])"}
+    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"Ant-v5": [first, second]})
+    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"Ant-v5": current})
+    tuning = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning"} for run in ours]
+
+    def runs(hyperparams: dict, shift: float) -> list[dict]:
+        return [
+            {**run, "hyperparams": hyperparams, "final_eval": {"mean": run["final_eval"]["mean"] + shift}} for run in tuning
+        ]
+
+    # The second former entry far above the first, the entry a little above the second, a candidate between the two
+    # former entries (better than the first, not than the entry it would replace)
+    records = runs(first, 0.0) + runs(second, 2000.0) + runs(current, 2150.0) + runs({**first, "gamma": 0.995}, 1000.0)
+    assert [plot_results.former_generation(run) for run in records[::5]] == [0, 1, None, None]
+    assert plot_results.variant_label(records[5]) == (
+        "sb3_trpo TRPO (ours, former entry), policy_kwargs=dict(log_std_init=-1), target_kl=0.08"
+    )
+    results = tmp_path / "robustness"
+    results.mkdir()
+    (results / "Ant-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in records))
+    table = robustness.robustness_table(robustness.tuning_records(str(results))).splitlines()[2:]
+    rows = {row.split(" | ")[1]: (row.split(" | ")[7], row.split(" | ")[-1]) for row in table}
+    labels = [row.split(" | ")[1] for row in table]
+    assert rows == {
+        "sb3_trpo TRPO (ours, former entry), target_kl=0.08": ("-", "former entry |"),
+        labels[1]: (rows[labels[1]][0], "chosen, a former entry |"),
+        labels[2]: (rows[labels[2]][0], "chosen, now the entry |"),
+        "sb3_trpo TRPO (ours), gamma=0.995, target_kl=0.08": (rows[labels[3]][0], "not chosen |"),
+    }
+    assert "log_std_init=-1)" in labels[1] and "former entry" in labels[1] and "(ours, tuned)" in labels[2]
+
+    # Each P against the row it replaced (or would replace): the second former entry beats the first in all 25 pairs
+    # of runs, the entry the second in 18 of 25, the candidate the entry in none (the first former entry in all)
+    def share(candidate: list[dict], baseline: list[dict]) -> float:
+        pairs = [(c["final_eval"]["mean"], b["final_eval"]["mean"]) for c in candidate for b in baseline]
+        return sum((c > b) + 0.5 * (c == b) for c, b in pairs) / len(pairs)
+
+    assert rows[labels[1]][0].startswith(f"{share(records[5:10], records[:5]):.2f} [")
+    assert rows[labels[2]][0].startswith(f"{share(records[10:15], records[5:10]):.2f} [")
+    assert rows[labels[3]][0].startswith(f"{share(records[15:], records[10:15]):.2f} [")
+    assert share(records[5:10], records[:5]) == 1.0 and share(records[10:15], records[5:10]) == 0.72
+    assert share(records[15:], records[:5]) == 1.0 and share(records[15:], records[10:15]) == 0.0
