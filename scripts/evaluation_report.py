@@ -309,7 +309,8 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
     """
     :return: the Markdown table judging ``EVALUATION_TARGETS`` for ours (each headline variant of our TRPO with 2+
         runs on a target task): IQM [95% CI] against the target, the coefficient of variation against ``MAX_CV``,
-        and P(ours > sb3-contrib's TRPO) [95% CI] on the task against 0.5 ("-" until sb3-contrib has 2+ runs there);
+        and P(ours > sb3-contrib's TRPO) [95% CI] on the task against 0.5 ("-" until sb3-contrib has 2+ runs there)
+        with sb3-contrib's number of runs; that verdict is provisional while sb3-contrib has fewer runs than ours;
         empty when no target task has runs of ours
     """
     contrib = plot_results.ALGO_LABELS[CONTRIB]
@@ -326,9 +327,10 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
             others = _judged_scores(runs, contrib, steps)
             if len(others) >= 2:
                 poi = probability_of_improvement(scores.reshape(-1, 1), others.reshape(-1, 1))
-                improvement = f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] | {_verdict(poi['poi'] > 0.5)}"
+                verdict = _verdict(poi["poi"] > 0.5) + (" (provisional)" if len(others) < len(scores) else "")
+                improvement = f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] | {len(others)} | {verdict}"
             else:
-                improvement = "- | -"
+                improvement = f"- | {len(others)} | -"
             at = "final" if steps is None else f"{steps:,} steps"
             lines.append(
                 f"| {env_id} | {label} | {len(scores)} | {at} | {target:g} | {_with_ci(estimate, 'iqm', 1)}"
@@ -338,7 +340,8 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
         return ""
     header = (
         f"| task | ours | n | judged at | target (IQM) | IQM [95% CI] | IQM >= target | CV | CV <= {MAX_CV:g} "
-        "| P(ours > sb3-contrib TRPO) [95% CI] | > 0.5 |\n|---|---|---|---|---:|---|---|---:|---|---|---|\n"
+        "| P(ours > sb3-contrib TRPO) [95% CI] | sb3-contrib n | > 0.5 |\n"
+        "|---|---|---|---|---:|---|---|---:|---|---|---:|---|\n"
     )
     return header + "\n".join(lines) + "\n"
 
