@@ -99,11 +99,12 @@ def robustness_table(records: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for env_id in sorted(records):
         variants = plot_results.by_variant(records[env_id])
-        generations = {label: plot_results.former_generation(runs[0]) for label, runs in variants.items()}
-        former = sorted(
-            (label for label, generation in generations.items() if generation is not None),
-            key=lambda label: generations[label] or 0,
-        )
+        generations = {
+            label: generation
+            for label, runs in variants.items()
+            if (generation := plot_results.former_generation(runs[0])) is not None
+        }
+        former = sorted(generations, key=generations.__getitem__)
         entries = [label for label, runs in variants.items() if plot_results.is_headline(runs[0]) and label not in former]
         if len(entries) > 1 or not (former or entries):
             continue
