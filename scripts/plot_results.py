@@ -75,6 +75,9 @@ TARGETS = {
 }
 #: the summary's usual number of seeds; a cell over another number says how many
 SUMMARY_SEEDS = 3
+#: the training steps at which a task is judged, and its candidates tuned, where that is before the end of its entry's
+#: budget: Humanoid-v5's target is Tianshou's TRPO at 1M steps, and its entry trains for 2M
+JUDGED_AT = {"Humanoid-v5": 1_000_000}
 
 
 @dataclass
@@ -199,10 +202,12 @@ def _former_entries() -> dict[str, list[dict[str, Any]]]:
 
 def _is_entry(record: dict[str, Any], entry: dict[str, Any] | None) -> bool:
     # sb3_trpo with exactly the entry's hyperparameters (the same names as well as the same values: a candidate that
-    # adds a hyperparameter, policy_kwargs say, is not the entry) at the entry's budget
+    # adds a hyperparameter, policy_kwargs say, is not the entry) at the entry's budget, or at the steps its task is
+    # judged at (JUDGED_AT: Humanoid-v5's tuning runs); a run cut shorter is not the entry
     if record["algo"] != "sb3_trpo" or entry is None:
         return False
-    return record["hyperparams"] == entry and record["budget"] == int(entry["n_timesteps"])
+    budgets = {int(entry["n_timesteps"]), JUDGED_AT.get(record["env"])}
+    return record["hyperparams"] == entry and record["budget"] in budgets
 
 
 def former_generation(record: dict[str, Any]) -> int | None:
@@ -229,7 +234,7 @@ def is_tuned(record: dict[str, Any]) -> bool:
     """
     :param record: a run
     :return: whether it is sb3_trpo with its environment's ``# Tuned`` entry of ``zoo_configs/trpo.yml`` (exactly
-        the entry's hyperparameters, none added, at the entry's budget)
+        the entry's hyperparameters, none added, at the entry's budget or the steps its task is judged at)
     """
     return _is_entry(record, _tuned_entries().get(record["env"]))
 

@@ -178,6 +178,13 @@ def test_variant_labels_name_the_changes_from_the_rl_zoo():
     # A candidate that adds a hyperparameter to the entry is a candidate, not the entry
     wider = {**entry, "hyperparams": {**entry["hyperparams"], "policy_kwargs": "dict(net_arch=[256, 256])"}}
     assert not plot_results.is_tuned(wider) and not plot_results.is_headline(wider)
+    # Humanoid-v5 is judged, and tuned, at 1M of its entry's 2M steps: the entry's runs at either budget are the entry,
+    # a run cut shorter is not
+    humanoid = yaml.safe_load((REPO_ROOT / "zoo_configs" / "trpo.yml").read_text())["Humanoid-v5"]
+    assert int(humanoid["n_timesteps"]) == 2_000_000 and plot_results.JUDGED_AT == {"Humanoid-v5": 1_000_000}
+    humanoid_run = {**record, "env": "Humanoid-v5", "hyperparams": benchmark._json_ready(humanoid)}
+    assert all(plot_results.is_tuned({**humanoid_run, "budget": budget}) for budget in (1_000_000, 2_000_000))
+    assert not plot_results.is_tuned({**humanoid_run, "budget": 500_000})
     assert "(ours, tuned)" not in plot_results.variant_label(wider)
 
 
@@ -353,6 +360,7 @@ def test_the_aggregate_takes_each_task_s_current_entry_of_ours_under_one_label(m
 def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     report = load_script("evaluation_report")
     monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
+    monkeypatch.setattr(report.plot_results, "_former_entries", dict)  # the Zoo's values as the current entry
     benchmark = load_script("benchmark")
     ours = {
         "Hopper-v5": [3600.0, 3700.0, 3500.0, 3650.0, 3550.0],  # IQM 3600 < 3618; CV 0.020
