@@ -8,7 +8,8 @@ From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only
   along the learning curves (how soon it learned), the median ``learn()`` steps per second and the runs on each CPU
   capability;
 - over the MuJoCo tasks, with returns normalized by the RL Zoo's published scores of sb3-contrib's TRPO at 1M steps:
-  aggregate IQM and mean with 95% CIs, and the performance profile (the fraction of runs above each normalized score);
+  aggregate IQM and mean with 95% CIs, each other algorithm beside ours on the tasks both have run (``aggregate_blocks``),
+  and the performance profile (the fraction of runs above each normalized score) of the widest such comparison;
 - the probability of improvement of ours over sb3-contrib and over PPO (the chance that a run of ours beats a run of
   the other on the same task, averaged over tasks), with its 95% CI;
 - the targets judged (``EVALUATION_TARGETS``): per MuJoCo task, ours' IQM against its target, the coefficient of
@@ -242,21 +243,45 @@ def tables(records: dict[str, list[dict[str, Any]]]) -> str:
     return text
 
 
+def aggregate_blocks(scores: dict[str, dict[str, dict[int, float]]]) -> list[tuple[list[str], list[str]]]:
+    """
+    Which algorithms the MuJoCo aggregate compares on which tasks: each other algorithm against ours on the MuJoCo
+    tasks both have run (at least 2 runs each), so that one still partly run (PPO while its grid fills) neither drops
+    tasks from the comparison of the others nor stays out of its own.
+
+    :param scores: ``aggregate_scores``
+    :return: (tasks, labels) blocks, ours first in each; algorithms that share their task set with ours share a
+        block; the block with the most tasks first. Without ours, one block of every algorithm on their common tasks
+    """
+
+    def tasks_of(label: str) -> set[str]:
+        return {task for task in ZOO_PUBLISHED if len(scores[label].get(task, {})) >= 2}
+
+    if OURS_ENTRIES not in scores:
+        common = set.intersection(*map(tasks_of, scores)) if scores else set()
+        return [(sorted(common), sorted(scores))] if common else []
+    blocks: dict[tuple[str, ...], list[str]] = {}
+    for label in sorted(scores):
+        tasks = tuple(sorted(tasks_of(OURS_ENTRIES) & tasks_of(label)))
+        if label != OURS_ENTRIES and tasks:
+            blocks.setdefault(tasks, [OURS_ENTRIES]).append(label)
+    if not blocks and tasks_of(OURS_ENTRIES):
+        blocks[tuple(sorted(tasks_of(OURS_ENTRIES)))] = [OURS_ENTRIES]
+    return [(list(tasks), labels) for tasks, labels in sorted(blocks.items(), key=lambda block: -len(block[0]))]
+
+
 def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
     """
-    :return: the Markdown report (per-task table, MuJoCo aggregate, probabilities of improvement)
+    :return: the Markdown report (per-task table, the MuJoCo aggregate of each comparison, probabilities of
+        improvement)
     """
     scores = aggregate_scores(records)
     text = tables(records)
-
-    mujoco = {
-        label: [task for task in ZOO_PUBLISHED if task in by_task and len(by_task[task]) >= 2]
-        for label, by_task in scores.items()
-    }
-    common = sorted(set.intersection(*map(set, mujoco.values()))) if mujoco else []
-    if common:
-        normalized = {label: score_matrix(scores[label], common, normalize=True) for label in scores}
-        text += f"\nMuJoCo aggregate ({', '.join(common)}; returns / the RL Zoo's published sb3-contrib TRPO returns):\n\n"
+    others = [plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]]
+    improvements: dict[tuple[str, str], dict[str, float]] = {}
+    for index, (tasks, labels) in enumerate(aggregate_blocks(scores)):
+        normalized = {label: score_matrix(scores[label], tasks, normalize=True) for label in labels}
+        text += f"\nMuJoCo aggregate ({', '.join(tasks)}; returns / the RL Zoo's published sb3-contrib TRPO returns):\n\n"
         text += "| algorithm | runs x tasks | IQM [95% CI] | mean [95% CI] |\n|---|---|---|---|\n"
         for label, matrix in sorted(normalized.items()):
             estimate = iqm_and_mean(matrix)
@@ -264,21 +289,18 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
                 f"| {label} | {matrix.shape[0]} x {matrix.shape[1]} | {_with_ci(estimate, 'iqm', 2)}"
                 f" | {_with_ci(estimate, 'mean', 2)} |\n"
             )
-        ours = [label for label in normalized if _is_our_trpo(label)]
-        others = [plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]]
-        pairs = [(mine, other) for mine in ours for other in others if other in normalized]
-        improvements = {
-            (mine, other): probability_of_improvement(normalized[mine], normalized[other]) for mine, other in pairs
-        }
-        if improvements:
+        pairs = [(mine, other) for mine in normalized if _is_our_trpo(mine) for other in others if other in normalized]
+        block = {(mine, other): probability_of_improvement(normalized[mine], normalized[other]) for mine, other in pairs}
+        if block:
             text += "\n| probability of improvement | P(X > Y) [95% CI] |\n|---|---|\n"
-            for (mine, other), poi in improvements.items():
+            for (mine, other), poi in block.items():
                 text += f"| {mine} over {other} | {poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] |\n"
-        if plots is not None:
+        improvements.update(block)
+        if plots is not None and index == 0:
             plot_performance_profile(normalized, plots / "performance_profile.png")
-            if improvements:
-                plot_probabilities_of_improvement(improvements, plots / "probability_of_improvement.png")
     if plots is not None:
+        if improvements:
+            plot_probabilities_of_improvement(improvements, plots / "probability_of_improvement.png")
         plot_learning_curves(records, plots)
     return text
 

@@ -326,6 +326,34 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     assert report.evaluation_records(str(results))["Hopper-v5"] == []
 
 
+def test_an_algorithm_on_fewer_tasks_keeps_the_others_aggregate(tmp_path, monkeypatch):
+    # PPO on Swimmer-v5 only (its grid still filling) must not shrink ours-against-sb3-contrib to Swimmer-v5: each
+    # other algorithm is compared with ours on the tasks both have run
+    report = load_script("evaluation_report")
+    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 200)
+    benchmark = load_script("benchmark")
+    ours = {"Hopper-v5": [3600.0, 3700.0, 3500.0], "Swimmer-v5": [360.0, 362.0, 358.0]}
+    contrib = {"Hopper-v5": [2000.0, 2100.0, 1900.0], "Swimmer-v5": [300.0, 310.0, 290.0]}
+    ppo = {"Hopper-v5": [1000.0], "Swimmer-v5": [350.0, 365.0, 355.0]}  # one Hopper-v5 run: not yet a comparison
+    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib, "ppo": ppo})
+    by_env: dict = {}
+    for record in records:
+        by_env.setdefault(record["env"], []).append(record)
+    ours_label, contrib_label, ppo_label = report.OURS_ENTRIES, "sb3-contrib TRPO", "SB3 PPO"
+    blocks = report.aggregate_blocks(report.aggregate_scores(by_env))
+    assert blocks == [(["Hopper-v5", "Swimmer-v5"], [ours_label, contrib_label]), (["Swimmer-v5"], [ours_label, ppo_label])]
+    text = report.report(by_env, tmp_path / "plots")
+    assert text.count("MuJoCo aggregate") == 2
+    assert f"| {ours_label} | 3 x 2 | " in text and f"| {contrib_label} | 3 x 2 | " in text
+    assert f"| {ours_label} | 3 x 1 | " in text and f"| {ppo_label} | 3 x 1 | " in text
+    # On Swimmer-v5 ours beats PPO in 6 of the 9 pairs of runs (358 < 365, 360 < 365, 362 < 365), ties none
+    assert f"| {ours_label} over {ppo_label} | 0.67 [" in text
+    assert f"| {ours_label} over {contrib_label} | 1.00 [1.00, 1.00] |" in text
+    # Without ours, one block of every algorithm on their common tasks
+    others = {env_id: [r for r in runs if r["algo"] != "sb3_trpo"] for env_id, runs in by_env.items()}
+    assert report.aggregate_blocks(report.aggregate_scores(others)) == [(["Swimmer-v5"], sorted([ppo_label, contrib_label]))]
+
+
 def test_the_aggregate_takes_each_task_s_current_entry_of_ours_under_one_label(monkeypatch):
     # Ours is labeled by what each task's entry changes, so the MuJoCo aggregate gathers the current entries under one
     # label: the `# Tuned` entry where its runs exist (not a former entry, not a candidate), else the Zoo's settings
