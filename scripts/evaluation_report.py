@@ -260,13 +260,14 @@ def aggregate_blocks(scores: dict[str, dict[str, dict[int, float]]]) -> list[tup
     if OURS_ENTRIES not in scores:
         common = set.intersection(*map(tasks_of, scores)) if scores else set()
         return [(sorted(common), sorted(scores))] if common else []
+    ours = tasks_of(OURS_ENTRIES)
     blocks: dict[tuple[str, ...], list[str]] = {}
     for label in sorted(scores):
-        tasks = tuple(sorted(tasks_of(OURS_ENTRIES) & tasks_of(label)))
+        tasks = tuple(sorted(ours & tasks_of(label)))
         if label != OURS_ENTRIES and tasks:
             blocks.setdefault(tasks, [OURS_ENTRIES]).append(label)
-    if not blocks and tasks_of(OURS_ENTRIES):
-        blocks[tuple(sorted(tasks_of(OURS_ENTRIES)))] = [OURS_ENTRIES]
+    if not blocks and ours:
+        blocks[tuple(sorted(ours))] = [OURS_ENTRIES]
     return [(list(tasks), labels) for tasks, labels in sorted(blocks.items(), key=lambda block: -len(block[0]))]
 
 
