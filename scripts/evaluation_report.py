@@ -334,9 +334,10 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
         runs on a target task): IQM [95% CI] against the target, the coefficient of variation against ``MAX_CV``,
         and P(ours > sb3-contrib's TRPO) [95% CI] on the task against 0.5 ("-" until sb3-contrib has 2+ runs there)
         with sb3-contrib's number of runs; that verdict is provisional while sb3-contrib has fewer runs than ours;
-        empty when no target task has runs of ours
+        then P(ours > SB3's PPO) [95% CI] with PPO's number of runs, for information (no target; "-" until PPO has
+        2+ runs there); empty when no target task has runs of ours
     """
-    contrib = plot_results.ALGO_LABELS[CONTRIB]
+    contrib, ppo = plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]
     lines = []
     for env_id, (target, steps) in EVALUATION_TARGETS.items():
         runs = records.get(env_id, [])
@@ -354,6 +355,12 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
                 improvement = f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] | {len(others)} | {verdict}"
             else:
                 improvement = f"- | {len(others)} | -"
+            ppo_scores = _judged_scores(runs, ppo, steps)
+            if len(ppo_scores) >= 2:
+                poi = probability_of_improvement(scores.reshape(-1, 1), ppo_scores.reshape(-1, 1))
+                improvement += f" | {poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] | {len(ppo_scores)}"
+            else:
+                improvement += f" | - | {len(ppo_scores)}"
             at = "final" if steps is None else f"{steps:,} steps"
             lines.append(
                 f"| {env_id} | {label} | {len(scores)} | {at} | {target:g} | {_with_ci(estimate, 'iqm', 1)}"
@@ -363,8 +370,8 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
         return ""
     header = (
         f"| task | ours | n | judged at | target (IQM) | IQM [95% CI] | IQM >= target | CV | CV <= {MAX_CV:g} "
-        "| P(ours > sb3-contrib TRPO) [95% CI] | sb3-contrib n | > 0.5 |\n"
-        "|---|---|---|---|---:|---|---|---:|---|---|---:|---|\n"
+        "| P(ours > sb3-contrib TRPO) [95% CI] | sb3-contrib n | > 0.5 | P(ours > SB3 PPO) [95% CI] | PPO n |\n"
+        "|---|---|---|---|---:|---|---|---:|---|---|---:|---|---|---:|\n"
     )
     return header + "\n".join(lines) + "\n"
 

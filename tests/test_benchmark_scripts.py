@@ -396,7 +396,8 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
         "Humanoid-v5": [0.0, 0.0, 0.0],  # final returns; judged at 1M steps along the curve below
     }
     contrib = {"Hopper-v5": [3800.0, 3900.0, 3750.0, 3850.0, 3950.0], "Walker2d-v5": [1000.0, 1100.0, 900.0]}
-    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib})
+    ppo = {"Hopper-v5": [3000.0, 3650.0, 3700.0]}
+    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib, "ppo": ppo})
     for record in records:
         if record["env"] == "Humanoid-v5":
             record["budget"] = 2_000_000
@@ -414,16 +415,18 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     label = "sb3_trpo TRPO (ours)"
     cv_hopper = np.std(ours["Hopper-v5"]) / np.mean(ours["Hopper-v5"])
     assert rows["Hopper-v5"].startswith(f"| Hopper-v5 | {label} | 5 | final | 3618 | 3600.0 [")
-    assert f"| **missed** | {cv_hopper:.3f} | met | 0.00 [0.00, 0.00] | 5 | **missed** |" in rows["Hopper-v5"]
+    assert f"| **missed** | {cv_hopper:.3f} | met | 0.00 [0.00, 0.00] | 5 | **missed** | 0.47 [" in rows["Hopper-v5"]
+    # P(ours > PPO) over the 5 x 3 pairs, ties counting half: (5 + 1.5 + 0.5) / 15 = 0.47, PPO's 3 runs
+    assert rows["Hopper-v5"].endswith("] | 3 |")
     cv_walker = np.std(ours["Walker2d-v5"]) / np.mean(ours["Walker2d-v5"])
     assert (
         "| 4933 | 5000.0 [" in rows["Walker2d-v5"] and f"| met | {cv_walker:.3f} | **missed** | 1.00 [" in rows["Walker2d-v5"]
     )
     # sb3-contrib has 3 runs there against our 5: the verdict is provisional
-    assert rows["Walker2d-v5"].endswith("] | 3 | met (provisional) |")
+    assert rows["Walker2d-v5"].endswith("] | 3 | met (provisional) | - | 0 |")
     # Humanoid-v5 at 1M of its 2M steps: the two runs with an evaluation there (1000, 1001), no sb3-contrib runs
     assert rows["Humanoid-v5"].startswith(f"| Humanoid-v5 | {label} | 2 | 1,000,000 steps | 810 | 1000.5 [")
-    assert rows["Humanoid-v5"].endswith("| met | - | 0 | - |")
+    assert rows["Humanoid-v5"].endswith("| met | - | 0 | - | - | 0 |")
     assert report.score_at(records[0], None) == 3600.0
     assert "Targets, judged on evaluation seeds only" in report.tables(by_env)
     assert report.targets_table({"CartPole-v1": by_env["Hopper-v5"]}) == ""
