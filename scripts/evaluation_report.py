@@ -14,7 +14,7 @@ From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only
   the other on the same task, averaged over tasks), with its 95% CI;
 - the targets judged (``EVALUATION_TARGETS``): per MuJoCo task, ours' IQM against its target, the coefficient of
   variation against ``MAX_CV`` and the probability that a run of ours beats a run of sb3-contrib's TRPO (> 0.5), each
-  "met" or "missed";
+  "met" or "missed", and for information (no target) the probability that it beats a run of SB3's PPO;
 - what tells the better runs of ours from the worse: the policy's action std early in training (at ``EARLY`` of the
   budget) in each half by final return, and its rank correlation with the final return.
 
