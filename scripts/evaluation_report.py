@@ -204,6 +204,10 @@ def _with_ci(estimate: dict[str, float], name: str, digits: int) -> str:
     return f"{estimate[name]:.{digits}f} [{estimate[name + '_low']:.{digits}f}, {estimate[name + '_high']:.{digits}f}]"
 
 
+def _poi_with_ci(poi: dict[str, float]) -> str:
+    return f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}]"
+
+
 def per_task_table(records: dict[str, list[dict[str, Any]]]) -> str:
     """
     :return: the Markdown table of each task and algorithm (tasks with at least 2 runs of it)
@@ -295,7 +299,7 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
         if block:
             text += "\n| probability of improvement | P(X > Y) [95% CI] |\n|---|---|\n"
             for (mine, other), poi in block.items():
-                text += f"| {mine} over {other} | {poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] |\n"
+                text += f"| {mine} over {other} | {_poi_with_ci(poi)} |\n"
         improvements.update(block)
         if plots is not None and index == 0:
             plot_performance_profile(normalized, plots / "performance_profile.png")
@@ -352,13 +356,13 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
             if len(others) >= 2:
                 poi = probability_of_improvement(scores.reshape(-1, 1), others.reshape(-1, 1))
                 verdict = _verdict(poi["poi"] > 0.5) + (" (provisional)" if len(others) < len(scores) else "")
-                improvement = f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] | {len(others)} | {verdict}"
+                improvement = f"{_poi_with_ci(poi)} | {len(others)} | {verdict}"
             else:
                 improvement = f"- | {len(others)} | -"
             ppo_scores = _judged_scores(runs, ppo, steps)
             if len(ppo_scores) >= 2:
                 poi = probability_of_improvement(scores.reshape(-1, 1), ppo_scores.reshape(-1, 1))
-                improvement += f" | {poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}] | {len(ppo_scores)}"
+                improvement += f" | {_poi_with_ci(poi)} | {len(ppo_scores)}"
             else:
                 improvement += f" | - | {len(ppo_scores)}"
             at = "final" if steps is None else f"{steps:,} steps"
