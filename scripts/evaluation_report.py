@@ -332,6 +332,13 @@ def _verdict(met: bool) -> str:
     return "met" if met else "**missed**"
 
 
+def _improvement_over(scores: np.ndarray, others: np.ndarray) -> dict[str, float] | None:
+    """:return: P(a run of ``scores`` > a run of ``others``) with its 95% CI; None until ``others`` has 2+ runs"""
+    if len(others) < 2:
+        return None
+    return probability_of_improvement(scores.reshape(-1, 1), others.reshape(-1, 1))
+
+
 def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
     """
     :return: the Markdown table judging ``EVALUATION_TARGETS`` for ours (each headline variant of our TRPO with 2+
@@ -353,18 +360,14 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
             estimate = iqm_and_mean(scores.reshape(-1, 1))
             cv = float(scores.std() / abs(scores.mean()))
             others = _judged_scores(runs, contrib, steps)
-            if len(others) >= 2:
-                poi = probability_of_improvement(scores.reshape(-1, 1), others.reshape(-1, 1))
+            if (poi := _improvement_over(scores, others)) is not None:
                 verdict = _verdict(poi["poi"] > 0.5) + (" (provisional)" if len(others) < len(scores) else "")
                 improvement = f"{_poi_with_ci(poi)} | {len(others)} | {verdict}"
             else:
                 improvement = f"- | {len(others)} | -"
             ppo_scores = _judged_scores(runs, ppo, steps)
-            if len(ppo_scores) >= 2:
-                poi = probability_of_improvement(scores.reshape(-1, 1), ppo_scores.reshape(-1, 1))
-                improvement += f" | {_poi_with_ci(poi)} | {len(ppo_scores)}"
-            else:
-                improvement += f" | - | {len(ppo_scores)}"
+            poi = _improvement_over(scores, ppo_scores)
+            improvement += f" | {_poi_with_ci(poi) if poi is not None else '-'} | {len(ppo_scores)}"
             at = "final" if steps is None else f"{steps:,} steps"
             lines.append(
                 f"| {env_id} | {label} | {len(scores)} | {at} | {target:g} | {_with_ci(estimate, 'iqm', 1)}"
