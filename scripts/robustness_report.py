@@ -10,9 +10,12 @@ Zoo's values): n, the seeds, IQM with its stratified-bootstrap 95% CI and mean +
 coefficient of variation, the probability that a run of the candidate beats a run of the entry with its 95% CI
 (rliable), and the verdict:
 
-- ``chosen``: at least ``MIN_SEEDS`` seeds, the entry's seeds exactly, an IQM above the entry's and P(candidate >
-  entry) > 0.5; of several, the one with the highest IQM. A chosen candidate then runs once on the evaluation seeds;
-- ``not chosen``: judged on those seeds and not better;
+- ``chosen``: at least ``MIN_SEEDS`` seeds, the entry's seeds exactly, an IQM above the entry's, P(candidate >
+  entry) > 0.5, and no run far below the entry's worst (the worst-run guard: the candidate's lowest final return at
+  least the entry's lowest less ``WORST_RUN_MARGIN`` times the entry's IQM); of several, the one with the highest IQM.
+  A chosen candidate then runs once on the evaluation seeds;
+- ``not chosen``: judged on those seeds and not better; ``not chosen, a run far below the entry's worst`` where only
+  the worst-run guard fails it;
 - ``pending``: fewer than ``MIN_SEEDS`` seeds of it or of the entry, or not the entry's seeds.
 
 Once a chosen candidate has replaced the entry in ``zoo_configs/trpo.yml`` (the former entry kept in
@@ -22,6 +25,10 @@ every other candidate against the new entry: to replace the entry, a candidate h
 the entry has been replaced twice (the second former entry in ``benchmarks/configs/former_entries_2.yml``), each
 former entry after the first keeps its verdict against the one it replaced (``chosen, a former entry``), and the
 entry its verdict against the latest former one.
+
+The worst-run guard was added to the rule on 2026-12-05, before the candidates judged after it had run on all their
+tuning seeds; the verdicts that replaced an entry before then (the rows of the former entries and of the entries
+that replaced them) were reached without it and are shown as they were reached.
 
 ::
 
@@ -42,6 +49,9 @@ import plot_results
 
 #: the fewest tuning seeds on which a candidate is judged (the held-out protocol: at least five per candidate)
 MIN_SEEDS = 5
+#: the worst-run guard: a candidate whose worst run ends more than this share of the entry's IQM below the entry's
+#: worst run is not chosen, however high its IQM (a run that never learns the task is what the CV target forbids)
+WORST_RUN_MARGIN = 0.1
 START, END = "<!-- robustness-results:start -->", "<!-- robustness-results:end -->"
 
 
@@ -62,11 +72,15 @@ def final_returns(runs: list[dict[str, Any]]) -> dict[int, float]:
     return {run["seed"]: float(run["final_eval"]["mean"]) for run in runs}
 
 
-def verdicts(entry: dict[int, float], candidates: dict[str, dict[int, float]]) -> dict[str, str]:
+def verdicts(
+    entry: dict[int, float], candidates: dict[str, dict[int, float]], worst_run_guard: bool = True
+) -> dict[str, str]:
     """
     :param entry: the entry's final return per seed
     :param candidates: each candidate's final return per seed
-    :return: each candidate's verdict (``chosen``, ``not chosen``, ``pending``; the rule of the module's docstring)
+    :param worst_run_guard: apply the worst-run guard (False for the verdicts reached before it was part of the rule)
+    :return: each candidate's verdict (``chosen``, ``not chosen``, ``not chosen, a run far below the entry's worst``,
+        ``pending``; the rule of the module's docstring)
     """
     judged: dict[str, float] = {}
     result = {}
@@ -76,14 +90,26 @@ def verdicts(entry: dict[int, float], candidates: dict[str, dict[int, float]]) -
             continue
         candidate_scores, entry_scores = _column(scores), _column(entry)
         iqm = evaluation_report.iqm_and_mean(candidate_scores)["iqm"]
-        better = iqm > evaluation_report.iqm_and_mean(entry_scores)["iqm"]
+        entry_iqm = evaluation_report.iqm_and_mean(entry_scores)["iqm"]
         poi = evaluation_report.probability_of_improvement(candidate_scores, entry_scores)["poi"]
         result[label] = "not chosen"
-        if better and poi > 0.5:
-            judged[label] = iqm
+        if iqm > entry_iqm and poi > 0.5:
+            if worst_run_guard and candidate_scores.min() < worst_run_floor(entry_scores[:, 0], entry_iqm):
+                result[label] = "not chosen, a run far below the entry's worst"
+            else:
+                judged[label] = iqm
     if judged:
         result[max(judged, key=judged.__getitem__)] = "chosen"
     return result
+
+
+def worst_run_floor(entry_returns: np.ndarray, entry_iqm: float) -> float:
+    """
+    :param entry_returns: the entry's final returns
+    :param entry_iqm: their IQM
+    :return: the lowest final return a chosen candidate's runs may end at (the worst-run guard)
+    """
+    return float(entry_returns.min() - WORST_RUN_MARGIN * abs(entry_iqm))
 
 
 def _column(scores: dict[int, float]) -> np.ndarray:
@@ -117,11 +143,11 @@ def robustness_table(records: dict[str, list[dict[str, Any]]]) -> str:
             if previous is None:
                 rows[label] = (None, "former entry")
             else:
-                replaced = verdicts(scores[previous], {label: scores[label]})[label]
+                replaced = verdicts(scores[previous], {label: scores[label]}, worst_run_guard=False)[label]
                 rows[label] = (previous, f"{replaced}, a former entry")
         if former:
             if entry is not None:
-                replaced = verdicts(scores[former[-1]], {entry: scores[entry]})[entry]
+                replaced = verdicts(scores[former[-1]], {entry: scores[entry]}, worst_run_guard=False)[entry]
                 rows[entry] = (former[-1], f"{replaced}, now the entry")
         elif entry is not None:
             rows[entry] = (None, "entry")

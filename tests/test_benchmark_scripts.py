@@ -685,9 +685,12 @@ def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning
     better = candidate({"ent_coef": 0.01}, [4100.0, 4300.0, 3900.0, 4600.0, 2000.0])
     worse = candidate({"ent_coef": 0.001}, [1000.0, 1100.0, 900.0, 1200.0, 950.0])
     too_few = candidate({"target_kl": 0.05}, [9000.0, 9000.0, 9000.0])
+    # A higher IQM than `better` and P > 0.5, but one run far below the entry's worst (1800 less 10% of its IQM,
+    # 2633.3): the worst-run guard fails it, and `better` is chosen
+    fails_once = candidate({"gamma": 0.995}, [4200.0, 4400.0, 4000.0, 4700.0, 1500.0])
     results = tmp_path / "robustness"
     results.mkdir()
-    all_runs = records + better + worse + too_few
+    all_runs = records + better + worse + too_few + fails_once
     (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs))
     rows = {
         row.split(" | ")[1]: row.split(" | ")
@@ -700,6 +703,11 @@ def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning
     assert rows["sb3_trpo TRPO (ours), ent_coef=0.01"][7].startswith(f"{wins:.2f} [")
     assert rows["sb3_trpo TRPO (ours), ent_coef=0.001"][-1] == "not chosen |"
     assert rows["sb3_trpo TRPO (ours), target_kl=0.05"][-1] == "pending |"  # 3 seeds: not judged, however high
+    assert rows["sb3_trpo TRPO (ours), gamma=0.995"][-1] == "not chosen, a run far below the entry's worst |"
+    assert robustness.verdicts(
+        robustness.final_returns(records), {"fails_once": robustness.final_returns(fails_once)}, worst_run_guard=False
+    ) == {"fails_once": "chosen"}
+    assert robustness.worst_run_floor(np.array(entry), 2633.3) == pytest.approx(1800.0 - 263.33)
     assert rows["sb3_trpo TRPO (ours)"][4].startswith("2633.3 [")  # IQM of five: the mean of the middle three
     # --docs writes the table between the page's markers, and says so when the page has none
     page = tmp_path / "results.md"
