@@ -90,6 +90,7 @@ RL_ZOO = "rl_zoo"
 FORMER_ENTRIES = (
     REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml",
     REPO_ROOT / "benchmarks" / "configs" / "former_entries_2.yml",
+    REPO_ROOT / "benchmarks" / "configs" / "former_entries_3.yml",
 )
 
 
