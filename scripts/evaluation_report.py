@@ -328,7 +328,13 @@ def _judged_scores(runs: list[dict[str, Any]], label: str, steps: int | None) ->
     return np.array([score for score in scores if score is not None], dtype=np.float64)
 
 
-def _verdict(met: bool) -> str:
+#: the evaluation seeds each target task's configuration runs on (100-109); its targets are judged once all have run
+JUDGED_SEEDS = 10
+
+
+def _verdict(met: bool, n: int = JUDGED_SEEDS) -> str:
+    if n < JUDGED_SEEDS:
+        return f"pending ({n} of {JUDGED_SEEDS})"
     return "met" if met else "**missed**"
 
 
@@ -345,6 +351,7 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
         runs on a target task): IQM [95% CI] against the target, the coefficient of variation against ``MAX_CV``,
         and P(ours > sb3-contrib's TRPO) [95% CI] on the task against 0.5 ("-" until sb3-contrib has 2+ runs there)
         with sb3-contrib's number of runs; that verdict is provisional while sb3-contrib has fewer runs than ours;
+        each verdict is pending until ours has run on ``JUDGED_SEEDS`` seeds (the estimates are shown before);
         then P(ours > SB3's PPO) [95% CI] with PPO's number of runs, for information (no target; "-" until PPO has
         2+ runs there); empty when no target task has runs of ours
     """
@@ -361,7 +368,8 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
             cv = float(scores.std() / abs(scores.mean()))
             others = _judged_scores(runs, contrib, steps)
             if (poi := _improvement_over(scores, others)) is not None:
-                verdict = _verdict(poi["poi"] > 0.5) + (" (provisional)" if len(others) < len(scores) else "")
+                verdict = _verdict(poi["poi"] > 0.5, len(scores))
+                verdict += " (provisional)" if len(others) < len(scores) and len(scores) >= JUDGED_SEEDS else ""
                 improvement = f"{_poi_with_ci(poi)} | {len(others)} | {verdict}"
             else:
                 improvement = f"- | {len(others)} | -"
@@ -371,7 +379,8 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
             at = "final" if steps is None else f"{steps:,} steps"
             lines.append(
                 f"| {env_id} | {label} | {len(scores)} | {at} | {target:g} | {_with_ci(estimate, 'iqm', 1)}"
-                f" | {_verdict(estimate['iqm'] >= target)} | {cv:.3f} | {_verdict(cv <= MAX_CV)} | {improvement} |"
+                f" | {_verdict(estimate['iqm'] >= target, len(scores))} | {cv:.3f} | {_verdict(cv <= MAX_CV, len(scores))}"
+                f" | {improvement} |"
             )
     if not lines:
         return ""
