@@ -72,9 +72,7 @@ def final_returns(runs: list[dict[str, Any]]) -> dict[int, float]:
     return {run["seed"]: float(run["final_eval"]["mean"]) for run in runs}
 
 
-def verdicts(
-    entry: dict[int, float], candidates: dict[str, dict[int, float]], worst_run_guard: bool = True
-) -> dict[str, str]:
+def verdicts(entry: dict[int, float], candidates: dict[str, dict[int, float]], worst_run_guard: bool = True) -> dict[str, str]:
     """
     :param entry: the entry's final return per seed
     :param candidates: each candidate's final return per seed
