@@ -332,7 +332,7 @@ def _judged_scores(runs: list[dict[str, Any]], label: str, steps: int | None) ->
 JUDGED_SEEDS = 10
 
 
-def _verdict(met: bool, n: int = JUDGED_SEEDS) -> str:
+def _verdict(met: bool, n: int) -> str:
     if n < JUDGED_SEEDS:
         return f"pending ({n} of {JUDGED_SEEDS})"
     return "met" if met else "**missed**"
