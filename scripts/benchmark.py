@@ -712,6 +712,51 @@ def finished_runs(
     return keys
 
 
+#: Names of an entry that the Zoo's experiment manager consumes itself: they never reach the algorithm's constructor
+ZOO_ONLY_NAMES = frozenset(
+    {
+        "callback",
+        "env_kwargs",
+        "env_wrapper",
+        "frame_stack",
+        "monitor_kwargs",
+        "n_envs",
+        "n_timesteps",
+        "normalize",
+        "normalize_kwargs",
+        "vec_env_wrapper",
+    }
+)
+
+
+def check_entry(algo: str, env_id: str, config: str, entry: dict[str, Any]) -> None:
+    """
+    Refuse, before any run starts, an entry that sb3-contrib's TRPO cannot take: one of sb3_trpo's own options
+    (``ent_coef``, ``adaptive_kl``, ...) or a schedule for ``target_kl`` (``lin_0.02``; sb3-contrib's is a number).
+    Both TRPOs read ``--trpo-config``, ours by default; sb3-contrib runs with the RL Zoo's settings
+    (``--trpo-config rl_zoo``) in every published comparison.
+
+    :param algo: one of ``ALGOS``
+    :param env_id: environment id
+    :param config: the hyperparameter file the entry comes from
+    :param entry: the entry
+    :raise ValueError: naming the entry's names that sb3-contrib's TRPO does not take
+    """
+    if algo != "sb3_contrib":
+        return
+    import inspect
+
+    accepted = set(inspect.signature(algorithm_class(algo).__init__).parameters) - {"self", "env"}
+    refused = sorted(set(entry) - ZOO_ONLY_NAMES - accepted)
+    if isinstance(entry.get("target_kl"), str):
+        refused.append(f"target_kl={entry['target_kl']!r} (a schedule)")
+    if refused:
+        raise ValueError(
+            f"--algos sb3_contrib: the {env_id} entry of {config} sets {', '.join(refused)}, which sb3-contrib's TRPO "
+            "does not take; run it with --trpo-config rl_zoo (the RL Zoo's settings) or a file without them"
+        )
+
+
 def plan_runs(args: Args) -> tuple[list[dict[str, Any]], int]:
     """
     :param args: the benchmark's arguments
@@ -725,9 +770,11 @@ def plan_runs(args: Args) -> tuple[list[dict[str, Any]], int]:
         for seed in args.seeds:
             for algo in args.algos:
                 config = algo_config(args, algo)
-                if run_key(algo, env_id, seed, budget, select_entry(config, env_id)[1]) in done:
+                entry = select_entry(config, env_id)[1]
+                if run_key(algo, env_id, seed, budget, entry) in done:
                     skipped += 1
                     continue
+                check_entry(algo, env_id, config, entry)
                 pending.append(
                     {
                         "algo": algo,
@@ -825,7 +872,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parse_args(argv)
     command = shlex.join(["python", "scripts/benchmark.py", *argv])
-    return 1 if run_grid(args, command) else 0
+    try:
+        failed = run_grid(args, command)
+    except ValueError as error:  # an entry an algorithm cannot take (check_entry): nothing has run
+        print(f"benchmark.py: error: {error}", file=sys.stderr)
+        return 2
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -16,10 +16,11 @@ from sb3_trpo import zoo
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("sb3_trpo", "sb3_contrib", "ppo")
-# CartPole-v1's budget in zoo_configs/trpo.yml is 1e5 steps: 2% of it is 2,000 steps
+# Both TRPOs with the RL Zoo's own trpo.yml, as in every published comparison (sb3-contrib's TRPO takes no
+# target_kl schedule, which our CartPole-v1 entry has); its CartPole-v1 budget is 1e5 steps: 2% of it is 2,000 steps
 TINY_GRID = [
     "--envs", "CartPole-v1", "--algos", *ALGOS, "--seeds", "0", "--budget-scale", "0.02",
-    "--n-evals", "2", "--eval-episodes", "2", "--final-eval-episodes", "2",
+    "--n-evals", "2", "--eval-episodes", "2", "--final-eval-episodes", "2", "--trpo-config", "rl_zoo",
 ]  # fmt: skip
 
 
@@ -135,20 +136,43 @@ def test_benchmark_rejects_unknown_algorithm():
 
 
 def test_resume_keys_on_hyperparameters(tiny_results, tmp_path):
-    # A finished run counts for any file with the same entry (the RL Zoo's own trpo.yml has our CartPole-v1 values),
+    # A finished run counts for any file with the same entry (our former CartPole-v1 entry is the RL Zoo's values),
     # and a changed entry runs again under the same file name
     out, _ = tiny_results
     benchmark = load_script("benchmark")
-    same = benchmark.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", "rl_zoo"])
+    former = str(REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml")
+    same = benchmark.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", former])
     assert benchmark.plan_runs(same) == ([], 3)
-    config = yaml.safe_load((REPO_ROOT / "zoo_configs" / "trpo.yml").read_text())
+    _, zoo_entry = benchmark.select_entry(benchmark.rl_zoo_config("trpo"), "CartPole-v1")
     changed = tmp_path / "trpo.yml"
-    changed.write_text(yaml.safe_dump({"CartPole-v1": {**config["CartPole-v1"], "target_kl": 0.02}}))
+    changed.write_text(yaml.safe_dump({"CartPole-v1": {**zoo_entry, "target_kl": 0.02}}))
     pending, skipped = benchmark.plan_runs(
         benchmark.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", str(changed)])
     )
     assert sorted(spec["algo"] for spec in pending) == ["sb3_contrib", "sb3_trpo"] and skipped == 1
     assert all(spec["config"] == str(changed) for spec in pending)
+
+
+def test_sb3_contrib_refuses_an_entry_it_cannot_take(tmp_path):
+    # Both TRPOs read --trpo-config: our entries' own options and target_kl schedules are refused for sb3-contrib's
+    # TRPO before anything runs, with the names and the way out, instead of a TypeError inside its train()
+    benchmark = load_script("benchmark")
+    args = benchmark.parse_args(
+        [*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(REPO_ROOT / "zoo_configs" / "trpo.yml")]
+    )
+    with pytest.raises(ValueError, match=r"sb3_contrib: the CartPole-v1 entry .* target_kl='lin_0\.02' .*rl_zoo"):
+        benchmark.plan_runs(args)
+    options = tmp_path / "trpo.yml"
+    _, zoo_entry = benchmark.select_entry(benchmark.rl_zoo_config("trpo"), "CartPole-v1")
+    options.write_text(yaml.safe_dump({"CartPole-v1": {**zoo_entry, "ent_coef": 0.01, "adaptive_kl": True}}))
+    args = benchmark.parse_args([*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(options)])
+    with pytest.raises(ValueError, match="sets adaptive_kl, ent_coef, which"):
+        benchmark.plan_runs(args)
+    # Ours and PPO take it; the command line says so and exits 2 without running anything
+    ours = benchmark.parse_args([*TINY_GRID, "--out", str(tmp_path), "--algos", "sb3_trpo", "--trpo-config", str(options)])
+    assert len(benchmark.plan_runs(ours)[0]) == 1
+    assert benchmark.main([*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(options)]) == 2
+    assert not list(tmp_path.glob("*.jsonl"))
 
 
 def test_variant_labels_name_the_changes_from_the_rl_zoo():
