@@ -712,23 +712,6 @@ def finished_runs(
     return keys
 
 
-#: Names of an entry that the Zoo's experiment manager consumes itself: they never reach the algorithm's constructor
-ZOO_ONLY_NAMES = frozenset(
-    {
-        "callback",
-        "env_kwargs",
-        "env_wrapper",
-        "frame_stack",
-        "monitor_kwargs",
-        "n_envs",
-        "n_timesteps",
-        "normalize",
-        "normalize_kwargs",
-        "vec_env_wrapper",
-    }
-)
-
-
 def check_entry(algo: str, env_id: str, config: str, entry: dict[str, Any]) -> None:
     """
     Refuse, before any run starts, an entry that sb3-contrib's TRPO cannot take: one of sb3_trpo's own options
@@ -746,8 +729,10 @@ def check_entry(algo: str, env_id: str, config: str, entry: dict[str, Any]) -> N
         return
     import inspect
 
+    from sb3_trpo.zoo import ZOO_KEYS  # the names the Zoo consumes itself: they never reach the constructor
+
     accepted = set(inspect.signature(algorithm_class(algo).__init__).parameters) - {"self", "env"}
-    refused = sorted(set(entry) - ZOO_ONLY_NAMES - accepted)
+    refused = sorted(set(entry) - ZOO_KEYS - accepted)
     if isinstance(entry.get("target_kl"), str):
         refused.append(f"target_kl={entry['target_kl']!r} (a schedule)")
     if refused:
