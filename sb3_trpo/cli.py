@@ -13,6 +13,8 @@ with running the Zoo's scripts directly:
 - the environment id, the hyperparameter file, the entry used and the hyperparameter names are checked before the
   Zoo creates the run's folder, and a problem is reported in one line (exit code 2) instead of a traceback;
 - ``train`` ends with an evaluation of the final model (``--final-eval-episodes``, default 10, 0 to skip);
+- with ``-optimize``, ``--trial-seeds N`` trains each Optuna trial N times, on seeds ``--seed``, ``--seed`` + 1, ...,
+  and the trial's value is the mean of the runs' (the Zoo's objective is one run);
 - ``enjoy`` reads from ``logs/`` by default (the folder ``train`` writes to), not from the Zoo's pretrained agents.
 """
 
@@ -41,8 +43,8 @@ Train, tune and watch sb3_trpo's TRPO and NPG with the RL Zoo (rl_zoo3).
 
 commands:
   train   train (or, with -optimize, tune) on one environment; options of `python -m rl_zoo3.train`
-          (--algo trpo, the default, npg, trpo_mask, trpo_lstm or trpo_mask_lstm) plus --final-eval-episodes N (default 10);
-          see `python -m sb3_trpo train --help`
+          (--algo trpo, the default, npg, trpo_mask, trpo_lstm or trpo_mask_lstm) plus --final-eval-episodes N (default 10)
+          and, with -optimize, --trial-seeds N (runs per trial, default 1); see `python -m sb3_trpo train --help`
   enjoy   run a trained agent; options of `python -m rl_zoo3.enjoy` (default folder: logs)
 
 example:
@@ -77,6 +79,8 @@ class TrainOptions:
     :param vec_env: ``--vec-env``: the Zoo's ``dummy`` or ``subproc``, or ``envpool`` (ours: EnvPool's envs)
     :param optimize: ``-optimize``/``--optimize-hyperparameters``: tune instead of train
     :param device: ``--device`` (the Zoo's)
+    :param trial_seeds: ``--trial-seeds`` (ours, with ``-optimize``): training runs per Optuna trial, on seeds
+        ``--seed``, ``--seed`` + 1, ...; the trial's value is their mean (1: the Zoo's objective, one run)
     """
 
     algo: str
@@ -90,6 +94,7 @@ class TrainOptions:
     vec_env: str = "dummy"
     optimize: bool = False
     device: str = "auto"
+    trial_seeds: int = 1
 
 
 def _parse_overrides(values: Sequence[str]) -> dict[str, Any]:
@@ -106,7 +111,8 @@ def _parse_overrides(values: Sequence[str]) -> dict[str, Any]:
 
 def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     """
-    Read the options of ``train`` this module needs and remove ours (``--final-eval-episodes``) from the rest.
+    Read the options of ``train`` this module needs and remove ours (``--final-eval-episodes``, ``--trial-seeds``)
+    from the rest.
 
     :param argv: the arguments after ``train``
     :return: the options and the arguments for ``rl_zoo3.train``
@@ -123,14 +129,26 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     parser.add_argument("--vec-env", default="dummy")
     parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", dest="optimize")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--trial-seeds", type=int, default=1)
+    parser.add_argument("--n-jobs", type=int, default=1)  # the Zoo's, read for --trial-seeds
     namespace, _ = parser.parse_known_args(argv)
     if namespace.vec_env not in VEC_ENVS:
         raise CLIError(f"--vec-env must be one of {', '.join(VEC_ENVS)}, got {namespace.vec_env!r}")
     _check_algo(namespace.algo, "python -m rl_zoo3.train")
     if namespace.final_eval_episodes < 0:
         raise CLIError("--final-eval-episodes must be >= 0")
-    # Ours, removed from what the Zoo parses: --final-eval-episodes, and --vec-env envpool (the Zoo knows dummy/subproc)
-    ours = ["--final-eval-episodes"] + (["--vec-env"] if namespace.vec_env == "envpool" else [])
+    if namespace.trial_seeds < 1:
+        raise CLIError(f"--trial-seeds must be >= 1 (training runs per Optuna trial), got {namespace.trial_seeds}")
+    if namespace.trial_seeds > 1 and not namespace.optimize:
+        raise CLIError("--trial-seeds is for tuning (runs per Optuna trial): add -optimize, or leave it out")
+    if namespace.trial_seeds > 1 and namespace.n_jobs != 1:
+        raise CLIError(
+            "--trial-seeds seeds each run of a trial, which trials run in threads (--n-jobs > 1) would share: "
+            "use --n-jobs 1, and several worker processes on one --storage for parallel tuning"
+        )
+    # Ours, removed from what the Zoo parses: --final-eval-episodes, --trial-seeds, and --vec-env envpool (the Zoo
+    # knows dummy/subproc)
+    ours = ["--final-eval-episodes", "--trial-seeds"] + (["--vec-env"] if namespace.vec_env == "envpool" else [])
     zoo_argv = []
     skip = 0
     for argument in argv:
@@ -152,6 +170,7 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         vec_env=namespace.vec_env,
         optimize=namespace.optimize,
         device=namespace.device,
+        trial_seeds=namespace.trial_seeds,
     )
     return options, zoo_argv
 
@@ -232,7 +251,9 @@ def train(argv: Sequence[str]) -> None:
         print(
             "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo, the default, npg, "
             "trpo_mask, trpo_lstm or trpo_mask_lstm; -conf defaults to zoo_configs/<algo>.yml), plus "
-            "--final-eval-episodes N (episodes of the final evaluation, default 10, 0 to skip)\n"
+            "--final-eval-episodes N (episodes of the final evaluation, default 10, 0 to skip) and, with -optimize, "
+            "--trial-seeds N (training runs per trial on seeds --seed, --seed + 1, ...; the trial's value is their "
+            "mean; default 1, the Zoo's one run)\n"
         )
         with _zoo_script("python -m sb3_trpo train", _with_algo(argv, "trpo")):
             rl_zoo3.train.train()
@@ -263,7 +284,7 @@ def train(argv: Sequence[str]) -> None:
             ) from None
     # Under torchrun (WORLD_SIZE > 1): one rank of a data-parallel job (sb3_trpo.common.distributed)
     rank = _init_data_parallel(options) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
-    manager_class = zoo.experiment_manager_class(options.final_eval_episodes, options.vec_env, rank)
+    manager_class = zoo.experiment_manager_class(options.final_eval_episodes, options.vec_env, rank, options.trial_seeds)
     try:
         with _zoo_script("python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), manager_class):
             rl_zoo3.train.train()

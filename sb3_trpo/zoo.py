@@ -28,10 +28,11 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
+import optuna
 import rl_zoo3.import_envs
 import yaml
 from rl_zoo3.exp_manager import ExperimentManager
@@ -40,6 +41,7 @@ from rl_zoo3.utils import ALGOS, create_test_env, get_saved_hyperparams
 from stable_baselines3.common.base_class import BaseAlgorithm
 import rl_zoo3.exp_manager
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_trpo
@@ -313,9 +315,32 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
+class _UnprunedTrial:
+    """
+    An Optuna trial as the second and later runs of a multi-seed trial see it: everything is the trial's (its
+    sampled hyperparameters, attributes, number), but evaluations are not reported and never prune (the pruner
+    compares the first run's evaluations with other trials' first runs).
+
+    :param trial: the trial
+    """
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self._trial = trial
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._trial, name)
+
+    def report(self, value: float, step: int) -> None:
+        """Ignore an intermediate value (the first run's are the trial's)."""
+
+    def should_prune(self) -> bool:
+        """:return: False: a later run of a trial whose first run went on is not pruned"""
+        return False
+
+
 class TRPOExperimentManager(ExperimentManager):
     """
-    The RL Zoo's experiment manager, with two additions.
+    The RL Zoo's experiment manager, with three additions.
 
     - If setting up the experiment fails (a hyperparameter value the algorithm rejects, an environment that cannot be
       created), the folders it created are removed, so no half-written run is left behind, and the error is raised as
@@ -323,9 +348,32 @@ class TRPOExperimentManager(ExperimentManager):
     - After saving the final model (and its ``VecNormalize`` statistics), the model is evaluated over
       ``n_final_eval_episodes`` episodes on a test environment built like ``enjoy`` builds it (saved statistics
       loaded, not updated, rewards not normalized), and one line reports the mean and std of the returns.
+    - With ``n_trial_seeds`` > 1, each Optuna trial trains its hyperparameters ``n_trial_seeds`` times, on seeds
+      ``seed``, ``seed + 1``, ..., and its value is the mean of the runs' values (each the Zoo's objective: its last
+      evaluation); the values are kept in the trial's user attribute ``seed_values``. The Zoo's objective is one run,
+      and on a task whose runs spread widely the best of many single runs is mostly the luck of its run. The pruner
+      sees the first run's evaluations only.
     """
 
     n_final_eval_episodes: ClassVar[int] = 10
+    #: training runs per Optuna trial, on consecutive seeds from ``--seed`` (1: the Zoo's objective, unseeded)
+    n_trial_seeds: ClassVar[int] = 1
+
+    def objective(self, trial: optuna.Trial) -> float:
+        if self.n_trial_seeds == 1:
+            return super().objective(trial)
+        first_seed, values = self.seed, []
+        try:
+            for index in range(self.n_trial_seeds):
+                self.seed = first_seed + index
+                set_random_seed(self.seed)  # the Zoo builds the trial's model unseeded: its weights draw from here
+                # The same trial: its hyperparameters are sampled once and read back; the pruner sees the first run
+                run_trial = trial if index == 0 else cast(optuna.Trial, _UnprunedTrial(trial))
+                values.append(float(super().objective(run_trial)))
+        finally:
+            self.seed = first_seed
+        trial.set_user_attr("seed_values", values)
+        return float(np.mean(values))
 
     def setup_experiment(self) -> tuple[BaseAlgorithm, dict[str, Any]] | None:
         # Deepest first, so that removing them in order leaves no empty parent that this run created
@@ -394,7 +442,10 @@ class TRPOExperimentManager(ExperimentManager):
 
 
 def experiment_manager_class(
-    n_final_eval_episodes: int, vec_env: str | None = None, data_parallel_rank: int | None = None
+    n_final_eval_episodes: int,
+    vec_env: str | None = None,
+    data_parallel_rank: int | None = None,
+    n_trial_seeds: int = 1,
 ) -> type[TRPOExperimentManager]:
     """
     A ``TRPOExperimentManager`` class for one run (the Zoo's ``train()`` creates the manager itself).
@@ -404,6 +455,8 @@ def experiment_manager_class(
     :param data_parallel_rank: this process's rank in a data-parallel job (``torchrun``), None otherwise: the model
         gets ``data_parallel=True``; rank 0 alone writes the run's folder, evaluates, checkpoints and saves (the other
         ranks write to a temporary folder and do none of that)
+    :param n_trial_seeds: training runs per Optuna trial (``-optimize``), on seeds ``--seed``, ``--seed`` + 1, ...;
+        the trial's value is their mean (1: the Zoo's objective)
     :return: the class
     """
 
@@ -429,6 +482,7 @@ def experiment_manager_class(
                 super().save_trained_model(model)
 
     RunExperimentManager.n_final_eval_episodes = n_final_eval_episodes
+    RunExperimentManager.n_trial_seeds = n_trial_seeds
     if vec_env == "envpool":
         from sb3_trpo.envpool_vec_env import envpool_vec_env_cls
 

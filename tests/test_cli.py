@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import optuna
 import pytest
 import torch as th
 
@@ -129,6 +130,35 @@ def test_optimize_two_trials(tmp_path: Path) -> None:
     assert len(list((tmp_path / "logs" / "trpo").glob("report_CartPole-v1_2-trials-2000-random-none_*.csv"))) == 1
 
 
+def test_optimize_with_trial_seeds_averages_runs_on_consecutive_seeds(tmp_path: Path) -> None:
+    # Each trial trains on --seed and --seed + 1; the trial's value is the mean of the two runs' last evaluations
+    def tune(folder: str, trial_seeds: int = 2) -> optuna.Study:
+        (tmp_path / folder).mkdir()
+        storage = f"sqlite:///{tmp_path / folder / 'study.db'}"
+        result = run_cli(
+            "train", "--env", "Pendulum-v1", "-optimize", "--n-trials", "1", "--trial-seeds", str(trial_seeds), "-n", "512",
+            "--n-evaluations", "1", "--eval-episodes", "1", "--sampler", "random", "--pruner", "median",
+            "--no-optim-plots", "--seed", "3", "--num-threads", "1", "--storage", storage, "--study-name", "seeds",
+            cwd=tmp_path / folder,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        return optuna.load_study(study_name="seeds", storage=storage)
+
+    first, again = tune("first"), tune("again")
+    (trial,) = first.trials
+    values = trial.user_attrs["seed_values"]
+    assert trial.state == optuna.trial.TrialState.COMPLETE and len(values) == 2
+    assert trial.value == pytest.approx(np.mean(values), rel=1e-12)
+    assert values[0] != values[1]  # two seeds, two runs
+    last_step = max(trial.intermediate_values)
+    assert trial.intermediate_values[last_step] == values[0]  # the pruner saw the first run's evaluations only
+    # Each run is seeded: the same command gives the same runs
+    assert again.trials[0].user_attrs["seed_values"] == values and again.trials[0].params == trial.params
+    # The first run is the Zoo's one run of the trial on --seed
+    (single,) = tune("single", trial_seeds=1).trials
+    assert single.params == trial.params and single.value == values[0] and "seed_values" not in single.user_attrs
+
+
 BAD_INPUTS = {
     "unknown env id": (["--env", "CartPol-v1"], None, r"unknown environment id 'CartPol-v1'.*did you mean 'CartPole-v1'"),
     "missing entry": (["--env", "Acrobot-v1"], "Pendulum-v1:\n  policy: MlpPolicy\n", r"no entry for 'Acrobot-v1'"),
@@ -151,6 +181,13 @@ BAD_INPUTS = {
         r"runs --algo trpo, npg, trpo_mask, trpo_lstm, trpo_mask_lstm \(got --algo ppo\)",
     ),
     "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
+    "no trial seed": (["-optimize", "--trial-seeds", "0"], None, r"--trial-seeds must be >= 1 .* got 0$"),
+    "trial seeds without tuning": (["--trial-seeds", "3"], None, r"--trial-seeds is for tuning .* add -optimize"),
+    "trial seeds in threads": (
+        ["-optimize", "--trial-seeds", "2", "--n-jobs", "2"],
+        None,
+        r"--trial-seeds seeds each run .* use --n-jobs 1",
+    ),
 }
 
 

@@ -16,6 +16,7 @@ pytest.importorskip("rl_zoo3", reason='the RL Zoo is an optional dependency: pip
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
 
 from sb3_trpo import NPG, TRPO, zoo  # noqa: F401 (zoo registers our samplers)
+from sb3_trpo.zoo import _UnprunedTrial
 from sb3_trpo.tuning import sample_npg_params, sample_trpo_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,22 @@ def test_sampled_hyperparameters_build_the_algorithm(algo, sampler, seed):
     model = algo("MlpPolicy", "Pendulum-v1", **kwargs)
     assert model.target_kl == kwargs["target_kl"] and model.n_steps == kwargs["n_steps"]
     assert HYPERPARAMS_SAMPLER[algo.__name__.lower()] is sampler
+
+
+def test_a_later_run_of_a_multi_seed_trial_reads_its_hyperparameters_and_never_prunes():
+    # --trial-seeds: the second and later runs of a trial see the trial's sampled values, report nothing, never prune
+    study = optuna.create_study(
+        direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.0), sampler=optuna.samplers.RandomSampler(0)
+    )
+    trial = study.ask()
+    sampled = sample_trpo_params(trial, n_actions=1, n_envs=2, additional_args={})
+    later = _UnprunedTrial(trial)
+    assert sample_trpo_params(later, n_actions=1, n_envs=2, additional_args={}) == sampled  # type: ignore[arg-type]
+    assert later.number == trial.number
+    later.report(-1.0, 0)
+    assert not later.should_prune() and study.trials[0].intermediate_values == {}
+    trial.report(-1.0, 0)  # the first run's value below the threshold prunes
+    assert trial.should_prune()
 
 
 def _tune(storage: str, study: str, cwd: Path, seed: int) -> subprocess.Popen:
