@@ -91,6 +91,7 @@ FORMER_ENTRIES = (
     REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml",
     REPO_ROOT / "benchmarks" / "configs" / "former_entries_2.yml",
     REPO_ROOT / "benchmarks" / "configs" / "former_entries_3.yml",
+    REPO_ROOT / "benchmarks" / "configs" / "former_entries_4.yml",
 )
 
 

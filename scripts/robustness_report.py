@@ -23,8 +23,9 @@ Once a chosen candidate has replaced the entry in ``zoo_configs/trpo.yml`` (the 
 replaced it (``(ours, tuned)``, its P and verdict against the former entry: ``chosen, now the entry``), and judges
 every other candidate against the new entry: to replace the entry, a candidate has to beat the one in place. Where
 the entry has been replaced twice or more (the second former entry in ``benchmarks/configs/former_entries_2.yml``, the
-third in ``benchmarks/configs/former_entries_3.yml``), each former entry after the first keeps its verdict against
-the one it replaced (``chosen, a former entry``), and the entry its verdict against the latest former one.
+third in ``benchmarks/configs/former_entries_3.yml``, the fourth in ``benchmarks/configs/former_entries_4.yml``),
+each former entry after the first keeps its verdict against the one it replaced (``chosen, a former entry``), and the
+entry its verdict against the latest former one.
 
 The worst-run guard was added to the rule on 2026-12-05, before the candidates judged after it had run on all their
 tuning seeds; the verdicts that replaced an entry before then (the rows of the former entries and of the entries

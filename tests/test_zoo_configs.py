@@ -175,8 +175,8 @@ def test_zoo_values_are_kept() -> None:
     assert scaled == 1  # Ant-v5
     # n_steps of Hopper-v5, Ant-v5 and LunarLander-v3, cg_damping of Walker2d-v5 and Hopper-v5 (whose target_kl is a
     # schedule) and of Humanoid-v5, gae_lambda of Swimmer-v5, sde_sample_freq of MountainCarContinuous-v0, gamma and
-    # gae_lambda of HalfCheetah-v5, gamma of Hopper-v5, n_steps and n_critic_updates of LunarLanderContinuous-v3
-    assert named == 13
+    # gae_lambda of HalfCheetah-v5, gamma and gae_lambda of Hopper-v5, n_steps and n_critic_updates of LunarLanderContinuous-v3
+    assert named == 14
 
 
 @pytest.mark.parametrize("key", sorted(CONFIG))
