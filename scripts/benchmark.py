@@ -86,12 +86,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # --trpo-config / --ppo-config value that stands for the RL Zoo's own hyperparams/trpo.yml / ppo.yml
 RL_ZOO = "rl_zoo"
 #: former ``# Tuned`` entries of zoo_configs/trpo.yml, each replaced by the robustness candidate chosen against it, by
-#: generation (the RL Zoo's schema holds one entry per task, so a task's second replaced entry goes to the second file)
-FORMER_ENTRIES = (
-    REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml",
-    REPO_ROOT / "benchmarks" / "configs" / "former_entries_2.yml",
-    REPO_ROOT / "benchmarks" / "configs" / "former_entries_3.yml",
-    REPO_ROOT / "benchmarks" / "configs" / "former_entries_4.yml",
+#: generation (the RL Zoo's schema holds one entry per task, so a task's n-th replaced entry goes to
+#: ``former_entries_<n>.yml``, its first to ``former_entries.yml``)
+FORMER_ENTRIES = tuple(
+    sorted(
+        (REPO_ROOT / "benchmarks" / "configs").glob("former_entries*.yml"),
+        key=lambda path: int(path.stem.rpartition("_")[2]) if path.stem[-1].isdigit() else 1,
+    )
 )
 
 

@@ -22,8 +22,7 @@ Once a chosen candidate has replaced the entry in ``zoo_configs/trpo.yml`` (the 
 ``benchmarks/configs/former_entries.yml``), the table shows the former entry (``former entry``), the candidate that
 replaced it (``(ours, tuned)``, its P and verdict against the former entry: ``chosen, now the entry``), and judges
 every other candidate against the new entry: to replace the entry, a candidate has to beat the one in place. Where
-the entry has been replaced twice or more (the second former entry in ``benchmarks/configs/former_entries_2.yml``, the
-third in ``benchmarks/configs/former_entries_3.yml``, the fourth in ``benchmarks/configs/former_entries_4.yml``),
+the entry has been replaced twice or more (the n-th former entry in ``benchmarks/configs/former_entries_<n>.yml``),
 each former entry after the first keeps its verdict against the one it replaced (``chosen, a former entry``), and the
 entry its verdict against the latest former one.
 
