@@ -99,13 +99,32 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> dict[str, float]
     :param y: scores of Y, shape (n_runs_y, n_tasks)
     :return: ``poi``, ``low``, ``high``
     """
-    from rliable import metrics
-
-    point, interval = _bootstrap(
-        {"pair": [np.asarray(x, np.float64), np.asarray(y, np.float64)]}, metrics.probability_of_improvement
-    )
+    point, interval = _bootstrap({"pair": [np.asarray(x, np.float64), np.asarray(y, np.float64)]}, improvement_share)
     low, high = np.ravel(interval["pair"])
     return {"poi": float(np.ravel(point["pair"])[0]), "low": float(low), "high": float(high)}
+
+
+def improvement_share(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """
+    rliable's ``metrics.probability_of_improvement``, bit for bit, without its Mann-Whitney test per task: per task,
+    the share of (X run, Y run) pairs that X wins, ties half (the Mann-Whitney U over the number of pairs; 0.5 where
+    X's and Y's runs are the same), averaged over tasks. The bootstrap calls it thousands of times: SciPy's test
+    costs about 2 ms a call, this about 20 us.
+
+    :param scores_x: shape (n_runs_x, n_tasks)
+    :param scores_y: shape (n_runs_y, n_tasks)
+    :return: P(X > Y) averaged over tasks
+    """
+    shares = []
+    for task in range(scores_x.shape[1]):
+        x, y = scores_x[:, task], scores_y[:, task]
+        if np.array_equal(x, y):
+            shares.append(0.5)
+        else:
+            # U: the pairs X wins plus half the ties, an exact float (integers and halves), as SciPy's rank sums give it
+            wins = float(np.count_nonzero(x[:, None] > y[None, :])) + 0.5 * float(np.count_nonzero(x[:, None] == y[None, :]))
+            shares.append(wins / (len(x) * len(y)))
+    return float(np.mean(shares))
 
 
 def evaluation_records(results: str) -> dict[str, list[dict[str, Any]]]:

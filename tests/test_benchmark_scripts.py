@@ -853,3 +853,82 @@ def test_an_entry_replaced_twice_keeps_each_former_entry_s_verdict_against_the_o
     assert rows[labels[3]][0].startswith(f"{share(records[15:], records[10:15]):.2f} [")
     assert share(records[5:10], records[:5]) == 1.0 and share(records[10:15], records[5:10]) == 0.72
     assert share(records[15:], records[:5]) == 1.0 and share(records[15:], records[10:15]) == 0.0
+
+
+def test_improvement_share_is_rliable_s_probability_of_improvement_bit_for_bit():
+    # evaluation_report.probability_of_improvement bootstraps improvement_share in place of rliable's metric (SciPy's
+    # Mann-Whitney test per task, about 100 times slower): the same float on every input, ties and equal runs included
+    from rliable import metrics
+
+    report = load_script("evaluation_report")
+    rng = np.random.default_rng(0)
+    for trial in range(600):
+        n_x, n_y, n_tasks = (int(value) for value in rng.integers(1, 12, size=3) % [12, 12, 4] + [0, 0, 1])
+        x, y = rng.normal(size=(n_x, n_tasks)), rng.normal(size=(n_y, n_tasks))
+        if trial % 3 == 1:  # many ties
+            x, y = np.round(x), np.round(y)
+        if trial % 3 == 2:  # one task where X's runs are Y's
+            y = rng.normal(size=(n_x, n_tasks))
+            y[:, 0] = x[:, 0]
+        assert report.improvement_share(x, y) == metrics.probability_of_improvement(x, y)
+    assert report.improvement_share(np.array([[1.0], [2.0]]), np.array([[2.0], [0.0]])) == 0.625  # (1 + 0.5 + 1 + 0) / 4
+
+
+def test_carry_over_report_checks_each_replacement_on_the_evaluation_seeds(tmp_path, monkeypatch):
+    # Each replacement of an entry (oldest first) with its tuning-seed evidence next to the evaluation seeds' outcome,
+    # and the counts of those that carried over, split by whether the tuning P's whole CI was above 0.5
+    plot_results, carry = load_script("plot_results"), load_script("carry_over_report")
+    monkeypatch.setattr(carry.evaluation_report, "BOOTSTRAP_REPS", 500)
+    benchmark = load_script("benchmark")
+    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"Ant-v5": [1000.0, 1200.0, 900.0, 1300.0, 800.0]}})]
+    first = {**ours[0]["hyperparams"], "target_kl": 0.08}
+    second = {**first, "policy_kwargs": "dict(log_std_init=-1)"}
+    current = {**second, "gamma": 0.995}
+    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"Ant-v5": [first, second]})
+    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"Ant-v5": current})
+
+    def runs(hyperparams: dict, returns: list[float], role: str) -> list[dict]:
+        offset = 100 if role == "evaluation" else 0
+        return [
+            {**ours[0], "seed": offset + seed, "seed_role": role, "hyperparams": hyperparams, "final_eval": {"mean": value}}
+            for seed, value in enumerate(returns)
+        ]
+
+    # The second former entry beats the first everywhere (a clear choice that carries over); the entry beats the
+    # second in 16.5 of 25 pairs of tuning runs and loses on every evaluation seed; a candidate that never became an
+    # entry is left out
+    tuning = (
+        runs(first, [1000.0, 1100.0, 900.0, 1200.0, 950.0], "tuning")
+        + runs(second, [3000.0, 3100.0, 2900.0, 3200.0, 2950.0], "tuning")
+        + runs(current, [3300.0, 3000.0, 3250.0, 2800.0, 3150.0], "tuning")
+        + runs({**first, "ent_coef": 0.01}, [9000.0] * 5, "tuning")
+    )
+    evaluation = (
+        runs(first, [1000.0, 1050.0, 1100.0, 980.0, 1020.0], "evaluation")
+        + runs(second, [2800.0, 2900.0, 3000.0, 2850.0, 2950.0], "evaluation")
+        + runs(current, [2000.0, 2100.0, 2200.0, 2050.0, 2150.0], "evaluation")
+    )
+    assert [carry.generation(run) for run in tuning[::5]] == [0, 1, 2, None]
+    for folder, records in (("tuning", tuning), ("evaluation", evaluation)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "Ant-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in records))
+    rows = carry.replacements({"Ant-v5": tuning}, carry.evaluation_report.evaluation_records(str(tmp_path / "evaluation")))
+    assert [row["change"] for row in rows] == [
+        "policy_kwargs default -> dict(log_std_init=-1)",
+        "gamma 0.99 -> 0.995",
+    ]
+    assert [row["tuning_poi"][:4] for row in rows] == ["1.00", "0.66"]  # 25 of 25 pairs; 16.5 of 25
+    assert rows[0]["tuning_iqm"] == "1016.7 -> 3016.7" and rows[1]["evaluation_iqm"] == "2900.0 -> 2100.0"
+    assert [carry.clear_on_tuning(row) for row in rows] == [True, False]
+    assert [carry.carried_over(row) for row in rows] == [True, False]
+    table = carry.carry_over_table(rows)
+    assert table.splitlines()[2].endswith("| 5 | 1023.3 -> 2900.0 | 1.00 [1.00, 1.00] | yes |")
+    assert table.rstrip().endswith(
+        "1 of 1 with the tuning seeds' P(new > old) whole 95% CI above 0.5; "
+        "0 of 1 with the tuning seeds' P(new > old) 95% CI reaching 0.5 or below."
+    )
+    # Where the old entry never ran on the evaluation seeds there is nothing to check, and the count says so
+    unchecked = carry.replacements({"Ant-v5": tuning}, {"Ant-v5": evaluation[5:]})
+    assert carry.carried_over(unchecked[0]) is None and unchecked[0]["evaluation_iqm"] == "-"
+    assert carry.carry_over_table(unchecked).rstrip().endswith("; 1 not run on both seed sets.")
+    assert carry.carry_over_table([]) == ""

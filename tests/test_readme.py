@@ -121,12 +121,25 @@ def test_readme_is_short_and_keeps_its_set_up_commands() -> None:
     assert 'pip install "torch==2.13.0" -e ".[extra,tests,envpool,tuning]"' in readme
 
 
+def test_carry_over_table_is_the_report_of_the_committed_records() -> None:
+    # docs/results.md's audit of the rule (each replacement of an entry: tuning seeds against evaluation seeds)
+    carry = load_script("carry_over_report")
+    tuning = carry.robustness_report.tuning_records(str(REPO_ROOT / "benchmarks" / "robustness"))
+    evaluation = carry.evaluation_report.evaluation_records(str(REPO_ROOT / "benchmarks" / "evaluation" / "results"))
+    table = carry.carry_over_table(carry.replacements(tuning, evaluation))
+    assert _block(RESULTS_PAGE, carry.START, carry.END) == "\n" + table, (
+        "docs/results.md's carry-over table differs from the records: "
+        "python scripts/carry_over_report.py --docs docs/results.md"
+    )
+
+
 def test_scripts_are_where_the_docs_say() -> None:
     for script in (
         "ablation.py",
         "plot_results.py",
         "evaluation_report.py",
         "robustness_report.py",
+        "carry_over_report.py",
         "bench_distributed.py",
         "docs_screenshots.py",
     ):
