@@ -180,10 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if benchmark.refuse_to_report([run for runs in records.values() for run in runs], args.allow_mixed):
             return 2
     table = carry_over_table(replacements(tuning, evaluation))
-    if args.docs and not plot_results.write_block(Path(args.docs), table, START, END):
-        return 1
-    print(table)
-    return 0
+    return plot_results.publish(table, args.docs, START, END)
 
 
 if __name__ == "__main__":

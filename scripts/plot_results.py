@@ -483,6 +483,18 @@ def write_block(path: Path, text: str, start: str, end: str) -> bool:
     return True
 
 
+def publish(text: str, page: str | None, start: str, end: str) -> int:
+    """
+    A report script's last step: write ``text`` into ``page`` between its markers (with ``--docs``), then print it.
+
+    :return: the script's exit status: 0, or 1 where the page has no markers (nothing printed)
+    """
+    if page and not write_block(Path(page), text, start, end):
+        return 1
+    print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     all_runs = load_runs(args.results)

@@ -197,10 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     if benchmark.refuse_to_report(flat, args.allow_mixed):
         return 2
     table = robustness_table(tuning_records(args.results))
-    if args.docs and not plot_results.write_block(Path(args.docs), table, START, END):
-        return 1
-    print(table)
-    return 0
+    return plot_results.publish(table, args.docs, START, END)
 
 
 if __name__ == "__main__":
