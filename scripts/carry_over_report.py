@@ -23,8 +23,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # the sibling scripts: records, roles, fingerprints
 import evaluation_report
@@ -71,10 +69,6 @@ def change(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(f"{name} {old.get(name, 'default')} -> {new.get(name, 'default')}" for name in names)
 
 
-def _column(scores: dict[int, float]) -> np.ndarray:
-    return np.array([[scores[seed]] for seed in sorted(scores)], dtype=np.float64)
-
-
 def _compare(old: dict[int, float], new: dict[int, float]) -> tuple[str, str, dict[str, float] | None]:
     # both IQMs ("old -> new") and P(new > old) with its CI, or dashes where either has fewer than 2 runs
     if len(old) < 2 or len(new) < 2:
@@ -82,8 +76,9 @@ def _compare(old: dict[int, float], new: dict[int, float]) -> tuple[str, str, di
     from rliable import metrics
 
     # the IQMs' point estimates (the same values as evaluation_report.iqm_and_mean's, without their bootstrap)
-    old_iqm, new_iqm = metrics.aggregate_iqm(_column(old)), metrics.aggregate_iqm(_column(new))
-    poi = evaluation_report.probability_of_improvement(_column(new), _column(old))
+    old_scores, new_scores = robustness_report._column(old), robustness_report._column(new)
+    old_iqm, new_iqm = metrics.aggregate_iqm(old_scores), metrics.aggregate_iqm(new_scores)
+    poi = evaluation_report.probability_of_improvement(new_scores, old_scores)
     return f"{old_iqm:.1f} -> {new_iqm:.1f}", f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}]", poi
 
 
