@@ -7,7 +7,9 @@ candidate does better on seeds it has never seen. Each entry, former ones includ
 evaluation seeds (``benchmarks/evaluation/results``), so each prediction can be checked: this script lists every
 replacement with its tuning-seed evidence (both IQMs, P(new > old) with its 95% CI) next to what the evaluation seeds
 gave (both IQMs, P(new > old)), and counts how many carried over (P(new > old) > 0.5 on the evaluation seeds),
-separately for the replacements whose tuning P had its whole 95% CI above 0.5 and the others.
+separately for the replacements whose tuning P had its whole 95% CI above 0.5 and the others. A replacement is
+pending, and not counted, until the new entry has run on every evaluation seed the old one ran on (its estimates are
+shown before).
 
 It chooses nothing and changes no entry: the evaluation seeds stay out of every choice of a configuration. What it
 informs is the rule that makes those choices, for the verdicts still to come. Scores are read where each task is
@@ -88,7 +90,8 @@ def replacements(tuning: dict[str, list[dict[str, Any]]], evaluation: dict[str, 
     :param evaluation: each task's evaluation-seed runs
     :return: one row per replacement of an entry (a task with former entries), oldest first: ``task``, ``change``,
         the tuning and evaluation comparisons (``tuning_iqm``, ``tuning_poi`` text and ``tuning_estimate``, likewise
-        ``evaluation_*``, with ``tuning_n`` and ``evaluation_n`` the runs of the new entry)
+        ``evaluation_*``, with ``tuning_n`` and ``evaluation_n`` the runs of the new entry, and ``evaluation_missing``
+        the number of the old entry's evaluation seeds the new one has not run on yet)
     """
     rows = []
     for env_id in sorted(set(tuning) | set(evaluation)):
@@ -113,6 +116,7 @@ def replacements(tuning: dict[str, list[dict[str, Any]]], evaluation: dict[str, 
                     "tuning_poi": tuning_poi,
                     "tuning_estimate": tuning_estimate,
                     "evaluation_n": len(on_evaluation.get(new, {})),
+                    "evaluation_missing": len(set(on_evaluation.get(old, {})) - set(on_evaluation.get(new, {}))),
                     "evaluation_iqm": evaluation_iqm,
                     "evaluation_poi": evaluation_poi,
                     "evaluation_estimate": evaluation_estimate,
@@ -121,10 +125,18 @@ def replacements(tuning: dict[str, list[dict[str, Any]]], evaluation: dict[str, 
     return rows
 
 
+def pending(row: dict[str, Any]) -> bool:
+    """:return: whether the new entry has run on some, not yet all, of the evaluation seeds the old one ran on"""
+    return row["evaluation_estimate"] is not None and row["evaluation_missing"] > 0
+
+
 def carried_over(row: dict[str, Any]) -> bool | None:
-    """:return: whether the new entry beat the old one on the evaluation seeds (P > 0.5); None where not both ran there"""
+    """
+    :return: whether the new entry beat the old one on the evaluation seeds (P > 0.5); None where not both ran there,
+        or while it is :func:`pending`
+    """
     estimate = row["evaluation_estimate"]
-    return None if estimate is None else estimate["poi"] > 0.5
+    return None if estimate is None or pending(row) else estimate["poi"] > 0.5
 
 
 def clear_on_tuning(row: dict[str, Any]) -> bool | None:
@@ -147,6 +159,8 @@ def carry_over_table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         verdict = {True: "yes", False: "no", None: "-"}[carried_over(row)]
+        if pending(row):
+            verdict = f"pending ({row['evaluation_n']} of {row['evaluation_n'] + row['evaluation_missing']})"
         lines.append(
             f"| {row['task']} | {row['change']} | {row['tuning_n']} | {row['tuning_iqm']} | {row['tuning_poi']}"
             f" | {row['evaluation_n']} | {row['evaluation_iqm']} | {row['evaluation_poi']} | {verdict} |"
@@ -156,9 +170,12 @@ def carry_over_table(rows: list[dict[str, Any]]) -> str:
         checked = [row for row in rows if clear_on_tuning(row) is clear and carried_over(row) is not None]
         kept = sum(bool(carried_over(row)) for row in checked)
         counts.append(f"{kept} of {len(checked)} with the tuning seeds' P(new > old) {description}")
-    unchecked = sum(carried_over(row) is None or clear_on_tuning(row) is None for row in rows)
+    waiting = sum(pending(row) for row in rows)
+    unchecked = sum((carried_over(row) is None or clear_on_tuning(row) is None) and not pending(row) for row in rows)
     summary = f"Carried over (P(new > old) > 0.5 on the evaluation seeds): {counts[0]}; {counts[1]}"
-    summary += f"; {unchecked} not run on both seed sets." if unchecked else "."
+    summary += f"; {unchecked} not run on both seed sets" if unchecked else ""
+    summary += f"; {waiting} pending (the new entry not yet on all the old one's evaluation seeds)" if waiting else ""
+    summary += "."
     return "\n".join(lines) + "\n\n" + summary + "\n"
 
 

@@ -931,4 +931,15 @@ def test_carry_over_report_checks_each_replacement_on_the_evaluation_seeds(tmp_p
     unchecked = carry.replacements({"Ant-v5": tuning}, {"Ant-v5": evaluation[5:]})
     assert carry.carried_over(unchecked[0]) is None and unchecked[0]["evaluation_iqm"] == "-"
     assert carry.carry_over_table(unchecked).rstrip().endswith("; 1 not run on both seed sets.")
+    # While the new entry has run on some of the old one's evaluation seeds only, its estimates are shown and its
+    # verdict waits: neither counted as carried over nor as not
+    partial = carry.replacements({"Ant-v5": tuning}, {"Ant-v5": evaluation[:13]})
+    assert [carry.pending(row) for row in partial] == [False, True] and partial[1]["evaluation_n"] == 3
+    assert carry.carried_over(partial[1]) is None and partial[1]["evaluation_iqm"] == "2900.0 -> 2100.0"
+    table = carry.carry_over_table(partial)
+    assert table.splitlines()[3].endswith("| 3 | 2900.0 -> 2100.0 | 0.00 [0.00, 0.00] | pending (3 of 5) |")
+    assert table.rstrip().endswith(
+        "0 of 0 with the tuning seeds' P(new > old) 95% CI reaching 0.5 or below; "
+        "1 pending (the new entry not yet on all the old one's evaluation seeds)."
+    )
     assert carry.carry_over_table([]) == ""
