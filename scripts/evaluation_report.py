@@ -73,6 +73,22 @@ def _bootstrap(score_dict: dict[str, Any], aggregate: Any) -> tuple[dict[str, np
         )
 
 
+def interquartile_mean(scores: np.ndarray) -> float:
+    """
+    rliable's ``metrics.aggregate_iqm`` (SciPy's ``trim_mean(scores, 0.25, axis=None)``), bit for bit: the mean of
+    the middle half of all the values, after the same partition. The bootstraps call it hundreds of thousands of
+    times (every point of every learning curve, 5000 times): SciPy's array-API wrapper costs about 0.3 ms a call,
+    these three NumPy operations a few microseconds.
+
+    :param scores: any shape (runs x tasks), flattened
+    :return: the 25% trimmed mean
+    """
+    flat = np.asarray(scores).ravel()
+    cut = int(0.25 * flat.size)
+    middle = np.partition(flat, (cut, flat.size - cut - 1))[cut : flat.size - cut]
+    return float(np.mean(middle.astype(np.float64, copy=False)))
+
+
 def iqm_and_mean(scores: np.ndarray) -> dict[str, float]:
     """
     IQM and mean with stratified-bootstrap 95% CIs (rliable; tasks are the strata).
@@ -83,7 +99,7 @@ def iqm_and_mean(scores: np.ndarray) -> dict[str, float]:
     from rliable import metrics
 
     def aggregate(values: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(values), metrics.aggregate_mean(values)])
+        return np.array([interquartile_mean(values), metrics.aggregate_mean(values)])
 
     point, interval = _bootstrap({"scores": np.asarray(scores, dtype=np.float64)}, aggregate)
     (iqm, mean), ((iqm_low, mean_low), (iqm_high, mean_high)) = point["scores"], interval["scores"]
@@ -480,11 +496,10 @@ def iqm_curve(returns: np.ndarray) -> dict[str, np.ndarray]:
     :param returns: shape (n_runs, n_points)
     :return: ``iqm``, ``low``, ``high``, each of shape (n_points,)
     """
-    from rliable import metrics
 
     def aggregate(values: np.ndarray) -> np.ndarray:
         # values: (n_runs, 1 task, n_points)
-        return np.array([metrics.aggregate_iqm(values[..., point]) for point in range(values.shape[-1])])
+        return np.array([interquartile_mean(values[..., point]) for point in range(values.shape[-1])])
 
     point, interval = _bootstrap({"curve": np.asarray(returns, np.float64)[:, None, :]}, aggregate)
     return {"iqm": point["curve"], "low": interval["curve"][0], "high": interval["curve"][1]}

@@ -874,6 +874,25 @@ def test_improvement_share_is_rliable_s_probability_of_improvement_bit_for_bit()
     assert report.improvement_share(np.array([[1.0], [2.0]]), np.array([[2.0], [0.0]])) == 0.625  # (1 + 0.5 + 1 + 0) / 4
 
 
+def test_interquartile_mean_is_rliable_s_aggregate_iqm_bit_for_bit():
+    # evaluation_report's bootstraps (the learning curves' bands above all) call interquartile_mean in place of
+    # rliable's aggregate_iqm (SciPy's trim_mean behind its array-API wrapper): the same float on every input, ties,
+    # any number of runs and tasks, and the strided slices the curves' bootstrap hands it included
+    from rliable import metrics
+
+    report = load_script("evaluation_report")
+    rng = np.random.default_rng(1)
+    for trial in range(600):
+        n_runs, n_tasks = int(rng.integers(1, 25)), int(rng.integers(1, 5))
+        scores = rng.normal(size=(n_runs, n_tasks)) * 10 ** rng.uniform(-3, 4)
+        if trial % 3 == 1:  # many ties
+            scores = np.round(scores)
+        assert report.interquartile_mean(scores) == metrics.aggregate_iqm(scores)
+    curves = rng.normal(size=(10, 1, 21))
+    assert all(report.interquartile_mean(curves[..., p]) == metrics.aggregate_iqm(curves[..., p]) for p in range(21))
+    assert report.interquartile_mean(np.array([[1.0], [2.0], [3.0], [100.0]])) == 2.5  # the middle two of four
+
+
 def test_carry_over_report_checks_each_replacement_on_the_evaluation_seeds(tmp_path, monkeypatch):
     # Each replacement of an entry (oldest first) with its tuning-seed evidence next to the evaluation seeds' outcome,
     # and the counts of those that carried over, split by whether the tuning P's whole CI was above 0.5
