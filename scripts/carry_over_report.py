@@ -75,11 +75,9 @@ def _compare(old: dict[int, float], new: dict[int, float]) -> tuple[str, str, di
     # both IQMs ("old -> new") and P(new > old) with its CI, or dashes where either has fewer than 2 runs
     if len(old) < 2 or len(new) < 2:
         return "-", "-", None
-    from rliable import metrics
-
-    # the IQMs' point estimates (the same values as evaluation_report.iqm_and_mean's, without their bootstrap)
+    # the IQMs' point estimates (evaluation_report.iqm_and_mean's, without their bootstrap)
     old_scores, new_scores = robustness_report._column(old), robustness_report._column(new)
-    old_iqm, new_iqm = metrics.aggregate_iqm(old_scores), metrics.aggregate_iqm(new_scores)
+    old_iqm, new_iqm = evaluation_report.interquartile_mean(old_scores), evaluation_report.interquartile_mean(new_scores)
     poi = evaluation_report.probability_of_improvement(new_scores, old_scores)
     return f"{old_iqm:.1f} -> {new_iqm:.1f}", f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}]", poi
 
