@@ -243,11 +243,21 @@ def _poi_with_ci(poi: dict[str, float]) -> str:
     return f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}]"
 
 
-def per_task_table(records: dict[str, list[dict[str, Any]]]) -> str:
+def per_task_table(records: dict[str, list[dict[str, Any]]], former_entries: bool = True) -> str:
     """
+    :param former_entries: whether to list ours with its former entries too (``False``: each task's current entry
+        and the other algorithms only)
     :return: the Markdown table of each task and algorithm (tasks with at least 2 runs of it)
     """
     scores = headline_scores(records)
+    if not former_entries:
+        former = {
+            plot_results.variant_label(run)
+            for runs in records.values()
+            for run in runs
+            if plot_results.is_headline(run) and plot_results.is_former_entry(run)
+        }
+        scores = {label: by_task for label, by_task in scores.items() if label not in former}
     header = "| task | algorithm | n | IQM [95% CI] | mean [95% CI] | mean +/- std | curve mean | learn() steps/s | CPUs |"
     lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for env_id in sorted(records):
@@ -380,43 +390,69 @@ def _improvement_over(scores: np.ndarray, others: np.ndarray) -> dict[str, float
     return probability_of_improvement(scores.reshape(-1, 1), others.reshape(-1, 1))
 
 
-def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
+def judged_targets(records: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """
-    :return: the Markdown table judging ``EVALUATION_TARGETS`` for ours (each headline variant of our TRPO with 2+
-        runs on a target task): IQM [95% CI] against the target, the coefficient of variation against ``MAX_CV``,
-        and P(ours > sb3-contrib's TRPO) [95% CI] on the task against 0.5 ("-" until sb3-contrib has 2+ runs there)
-        with sb3-contrib's number of runs; that verdict is provisional while sb3-contrib has fewer runs than ours;
-        each verdict is pending until ours has run on ``JUDGED_SEEDS`` seeds (the estimates are shown before);
-        then P(ours > SB3's PPO) [95% CI] with PPO's number of runs, for information (no target; "-" until PPO has
-        2+ runs there); empty when no target task has runs of ours
+    ``EVALUATION_TARGETS`` judged for ours: each headline variant of our TRPO with 2+ runs on a target task.
+
+    :return: one dict per (task, variant), in the targets' order: ``env``, ``label``, ``former`` (a former entry),
+        ``n``, ``steps`` (where it is judged; None: the final model), ``target``, ``estimate`` (IQM and mean with
+        their 95% CIs), ``cv``, ``contrib`` and ``ppo`` (P(ours > it) with its 95% CI, None until it has 2+ runs
+        there) and ``contrib_n`` and ``ppo_n`` (its numbers of runs)
     """
     contrib, ppo = plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]
-    lines = []
+    judged = []
     for env_id, (target, steps) in EVALUATION_TARGETS.items():
         runs = records.get(env_id, [])
-        ours = sorted({label for run in runs if (label := _headline_label(run)) and _is_our_trpo(label)})
-        for label in ours:
+        for label in sorted({label for run in runs if (label := _headline_label(run)) and _is_our_trpo(label)}):
             scores = _judged_scores(runs, label, steps)
             if len(scores) < 2:
                 continue
-            estimate = iqm_and_mean(scores.reshape(-1, 1))
-            cv = float(scores.std() / abs(scores.mean()))
-            others = _judged_scores(runs, contrib, steps)
-            if (poi := _improvement_over(scores, others)) is not None:
-                verdict = _verdict(poi["poi"] > 0.5, len(scores))
-                verdict += " (provisional)" if len(others) < len(scores) and len(scores) >= JUDGED_SEEDS else ""
-                improvement = f"{_poi_with_ci(poi)} | {len(others)} | {verdict}"
-            else:
-                improvement = f"- | {len(others)} | -"
-            ppo_scores = _judged_scores(runs, ppo, steps)
-            poi = _improvement_over(scores, ppo_scores)
-            improvement += f" | {_poi_with_ci(poi) if poi is not None else '-'} | {len(ppo_scores)}"
-            at = "final" if steps is None else f"{steps:,} steps"
-            lines.append(
-                f"| {env_id} | {label} | {len(scores)} | {at} | {target:g} | {_with_ci(estimate, 'iqm', 1)}"
-                f" | {_verdict(estimate['iqm'] >= target, len(scores))} | {cv:.3f} | {_verdict(cv <= MAX_CV, len(scores))}"
-                f" | {improvement} |"
+            others, ppo_scores = _judged_scores(runs, contrib, steps), _judged_scores(runs, ppo, steps)
+            judged.append(
+                {
+                    "env": env_id,
+                    "label": label,
+                    "former": any(plot_results.is_former_entry(run) for run in runs if _headline_label(run) == label),
+                    "n": len(scores),
+                    "steps": steps,
+                    "target": target,
+                    "estimate": iqm_and_mean(scores.reshape(-1, 1)),
+                    "cv": float(scores.std() / abs(scores.mean())),
+                    "contrib": _improvement_over(scores, others),
+                    "contrib_n": len(others),
+                    "ppo": _improvement_over(scores, ppo_scores),
+                    "ppo_n": len(ppo_scores),
+                }
             )
+    return judged
+
+
+def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :return: the Markdown table judging ``EVALUATION_TARGETS`` for ours (``judged_targets``): IQM [95% CI] against
+        the target, the coefficient of variation against ``MAX_CV``, and P(ours > sb3-contrib's TRPO) [95% CI] on the
+        task against 0.5 ("-" until sb3-contrib has 2+ runs there) with sb3-contrib's number of runs; that verdict is
+        provisional while sb3-contrib has fewer runs than ours; each verdict is pending until ours has run on
+        ``JUDGED_SEEDS`` seeds (the estimates are shown before); then P(ours > SB3's PPO) [95% CI] with PPO's number
+        of runs, for information (no target; "-" until PPO has 2+ runs there); empty when no target task has runs of
+        ours
+    """
+    lines = []
+    for row in judged_targets(records):
+        n = row["n"]
+        if (poi := row["contrib"]) is not None:
+            verdict = _verdict(poi["poi"] > 0.5, n)
+            verdict += " (provisional)" if row["contrib_n"] < n and n >= JUDGED_SEEDS else ""
+            improvement = f"{_poi_with_ci(poi)} | {row['contrib_n']} | {verdict}"
+        else:
+            improvement = f"- | {row['contrib_n']} | -"
+        improvement += f" | {_poi_with_ci(row['ppo']) if row['ppo'] is not None else '-'} | {row['ppo_n']}"
+        at = "final" if row["steps"] is None else f"{row['steps']:,} steps"
+        lines.append(
+            f"| {row['env']} | {row['label']} | {n} | {at} | {row['target']:g} | {_with_ci(row['estimate'], 'iqm', 1)}"
+            f" | {_verdict(row['estimate']['iqm'] >= row['target'], n)} | {row['cv']:.3f}"
+            f" | {_verdict(row['cv'] <= MAX_CV, n)} | {improvement} |"
+        )
     if not lines:
         return ""
     header = (
@@ -425,6 +461,51 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
         "|---|---|---|---|---:|---|---|---:|---|---|---:|---|---|---:|\n"
     )
     return header + "\n".join(lines) + "\n"
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def targets_summary(records: dict[str, list[dict[str, Any]]]) -> str:
+    """
+    :return: one paragraph judging each target for ours with each task's current entry (``judged_targets`` less the
+        former entries): per target, the tasks that met it and those that missed it, each with its value; tasks that
+        have not run on ``JUDGED_SEEDS`` seeds yet are pending; empty when no target task has runs of ours
+    """
+    rows = [row for row in judged_targets(records) if not row["former"]]
+    if not rows:
+        return ""
+
+    def task(row: dict[str, Any]) -> str:
+        return row["env"] + ("" if row["steps"] is None else f" at {row['steps'] / 1e6:g}M steps")
+
+    checks = [
+        (
+            "IQM >= target",
+            lambda row: row["estimate"]["iqm"] >= row["target"],
+            lambda row: f"{row['estimate']['iqm']:.1f} against {row['target']:g}",
+        ),
+        (f"CV <= {MAX_CV:g}", lambda row: row["cv"] <= MAX_CV, lambda row: f"{row['cv']:.3f}"),
+        (
+            "P(ours > sb3-contrib's TRPO) > 0.5",
+            lambda row: row["contrib"]["poi"] > 0.5,
+            lambda row: f"{row['contrib']['poi']:.2f} [{row['contrib']['low']:.2f}, {row['contrib']['high']:.2f}]",
+        ),
+    ]
+    sentences = []
+    for name, met, value in checks:
+        verdicts: dict[str, list[str]] = {"met": [], "missed": [], "pending": []}
+        for row in rows:
+            if name.startswith("P(") and row["contrib"] is None:
+                continue
+            outcome = "pending" if row["n"] < JUDGED_SEEDS else "met" if met(row) else "missed"
+            verdicts[outcome].append(
+                f"{task(row)} ({value(row)}" + (f", {row['n']} of {JUDGED_SEEDS} seeds)" if outcome == "pending" else ")")
+            )
+        parts = [f"{outcome} on {_listed(tasks)}" for outcome, tasks in verdicts.items() if tasks]
+        sentences.append(f"{name}: " + "; ".join(parts) + ".")
+    return "Targets, judged on the evaluation seeds (ours with each task's current entry): " + " ".join(sentences) + "\n"
 
 
 def std_at(run: dict[str, Any], fraction: float) -> float | None:
@@ -633,14 +714,15 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "(indicative: other work shared the machine, and machines differ); CPUs: the runs on each CPU capability "
         "(torch's vector kernels: a run reproduces bit for bit only on the same one and the same CPU model; unknown: "
         "an older record). "
-        "Ours with the task's entry of `zoo_configs/` (`(ours, tuned)`: "
-        "a `# Tuned` entry, with what it changes from the RL Zoo's values; `(ours, former entry)`: an entry since "
-        "replaced by the robustness candidate chosen against it on tuning seeds, `benchmarks/configs/former_entries*.yml`); "
-        "the others with their Zoo settings. Records: "
+        "Ours with the task's current entry of `zoo_configs/` (`(ours, tuned)`: "
+        "a `# Tuned` entry, with what it changes from the RL Zoo's values; the entries it replaced, chosen against on "
+        "tuning seeds, are in `docs/results.md` with their evaluation-seed runs and what each "
+        "replacement changed); the others with their Zoo settings. Records: "
         + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
         + ". Regenerate: `python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md`."
     )
-    return per_task_table(records) + "\n" + note + "\n"
+    targets = targets_summary(records)
+    return per_task_table(records, former_entries=False) + "\n" + (targets + "\n" if targets else "") + note + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -438,8 +438,24 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     pending = {line.split(" | ")[0][2:]: line for line in report.targets_table(by_env).splitlines()[2:]}
     assert "| 3600.0 [" in pending["Hopper-v5"] and "] | pending (5 of 10) | " in pending["Hopper-v5"]
     assert pending["Humanoid-v5"].endswith("| pending (2 of 10) | - | 0 | - | - | 0 |")
+    summary = report.targets_summary(by_env)  # the README's paragraph: the same verdicts, current entries only
+    assert (
+        "IQM >= target: pending on Hopper-v5 (3600.0 against 3618, 5 of 10 seeds), Walker2d-v5 (5000.0 against 4933, "
+        in summary
+    )
+    assert "and Humanoid-v5 at 1M steps (1000.5 against 810, 2 of 10 seeds)." in summary
     monkeypatch.setattr(report, "JUDGED_SEEDS", 2)  # judged as if the grid were complete
     rows = {line.split(" | ")[0][2:]: line for line in report.targets_table(by_env).splitlines()[2:]}
+    summary = report.targets_summary(by_env)
+    assert summary == (
+        "Targets, judged on the evaluation seeds (ours with each task's current entry): "
+        "IQM >= target: met on Walker2d-v5 (5000.0 against 4933) and Humanoid-v5 at 1M steps (1000.5 against 810); "
+        "missed on Hopper-v5 (3600.0 against 3618). "
+        f"CV <= 0.15: met on Hopper-v5 ({np.std(ours['Hopper-v5']) / np.mean(ours['Hopper-v5']):.3f}) and Humanoid-v5 at "
+        f"1M steps (0.000); missed on Walker2d-v5 ({np.std(ours['Walker2d-v5']) / np.mean(ours['Walker2d-v5']):.3f}). "
+        "P(ours > sb3-contrib's TRPO) > 0.5: met on Walker2d-v5 (1.00 [1.00, 1.00]); "
+        "missed on Hopper-v5 (0.00 [0.00, 0.00]).\n"
+    )
     assert set(rows) == {"Hopper-v5", "Walker2d-v5", "Humanoid-v5"}
     label = "sb3_trpo TRPO (ours)"
     cv_hopper = np.std(ours["Hopper-v5"]) / np.mean(ours["Hopper-v5"])
@@ -467,6 +483,10 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     )
     row = report.targets_table({"Hopper-v5": tuned}).splitlines()[2]
     assert row.startswith("| Hopper-v5 | sb3_trpo TRPO (ours, tuned), n_steps=2048 | 5 | final | 3618 | 3600.0 [")
+    # A former entry has no place in the summary: the same runs as a former entry leave it empty
+    assert report.targets_summary({"Hopper-v5": tuned}).startswith("Targets, judged on the evaluation seeds")
+    monkeypatch.setattr(report.plot_results, "is_former_entry", lambda record: record["algo"] == "sb3_trpo")
+    assert report.targets_summary({"Hopper-v5": tuned}) == ""
 
 
 def test_exploration_table_reads_the_std_early_in_training_against_the_final_return(monkeypatch):
@@ -799,6 +819,38 @@ def test_a_former_entry_keeps_its_results_and_the_candidates_are_judged_against_
     assert poi["sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06"].startswith(f"{share(promoted, records):.2f} [")
     assert share(second, records) > 0.5 > share(second, promoted)
     assert poi["sb3_trpo TRPO (ours), target_kl=lin_0.03"].startswith(f"{share(second, promoted):.2f} [")
+
+
+def test_evaluation_summary_lists_each_task_s_current_entry_and_leaves_former_entries_to_the_full_table(monkeypatch):
+    # The README's summary: one row per task and algorithm (ours with the task's current entry); the full table of
+    # docs/results.md keeps the former entries' evaluation-seed rows beside it
+    plot_results, report = load_script("plot_results"), load_script("evaluation_report")
+    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
+    benchmark = load_script("benchmark")
+    returns = {"sb3_trpo": {"Hopper-v5": [3000.0, 3100.0, 2900.0]}, "sb3_contrib": {"Hopper-v5": [2000.0, 2100.0, 1900.0]}}
+    records = _synthetic_records(benchmark, returns)
+    ours = [run for run in records if run["algo"] == "sb3_trpo"]
+    former = {**ours[0]["hyperparams"], "target_kl": 0.03}
+    current = {**former, "target_kl": "lin_0.06"}
+    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"Hopper-v5": [former]})
+    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"Hopper-v5": current})
+    runs = [run for run in records if run["algo"] != "sb3_trpo"]
+    runs += [{**run, "hyperparams": former} for run in ours]
+    runs += [{**run, "hyperparams": current, "final_eval": {"mean": run["final_eval"]["mean"] + 500}} for run in ours]
+    by_env = {"Hopper-v5": runs}
+    labels = {
+        "full": [row.split(" | ")[1] for row in report.per_task_table(by_env).splitlines()[2:]],
+        "summary": [row.split(" | ")[1] for row in report.evaluation_summary(by_env).splitlines()[2:5] if row.startswith("|")],
+    }
+    assert labels["full"] == [
+        "sb3-contrib TRPO",
+        "sb3_trpo TRPO (ours, former entry), target_kl=0.03",
+        "sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06",
+    ]
+    assert labels["summary"] == ["sb3-contrib TRPO", "sb3_trpo TRPO (ours, tuned), target_kl=lin_0.06"]
+    # The rows it keeps are the full table's, cell for cell
+    summary_rows = [row for row in report.evaluation_summary(by_env).splitlines()[2:] if row.startswith("| Hopper")]
+    assert all(row in report.per_task_table(by_env).splitlines() for row in summary_rows)
 
 
 def test_an_entry_replaced_twice_keeps_each_former_entry_s_verdict_against_the_one_it_replaced(tmp_path, monkeypatch):
