@@ -489,6 +489,20 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     assert report.targets_summary({"Hopper-v5": tuned}) == ""
 
 
+def test_targets_summary_writes_a_cv_that_rounds_to_the_bound_to_a_fourth_digit(monkeypatch):
+    # 0.1501 misses CV <= 0.15: written "0.150" it would read as met
+    report = load_script("evaluation_report")
+    estimate = {"iqm": 4338.8, "iqm_low": 3765.9, "iqm_high": 4673.1}
+    rows = [
+        {"env": env_id, "former": False, "n": 10, "steps": None, "target": 4933.0, "estimate": estimate, "cv": cv,
+         "contrib": None}
+        for env_id, cv in (("Walker2d-v5", 0.15009), ("Hopper-v5", 0.14996), ("Swimmer-v5", 0.2061))
+    ]  # fmt: skip
+    monkeypatch.setattr(report, "judged_targets", lambda records: rows)
+    summary = report.targets_summary({})
+    assert "CV <= 0.15: met on Hopper-v5 (0.1500); missed on Walker2d-v5 (0.1501) and Swimmer-v5 (0.206)." in summary
+
+
 def test_exploration_table_reads_the_std_early_in_training_against_the_final_return(monkeypatch):
     report = load_script("evaluation_report")
     monkeypatch.setattr(report.plot_results, "_former_entries", dict)  # the Zoo's values as the current entry
