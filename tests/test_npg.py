@@ -1,5 +1,6 @@
 """NPG: the shared natural-gradient core with the full step and no line search."""
 
+import copy
 import inspect
 
 import numpy as np
@@ -133,3 +134,22 @@ def test_npg_is_deterministic_for_a_seed() -> None:
         return get_flat_params(list(model.policy.parameters()))
 
     assert th.equal(run(), run())
+
+
+def test_a_line_search_argument_names_npg_and_says_it_has_no_line_search() -> None:
+    for name in ("line_search_max_iter", "line_search_shrinking_factor"):
+        with pytest.raises(TypeError, match=rf"^NPG\(\): got an unexpected keyword argument '{name}' NPG has no line search"):
+            NPG("MlpPolicy", "CartPole-v1", **{name: 5})
+
+
+@pytest.mark.parametrize("name", ["TRPO", "NPG", "MaskableTRPO", "RecurrentTRPO", "MaskableRecurrentTRPO"])
+def test_an_unknown_argument_names_the_class_the_user_called(name: str) -> None:
+    import sb3_trpo
+
+    algorithm = getattr(sb3_trpo, name)
+    policy = "MlpLstmPolicy" if "Recurrent" in name else "MlpPolicy"
+    with pytest.raises(TypeError, match=rf"^{name}\(\): got an unexpected keyword argument 'n_epochs'$"):
+        algorithm(policy, "CartPole-v1", n_epochs=10)
+    # copy and pickle build instances with no arguments
+    model = algorithm(policy, "CartPole-v1", n_steps=64, batch_size=64)
+    assert type(copy.copy(model)) is algorithm

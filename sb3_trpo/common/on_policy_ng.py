@@ -9,6 +9,7 @@ and the logs. A subclass says how the step along the full natural-gradient step 
 improves the objective, NPG takes the full step. (Tianshou builds TRPO on NPG the same way.)
 """
 
+import inspect
 import io
 import math
 import numbers
@@ -34,7 +35,7 @@ from stable_baselines3.common.policies import (
     MultiInputActorCriticPolicy,
 )
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, PyTorchObs, RolloutBufferSamples, Schedule
-from stable_baselines3.common.utils import LinearSchedule, explained_variance
+from stable_baselines3.common.utils import LinearSchedule, explained_variance, update_learning_rate
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 from torch.nn import functional as F
@@ -139,6 +140,34 @@ def trust_region_radius_schedule(target_kl: Any) -> float | Schedule:
     is_number = isinstance(target_kl, numbers.Real) and not _is_bool(target_kl)
     check_range("target_kl", target_kl, is_number and math.isfinite(target_kl) and target_kl > 0, TRUST_REGION_ALLOWED)
     return float(target_kl)
+
+
+def scheduled_value(name: str, schedule: float | Schedule, progress_remaining: float) -> float:
+    """
+    A hyperparameter's value at one update: the number itself, or its schedule read at the progress remaining.
+
+    SB3's progress remaining goes below 0 on the last rollout of a ``learn()`` whose budget is not a multiple of
+    ``n_steps * n_envs``, where ``lambda p: x * p`` and the RL Zoo's ``linear_schedule`` turn negative. The family's
+    rule for every schedule it takes: a value ``<= 0`` is 0 (that part of the update takes no step: no policy step
+    for ``target_kl``, no move of the critic for ``learning_rate``); a value that is not a finite number is an error.
+
+    :param name: the constructor argument the schedule came from (named by the error)
+    :param schedule: a number, or a function of the progress remaining
+    :param progress_remaining: SB3's ``_current_progress_remaining`` (1 at the start of ``learn()``, 0 at its budget)
+    :return: the value, clipped below at 0
+    :raises ValueError: naming the argument, when the value is not a finite number
+    """
+    try:
+        value = float(schedule(progress_remaining)) if callable(schedule) else float(schedule)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"`{name}` must give a finite number at every progress remaining; at {progress_remaining:.6g}: {error}"
+        ) from error
+    if not math.isfinite(value):
+        raise ValueError(
+            f"`{name}` must give a finite number at every progress remaining; at {progress_remaining:.6g} it gave {value!r}"
+        )
+    return max(value, 0.0)
 
 
 def _is_bool(value: Any) -> bool:
@@ -261,6 +290,21 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     policy: ActorCriticPolicy
     rollout_buffer: RolloutBuffer
+
+    #: Hints added to the error for a keyword argument the class does not take, by argument (NPG: no line search)
+    _argument_hints: ClassVar[dict[str, str]] = {}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "NaturalGradientAlgorithm":
+        # Check the call against the constructor's signature first, so that a wrong argument's error names the class
+        # the user called (not the base class whose __init__ it reaches), with the class's hint for that argument.
+        # (copy and pickle call __new__ with no argument: nothing to check then)
+        if args or kwargs:
+            try:
+                inspect.signature(cls.__init__).bind(None, *args, **kwargs)
+            except TypeError as error:
+                hints = [hint for name, hint in cls._argument_hints.items() if name in kwargs]
+                raise TypeError(" ".join([f"{cls.__name__}(): {error}", *hints])) from None
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -838,6 +882,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         """
         One update from the rollout buffer (the algorithm box of TRPO and NPG; DESIGN.md, section 2).
         """
+        # This update's trust-region radius and critic learning rate, read before anything is touched: with
+        # adaptive_kl, the adapted radius; else target_kl, or its schedule's value at the progress remaining. A value
+        # <= 0 (a schedule past the end of the budget) means no step; a non-finite one raises (`scheduled_value`).
+        radius = self.target_kl_effective if self.adaptive_kl else self._scheduled_radius()
         # Switch to train mode (this affects batch norm / dropout); update the critic's learning rate
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
@@ -854,10 +902,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         # 3. Search direction s = (F + cg_damping * I)^-1 g by conjugate gradient on Fisher-vector products
         cg = self._search_direction(batch, objective)
         # 4. Step length beta = sqrt(2 delta / s^T (F + damping I) s): the quadratic model of the KL reaches delta.
-        #    (F + damping I) s = g - r, with r the residual CG tracks: no extra Fisher product
-        # (with adaptive_kl, the adapted radius; else target_kl itself, whatever was set on the model since, or its
-        # schedule's value at the progress remaining)
-        radius = self.target_kl_effective if self.adaptive_kl else self._scheduled_radius()
+        #    (F + damping I) s = g - r, with r the residual CG tracks: no extra Fisher product (radius 0: beta 0)
         usable = bool(th.isfinite(cg.x).all())
         beta = max_step_length(cg.x, objective.gradient - cg.residual, radius) if usable else 0.0
         # 5. The step theta_old + fraction * beta * s (TRPO: backtracking line search; NPG: the full step);
@@ -891,11 +936,23 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     def _scheduled_radius(self) -> float:
         """
         :return: ``target_kl``, or its schedule's value at the current progress remaining (SB3's
-            ``_current_progress_remaining``, as for ``learning_rate``)
+            ``_current_progress_remaining``, as for ``learning_rate``), 0 where the schedule is <= 0
+        :raises ValueError: naming ``target_kl`` when the value is not finite
         """
-        if callable(self.target_kl):
-            return float(self.target_kl(self._current_progress_remaining))
-        return float(self.target_kl)
+        return scheduled_value("target_kl", self.target_kl, self._current_progress_remaining)
+
+    def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
+        """
+        SB3's ``_update_learning_rate`` under the family's rule for schedules (:func:`scheduled_value`): a learning
+        rate <= 0 is 0 (the critic's weights do not move at this update), a non-finite one raises naming
+        ``learning_rate`` before any weight is touched.
+
+        :param optimizers: an optimizer or a list of optimizers
+        """
+        learning_rate = scheduled_value("learning_rate", self.lr_schedule, self._current_progress_remaining)
+        self.logger.record("train/learning_rate", learning_rate)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            update_learning_rate(optimizer, learning_rate)
 
     @classmethod
     def load(

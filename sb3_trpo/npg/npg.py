@@ -1,4 +1,5 @@
 import math
+from typing import ClassVar
 
 from sb3_trpo.common.natural_gradient import LineSearchResult
 from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm, StepEvaluator
@@ -56,6 +57,11 @@ class NPG(NaturalGradientAlgorithm):
 
     The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
     """
+
+    _argument_hints: ClassVar[dict[str, str]] = {
+        name: f"NPG has no line search, so no `{name}`: it takes the full step (use TRPO for a backtracking line search)."
+        for name in ("line_search_shrinking_factor", "line_search_max_iter")
+    }
 
     def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:
         """
