@@ -15,8 +15,14 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch as th
-from sb3_contrib.common.maskable.distributions import MaskableCategorical, MaskableDistribution
+from gymnasium import spaces
+from sb3_contrib.common.maskable.distributions import (
+    MaskableBernoulliDistribution,
+    MaskableCategorical,
+    MaskableDistribution,
+)
 from stable_baselines3.common.distributions import Distribution, kl_divergence
 from torch import nn
 
@@ -296,6 +302,81 @@ def kl_old_new(old_distribution: Distribution, new_distribution: Distribution) -
     # KL(p || q) = E_p[log p - log q], summed over independent action dimensions
     kl = kl_divergence(old_distribution, new_distribution)
     return kl.sum(dim=1) if kl.dim() > 1 else kl
+
+
+#: What ``target_kl`` bounds (the algorithms' ``kl_constraint``): ``"joint"``, the paper's ``KL(pi_old || pi_theta)``
+#: of the joint action distribution; ``"sb3_contrib"``, the quantity sb3-contrib's TRPO checks,
+#: ``kl_divergence(pi_theta, pi_old)`` averaged over the action dimensions of Box and MultiBinary actions
+KL_CONSTRAINTS = ("joint", "sb3_contrib")
+
+
+def kl_new_old_sb3_contrib(old_distribution: Distribution, new_distribution: Distribution) -> th.Tensor:
+    """
+    Per-sample KL that sb3-contrib's TRPO bounds: ``KL(pi_theta || pi_old)`` (its direction), averaged over the
+    independent action dimensions of Gaussian (gSDE included) and Bernoulli distributions, summed over the
+    sub-actions of multi-categorical ones, the categorical KL itself for Discrete actions.
+
+    sb3-contrib's line search checks ``kl_divergence(distribution, old_distribution).mean()``; SB3's
+    ``kl_divergence`` gives shape (batch, n_dims) for Gaussian and Bernoulli distributions, so its ``.mean()`` is the
+    batch mean of this per-sample mean. sb3-contrib's maskable distributions take :func:`masked_categorical_kl`
+    (the same masks on both sides), summed over sub-actions, averaged over dimensions for MultiBinary ones.
+
+    :param old_distribution: ``pi_old`` (see :func:`detached_distribution`)
+    :param new_distribution: ``pi_theta``, same class
+    :return: KL per sample, shape (batch,)
+    """
+    if isinstance(old_distribution, MaskableDistribution):
+        pairs = zip(torch_distributions(new_distribution), torch_distributions(old_distribution), strict=True)
+        kl = th.stack([masked_categorical_kl(new, old) for new, old in pairs], dim=1)  # type: ignore[arg-type]
+        return kl.mean(dim=1) if isinstance(old_distribution, MaskableBernoulliDistribution) else kl.sum(dim=1)
+    kl = kl_divergence(new_distribution, old_distribution)
+    return kl.mean(dim=1) if kl.dim() > 1 else kl
+
+
+def constrained_kl(old_distribution: Distribution, new_distribution: Distribution, kl_constraint: str) -> th.Tensor:
+    """
+    Per-sample KL that ``target_kl`` bounds under ``kl_constraint`` (one of :data:`KL_CONSTRAINTS`).
+
+    :param old_distribution: ``pi_old``
+    :param new_distribution: ``pi_theta``, same class
+    :param kl_constraint: ``"joint"`` (:func:`kl_old_new`) or ``"sb3_contrib"`` (:func:`kl_new_old_sb3_contrib`)
+    :return: KL per sample, shape (batch,)
+    """
+    if kl_constraint == "joint":
+        return kl_old_new(old_distribution, new_distribution)
+    return kl_new_old_sb3_contrib(old_distribution, new_distribution)
+
+
+def kl_constraint_dimensions(action_space: spaces.Space, kl_constraint: str) -> int:
+    """
+    ``d`` such that the bounded KL is the joint KL divided by ``d`` to second order at ``theta_old``: its Hessian there
+    (the Fisher matrix of the constraint) is ``F / d``, ``F`` the Fisher of the joint distribution.
+
+    Both directions of the KL have the same Hessian at ``theta_old``, so only the average over dimensions counts:
+    ``d`` is the number of action dimensions for Box and MultiBinary actions under ``"sb3_contrib"``, else 1.
+
+    :param action_space: the algorithm's action space
+    :param kl_constraint: one of :data:`KL_CONSTRAINTS`
+    :return: ``d >= 1``
+    """
+    if kl_constraint == "sb3_contrib" and isinstance(action_space, (spaces.Box, spaces.MultiBinary)):
+        return max(int(np.prod(action_space.shape)), 1)
+    return 1
+
+
+def scaled_fisher_vector_product(fvp: FisherVectorProduct, dimensions: int) -> FisherVectorProduct:
+    """
+    The damped product of the constraint's Fisher ``F / d`` from a product of the joint one damped by ``d * damping``:
+    ``((F + d * damping * I) v) / d = (F / d + damping * I) v``, what sb3-contrib's Hessian-vector product computes
+    (``cg_damping`` added to the Hessian of its averaged KL).
+
+    :param fvp: ``v -> (F + d * damping * I) v``
+    :param dimensions: ``d`` (:func:`kl_constraint_dimensions`); 1 returns ``fvp`` itself
+    :return: ``v -> (F / d + damping * I) v``
+    """
+    if dimensions == 1:
+        return fvp
+    return lambda vector: fvp(vector) / dimensions
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -50,18 +50,22 @@ from sb3_trpo.common.fisher import (
 )
 from sb3_trpo.common.natural_gradient import (
     CGResult,
+    KL_CONSTRAINTS,
     FisherVectorProduct,
     LineSearchResult,
     adapt_trust_region_radius,
     conjugate_gradient,
+    constrained_kl,
     detached_distribution,
     entropy_regularized_surrogate,
     fisher_vector_product,
     flat_grad,
     get_flat_params,
+    kl_constraint_dimensions,
     kl_old_new,
     max_step_length,
     normalize_advantages,
+    scaled_fisher_vector_product,
     set_flat_params,
 )
 from sb3_trpo.common.policies import actor_critic_parameters
@@ -261,6 +265,14 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction instead of zero
         (one more Fisher product to start, often fewer iterations; ``train/cg_iterations`` shows it). The direction is
         saved with the model. Default: False.
+    :param kl_constraint: What ``target_kl`` bounds, in the line search, the step length and the logged
+        ``train/kl_divergence_loss``: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)`` of the joint
+        action distribution; ``"sb3_contrib"``, the quantity sb3-contrib's TRPO checks,
+        ``kl_divergence(pi_theta, pi_old).mean()``: ``KL(pi_theta || pi_old)`` averaged over the action dimensions for
+        Box (Gaussian and gSDE) and MultiBinary actions, summed over the sub-actions for MultiDiscrete, the joint KL for
+        Discrete. Its Fisher matrix is ``F / d`` (``d`` the action dimensions averaged over), damped by ``cg_damping``
+        as sb3-contrib's, so that sb3-contrib's hyperparameters give sb3-contrib's trust region (about ``d`` times the
+        joint one's radius in KL). Saved with the model.
     :param data_parallel: Whether this process is one rank of a data-parallel job over the initialized
         ``torch.distributed`` process group (:mod:`sb3_trpo.common.distributed`): each rank collects its own rollouts
         (seeded ``seed + rank``), starts from rank 0's weights, and every mean of the policy's update (advantage
@@ -338,6 +350,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         adaptive_kl: bool = False,
         cg_warm_start: bool = False,
         data_parallel: bool = False,
+        kl_constraint: str = "joint",
     ):
         check_range("fisher_product", fisher_product, fisher_product in self.fisher_products, f"one of {self.fisher_products}")
         # New checks raise ValueError naming the argument (before any env is built)
@@ -355,6 +368,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         check_range("adaptive_kl", adaptive_kl, _is_bool(adaptive_kl), "True or False")
         check_range("cg_warm_start", cg_warm_start, _is_bool(cg_warm_start), "True or False")
         check_range("data_parallel", data_parallel, _is_bool(data_parallel), "True or False")
+        check_range("kl_constraint", kl_constraint, kl_constraint in KL_CONSTRAINTS, f"one of {KL_CONSTRAINTS}")
         # Data-parallel training (sb3_trpo.common.distributed): set up in _setup_model, which needs the process group
         self.data_parallel = bool(data_parallel)
         self._data_parallel: DataParallel | None = None
@@ -416,6 +430,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         self.n_critic_updates = n_critic_updates
         self.sub_sampling_factor = sub_sampling_factor
         self.fisher_product = fisher_product
+        # What target_kl bounds: the joint KL(pi_old || pi_theta), or sb3-contrib's quantity
+        self.kl_constraint = kl_constraint
 
         if _init_setup_model:
             self._setup_model()
@@ -639,7 +655,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         """
         distribution = self._distribution_on(batch)
         objective = self._objective(distribution, batch.actions, old_log_prob, batch.advantages)
-        return objective, kl_old_new(old_dist, distribution).mean()
+        return objective, constrained_kl(old_dist, distribution, self.kl_constraint).mean()
 
     def _action_masks(self, batch: RolloutBufferSamples, index: slice | None = None) -> th.Tensor | None:
         """
@@ -681,21 +697,28 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         :param old_dist: its detached snapshot ``pi_old``
         :return: the product, on flat vectors over the actor parameters
         """
-        fvp = self._batch_fisher_vector_product(batch, distribution, old_dist)
+        # The Fisher of the bounded KL: F / d, d > 1 for sb3-contrib's mean over action dimensions
+        dimensions = kl_constraint_dimensions(self.action_space, self.kl_constraint)
+        damping = self.cg_damping * dimensions
+        fvp = scaled_fisher_vector_product(
+            self._batch_fisher_vector_product(batch, distribution, old_dist, damping), dimensions
+        )
         data_parallel = self._data_parallel
         if data_parallel is None:
             return fvp
         return lambda vector: data_parallel.mean(fvp(vector))
 
     def _batch_fisher_vector_product(
-        self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution
+        self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution, damping: float
     ) -> FisherVectorProduct:
         """
-        The damped Fisher-vector product on this process's batch, ``v -> (F + cg_damping * I) v``.
+        The damped Fisher-vector product of the joint action distribution on this process's batch,
+        ``v -> (F + damping * I) v``.
 
         :param batch: the whole rollout (every ``sub_sampling_factor``-th sample is used)
         :param distribution: ``pi_theta`` on the whole batch, with its graph
         :param old_dist: its detached snapshot ``pi_old``
+        :param damping: the damping added (``cg_damping``, times ``d`` for sb3-contrib's KL constraint)
         :return: the product, on flat vectors over the actor parameters
         """
         index = slice(None, None, self.sub_sampling_factor) if self.sub_sampling_factor > 1 else None
@@ -704,7 +727,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         if self.fisher_product == "gauss_newton" and supports_gauss_newton(distribution):
             # F v = J^T M J v with M the closed-form Fisher of the action distribution (sb3_trpo.common.fisher): in
             # closed form for MLP actors, else through autograd graphs built once
-            policy, params, damping = self.policy, self.actor_params, self.cg_damping
+            policy, params = self.policy, self.actor_params
             closed_form = mlp_fisher_vector_product(policy, params, observations, damping, action_masks=masks)
             if closed_form is not None:
                 return closed_form
@@ -717,7 +740,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             old_dist = detached_distribution(distribution)
         kl = kl_old_new(old_dist, distribution).mean()
         kl_grad = flat_grad(kl, self.actor_params, create_graph=True)
-        return partial(fisher_vector_product, kl_grad, self.actor_params, damping=self.cg_damping)
+        return partial(fisher_vector_product, kl_grad, self.actor_params, damping=damping)
 
     def _search_direction(self, batch: RolloutBufferSamples, objective: PolicyObjective) -> CGResult:
         """

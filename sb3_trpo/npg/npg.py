@@ -54,6 +54,10 @@ class NPG(NaturalGradientAlgorithm):
         ``radius / 1.5``, /1.5 after a KL above ``1.5 * radius`` or a non-finite step, within
         ``[target_kl / 10, 10 * target_kl]``). Default False.
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
+    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
+        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's quantity, ``KL(pi_theta || pi_old)``
+        averaged over the action dimensions of Box and MultiBinary actions (summed over MultiDiscrete sub-actions), so
+        that sb3-contrib's hyperparameters (the RL Zoo's ``trpo.yml``) give sb3-contrib's step sizes
 
     The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
     """

@@ -66,6 +66,10 @@ class TRPO(NaturalGradientAlgorithm):
         ``KL <= radius / 1.5``, /1.5 after a rejected line search, within ``[target_kl / 10, 10 * target_kl]``; the
         line search then checks ``KL <= target_kl_effective``). Default False.
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
+    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
+        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's quantity, ``KL(pi_theta || pi_old)``
+        averaged over the action dimensions of Box and MultiBinary actions (summed over MultiDiscrete sub-actions), so
+        that sb3-contrib's hyperparameters (the RL Zoo's ``trpo.yml``) give sb3-contrib's step sizes
 
     The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
     """
@@ -104,6 +108,7 @@ class TRPO(NaturalGradientAlgorithm):
         adaptive_kl: bool = False,
         cg_warm_start: bool = False,
         data_parallel: bool = False,
+        kl_constraint: str = "joint",
     ):
         shrink = line_search_shrinking_factor
         check_range("line_search_shrinking_factor", shrink, 0 < shrink < 1, "in the open interval (0, 1)")
@@ -141,6 +146,7 @@ class TRPO(NaturalGradientAlgorithm):
             adaptive_kl=adaptive_kl,
             cg_warm_start=cg_warm_start,
             data_parallel=data_parallel,
+            kl_constraint=kl_constraint,
         )
 
     def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:

@@ -196,6 +196,10 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
     :param ent_coef: Entropy bonus (of the masked distributions) added to the surrogate; >= 0, default 0
     :param adaptive_kl: Whether the radius adapts between updates (see TRPO); default False
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
+    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
+        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's quantity, ``KL(pi_theta || pi_old)``
+        averaged over the action dimensions of Box and MultiBinary actions (summed over MultiDiscrete sub-actions), so
+        that sb3-contrib's hyperparameters (the RL Zoo's ``trpo.yml``) give sb3-contrib's step sizes
 
     The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`; there
     is no gSDE (the actions are discrete), as in MaskablePPO.
@@ -242,6 +246,7 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         adaptive_kl: bool = False,
         cg_warm_start: bool = False,
         data_parallel: bool = False,
+        kl_constraint: str = "joint",
     ):
         if rollout_buffer_class is not None:
             is_maskable = isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, MASKABLE_BUFFERS)
@@ -284,6 +289,7 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
             adaptive_kl=adaptive_kl,
             cg_warm_start=cg_warm_start,
             data_parallel=data_parallel,
+            kl_constraint=kl_constraint,
         )
 
     def _setup_model(self) -> None:
