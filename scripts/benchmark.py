@@ -52,6 +52,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:
 
 ALGOS = (
     "sb3_trpo",
+    "sb3_trpo_contrib_kl",
     "sb3_contrib",
     "ppo",
     "sb3_npg",
@@ -61,6 +62,9 @@ ALGOS = (
     "sb3_trpo_lstm",
     "recurrent_ppo",
 )
+#: constructor options an algorithm name adds to its hyperparameter file's entry: ``sb3_trpo_contrib_kl`` is our TRPO
+#: with sb3-contrib's trust region, to run sb3-contrib's hyperparameters like for like (not in the default --algos)
+ALGORITHM_OPTIONS: dict[str, dict[str, Any]] = {"sb3_trpo_contrib_kl": {"kl_constraint": "sb3_contrib"}}
 #: the algorithms that take action masks (trained and evaluated under the env's masks; not in the default --algos)
 MASKABLE_ALGOS = ("sb3_trpo_mask", "maskable_ppo", "sb3_trpo_mask_lstm")
 #: the algorithms with LSTM policies (not in the default --algos)
@@ -73,6 +77,8 @@ FAMILY_BUDGET_FILES = {
 #: Seeds for choosing configs and seeds for publishing: never mixed (docs/results.md, "Set-up")
 TUNING_SEEDS = range(0, 100)
 EVALUATION_SEEDS = range(100, 200)
+#: Seeds that publish a tuned entry once, after the entry and the commands are committed; never used for a choice
+CONFIRMATION_SEEDS = range(1000, 2000)
 CLASSIC_CONTROL = (
     "CartPole-v1",
     "Pendulum-v1",
@@ -116,8 +122,11 @@ class Args:
 
     envs: list[str] = field(default_factory=lambda: list(CLASSIC_CONTROL))
     """environment ids to run"""
-    algos: list[str] = field(default_factory=lambda: [algo for algo in ALGOS if algo not in FAMILY_BUDGET_FILES])
-    """algorithms to run, among sb3_trpo (ours), sb3_contrib (sb3_contrib.TRPO), ppo (SB3's PPO), sb3_npg (our NPG,
+    algos: list[str] = field(
+        default_factory=lambda: [algo for algo in ALGOS if algo not in FAMILY_BUDGET_FILES and algo not in ALGORITHM_OPTIONS]
+    )
+    """algorithms to run, among sb3_trpo (ours), sb3_trpo_contrib_kl (ours with kl_constraint='sb3_contrib', sb3-contrib's
+    trust region), sb3_contrib (sb3_contrib.TRPO), ppo (SB3's PPO), sb3_npg (our NPG,
     with the TRPO file's entry); for tasks with action masks sb3_trpo_mask (our MaskableTRPO), maskable_ppo
     (sb3-contrib's MaskablePPO) and sb3_trpo_mask_lstm (our MaskableRecurrentTRPO); for memory tasks sb3_trpo_lstm
     (our RecurrentTRPO) and recurrent_ppo (sb3-contrib's RecurrentPPO)"""
@@ -282,6 +291,7 @@ def run_budget(args: Args, env_id: str) -> int:
 #: algorithm -> (module, class) it is imported from
 ALGORITHM_CLASSES = {
     "sb3_trpo": ("sb3_trpo", "TRPO"),
+    "sb3_trpo_contrib_kl": ("sb3_trpo", "TRPO"),
     "sb3_contrib": ("sb3_contrib", "TRPO"),
     "ppo": ("stable_baselines3", "PPO"),
     "sb3_npg": ("sb3_trpo", "NPG"),
@@ -332,13 +342,18 @@ def cpu_model() -> str:
 def seed_role(seed: int) -> str:
     """
     :param seed: a run's seed
-    :return: ``"tuning"`` (seeds 0-99: configs are chosen on them) or ``"evaluation"`` (100-199: published numbers)
+    :return: ``"tuning"`` (seeds 0-99: configs are chosen on them), ``"evaluation"`` (100-199: the development seeds,
+        which steered which candidates were made) or ``"confirmation"`` (1000-1999: a tuned entry's one published run)
     """
     if seed in TUNING_SEEDS:
         return "tuning"
     if seed in EVALUATION_SEEDS:
         return "evaluation"
-    raise ValueError(f"seed {seed} is neither a tuning seed (0-99) nor an evaluation seed (100-199)")
+    if seed in CONFIRMATION_SEEDS:
+        return "confirmation"
+    raise ValueError(
+        f"seed {seed} is neither a tuning seed (0-99), a development seed (100-199) nor a confirmation seed (1000-1999)"
+    )
 
 
 def git_state() -> dict[str, Any]:
@@ -509,6 +524,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         eval_env = manager.create_envs(1, eval_env=True)
         manager.seed = seed
 
+        hyperparams.update(ALGORITHM_OPTIONS.get(algo, {}))
         model = algorithm_class(algo)(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
         callback = make_benchmark_callback(eval_env, max(1, budget // spec["n_evals"]), spec["eval_episodes"], maskable)
         start = time.perf_counter()
@@ -537,6 +553,8 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         # the code this process imported: the commit, and whether sb3_trpo/, scripts/ or zoo_configs/ differed from it
         **git,
         "fingerprint": fingerprint,
+        # what target_kl bounds (our algorithms only): "joint", or sb3-contrib's quantity ("sb3_contrib")
+        "kl_constraint": getattr(model, "kl_constraint", None),
         "budget": budget,
         "timesteps": int(model.num_timesteps),
         "config_file": spec["config"],

@@ -37,7 +37,10 @@ ALGORITHMS = {
     "sb3_trpo_mask": "MaskableTRPO",
     "sb3_trpo_lstm": "RecurrentTRPO",
     "sb3_trpo_mask_lstm": "MaskableRecurrentTRPO",
+    "sb3_trpo_contrib_kl": "TRPO",
 }
+#: constructor options of a benchmark algorithm (scripts/benchmark.py's ALGORITHM_OPTIONS)
+OPTIONS = {"sb3_trpo_contrib_kl": {"kl_constraint": "sb3_contrib"}}
 TASKS = ("Pendulum-v1", "CartPole-v1")
 #: MaskableTRPO's tasks: masked ones (sb3_trpo.envs); RecurrentTRPO's: memory ones (rl_zoo3 registers them);
 #: MaskableRecurrentTRPO's: masked ones, one of them needing memory
@@ -45,6 +48,8 @@ FAMILY_TASKS = {
     "sb3_trpo_mask": ("InvalidActionsDiscrete-v0", "MaskedTaxi-v4"),
     "sb3_trpo_lstm": ("PendulumNoVel-v1", "CartPoleNoVel-v1"),
     "sb3_trpo_mask_lstm": ("MaskedCueMemory-v0", "MaskedTaxi-v4"),
+    # sb3-contrib's trust region: a 2-dimensional Box task, where it averages over the dimensions
+    "sb3_trpo_contrib_kl": ("LunarLanderContinuous-v3", "CartPole-v1"),
 }
 N_UPDATES = 3
 N_PROJECTIONS = 4
@@ -79,6 +84,7 @@ def fingerprint(algo: str) -> list[float]:
             target_kl=TARGET_KL,
             policy_kwargs=dict(net_arch=[16], lstm_hidden_size=8) if recurrent else dict(net_arch=[16]),
             seed=0,
+            **OPTIONS.get(algo, {}),
         )
         model.learn(256 * N_UPDATES)
         flat = np.concatenate([param.detach().cpu().numpy().ravel() for param in model.policy.parameters()])

@@ -215,8 +215,33 @@ def test_variant_labels_name_the_changes_from_the_rl_zoo():
 def test_seed_roles_never_mix():
     benchmark = load_script("benchmark")
     assert [benchmark.seed_role(seed) for seed in (0, 4, 99, 100, 109, 199)] == ["tuning"] * 3 + ["evaluation"] * 3
-    with pytest.raises(ValueError, match="neither a tuning seed"):
-        benchmark.seed_role(200)
+    assert [benchmark.seed_role(seed) for seed in (1000, 1009, 1999)] == ["confirmation"] * 3
+    for seed in (200, 999, 2000):
+        with pytest.raises(ValueError, match="neither a tuning seed"):
+            benchmark.seed_role(seed)
+
+
+def test_sb3_trpo_contrib_kl_is_our_trpo_with_sb3_contribs_trust_region_and_its_records_say_so():
+    benchmark = load_script("benchmark")
+    assert "sb3_trpo_contrib_kl" not in benchmark.Args().algos
+    spec = {
+        "algo": "sb3_trpo_contrib_kl",
+        "env": "Pendulum-v1",
+        "seed": 1000,
+        "budget": 2048,
+        "config": benchmark.rl_zoo_config("trpo"),
+        "n_evals": 1,
+        "eval_episodes": 1,
+        "final_eval_episodes": 1,
+    }
+    record = benchmark.run_one(spec)
+    assert record["kl_constraint"] == "sb3_contrib" and record["model_kwargs"]["kl_constraint"] == "sb3_contrib"
+    assert "kl_constraint" not in record["hyperparams"]  # the Zoo's entry, as the file holds it
+    assert record["seed_role"] == "confirmation" and record["timesteps"] == 2048
+    # its own fingerprint: sb3-contrib's trust region on a 2-dimensional Box task
+    fingerprint = load_script("fingerprint")
+    assert record["fingerprint"] == fingerprint.fingerprint("sb3_trpo_contrib_kl")
+    assert not fingerprint.same_algorithm(record["fingerprint"], fingerprint.fingerprint("sb3_trpo"))
 
 
 def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):

@@ -3,6 +3,7 @@
 import argparse
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,49 @@ def test_tuned_entries_name_the_tuning_seeds_that_chose_them_and_quote_no_return
         seeds = set().union(*found.values())
         # Judged at the entry's budget, or earlier where the target is set there (Humanoid-v5: at 1M of its 2M steps)
         assert _steps(match.group(2)) <= int(CONFIG[key]["n_timesteps"]), f"{key}: judged beyond its budget"
-        assert all(seed < 100 for seed in seeds), f"{key}: chosen on evaluation seeds"
+        assert seeds, key
+
+
+CONFIRMATION = ROOT / "benchmarks" / "confirmation"
+CONFIRMATION_SEEDS = range(1000, 2000)
+
+
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_no_confirmation_seed_is_in_any_record_outside_the_confirmation_runs() -> None:
+    # Confirmation seeds never choose anything: no record of a choice (tuning, robustness, ablation, development
+    # seeds, Optuna, ...) uses one
+    for path in (ROOT / "benchmarks").rglob("*.jsonl"):
+        if CONFIRMATION in path.parents:
+            continue
+        for line in path.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                assert record.get("seed") not in CONFIRMATION_SEEDS, f"{path}: confirmation seed {record.get('seed')}"
+
+
+def test_the_confirmation_entries_are_the_current_entries_and_predate_their_runs() -> None:
+    frozen = zoo.load_config(CONFIRMATION / "entries.yml")
+    marks = _entry_marks()
+    assert set(frozen) == {"HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5", "Humanoid-v5"}
+    for key, entry in frozen.items():
+        # a changed entry needs a new, unseen confirmation set
+        assert marks[key].startswith("# Tuned") and CONFIG[key] == entry, f"{key} changed since its confirmation"
+    added = _git("log", "--diff-filter=A", "--format=%H", "--", "benchmarks/confirmation/entries.yml").stdout.split()
+    if not added:
+        pytest.skip("no git history of benchmarks/confirmation/entries.yml (not a clone)")
+    frozen_at = added[-1]
+    for path in sorted((CONFIRMATION / "results").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            assert record["seed_role"] == "confirmation" and record["seed"] in CONFIRMATION_SEEDS
+            assert record["hyperparams"] == frozen[record["env"]] and not record["git_dirty"]
+            assert record["fingerprint"] and record["hardware"]["cpu"]
+            # made by the code of the freezing commit or a later one
+            is_ancestor = _git("merge-base", "--is-ancestor", frozen_at, record["git_commit"])
+            assert is_ancestor.returncode == 0, f"{path.name} seed {record['seed']}: run before the entries were frozen"
 
 
 @pytest.mark.parametrize("key", sorted(CONFIG))
@@ -195,6 +238,7 @@ def test_entry_builds_trpo(key: str, tmp_path: Path) -> None:
     # The Zoo's preprocessing: schedules, normalize, policy_kwargs strings, wrappers, frame stacking
     hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(unprocessed)
     assert manager.n_timesteps > 0
+    zoo.check_hyperparameter_types(hyperparams, "trpo")  # what `python -m sb3_trpo train` checks
     env = manager.create_envs(n_envs=1, no_log=True)
     try:
         model = TRPO(env=env, seed=0, **hyperparams)
@@ -282,6 +326,7 @@ def test_npg_entry_builds_npg(key: str, tmp_path: Path) -> None:
     unprocessed, _ = manager.read_hyperparameters()
     assert unprocessed == NPG_CONFIG[key]
     hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(unprocessed)
+    zoo.check_hyperparameter_types(hyperparams, "npg")  # what `python -m sb3_trpo train` checks
     env = manager.create_envs(n_envs=1, no_log=True)
     try:
         model = NPG(env=env, seed=0, **hyperparams)
@@ -368,6 +413,7 @@ def test_maskable_and_recurrent_entries_build_their_class(algo: str, key: str, t
     )  # fmt: skip
     unprocessed, _ = manager.read_hyperparameters()
     hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(unprocessed)
+    zoo.check_hyperparameter_types(hyperparams, algo)  # what `python -m sb3_trpo train` checks
     env = manager.create_envs(n_envs=1, no_log=True)
     try:
         algorithm = zoo.algorithm_class(algo)
