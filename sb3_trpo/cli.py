@@ -10,12 +10,18 @@ with running the Zoo's scripts directly:
   NPG, MaskableTRPO, RecurrentTRPO and MaskableRecurrentTRPO (see ``sb3_trpo.zoo``; with the maskable ones,
   evaluations and ``enjoy`` take the env's action masks);
 - the hyperparameters come from ``zoo_configs/<algo>.yml`` unless ``-conf`` is given;
-- the environment id, the hyperparameter file, the entry used and the hyperparameter names are checked before the
-  Zoo creates the run's folder, and a problem is reported in one line (exit code 2) instead of a traceback;
+- the options (``-n`` > 0, ``-params`` as ``key:value``), the environment id, the hyperparameter file, the entry used
+  and the hyperparameter names and types are checked before the Zoo creates the run's folder, and a problem is
+  reported in one line (exit code 2) instead of a traceback;
 - ``train`` ends with an evaluation of the final model (``--final-eval-episodes``, default 10, 0 to skip);
+- an interrupt (Ctrl-C or SIGTERM) saves the model, says where, and exits with 130 or 143; an error during training
+  saves the model (as of its last update) before it is raised;
 - with ``-optimize``, ``--trial-seeds N`` trains each Optuna trial N times, on seeds ``--seed``, ``--seed`` + 1, ...,
   and the trial's value is the mean of the runs' (the Zoo's objective is one run);
 - ``enjoy`` reads from ``logs/`` by default (the folder ``train`` writes to), not from the Zoo's pretrained agents.
+
+Printing the help (``--help``, ``train --help``) imports neither torch nor the Zoo: the train options are listed
+here (:func:`train_parser`), and the heavy modules are imported when a command runs.
 """
 
 import argparse
@@ -24,7 +30,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 # Exit codes: a problem with the user's input, a missing optional dependency
@@ -54,13 +60,236 @@ example:
   python -m sb3_trpo train --env HalfCheetah-v5 --vec-env envpool   # EnvPool's envs: pip install "sb3_trpo[envpool]"
 """
 
+TRAIN_DESCRIPTION = """\
+Train (or, with -optimize, tune) one of sb3_trpo's algorithms on one environment with the RL Zoo (rl_zoo3): the
+hyperparameters of zoo_configs/<algo>.yml, the model and logs in logs/<algo>/<env>_<n>/, then an evaluation of the
+final model. Ctrl-C or SIGTERM saves the model there and exits with 130 or 143; an error during training saves the
+model before it is raised."""
+
+TRAIN_EPILOG = """\
+examples:
+  python -m sb3_trpo train --env CartPole-v1 -n 20000 --progress
+  python -m sb3_trpo train --algo npg --env Pendulum-v1 -params target_kl:0.02 n_steps:1024
+  python -m sb3_trpo train --env HalfCheetah-v5 --vec-env envpool
+  python -m sb3_trpo train --env Pendulum-v1 -n 50000 -optimize --n-trials 20 --trial-seeds 2
+  torchrun --standalone --nproc_per_node 2 -m sb3_trpo train --env Pendulum-v1   # data-parallel, 2 ranks"""
+
 
 class CLIError(Exception):
-    """An error reported to the user in one line, with an exit code."""
+    """
+    A problem reported to the user in one line (``sb3_trpo <command>: <kind>: <message>``), with an exit code.
 
-    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:
+    :param message: the line
+    :param exit_code: the exit code of the command
+    :param kind: the word before the message: ``error``, or ``interrupted`` for a run stopped by a signal
+    """
+
+    def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT, kind: str = "error") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.kind = kind
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad option reported as a one-line ``CLIError`` (exit code 2) instead of usage lines."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(message)
+
+
+def _choices(names: Sequence[str]) -> str:
+    return "{" + ",".join(names) + "}"
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """
+    The options of ``train``: ours, then those of the RL Zoo's ``train.py`` (rl_zoo3 2.x), which pass through to it.
+
+    The parser prints ``train --help`` and reads the options this module needs, without importing the Zoo (which
+    imports torch). ``--algo`` and ``--vec-env`` list their values without enforcing them, so that a wrong one is
+    reported by :func:`parse_train_options` with its hint. ``tests/test_cli.py`` checks that the Zoo's options listed
+    here are those of the installed Zoo.
+
+    :return: the parser (``parse_known_args``: an option of another Zoo version passes through to the Zoo)
+    """
+    parser = _ArgumentParser(
+        prog="python -m sb3_trpo train",
+        description=TRAIN_DESCRIPTION,
+        epilog=TRAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+        allow_abbrev=False,
+    )
+    ours = parser.add_argument_group("options of sb3_trpo (added to the Zoo's, or changed)")
+    ours.add_argument("-h", "--help", action="store_true", help="show this help message and exit")
+    ours.add_argument(
+        "--algo",
+        default="trpo",
+        metavar=_choices(ALGOS),
+        help="trpo (TRPO, the default), npg (NPG), trpo_mask (MaskableTRPO), trpo_lstm (RecurrentTRPO) or trpo_mask_lstm "
+        "(MaskableRecurrentTRPO); the Zoo's other algorithms run with python -m rl_zoo3.train",
+    )
+    ours.add_argument(
+        "-conf",
+        "--conf-file",
+        default=None,
+        help="hyperparameter file (YAML, the Zoo's schema) or python module with a `hyperparams` dict (default: "
+        "zoo_configs/<algo>.yml)",
+    )
+    ours.add_argument(
+        "-n",
+        "--n-timesteps",
+        type=int,
+        default=None,
+        help="steps to train, > 0 (default: the entry's n_timesteps); under torchrun, the steps of all ranks",
+    )
+    ours.add_argument(
+        "-params",
+        "--hyperparams",
+        nargs="+",
+        default=None,
+        metavar="KEY:VALUE",
+        help="override hyperparameters of the entry, each KEY:VALUE with VALUE a Python expression "
+        '(e.g. target_kl:0.02 n_steps:1024 policy_kwargs:"dict(net_arch=[64, 64])")',
+    )
+    ours.add_argument(
+        "--vec-env",
+        default="dummy",
+        metavar=_choices(VEC_ENVS),
+        help="VecEnv type: the Zoo's dummy (default) or subproc, or envpool (EnvPool's C++ envs; "
+        'pip install "sb3_trpo[envpool]")',
+    )
+    ours.add_argument(
+        "--final-eval-episodes",
+        type=int,
+        default=10,
+        help="episodes of the evaluation of the final model (default 10; 0 skips it)",
+    )
+    ours.add_argument(
+        "--trial-seeds",
+        type=int,
+        default=1,
+        help="with -optimize: training runs per Optuna trial, on seeds --seed, --seed + 1, ...; the trial's value is "
+        "their mean (default 1: the Zoo's one run)",
+    )
+    _add_zoo_train_options(parser.add_argument_group("options of the RL Zoo's train.py (passed to it unchanged)"))
+    return parser
+
+
+def _add_zoo_train_options(zoo: Any) -> None:
+    # rl_zoo3 2.x's train.py, in its order, less those of train_parser's own group (their help as the Zoo's)
+    zoo.add_argument("--env", type=str, default="CartPole-v1", help="environment ID")
+    zoo.add_argument("-tb", "--tensorboard-log", help="Tensorboard log dir", default="", type=str)
+    zoo.add_argument("-i", "--trained-agent", help="Path to a pretrained agent to continue training", default="", type=str)
+    zoo.add_argument(
+        "--truncate-last-trajectory",
+        help="When using HER with online sampling the last trajectory in the replay buffer will be truncated after "
+        "reloading the replay buffer.",
+        default=True,
+    )
+    zoo.add_argument("--num-threads", help="Number of threads for PyTorch (-1 to use default)", default=-1, type=int)
+    zoo.add_argument(
+        "--log-interval",
+        help="Override log interval (default: -1, no change, -2: no logging useful when using custom logging freq)",
+        default=-1,
+        type=int,
+    )
+    zoo.add_argument(
+        "--eval-freq",
+        help="Evaluate the agent every n steps (if negative, no evaluation). During hyperparameter optimization "
+        "n-evaluations is used instead",
+        default=25000,
+        type=int,
+    )
+    zoo.add_argument(
+        "--optimization-log-path",
+        help="Path to save the evaluation log and optimal policy for each hyperparameter tried during optimization. "
+        "Disabled if no argument is passed.",
+        type=str,
+    )
+    zoo.add_argument("--eval-episodes", help="Number of episodes to use for evaluation", default=5, type=int)
+    zoo.add_argument("--n-eval-envs", help="Number of environments for evaluation", default=1, type=int)
+    zoo.add_argument("--save-freq", help="Save the model every n steps (if negative, no checkpoint)", default=-1, type=int)
+    zoo.add_argument("--save-replay-buffer", help="Save the replay buffer too (when applicable)", action="store_true")
+    zoo.add_argument("-f", "--log-folder", help="Log folder", type=str, default="logs")
+    zoo.add_argument("--seed", help="Random generator seed", type=int, default=-1)
+    zoo.add_argument("--device", help="PyTorch device to be use (ex: cpu, cuda...)", default="auto", type=str)
+    zoo.add_argument(
+        "--n-trials",
+        help="Number of trials for optimizing hyperparameters. This applies to each optimization runner, not the entire "
+        "optimization process.",
+        type=int,
+        default=500,
+    )
+    zoo.add_argument(
+        "--max-total-trials",
+        help="Number of (potentially pruned) trials for optimizing hyperparameters. This applies to the entire "
+        "optimization process and takes precedence over --n-trials if set.",
+        type=int,
+        default=None,
+    )
+    zoo.add_argument(
+        "-optimize",
+        "--optimize-hyperparameters",
+        action="store_true",
+        dest="optimize",
+        help="Run hyperparameters search",
+    )
+    zoo.add_argument("--no-optim-plots", action="store_true", help="Disable hyperparameter optimization plots")
+    zoo.add_argument("--n-jobs", help="Number of parallel jobs when optimizing hyperparameters", type=int, default=1)
+    zoo.add_argument(
+        "--sampler",
+        help="Sampler to use when optimizing hyperparameters",
+        type=str,
+        default="tpe",
+        choices=["random", "tpe", "auto"],
+    )
+    zoo.add_argument(
+        "--pruner",
+        help="Pruner to use when optimizing hyperparameters",
+        type=str,
+        default="median",
+        choices=["halving", "median", "none"],
+    )
+    zoo.add_argument("--n-startup-trials", help="Number of trials before using optuna sampler", type=int, default=10)
+    zoo.add_argument(
+        "--n-evaluations",
+        help="Training policies are evaluated every n-timesteps // n-evaluations steps when doing hyperparameter "
+        "optimization. Default is 1 evaluation per 100k timesteps.",
+        type=int,
+        default=None,
+    )
+    zoo.add_argument(
+        "--storage", help="Database storage path if distributed optimization should be used", type=str, default=None
+    )
+    zoo.add_argument("--study-name", help="Study name for distributed optimization", type=str, default=None)
+    zoo.add_argument("--trial-id", help="Trial id to load for a Optuna storage.", type=int)
+    zoo.add_argument("--verbose", help="Verbose mode (0: no output, 1: INFO)", default=1, type=int)
+    zoo.add_argument(
+        "--gym-packages",
+        type=str,
+        nargs="+",
+        default=[],
+        help="Additional external Gym environment package modules to import",
+    )
+    zoo.add_argument("--env-kwargs", type=str, nargs="+", help="Optional keyword argument to pass to the env constructor")
+    zoo.add_argument(
+        "--eval-env-kwargs",
+        type=str,
+        nargs="+",
+        help="Optional keyword argument to pass to the env constructor for evaluation",
+    )
+    zoo.add_argument("-uuid", "--uuid", action="store_true", help="Ensure that the run has a unique ID")
+    zoo.add_argument(
+        "--track", action="store_true", help="if toggled, this experiment will be tracked with Weights and Biases"
+    )
+    zoo.add_argument("--wandb-project-name", type=str, default="sb3", help="the wandb's project name")
+    zoo.add_argument("--wandb-entity", type=str, default=None, help="the entity (team) of wandb's project")
+    zoo.add_argument("--wandb-group", type=str, default=None, help="the wandb's group name")
+    zoo.add_argument("-P", "--progress", action="store_true", help="if toggled, display a progress bar using tqdm and rich")
+    zoo.add_argument(
+        "-tags", "--wandb-tags", type=str, default=[], nargs="+", help="Tags for wandb run, e.g.: -tags optimized pr-123"
+    )
 
 
 @dataclass
@@ -71,8 +300,9 @@ class TrainOptions:
     :param algo: ``--algo``: ``trpo`` (default), ``npg``, ``trpo_mask``, ``trpo_lstm`` or ``trpo_mask_lstm``
     :param env: environment id (``--env``, the Zoo's default is CartPole-v1)
     :param conf_file: hyperparameter file (``-conf``/``--conf-file``), ``None`` for ``zoo_configs/<algo>.yml``
-    :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams`` ``name:value``)
-    :param n_timesteps: ``-n``/``--n-timesteps``; not positive: the entry's ``n_timesteps``
+    :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams``), each ``key:value`` (checked for
+        that form; the values are evaluated by :func:`evaluate_overrides`), ``None`` when not given
+    :param n_timesteps: ``-n``/``--n-timesteps`` (> 0), or -1 when not given: the entry's ``n_timesteps``
     :param gym_packages: modules imported to register environments (``--gym-packages``)
     :param trained_agent: model to continue training (``-i``/``--trained-agent``), ``""`` for none
     :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
@@ -86,7 +316,7 @@ class TrainOptions:
     algo: str
     env: str
     conf_file: str | None
-    hyperparams: dict[str, Any] | None
+    hyperparams: list[str] | None
     n_timesteps: int
     gym_packages: list[str]
     trained_agent: str
@@ -97,46 +327,64 @@ class TrainOptions:
     trial_seeds: int = 1
 
 
-def _parse_overrides(values: Sequence[str]) -> dict[str, Any]:
-    # Same syntax and evaluation as the Zoo's `StoreDict` (name:python_expression), with a readable error
+def _check_override_form(pairs: Sequence[str]) -> None:
+    # The Zoo reads `key:value` (split at the first colon); anything else would reach its eval() as a bare SyntaxError
+    for pair in pairs:
+        key, colon, _ = pair.partition(":")
+        if colon and key.isidentifier():
+            continue
+        name, equals, value = pair.partition("=")
+        fix = f"write {name}:{value}" if equals and name.isidentifier() else "e.g. target_kl:0.02"
+        raise CLIError(f"-params/--hyperparams takes KEY:VALUE pairs, got {pair!r} ({fix})")
+
+
+def evaluate_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """
+    Evaluate ``-params`` pairs with the syntax and evaluation of the Zoo's ``StoreDict`` (``key:python_expression``),
+    one pair at a time so that an error names its key.
+
+    :param pairs: ``key:value`` strings (of the checked form)
+    :return: the overrides
+    """
     from rl_zoo3.utils import StoreDict
 
-    namespace = argparse.Namespace()
-    try:
-        StoreDict(option_strings=["-params"], dest="hyperparams")(argparse.ArgumentParser(), namespace, list(values))
-    except Exception as error:
-        raise CLIError(f"cannot evaluate -params {' '.join(values)}: {type(error).__name__}: {error}") from None
-    return namespace.hyperparams
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        namespace = argparse.Namespace()
+        try:
+            StoreDict(option_strings=["-params"], dest="hyperparams")(argparse.ArgumentParser(), namespace, [pair])
+        except Exception as error:
+            key, _, value = pair.partition(":")
+            message = " ".join(str(error).split())
+            raise CLIError(
+                f"-params: the value of {key} must be a Python expression (quote a string: {key}:\"'text'\"), "
+                f"got {value!r}: {type(error).__name__}: {message}"
+            ) from None
+        overrides.update(namespace.hyperparams)
+    return overrides
 
 
 def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
     """
-    Read the options of ``train`` this module needs and remove ours (``--final-eval-episodes``, ``--trial-seeds``)
-    from the rest.
+    Read and check the options of ``train`` this module needs, and remove ours (``--final-eval-episodes``,
+    ``--trial-seeds``, ``--vec-env envpool``) from the rest. Imports nothing heavy: a bad option fails fast.
 
     :param argv: the arguments after ``train``
     :return: the options and the arguments for ``rl_zoo3.train``
     """
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--algo", default="trpo")
-    parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("-conf", "--conf-file", default=None)
-    parser.add_argument("-params", "--hyperparams", nargs="+", default=None)
-    parser.add_argument("-n", "--n-timesteps", type=int, default=-1)
-    parser.add_argument("--gym-packages", nargs="+", default=[])
-    parser.add_argument("-i", "--trained-agent", default="")
-    parser.add_argument("--final-eval-episodes", type=int, default=10)
-    parser.add_argument("--vec-env", default="dummy")
-    parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", dest="optimize")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--trial-seeds", type=int, default=1)
-    parser.add_argument("--n-jobs", type=int, default=1)  # the Zoo's, read for --trial-seeds
-    namespace, _ = parser.parse_known_args(argv)
+    namespace, _ = train_parser().parse_known_args(argv)
     if namespace.vec_env not in VEC_ENVS:
         raise CLIError(f"--vec-env must be one of {', '.join(VEC_ENVS)}, got {namespace.vec_env!r}")
     _check_algo(namespace.algo, "python -m rl_zoo3.train")
+    if namespace.n_timesteps is not None and namespace.n_timesteps <= 0:
+        raise CLIError(
+            f"-n/--n-timesteps must be a number of steps > 0, got {namespace.n_timesteps} "
+            "(leave it out to train the entry's n_timesteps)"
+        )
+    if namespace.hyperparams is not None:
+        _check_override_form(namespace.hyperparams)
     if namespace.final_eval_episodes < 0:
-        raise CLIError("--final-eval-episodes must be >= 0")
+        raise CLIError(f"--final-eval-episodes must be >= 0 (0 skips the evaluation), got {namespace.final_eval_episodes}")
     if namespace.trial_seeds < 1:
         raise CLIError(f"--trial-seeds must be >= 1 (training runs per Optuna trial), got {namespace.trial_seeds}")
     if namespace.trial_seeds > 1 and not namespace.optimize:
@@ -162,8 +410,8 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
         algo=namespace.algo,
         env=namespace.env,
         conf_file=namespace.conf_file,
-        hyperparams=None if namespace.hyperparams is None else _parse_overrides(namespace.hyperparams),
-        n_timesteps=namespace.n_timesteps,
+        hyperparams=namespace.hyperparams,
+        n_timesteps=-1 if namespace.n_timesteps is None else namespace.n_timesteps,
         gym_packages=namespace.gym_packages,
         trained_agent=namespace.trained_agent,
         final_eval_episodes=namespace.final_eval_episodes,
@@ -244,22 +492,15 @@ def train(argv: Sequence[str]) -> None:
 
     :param argv: the arguments after ``train``
     """
-    zoo = _import_zoo()
-    import rl_zoo3.train
-
     if any(argument in ("-h", "--help") for argument in argv):
-        print(
-            "python -m sb3_trpo train: the options of the RL Zoo's train.py below (--algo is trpo, the default, npg, "
-            "trpo_mask, trpo_lstm or trpo_mask_lstm; -conf defaults to zoo_configs/<algo>.yml), plus "
-            "--final-eval-episodes N (episodes of the final evaluation, default 10, 0 to skip) and, with -optimize, "
-            "--trial-seeds N (training runs per trial on seeds --seed, --seed + 1, ...; the trial's value is their "
-            "mean; default 1, the Zoo's one run)\n"
-        )
-        with _zoo_script("python -m sb3_trpo train", _with_algo(argv, "trpo")):
-            rl_zoo3.train.train()
+        print(train_parser().format_help())
         return
 
     options, zoo_argv = parse_train_options(argv)
+    zoo = _import_zoo()
+    import rl_zoo3.train
+
+    overrides = None if options.hyperparams is None else evaluate_overrides(options.hyperparams)
     _import_gym_packages(options.gym_packages)
     if options.trained_agent and not (options.trained_agent.endswith(".zip") and os.path.isfile(options.trained_agent)):
         raise CLIError(f"--trained-agent {options.trained_agent} is not a saved model (.zip file)")
@@ -268,7 +509,7 @@ def train(argv: Sequence[str]) -> None:
         if conf_file is None:
             conf_file = str(zoo.default_config_path(options.algo))
             zoo_argv = ["--conf-file", conf_file, *zoo_argv]
-        zoo.check_run(options.env, conf_file, options.hyperparams, options.n_timesteps, options.algo, options.optimize)
+        zoo.check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
     except zoo.MissingDependencyError as error:
         raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
     except zoo.ConfigError as error:
@@ -290,6 +531,9 @@ def train(argv: Sequence[str]) -> None:
             rl_zoo3.train.train()
     except zoo.ConfigError as error:
         raise CLIError(str(error)) from None
+    except zoo.TrainingInterrupted as interrupted:
+        # The model is saved: exit as a shell expects of a command stopped by that signal (130: SIGINT, 143: SIGTERM)
+        raise CLIError(str(interrupted), 128 + interrupted.signal, kind="interrupted") from None
     finally:
         if rank is not None:
             from sb3_trpo.common.distributed import close_process_group
@@ -408,7 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Entry point of ``python -m sb3_trpo``.
 
     :param argv: command line arguments without the program name (default: ``sys.argv[1:]``)
-    :return: exit code (0: success, 2: bad input, 3: missing optional dependency)
+    :return: exit code (0: success, 2: bad input, 3: missing optional dependency, 130 / 143: training interrupted by
+        SIGINT (Ctrl-C) / SIGTERM, the model saved)
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -421,6 +666,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         COMMANDS[command](rest)
     except CLIError as error:
-        print(f"sb3_trpo {command}: error: {error}", file=sys.stderr)
+        print(f"sb3_trpo {command}: {error.kind}: {error}", file=sys.stderr)
         return error.exit_code
     return 0

@@ -20,13 +20,23 @@ With the Zoo's own scripts::
 creates any folder, and ends training with an evaluation of the final model.
 """
 
+import argparse
 import atexit
+import collections.abc
+import contextlib
 import difflib
 import inspect
+import numbers
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+import types
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -92,6 +102,19 @@ class ConfigError(ValueError):
 
 class MissingDependencyError(ConfigError):
     """The environment needs an optional package that is not installed."""
+
+
+class TrainingInterrupted(Exception):
+    """
+    Training stopped by a signal (SIGINT, SIGTERM) and the model saved: raised after the save, to end the command.
+
+    :param received: the signal
+    :param message: what was saved where, in one line
+    """
+
+    def __init__(self, received: signal.Signals, message: str) -> None:
+        super().__init__(message)
+        self.signal = int(received)
 
 
 def register() -> None:
@@ -274,6 +297,76 @@ def check_hyperparameters(hyperparams: dict[str, Any], where: str, algo: str = D
         raise ConfigError(f"{where} has no 'policy' (e.g. policy: 'MlpPolicy')")
 
 
+def _accepts(annotation: Any, value: Any) -> bool:
+    """
+    Whether ``value`` is of the type a constructor argument is annotated with (numbers, strings, booleans, None,
+    callables, classes, containers and unions of them; any other form is left to the constructor).
+    """
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(member, value) for member in typing.get_args(annotation))
+    if annotation is None or annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if origin is collections.abc.Callable or annotation is collections.abc.Callable:
+        return callable(value)
+    if origin is type:
+        return isinstance(value, type)
+    if isinstance(origin, type):
+        return isinstance(value, origin)
+    if isinstance(annotation, type) and annotation is not Any:
+        return isinstance(value, annotation)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = list(dict.fromkeys(_type_name(member) for member in typing.get_args(annotation)))
+        return ", ".join(members[:-1]) + " or " + members[-1] if len(members) > 1 else members[0]
+    if annotation is None or annotation is type(None):
+        return "None"
+    if origin is collections.abc.Callable or annotation is collections.abc.Callable:
+        return "a callable (a schedule of the progress remaining)"
+    if origin is type:
+        return "a class"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a dict", list: "a list"}
+    base = origin if isinstance(origin, type) else annotation
+    return names.get(base, f"a {getattr(base, '__name__', str(base))}")
+
+
+def check_hyperparameter_types(hyperparams: dict[str, Any], algo: str = DEFAULT_ALGO) -> None:
+    """
+    Check each value against the type its constructor argument is annotated with (e.g. ``n_steps`` an integer,
+    ``target_kl`` a number, a ``"lin_<x>"`` string or a schedule), so that a wrong type is one line naming the key
+    instead of an error from deep inside the model's construction.
+
+    :param hyperparams: constructor arguments, as the RL Zoo passes them (after its preprocessing: schedules built,
+        ``policy_kwargs`` evaluated); other keys are not checked
+    :param algo: ``--algo`` name
+    """
+    algorithm = algorithm_class(algo)
+    parameters = inspect.signature(algorithm.__init__).parameters
+    for name, value in hyperparams.items():
+        parameter = parameters.get(name)
+        if parameter is None or parameter.annotation is inspect.Parameter.empty:
+            continue
+        if not _accepts(parameter.annotation, value):
+            raise ConfigError(
+                f"hyperparameter {name} of {algorithm.__name__} must be {_type_name(parameter.annotation)}, "
+                f"got {value!r} ({type(value).__name__})"
+            )
+
+
+# The Zoo's own keys that it reads as numbers (an int() or a comparison of another type fails without naming them)
+ZOO_NUMBER_KEYS = {"n_envs": int, "n_timesteps": float}
+
+
 def check_run(
     env_id: str,
     conf_file: str,
@@ -306,6 +399,13 @@ def check_run(
     if overrides:
         check_hyperparameters({**hyperparams, **overrides}, f"the -params overrides for {conf_file}", algo)
         hyperparams.update(overrides)
+    for name, annotation in ZOO_NUMBER_KEYS.items():
+        if name in hyperparams and not _accepts(annotation, hyperparams[name]):
+            where = "-params" if overrides and name in overrides else f"the entry {key!r} of {conf_file}"
+            raise ConfigError(
+                f"{name} in {where} must be {_type_name(annotation)}, "
+                f"got {hyperparams[name]!r} ({type(hyperparams[name]).__name__})"
+            )
     if n_timesteps <= 0 and "n_timesteps" not in hyperparams:
         raise ConfigError(f"the entry {key!r} of {conf_file} has no 'n_timesteps'; add it or pass -n N")
     return hyperparams
@@ -338,9 +438,40 @@ class _UnprunedTrial:
         return False
 
 
+@contextlib.contextmanager
+def signals_raise_keyboard_interrupt(
+    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
+) -> Iterator[list[signal.Signals]]:
+    """
+    While in the block, the first of ``signals`` received raises ``KeyboardInterrupt`` (Python's own reaction to
+    SIGINT, here for SIGTERM too, which would otherwise end the process at once); later ones are only recorded, so that
+    the cleanup after the first is not cut short. The previous handlers are restored on leaving. Outside the main
+    thread, where Python cannot set handlers, nothing changes.
+
+    :param signals: the signals to handle
+    :return: (yields) the list of the signals received in the block, filled as they arrive
+    """
+    received: list[signal.Signals] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def interrupt(number: int, frame: types.FrameType | None) -> None:
+        received.append(signal.Signals(number))
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    previous = {number: signal.signal(number, interrupt) for number in signals}
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+
+
 class TRPOExperimentManager(ExperimentManager):
     """
-    The RL Zoo's experiment manager, with three additions.
+    The RL Zoo's experiment manager, with these additions.
 
     - If setting up the experiment fails (a hyperparameter value the algorithm rejects, an environment that cannot be
       created), the folders it created are removed, so no half-written run is left behind, and the error is raised as
@@ -348,6 +479,12 @@ class TRPOExperimentManager(ExperimentManager):
     - After saving the final model (and its ``VecNormalize`` statistics), the model is evaluated over
       ``n_final_eval_episodes`` episodes on a test environment built like ``enjoy`` builds it (saved statistics
       loaded, not updated, rewards not normalized), and one line reports the mean and std of the returns.
+    - An interrupt during training, Ctrl-C (SIGINT) or SIGTERM (which the Zoo leaves to end the process, unsaved), saves
+      the model as the Zoo saves it after Ctrl-C, skips the final evaluation and raises :class:`TrainingInterrupted`
+      saying where the model is. An error during training saves the model (with the policy as before the update that
+      failed: the update restores it) before it is raised, so that a long run is not lost to one bad update.
+    - The hyperparameters' types are checked against the algorithm's constructor (:func:`check_hyperparameter_types`)
+      once the Zoo has preprocessed them.
     - With ``n_trial_seeds`` > 1, each Optuna trial trains its hyperparameters ``n_trial_seeds`` times, on seeds
       ``seed``, ``seed + 1``, ..., and its value is the mean of the runs' values (each the Zoo's objective: its last
       evaluation); the values are kept in the trial's user attribute ``seed_values``. The Zoo's objective is one run,
@@ -358,6 +495,10 @@ class TRPOExperimentManager(ExperimentManager):
     n_final_eval_episodes: ClassVar[int] = 10
     #: training runs per Optuna trial, on consecutive seeds from ``--seed`` (1: the Zoo's objective, unseeded)
     n_trial_seeds: ClassVar[int] = 1
+    #: whether this process saves and evaluates the trained model (False on the other ranks of a data-parallel job)
+    saves_model: ClassVar[bool] = True
+    #: the signal that interrupted training (set by ``learn``), None when it was not interrupted
+    interrupted_by: signal.Signals | None = None
 
     def objective(self, trial: optuna.Trial) -> float:
         if self.n_trial_seeds == 1:
@@ -384,7 +525,49 @@ class TRPOExperimentManager(ExperimentManager):
             for path in new_folders:
                 shutil.rmtree(path, ignore_errors=True)
             algorithm = ALGORITHMS[self.algo].__name__ if self.algo in ALGORITHMS else self.algo
-            raise ConfigError(f"cannot set up {algorithm} on {self.env_name.gym_id}: {_one_line(error)}") from error
+            message = str(error) if isinstance(error, ConfigError) else _one_line(error)
+            raise ConfigError(f"cannot set up {algorithm} on {self.env_name.gym_id}: {message}") from error
+
+    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> Any:
+        processed, *others = super()._preprocess_hyperparams(hyperparams)
+        if self.algo in ALGORITHMS:
+            check_hyperparameter_types(processed, self.algo)
+        return (processed, *others)
+
+    def learn(self, model: BaseAlgorithm) -> None:
+        # The Zoo's learn() ends training on a KeyboardInterrupt (Ctrl-C) and closes the env; SIGTERM is made one too
+        with signals_raise_keyboard_interrupt() as received:
+            try:
+                super().learn(model)
+            except KeyboardInterrupt:
+                pass  # raised in the Zoo's cleanup, after model.learn: saved as after any interrupt
+            except Exception as error:
+                self._save_after_error(model, error)
+                raise
+        self.interrupted_by = received[0] if received else None
+
+    def _model_path(self) -> str:
+        return os.path.join(self.save_path, f"{self.env_name}.zip")
+
+    def _save_after_error(self, model: BaseAlgorithm, error: Exception) -> None:
+        """
+        Save the model that training stopped on with an error (the Zoo would lose it), and say so on stderr.
+
+        :param model: the model
+        :param error: the error, raised again by the caller
+        """
+        if not self.saves_model:
+            return
+        try:
+            super().save_trained_model(model)
+        except Exception as save_error:
+            print(f"Training failed and the model could not be saved: {_one_line(save_error)}", file=sys.stderr)
+            return
+        print(
+            f"Training failed at step {model.num_timesteps} of {self.n_timesteps} ({_one_line(error)}); the model is "
+            f"saved in {self._model_path()}, its policy as before the update that failed",
+            file=sys.stderr,
+        )
 
     def create_callbacks(self) -> None:
         if self.algo not in MASKABLE_ALGORITHMS:
@@ -399,7 +582,16 @@ class TRPOExperimentManager(ExperimentManager):
             rl_zoo3.exp_manager.EvalCallback = zoo_eval_callback  # type: ignore[misc]
 
     def save_trained_model(self, model: BaseAlgorithm) -> None:
+        if not self.saves_model:
+            return
         super().save_trained_model(model)
+        if self.interrupted_by is not None:
+            raise TrainingInterrupted(
+                self.interrupted_by,
+                f"training stopped by {self.interrupted_by.name} at step {model.num_timesteps} of {self.n_timesteps}; "
+                f"the model is saved in "
+                f"{self._model_path()} (final evaluation skipped; train on from it with -i {self._model_path()})",
+            )
         if self.n_final_eval_episodes > 0:
             mean_reward, std_reward = self.evaluate_final_model(model, self.n_final_eval_episodes)
             mode = "" if self.deterministic_eval else " (stochastic actions)"
@@ -469,6 +661,10 @@ def experiment_manager_class(
                 atexit.register(shutil.rmtree, log_folder, True)
                 rest = ("", rest[1], -1, rest[3], -1, *rest[5:])
                 kwargs["verbose"] = 0
+            if vec_env == "envpool":
+                # The Zoo's parser knows dummy and subproc only (the CLI takes envpool out of its arguments): args.yml
+                # records the run's
+                args = argparse.Namespace(**{**vars(args), "vec_env": vec_env})
             super().__init__(args, algo, env_id, log_folder, *rest, **kwargs)
 
         def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> Any:
@@ -477,10 +673,7 @@ def experiment_manager_class(
                 processed["data_parallel"] = True
             return (processed, *others)
 
-        def save_trained_model(self, model: BaseAlgorithm) -> None:
-            if not data_parallel_rank:
-                super().save_trained_model(model)
-
+    RunExperimentManager.saves_model = not data_parallel_rank
     RunExperimentManager.n_final_eval_episodes = n_final_eval_episodes
     RunExperimentManager.n_trial_seeds = n_trial_seeds
     if vec_env == "envpool":

@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_trpo import NPG, TRPO, MaskableRecurrentTRPO, MaskableTRPO, RecurrentTRPO
 from sb3_trpo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
+from sb3_trpo.common.natural_gradient import get_flat_params
 
 th.set_num_threads(1)
 
@@ -181,6 +183,41 @@ BAD_INPUTS = {
         r"runs --algo trpo, npg, trpo_mask, trpo_lstm, trpo_mask_lstm \(got --algo ppo\)",
     ),
     "no such trained agent": (["-i", "missing.zip"], None, r"--trained-agent missing\.zip is not a saved model"),
+    "negative budget": (["-n", "-5"], None, r"error: -n/--n-timesteps must be a number of steps > 0, got -5 \(leave it out"),
+    "zero budget": (["--n-timesteps", "0"], None, r"-n/--n-timesteps must be a number of steps > 0, got 0 "),
+    "budget not a number": (["-n", "1e4x"], None, r"argument -n/--n-timesteps: invalid int value: '1e4x'$"),
+    "-params with =": (
+        ["-params", "target_kl=-1"],
+        None,
+        r"-params/--hyperparams takes KEY:VALUE pairs, got 'target_kl=-1' \(write target_kl:-1\)$",
+    ),
+    "-params without key": (["-params", ":3"], None, r"takes KEY:VALUE pairs, got ':3' \(e\.g\. target_kl:0\.02\)$"),
+    "-params value not python": (
+        ["-params", "n_steps:abc"],
+        None,
+        r"-params: the value of n_steps must be a Python expression .* got 'abc': NameError",
+    ),
+    "-params value of the wrong type": (
+        ["-params", "n_steps:'abc'"],
+        None,
+        r"cannot set up TRPO on CartPole-v1: hyperparameter n_steps of TRPO must be an integer, got 'abc' \(str\)$",
+    ),
+    "-params boolean of the wrong type": (
+        ["--algo", "npg", "-params", "use_sde:1"],
+        None,
+        r"cannot set up NPG on CartPole-v1: hyperparameter use_sde of NPG must be true or false, got 1 \(int\)$",
+    ),
+    "-params schedule of the wrong type": (
+        ["-params", "target_kl:[0.01]"],
+        None,
+        r"target_kl of TRPO must be a number, a string or a callable \(a schedule of the progress remaining\), got",
+    ),
+    "zoo key of the wrong type": (["-params", "n_envs:'2'"], None, r"n_envs in -params must be an integer, got '2' \(str\)$"),
+    "wrong type in the file": (
+        ["--env", "CartPole-v1"],
+        "CartPole-v1:\n  policy: MlpPolicy\n  n_timesteps: 100\n  n_steps: 64\n  gamma: '0.99'\n",
+        r"hyperparameter gamma of TRPO must be a number, got '0\.99' \(str\)$",
+    ),
     "no trial seed": (["-optimize", "--trial-seeds", "0"], None, r"--trial-seeds must be >= 1 .* got 0$"),
     "trial seeds without tuning": (["--trial-seeds", "3"], None, r"--trial-seeds is for tuning .* add -optimize"),
     "trial seeds in threads": (
@@ -382,3 +419,136 @@ def test_usage(capsys: pytest.CaptureFixture) -> None:
     assert "python -m sb3_trpo train --env CartPole-v1" in capsys.readouterr().out
     assert main(["fit"]) == EXIT_BAD_INPUT
     assert "unknown command 'fit'" in capsys.readouterr().err
+
+
+# Imported by training, not to print the help
+HEAVY_MODULES = ("torch", "stable_baselines3", "sb3_contrib", "rl_zoo3", "gymnasium", "optuna")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["train", "--env", "Hopper-v5", "-h"]])
+def test_help_imports_no_heavy_module(args: list[str], tmp_path: Path) -> None:
+    # What the interpreter imports for the command itself (python -X importtime lists every module on stderr)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sb3_trpo", *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "usage: python -m sb3_trpo" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "sb3_trpo.cli" in imported
+    assert not {module for module in imported if module.split(".")[0] in HEAVY_MODULES}
+
+
+def _option_strings(help_text: str) -> set[str]:
+    # The options of an argparse help: each line "  -x METAVAR, --long METAVAR   help"
+    options = set()
+    for line in help_text.splitlines():
+        match = re.match(r"^  (-\S.*?)(?:\s{2,}|$)", line)
+        if match is not None:
+            options.update(part.split()[0] for part in match.group(1).split(", "))
+    return options
+
+
+def test_train_help_lists_our_choices_and_options(capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    options = _option_strings(help_text)
+    # Our options in the list of options, each with its help
+    assert {"--final-eval-episodes", "--trial-seeds", "--vec-env", "--algo", "-n", "-params"} <= options
+    assert re.search(r"^  --final-eval-episodes FINAL_EVAL_EPISODES\n\s+episodes of the evaluation", help_text, re.M)
+    # --algo lists the values the command takes, and no other (the Zoo's own lists a2c ... tqc, ppo_lstm)
+    assert "  --algo {trpo,npg,trpo_mask,trpo_lstm,trpo_mask_lstm}\n" in help_text
+    assert not re.search(r"\b(a2c|ddpg|dqn|ppo|sac|td3|ars|crossq|qrdqn|tqc|ppo_lstm)\b", help_text)
+    assert "  --vec-env {dummy,subproc,envpool}\n" in help_text
+
+
+def test_train_help_lists_the_installed_zoos_options(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Zoo's options are listed in sb3_trpo.cli (so that the help imports no Zoo): the installed Zoo's, no more
+    import rl_zoo3.train
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "--help"])
+    with pytest.raises(SystemExit):
+        rl_zoo3.train.train()
+    zoo_options = _option_strings(capsys.readouterr().out)
+    assert main(["train", "--help"]) == 0
+    our_options = _option_strings(capsys.readouterr().out)
+    assert len(zoo_options) > 50 and zoo_options <= our_options
+    assert our_options - zoo_options == {"--final-eval-episodes", "--trial-seeds"}
+
+
+@pytest.mark.parametrize(("stop", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_saves_the_model_and_says_where(stop: signal.Signals, exit_code: int, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONUNBUFFERED": "1",
+    }
+    command = [
+        sys.executable, "-m", "sb3_trpo", "train", "--env", "CartPole-v1", "-n", "1000000", "--seed", "0", *FAST,
+        "-params", "n_steps:64", "batch_size:64", "n_critic_updates:1",
+    ]  # fmt: skip
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        assert process.stdout is not None
+        try:
+            # Training has started once SB3 logs its first rollout
+            for line in process.stdout:
+                if "total_timesteps" in line:
+                    break
+            assert process.poll() is None, (tmp_path / "stderr.txt").read_text()[-3000:]
+            process.send_signal(stop)
+            stdout, _ = process.communicate(timeout=120)
+        finally:
+            process.kill()
+    assert process.returncode == exit_code, (tmp_path / "stderr.txt").read_text()[-3000:]
+    path = Path("logs", "trpo", "CartPole-v1_1", "CartPole-v1.zip")
+    message = (tmp_path / "stderr.txt").read_text().strip().splitlines()[-1]
+    match = re.fullmatch(
+        rf"sb3_trpo train: interrupted: training stopped by {stop.name} at step (\d+) of 1000000; the model is saved in "
+        rf"{re.escape(str(path))} \(final evaluation skipped; train on from it with -i {re.escape(str(path))}\)",
+        message,
+    )
+    assert match is not None, message
+    # Saved as the Zoo saves after Ctrl-C, at the step where training stopped
+    assert f"Saving to {path.parent}" in stdout and "Evaluation of the final model" not in stdout
+    model = TRPO.load(tmp_path / path)
+    assert 0 < model.num_timesteps == int(match.group(1)) < 1000000
+
+
+def test_an_error_in_an_update_saves_the_model_as_before_that_update_then_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import sb3_trpo.trpo.trpo
+
+    # The third update fails with its actor at a candidate step; each update's starting actor is recorded
+    real_search, real_train = sb3_trpo.trpo.trpo.backtracking_line_search, TRPO.train
+    starts: list[th.Tensor] = []
+
+    def recording_train(self: TRPO) -> None:
+        starts.append(get_flat_params(self.actor_params).clone())
+        real_train(self)
+
+    def failing_search(evaluate, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if len(starts) < 3:
+            return real_search(evaluate, *args, **kwargs)
+        evaluate(1.0)
+        raise RuntimeError("a bad update")
+
+    monkeypatch.setattr(TRPO, "train", recording_train)
+    monkeypatch.setattr(sb3_trpo.trpo.trpo, "backtracking_line_search", failing_search)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match="a bad update"):
+        main([
+            "train", "--env", "CartPole-v1", "-n", "100000", "--seed", "0", "--final-eval-episodes", "0", *FAST,
+            "-params", "n_envs:1", "n_steps:64", "batch_size:64", "n_critic_updates:1",
+        ])  # fmt: skip
+    path = Path("logs", "trpo", "CartPole-v1_1", "CartPole-v1.zip")
+    assert (
+        f"Training failed at step 192 of 100000 (RuntimeError: a bad update); the model is saved in {path}, its policy "
+        "as before the update that failed"
+    ) in capsys.readouterr().err
+    saved = TRPO.load(tmp_path / path)
+    assert len(starts) == 3 and saved.num_timesteps == 192
+    assert th.equal(get_flat_params(saved.actor_params), starts[-1])
+    assert not th.equal(starts[-1], starts[0])  # two updates went through

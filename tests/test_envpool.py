@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+import yaml
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
@@ -102,6 +103,10 @@ def test_cli_trains_on_envpool(tmp_path):
     assert train.returncode == 0, train.stderr[-3000:]
     assert "Evaluation of the final model over 2 episodes" in train.stdout
     assert TRPO.load(tmp_path / "logs" / "trpo" / "Hopper-v5_1" / "Hopper-v5.zip").n_steps == 128
+    # The run's arguments record its VecEnv (the Zoo's parser, which knows dummy and subproc only, never saw it)
+    args_file = tmp_path / "logs" / "trpo" / "Hopper-v5_1" / "Hopper-v5" / "args.yml"
+    args = yaml.load(args_file.read_text(), Loader=yaml.UnsafeLoader)  # the Zoo writes an OrderedDict
+    assert args["vec_env"] == "envpool"
     bad = subprocess.run(
         [sys.executable, "-m", "sb3_trpo", "train", "--env", "Hopper-v5", "--vec-env", "ray"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
