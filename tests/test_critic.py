@@ -146,3 +146,19 @@ def test_trpo_default_critic_optimizer_takes_the_fused_shortcut():
     model.learn(64)
     assert model.policy.optimizer.param_groups[0]["weight_decay"] == 0
     assert fused_adam_step(model.policy.optimizer) is not None
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])
+@pytest.mark.parametrize("dtype", [th.float32, th.float64])
+def test_activation_gradients_from_their_formulas_are_autograds_bit_for_bit(activation, dtype):
+    from sb3_trpo.common.critic import ACTIVATIONS
+
+    forward, backward = ACTIVATIONS[activation]
+    generator = th.Generator().manual_seed(0)
+    for shape in [(1,), (7,), (64, 3), (128, 64), (1000,)]:
+        inputs = th.randn(shape, generator=generator, dtype=dtype, requires_grad=True)
+        grad_output = th.randn(shape, generator=generator, dtype=dtype)
+        output = activation()(inputs)
+        (expected,) = th.autograd.grad(output, inputs, grad_output)
+        assert th.equal(forward(inputs.detach()), output.detach())
+        assert th.equal(backward(grad_output, output.detach()), expected)

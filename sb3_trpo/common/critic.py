@@ -125,15 +125,18 @@ class MlpRegression:
 
 
 def _relu_backward(grad_output: th.Tensor, output: th.Tensor) -> th.Tensor:
-    return th.ops.aten.threshold_backward(grad_output, output, 0.0)
+    # relu'(x) = 1[h > 0] = sign(h), as h = relu(x) >= 0: the same values as autograd's threshold_backward
+    return grad_output.mul(output.sign())
 
 
 def _tanh_backward(grad_output: th.Tensor, output: th.Tensor) -> th.Tensor:
-    return th.ops.aten.tanh_backward(grad_output, output)
+    # tanh'(x) = 1 - h^2, with h^2 subtracted in one fused multiply-add (addcmul), as autograd's tanh_backward does:
+    # the same bits
+    return th.addcmul(output.new_ones(()), output, output, value=-1.0).mul_(grad_output)
 
 
-#: Activation -> (function, backward from the activation's OUTPUT h): tanh' = 1 - h^2, relu' = 1[h > 0]; ATen's fused
-#: backward kernels compute grad * derivative in one operation
+#: Activation -> (function, backward from the activation's OUTPUT h): tanh' = 1 - h^2, relu' = 1[h > 0], from their
+#: formulas with public tensor operations (``tests/test_critic.py`` checks them against autograd, bit for bit)
 ACTIVATIONS: dict[type[nn.Module], tuple[Callable[[th.Tensor], th.Tensor], Callable[[th.Tensor, th.Tensor], th.Tensor]]] = {
     nn.Tanh: (th.tanh, _tanh_backward),
     nn.ReLU: (th.relu, _relu_backward),

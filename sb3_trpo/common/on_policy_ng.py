@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo.common.critic import fast_value_regression, fused_adam_step
-from sb3_trpo.common.distributed import DataParallel
+from sb3_trpo.common.distributed import AllRanksProgressBar, CountAllRanksSteps, DataParallel
 from sb3_trpo.common.fisher import (
     distribution_fisher_vector_product,
     mlp_fisher_vector_product,
@@ -280,7 +280,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         all ranks' samples, gathered once per update (``batch_size`` is then a minibatch of the union, as in one
         process holding it all). The update is the one of a single process with every rank's rollout, and the
         parameters stay identical on every rank. ``learn(total_timesteps)`` counts the steps of all ranks
-        (``num_timesteps`` is this rank's); only rank 0 prints, writes tensorboard logs and shows the progress bar.
+        and so does ``num_timesteps`` (the logs, schedules, checkpoints and saved model read the samples of the whole job);
+        only rank 0 prints, writes tensorboard logs and shows the progress bar.
         Every rank needs the same ``n_steps * n_envs``. Not saved with the model (pass it to ``load`` to resume a
         data-parallel job). Default: False.
     """
@@ -536,7 +537,15 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
         # Reject NaN / inf from the environment at the step it appears, before the user's callbacks see it
-        checked = CallbackList([RejectNonFiniteEnvData(), super()._init_callback(callback, progress_bar)])
+        first: list[BaseCallback] = [RejectNonFiniteEnvData()]
+        last: list[BaseCallback] = []
+        if self._data_parallel is not None:
+            # num_timesteps counts all ranks' steps, for every callback after this one (the progress bar's too)
+            world_size = self._data_parallel.world_size
+            first.insert(0, CountAllRanksSteps(world_size))
+            last = [AllRanksProgressBar(world_size)] if progress_bar else []
+            progress_bar = False
+        checked = CallbackList([*first, super()._init_callback(callback, progress_bar), *last])
         checked.init_callback(self)
         return checked
 
@@ -624,7 +633,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def _policy_objective(self, batch: RolloutBufferSamples) -> PolicyObjective:
         """
-        ``pi_old``, the objective at ``theta_old`` and its gradient ``g`` (DESIGN.md, section 2, steps 3 to 5).
+        ``pi_old``, the objective at ``theta_old`` and its gradient ``g`` (docs/design.md, steps 3 and 4).
 
         :param batch: the whole rollout (:meth:`_policy_batch`)
         :return: :class:`PolicyObjective`
@@ -744,7 +753,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def _search_direction(self, batch: RolloutBufferSamples, objective: PolicyObjective) -> CGResult:
         """
-        ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient (DESIGN.md, section 2, steps 6 and 7).
+        ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient (docs/design.md, steps 5 and 6).
 
         With ``cg_warm_start``, CG starts from the previous update's direction (when there is one).
 
@@ -816,7 +825,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> tuple[float, int]:
         """
-        Regress V_phi on the returns: ``n_critic_updates`` epochs of shuffled minibatches (DESIGN.md step 10).
+        Regress V_phi on the returns: ``n_critic_updates`` epochs of shuffled minibatches (docs/design.md, step 10).
 
         A minibatch whose loss is not finite is skipped (no optimizer step), so no NaN reaches the critic's weights.
         With ``data_parallel``, every rank fits on all ranks' samples, gathered once, in rank 0's order of minibatches:
@@ -903,7 +912,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def train(self) -> None:
         """
-        One update from the rollout buffer (the algorithm box of TRPO and NPG; DESIGN.md, section 2).
+        One update from the rollout buffer (the algorithm box of TRPO and NPG; docs/design.md).
         """
         # This update's trust-region radius and critic learning rate, read before anything is touched: with
         # adaptive_kl, the adapted radius; else target_kl, or its schedule's value at the progress remaining. A value
@@ -1028,11 +1037,11 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     ) -> SelfNaturalGradientAlgorithm:
         """
         SB3's ``learn``, same arguments; the tensorboard run is named after the algorithm (``TRPO``, ``NPG``) unless
-        ``tb_log_name`` is given. With data_parallel, ``total_timesteps`` counts the steps of all ranks (each rank takes
-        its share) and only rank 0 shows the progress bar.
+        ``tb_log_name`` is given. With data_parallel, ``total_timesteps`` and ``num_timesteps`` count the steps of all
+        ranks (each rank takes its share; :class:`~sb3_trpo.common.distributed.CountAllRanksSteps`), and only rank 0
+        shows the progress bar.
         """
         if self._data_parallel is not None:
-            total_timesteps = math.ceil(total_timesteps / self._data_parallel.world_size)
             progress_bar = progress_bar and self._data_parallel.rank == 0
             # The VecNormalize statistics every rank starts from
             self._data_parallel.share_running_statistics(self.env)
