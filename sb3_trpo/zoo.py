@@ -50,12 +50,15 @@ from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
 from rl_zoo3.utils import ALGOS, create_test_env, get_saved_hyperparams
 from stable_baselines3.common.base_class import BaseAlgorithm
 import rl_zoo3.exp_manager
+import torch.distributed as dist
+from stable_baselines3.common.callbacks import ProgressBarCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import sb3_trpo
 import sb3_trpo.envs
+from sb3_trpo.common.distributed import AllRanksProgressBar
 from sb3_trpo.common.evaluation import MaskableEvalCallback
 from sb3_trpo.common.evaluation import evaluate_policy as evaluate_maskable_policy
 from sb3_trpo.npg import NPG
@@ -645,8 +648,9 @@ def experiment_manager_class(
     :param n_final_eval_episodes: episodes of the final evaluation, 0 to skip it
     :param vec_env: ``"envpool"`` for EnvPool's envs (:mod:`sb3_trpo.envpool_vec_env`), None for the Zoo's ``--vec-env``
     :param data_parallel_rank: this process's rank in a data-parallel job (``torchrun``), None otherwise: the model
-        gets ``data_parallel=True``; rank 0 alone writes the run's folder, evaluates, checkpoints and saves (the other
-        ranks write to a temporary folder and do none of that)
+        gets ``data_parallel=True``; rank 0 alone writes the run's folder, evaluates, checkpoints, saves and shows the
+        progress bar (the other ranks write to a temporary folder and do none of that). ``-n``, ``--eval-freq`` and
+        ``--save-freq`` count the steps of all ranks, as the model's ``num_timesteps`` does
     :param n_trial_seeds: training runs per Optuna trial (``-optimize``), on seeds ``--seed``, ``--seed`` + 1, ...;
         the trial's value is their mean (1: the Zoo's objective)
     :return: the class
@@ -660,7 +664,7 @@ def experiment_manager_class(
                 log_folder = tempfile.mkdtemp(prefix=f"sb3_trpo_rank{data_parallel_rank}_")
                 atexit.register(shutil.rmtree, log_folder, True)
                 rest = ("", rest[1], -1, rest[3], -1, *rest[5:])
-                kwargs["verbose"] = 0
+                kwargs["verbose"], kwargs["show_progress"] = 0, False
             if vec_env == "envpool":
                 # The Zoo's parser knows dummy and subproc only (the CLI takes envpool out of its arguments): args.yml
                 # records the run's
@@ -672,6 +676,22 @@ def experiment_manager_class(
             if data_parallel_rank is not None:
                 processed["data_parallel"] = True
             return (processed, *others)
+
+        def create_callbacks(self) -> None:
+            if data_parallel_rank is None:
+                return super().create_callbacks()
+            # The model counts the steps of all ranks, and so do --eval-freq and --save-freq: the Zoo divides them by
+            # one rank's n_envs to get the calls of its callbacks, each call one step of every rank's envs
+            world_size = dist.get_world_size()
+            self.eval_freq, self.save_freq = (
+                max(frequency // world_size, 1) if frequency > 0 else frequency
+                for frequency in (self.eval_freq, self.save_freq)
+            )
+            super().create_callbacks()
+            self.callbacks = [
+                AllRanksProgressBar(world_size) if type(callback) is ProgressBarCallback else callback
+                for callback in self.callbacks
+            ]
 
     RunExperimentManager.saves_model = not data_parallel_rank
     RunExperimentManager.n_final_eval_episodes = n_final_eval_episodes

@@ -77,9 +77,9 @@ def _rank(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> N
         # The model seeds its envs seed + rank (data_parallel); the evaluation envs are seeded apart
         env = make_env(n_envs, seed, training=True)
         model = TRPO("MlpPolicy", env, seed=seed, device="cpu", data_parallel=world > 1, **entry)
-        # Evaluations every budget / N_EVALS steps of all ranks (num_timesteps is this rank's)
+        # Evaluations every budget / N_EVALS steps of all ranks (num_timesteps counts them all)
         eval_env = make_env(1, seed + 10_000, training=False)
-        callback = benchmark.make_benchmark_callback(eval_env, max(1, budget // N_EVALS // world), spec["eval_episodes"])
+        callback = benchmark.make_benchmark_callback(eval_env, max(1, budget // N_EVALS), spec["eval_episodes"])
         start = time.perf_counter()
         model.learn(budget, callback=callback if rank == 0 else None)
         wall_clock = time.perf_counter() - start
@@ -90,7 +90,7 @@ def _rank(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> N
         returns, _ = benchmark.evaluation_function(False)(
             model, final_env, n_eval_episodes=spec["final_eval_episodes"], deterministic=True, return_episode_rewards=True
         )
-        curve = [{**point, "timesteps": point["timesteps"] * world} for point in callback.curve]
+        curve = callback.curve
         record = {
             "algo": "sb3_trpo",
             "env": spec["env"],
@@ -102,7 +102,7 @@ def _rank(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> N
             "fingerprint": spec["fingerprint"],
             "budget": budget,
             "eval_episodes": spec["eval_episodes"],
-            "timesteps": int(model.num_timesteps) * world,
+            "timesteps": int(model.num_timesteps),
             "config_file": "zoo_configs/trpo.yml",
             "config_key": spec["config_key"],
             "hyperparams": benchmark._json_ready(spec["entry"]),

@@ -53,9 +53,8 @@ def main() -> None:
             model = algorithm("MlpPolicy", env, seed=args.seed, device=args.device, verbose=1, data_parallel=True)
             model.learn(args.n_timesteps, callback=callbacks)
         else:
-            # Resumed: the steps still to take, all ranks together
-            done = model.num_timesteps * dist.get_world_size()
-            model.learn(max(args.n_timesteps - done, 0), callback=callbacks, reset_num_timesteps=False)
+            # Resumed: the steps still to take (num_timesteps counts all ranks' steps, as the budget does)
+            model.learn(max(args.n_timesteps - model.num_timesteps, 0), callback=callbacks, reset_num_timesteps=False)
         if dist.get_rank() == 0:
             mean, std = evaluate_policy(model, model.get_env(), n_eval_episodes=10)
             print(f"{dist.get_world_size()} ranks, {args.n_timesteps} steps in all: mean_reward={mean:.2f} +/- {std:.2f}")

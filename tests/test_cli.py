@@ -342,19 +342,31 @@ def test_trpo_mask_lstm_train_with_masked_evaluations_then_enjoy(tmp_path: Path)
 
 
 def test_train_under_torchrun_is_one_data_parallel_job(tmp_path: Path) -> None:
-    # 2 ranks: one run folder (rank 0's), rank 0 evaluates and saves, the model trained with data_parallel
+    # 2 ranks: one run folder (rank 0's), rank 0 evaluates and saves, the model trained with data_parallel.
+    # Pendulum-v1's entry: 2 envs x 1024 steps per rank, so 4096 steps of all ranks per rollout
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sb3_trpo",
-        "train", "--env", "Pendulum-v1", "-n", "8192", "--seed", "0", "--final-eval-episodes", "2", *FAST,
+        "train", "--env", "Pendulum-v1", "-n", "8192", "--seed", "0", "--final-eval-episodes", "2",
+        "--num-threads", "1", "--eval-freq", "4096", "--eval-episodes", "1", "--save-freq", "4096",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(sb3_trpo.__file__).parent.parent)}
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(EVALUATION_LINE.findall(result.stdout)) == 1, result.stdout[-3000:]
+    run_folder = tmp_path / "logs" / "trpo" / "Pendulum-v1_1"
     assert sorted(path.name for path in (tmp_path / "logs" / "trpo").iterdir()) == ["Pendulum-v1_1"]
-    model = TRPO.load(tmp_path / "logs" / "trpo" / "Pendulum-v1_1" / "Pendulum-v1.zip")
-    assert model.num_timesteps == 4096  # this rank's steps: half of all ranks' 8192
-    saved, _ = get_saved_hyperparams(str(tmp_path / "logs" / "trpo" / "Pendulum-v1_1" / "Pendulum-v1"))
+    # Every count is of all ranks' steps: the model, the logs, the checkpoints and the evaluations (every 4096 steps)
+    model = TRPO.load(run_folder / "Pendulum-v1.zip")
+    assert model.num_timesteps == 8192
+    # (SB3's table after each rollout, and the evaluation's)
+    assert sorted(set(re.findall(r"total_timesteps\s+\| (\d+)", result.stdout))) == ["4096", "8192"]
+    assert sorted(path.name for path in run_folder.glob("rl_model_*_steps.zip")) == [
+        "rl_model_4096_steps.zip",
+        "rl_model_8192_steps.zip",
+    ]
+    assert TRPO.load(run_folder / "rl_model_4096_steps.zip").num_timesteps == 4096
+    assert np.load(run_folder / "evaluations.npz")["timesteps"].tolist() == [4096, 8192]
+    saved, _ = get_saved_hyperparams(str(run_folder / "Pendulum-v1"))
     assert "data_parallel" not in saved  # the config file stays the Zoo entry's
 
 

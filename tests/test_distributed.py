@@ -5,6 +5,7 @@ import socket
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch.multiprocessing as mp
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
+from stable_baselines3.common.logger import KVWriter
 
 from sb3_trpo import NPG, TRPO
 from sb3_trpo.common.distributed import close_process_group
@@ -135,7 +137,7 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
         gathered = [th.empty_like(first) for _ in range(2)]
         dist.all_gather(gathered, first)
         assert not th.equal(gathered[0], gathered[1])
-        assert model.num_timesteps == 4 * N_STEPS and check.n_checked == 4
+        assert model.num_timesteps == 4 * N_STEPS * 2 and check.n_checked == 4  # all ranks' steps
         # Only rank 0 reports
         assert model.verbose == (1 if rank == 0 else 0)
         (Path(folder) / f"ok_{algo}_{rank}").write_text("ok")
@@ -147,6 +149,78 @@ def _learn_on_two_ranks(rank: int, port: int, folder: str, algo: str) -> None:
 def test_parameters_stay_identical_on_every_rank_and_the_budget_counts_all_ranks(algo: str, tmp_path: Path) -> None:
     mp.spawn(_learn_on_two_ranks, args=(_free_port(), str(tmp_path), algo), nprocs=2, join=True)
     assert all((tmp_path / f"ok_{algo}_{rank}").exists() for rank in range(2))
+
+
+class _RecordDumps(KVWriter):
+    """The key-values of each dump of a logger."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        self.rows.append(dict(key_values))
+
+    def close(self) -> None:
+        pass
+
+
+class _RecordSteps(BaseCallback):
+    """``num_timesteps`` as a callback sees it at each step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[int] = []
+
+    def _on_step(self) -> bool:
+        self.steps.append(self.num_timesteps)
+        return True
+
+
+def _count_on_two_ranks(rank: int, port: int, folder: str) -> None:
+    from stable_baselines3.common.logger import Logger
+
+    from sb3_trpo.common.distributed import AllRanksProgressBar
+
+    _init(rank, port)
+    try:
+        progress: list[float] = []
+
+        def learning_rate(progress_remaining: float) -> float:
+            progress.append(progress_remaining)  # SB3 reads the schedule at construction and at each update
+            return 1e-3
+
+        model = TRPO(
+            "MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2), batch_size=N_STEPS, data_parallel=True,
+            learning_rate=learning_rate, **SETTINGS,
+        )  # fmt: skip
+        dumps, steps = _RecordDumps(), _RecordSteps()
+        model.set_logger(Logger(None, [dumps]))
+        per_rollout = N_STEPS * 2 * 2  # 2 envs on each of 2 ranks
+        budget = 3 * per_rollout - 100  # not a multiple of the rollout: 3 rollouts
+        model.learn(budget, callback=steps)
+        # num_timesteps counts all ranks' steps: as every callback sees it at each step (4 steps: 2 envs x 2 ranks),
+        # as logged, and at the end
+        assert model.num_timesteps == 3 * per_rollout
+        assert steps.steps == list(range(4, 3 * per_rollout + 1, 4))
+        assert [row["time/total_timesteps"] for row in dumps.rows] == [per_rollout, 2 * per_rollout, 3 * per_rollout]
+        # The schedules' progress remaining: 1 - all ranks' steps / the budget, at each update
+        expected = [1.0] + [1.0 - k * per_rollout / budget for k in (1, 2, 3)]
+        assert list(dict.fromkeys(progress)) == pytest.approx(expected)
+        # Resuming: SB3 adds the budget to the steps taken, both of all ranks; the progress bar advances by them too
+        progress.clear()
+        bar = AllRanksProgressBar(2)
+        model.learn(2 * per_rollout, reset_num_timesteps=False, callback=bar)
+        assert model.num_timesteps == 5 * per_rollout and model._n_updates == 5
+        assert list(dict.fromkeys(progress)) == pytest.approx([1.0 - 4 / 5, 0.0])
+        assert bar.pbar.n == bar.pbar.total == 2 * per_rollout
+        (Path(folder) / f"ok_{rank}").write_text("ok")
+    finally:
+        close_process_group()
+
+
+def test_num_timesteps_logs_schedules_and_resuming_count_all_ranks_steps(tmp_path: Path) -> None:
+    mp.spawn(_count_on_two_ranks, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert all((tmp_path / f"ok_{rank}").exists() for rank in range(2))
 
 
 def _gather_and_broadcast(rank: int, port: int, folder: str) -> None:
@@ -287,14 +361,14 @@ def _resume(rank: int, port: int, folder: str) -> None:
     try:
         checkpoint = Path(folder) / "checkpoint"
         model = load_checkpoint(TRPO, checkpoint, _normalized_env())
-        assert model is not None and model._n_updates == 3 and model.num_timesteps == 3 * N_STEPS
+        assert model is not None and model._n_updates == 3 and model.num_timesteps == 3 * N_STEPS * 2
         saved_rng = th.load(checkpoint / f"rng_rank{rank}.pt", weights_only=False)
         assert th.equal(th.get_rng_state(), saved_rng["torch"])
         assert model.get_env().obs_rms.count > 3 * N_STEPS  # VecNormalize's statistics came back (both ranks' data)
         check = _SameParametersOnEveryRank()
         # The remaining 3 updates (SB3's reset_num_timesteps=False adds the budget to the steps already taken)
         model.learn(3 * N_STEPS * 2, reset_num_timesteps=False, callback=[check, DataParallelCheckpoint(checkpoint, 1)])
-        assert model.num_timesteps == 6 * N_STEPS and model._n_updates == 6 and check.n_checked == 3
+        assert model.num_timesteps == 6 * N_STEPS * 2 and model._n_updates == 6 and check.n_checked == 3
         (Path(folder) / f"resumed_{rank}").write_text("ok")
     finally:
         close_process_group()
@@ -313,6 +387,6 @@ def test_a_dead_rank_stops_the_others_and_the_job_resumes_from_its_checkpoint(tm
     message = (tmp_path / "rank0_error.txt").read_text()
     assert float(message.split(" after ")[1].split()[0]) < 60, message
     checkpoint = TRPO.load(tmp_path / "checkpoint" / "model.zip")
-    assert checkpoint._n_updates == 3
+    assert checkpoint._n_updates == 3 and checkpoint.num_timesteps == 3 * N_STEPS * 2  # both ranks' steps
     mp.spawn(_resume, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     assert all((tmp_path / f"resumed_{rank}").exists() for rank in range(2))

@@ -21,6 +21,10 @@ parameters stay bit for bit equal everywhere. :class:`DataParallel` holds the co
 - ``VecNormalize``'s running statistics (:meth:`DataParallel.share_running_statistics`): each rank's observations
   and returns since the last update, merged, so that every rank normalizes with the statistics of all ranks' data.
 
+The model's ``num_timesteps`` counts the steps of all ranks (:class:`CountAllRanksSteps`), as SB3 counts those of
+all ``n_envs`` envs: the logs, the budget of ``learn``, the schedules, the checkpoints and the saved model read the
+samples the job consumed.
+
 The process group is the user's (``torch.distributed.init_process_group``, e.g. under ``torchrun``); its timeout
 bounds how long a rank waits for a dead or hung peer before raising. :class:`DataParallelCheckpoint` saves the job's
 state periodically (:func:`save_checkpoint`) and :func:`load_checkpoint` resumes a restarted job from the last one.
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import torch as th
 import torch.distributed as dist
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, ProgressBarCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_wrapper
 from torch import nn
@@ -111,6 +115,44 @@ def _running_stats(env: VecEnv | None) -> dict[str, RunningMeanStd]:
     elif vec_normalize.obs_rms is not None:
         stats["obs_rms"] = vec_normalize.obs_rms
     return stats
+
+
+class CountAllRanksSteps(BaseCallback):
+    """
+    Make ``num_timesteps`` count the steps of all ranks: after each step of this rank's ``n_envs`` envs (which the
+    rollout loop has just counted), the other ranks' as many steps (every rank steps the same number of envs at once).
+
+    The first callback of a data-parallel model's ``learn`` (``NaturalGradientAlgorithm._init_callback``), so that every
+    other callback, the logs (``time/total_timesteps``, ``time/fps``), the budget and the schedules' progress remaining
+    read the job's count, as SB3 counts the steps of all ``n_envs`` envs of one process.
+
+    :param world_size: the number of ranks
+    """
+
+    def __init__(self, world_size: int) -> None:
+        super().__init__()
+        self.world_size = world_size
+
+    def _on_step(self) -> bool:
+        self.model.num_timesteps += (self.world_size - 1) * self.training_env.num_envs
+        return True
+
+
+class AllRanksProgressBar(ProgressBarCallback):
+    """
+    SB3's progress bar (``learn(progress_bar=True)``, the RL Zoo's ``--progress``) on a rank of a data-parallel job: it
+    advances by the steps of all ranks, as ``num_timesteps`` does (:class:`CountAllRanksSteps`).
+
+    :param world_size: the number of ranks
+    """
+
+    def __init__(self, world_size: int) -> None:
+        super().__init__()
+        self.world_size = world_size
+
+    def _on_step(self) -> bool:
+        self.pbar.update(self.training_env.num_envs * self.world_size)
+        return True
 
 
 # Up to this many gloo ranks, means are taken by all-gather and sum (DataParallel.mean)
@@ -349,7 +391,7 @@ def load_checkpoint(
     Loads the model (``data_parallel=True``), VecNormalize's statistics into ``env`` (which must wrap the same
     ``VecNormalize`` layout as when saved) and this rank's random generators. Continue with
     ``model.learn(remaining_timesteps, reset_num_timesteps=False)`` (SB3 adds the budget to the steps already taken;
-    ``model.num_timesteps`` is this rank's, the budget counts all ranks): the envs start new episodes.
+    ``model.num_timesteps`` and the budget both count the steps of all ranks): the envs start new episodes.
 
     :param algorithm: the model's class (TRPO, NPG, ...)
     :param folder: the checkpoint folder of :func:`save_checkpoint`
