@@ -13,9 +13,10 @@ from sb3_trpo import TRPO
 from sb3_trpo.common.fisher import (
     bernoulli_fisher_product,
     categorical_fisher_product,
-    gauss_newton_fisher_vector_product,
+    distribution_fisher_vector_product,
     mlp_fisher_vector_product,
     normal_fisher_product,
+    separate_action_dist,
     supports_gauss_newton,
 )
 from sb3_trpo.common.natural_gradient import (
@@ -86,6 +87,15 @@ def explicit_fisher(policy: ActorCriticPolicy, params: list[th.nn.Parameter], ob
     hessian = th.autograd.functional.hessian(mean_kl, get_flat_params(params))
     assert isinstance(hessian, th.Tensor)
     return hessian
+
+
+def gauss_newton_fisher_vector_product(
+    policy: ActorCriticPolicy, params: list[th.nn.Parameter], observations: th.Tensor, damping: float
+) -> Any:
+    """The Gauss-Newton product through autograd on ``policy.get_distribution``, as TRPO builds it where the closed
+    form does not apply (on a copy of the policy's distribution wrapper)."""
+    with separate_action_dist(policy):
+        return distribution_fisher_vector_product(policy.get_distribution(observations), params, damping)
 
 
 def relative_error(actual: th.Tensor, expected: th.Tensor) -> float:

@@ -14,32 +14,7 @@ from collections.abc import Callable, Sequence
 import torch as th
 from torch import nn
 
-
-def mlp_layers(modules: Sequence[nn.Module]) -> list[tuple[nn.Linear, nn.Module | None]] | None:
-    """
-    Read a chain of modules as ``(linear, activation or None)`` pairs, or return None if it is not such a chain.
-
-    Nested ``nn.Sequential`` containers are flattened; ``nn.Identity`` is skipped; the chain must alternate
-    ``nn.Linear`` and at most one supported activation (tanh, relu) after each linear layer.
-
-    :param modules: the modules in the order they are applied
-    :return: the layers, or None when some module is not a linear layer or a supported activation
-    """
-    flat: list[nn.Module] = []
-    for module in modules:
-        if isinstance(module, nn.Sequential):
-            flat.extend(module)
-        elif not isinstance(module, nn.Identity):
-            flat.append(module)
-    layers: list[tuple[nn.Linear, nn.Module | None]] = []
-    for module in flat:
-        if type(module) is nn.Linear:
-            layers.append((module, None))
-        elif type(module) in ACTIVATIONS and layers and layers[-1][1] is None:
-            layers[-1] = (layers[-1][0], module)
-        else:
-            return None
-    return layers or None
+from sb3_trpo.common.mlp import Layers, affine_layers, jacobian_transpose_vector, linearize, mlp_layers
 
 
 class MlpRegression:
@@ -49,7 +24,7 @@ class MlpRegression:
     :param layers: ``(linear, activation or None)`` pairs from :func:`mlp_layers`; the last layer has one output
     """
 
-    def __init__(self, layers: list[tuple[nn.Linear, nn.Module | None]]) -> None:
+    def __init__(self, layers: Layers) -> None:
         if layers[-1][0].out_features != 1 or layers[-1][1] is not None:
             raise ValueError("The last layer must be a linear layer with one output (a value) and no activation")
         self.layers = layers
@@ -59,88 +34,37 @@ class MlpRegression:
             if linear.bias is not None:
                 self.parameters.append(linear.bias)
 
-    def loss_and_grad(self, inputs: th.Tensor, targets: th.Tensor) -> float:
-        """
-        Forward pass, loss, and the loss's gradient written into each parameter's ``.grad``.
-
-        :param inputs: shape (batch, in_features)
-        :param targets: shape (batch,)
-        :return: the loss ``mean((targets - v)^2)`` as a Python float (NaN or inf when the minibatch is not finite)
-        """
-        return self.bind()(inputs, targets)
-
     def bind(self) -> Callable[[th.Tensor, th.Tensor], float]:
         """
-        :meth:`loss_and_grad` with the weights, gradient buffers and activations looked up once.
+        The loss and its gradient with the weights, gradient buffers and activations looked up once.
 
         For the small batches TRPO's critic sees, Python-side lookups (module attributes, module calls) cost as much
-        as the arithmetic, so :meth:`loss_and_grad` binds them for every call while a caller that makes many steps
-        (``TRPO._fit_critic``, once per update) binds once. The bound function stays valid while the parameters
-        are updated in place (by an optimizer, ``load_state_dict``); bind again after anything replaces them.
+        as the arithmetic, so a caller that makes many steps (``TRPO._fit_critic``, once per update) binds once. The
+        bound function stays valid while the parameters are updated in place (by an optimizer,
+        ``load_state_dict``); bind again after anything replaces them.
 
-        :return: a function ``(inputs, targets) -> loss`` with the same effect as :meth:`loss_and_grad`
+        :return: a function ``(inputs, targets) -> loss``: the forward pass, the loss ``mean((targets - v)^2)`` as a
+            Python float (NaN or inf when the minibatch is not finite), and its gradient written into each
+            parameter's ``.grad``; inputs of shape (batch, in_features), targets of shape (batch,)
         """
-        layers = [
-            (
-                linear.weight.detach(),
-                linear.weight.detach().t(),
-                None if linear.bias is None else linear.bias.detach(),
-                _grad_buffer(linear.weight),
-                None if linear.bias is None else _grad_buffer(linear.bias),
-                ACTIVATIONS[type(activation)] if activation is not None else None,
-            )
-            for linear, activation in self.layers
-        ]
-        last = len(layers) - 1
+        layers = affine_layers(self.layers)
+        grads = (
+            [_grad_buffer(linear.weight) for linear, _ in self.layers],
+            [None if linear.bias is None else _grad_buffer(linear.bias) for linear, _ in self.layers],
+        )
 
         def loss_and_grad(inputs: th.Tensor, targets: th.Tensor) -> float:
             with th.no_grad():
-                # Forward, keeping each layer's input (the previous layer's post-activation output)
-                layer_inputs = []
-                hidden = inputs
-                for _, weight_t, bias, _, _, activation in layers:
-                    layer_inputs.append(hidden)
-                    hidden = th.mm(hidden, weight_t) if bias is None else th.addmm(bias, hidden, weight_t)
-                    if activation is not None:
-                        hidden = activation[0](hidden)
-                error = hidden.squeeze(1) - targets
+                linearization = linearize(layers, inputs)
+                error = linearization[0].squeeze(1) - targets
                 batch_size = error.shape[0]
                 loss = th.dot(error, error).item() / batch_size
-
-                # Backward: d loss / d v = 2 (v - y) / batch                   [mean squared error]
+                # d loss / d v = 2 (v - y) / batch                             [mean squared error]
                 grad_output = (error * (2.0 / batch_size)).unsqueeze(1)
-                for index in range(last, -1, -1):
-                    weight, _, _, grad_weight, grad_bias, activation = layers[index]
-                    if activation is not None:
-                        # Only hidden layers have an activation: its output is the next layer's input
-                        grad_output = activation[1](grad_output, layer_inputs[index + 1])
-                    th.mm(grad_output.t(), layer_inputs[index], out=grad_weight)
-                    if grad_bias is not None:
-                        th.sum(grad_output, dim=0, out=grad_bias)
-                    if index > 0:
-                        grad_output = grad_output @ weight
+                jacobian_transpose_vector(layers, linearization, grad_output, out=grads)
             return loss
 
         return loss_and_grad
-
-
-def _relu_backward(grad_output: th.Tensor, output: th.Tensor) -> th.Tensor:
-    # relu'(x) = 1[h > 0] = sign(h), as h = relu(x) >= 0: the same values as autograd's threshold_backward
-    return grad_output.mul(output.sign())
-
-
-def _tanh_backward(grad_output: th.Tensor, output: th.Tensor) -> th.Tensor:
-    # tanh'(x) = 1 - h^2, with h^2 subtracted in one fused multiply-add (addcmul), as autograd's tanh_backward does:
-    # the same bits
-    return th.addcmul(output.new_ones(()), output, output, value=-1.0).mul_(grad_output)
-
-
-#: Activation -> (function, backward from the activation's OUTPUT h): tanh' = 1 - h^2, relu' = 1[h > 0], from their
-#: formulas with public tensor operations (``tests/test_critic.py`` checks them against autograd, bit for bit)
-ACTIVATIONS: dict[type[nn.Module], tuple[Callable[[th.Tensor], th.Tensor], Callable[[th.Tensor, th.Tensor], th.Tensor]]] = {
-    nn.Tanh: (th.tanh, _tanh_backward),
-    nn.ReLU: (th.relu, _relu_backward),
-}
 
 
 def _grad_buffer(param: th.Tensor) -> th.Tensor:

@@ -28,9 +28,8 @@ from stable_baselines3.common.distributions import DiagGaussianDistribution, Dis
 from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel
 from stable_baselines3.common.type_aliases import PyTorchObs
 from torch import nn
-from torch.nn import functional as F
 
-from sb3_trpo.common.critic import mlp_layers
+from sb3_trpo.common.mlp import Layers, affine_layers, jacobian_transpose_vector, jacobian_vector, linearize, mlp_layers
 from sb3_trpo.common.natural_gradient import FisherVectorProduct, torch_distributions
 from sb3_trpo.common.policies import has_flat_mlp_actor
 
@@ -91,7 +90,7 @@ _SUPPORTED = (th.distributions.Normal, th.distributions.Categorical, th.distribu
 
 def supports_gauss_newton(distribution: Distribution) -> bool:
     """
-    Whether :func:`gauss_newton_fisher_vector_product` handles this action distribution exactly.
+    Whether :func:`distribution_fisher_vector_product` handles this action distribution exactly.
 
     Handled: SB3 wrappers whose torch distribution is a ``Normal`` (DiagGaussian, gSDE), a ``Categorical``,
     a list of ``Categorical`` (MultiCategorical) or a ``Bernoulli``; sb3-contrib's maskable distributions (their
@@ -174,42 +173,8 @@ def separate_action_dist(policy: nn.Module) -> Iterator[None]:
         policy.action_dist = action_dist
 
 
-def _policy_distribution(policy: nn.Module, observations: PyTorchObs, action_masks: th.Tensor | None) -> Distribution:
-    with separate_action_dist(policy):
-        if action_masks is None:
-            return policy.get_distribution(observations)  # type: ignore[operator]
-        return policy.get_distribution(observations, action_masks=action_masks)  # type: ignore[operator]
-
-
 def _grad_or_zeros(grads: Sequence[th.Tensor | None], like: Sequence[th.Tensor]) -> list[th.Tensor]:
     return [grad if grad is not None else th.zeros_like(ref) for grad, ref in zip(grads, like, strict=True)]
-
-
-def gauss_newton_fisher_vector_product(
-    policy: nn.Module,
-    params: Sequence[nn.Parameter],
-    observations: PyTorchObs,
-    damping: float,
-    action_masks: th.Tensor | None = None,
-) -> FisherVectorProduct:
-    """
-    Damped Fisher-vector product ``v -> (J^T M J / batch + damping * I) v`` on a batch of observations.
-
-    Equal, up to rounding, to the Hessian of the mean ``KL(pi_old || pi_theta)`` over ``observations`` at the current
-    parameters, i.e. to :func:`sb3_trpo.common.natural_gradient.fisher_vector_product`. See
-    :func:`distribution_fisher_vector_product`, which this calls on ``policy.get_distribution(observations)``.
-
-    :param policy: an SB3 ``ActorCriticPolicy`` (anything with ``get_distribution`` and ``action_dist``)
-        whose action distribution :func:`supports_gauss_newton` accepts
-    :param params: the actor parameters ``theta``, in the order of the flat vectors
-    :param observations: the batch the mean KL is taken over (already sub-sampled if needed)
-    :param damping: ``cg_damping``
-    :param action_masks: the samples' action masks (booleans, shape (batch, mask_dims)) for sb3-contrib's maskable
-        policies: the Fisher of the masked distributions, whose masked actions drop out exactly; None: no masks
-    :return: ``v -> (F + damping * I) v`` on flat vectors of shape (sum of numels,)
-    :raises TypeError: for an action distribution without a closed-form Fisher here
-    """
-    return distribution_fisher_vector_product(_policy_distribution(policy, observations, action_masks), params, damping)
 
 
 def distribution_fisher_vector_product(
@@ -285,7 +250,7 @@ def mlp_fisher_vector_product(
     action_masks: th.Tensor | None = None,
 ) -> FisherVectorProduct | None:
     """
-    The same damped product as :func:`gauss_newton_fisher_vector_product`, in closed form for MLP actors.
+    The same damped product as :func:`distribution_fisher_vector_product`, in closed form for MLP actors.
 
     For SB3's actor-critic policies whose actor is a parameter-free features extractor (``FlattenExtractor``, or
     ``CombinedExtractor`` over vector observations; :func:`sb3_trpo.common.policies.has_flat_mlp_actor`), an
@@ -327,8 +292,11 @@ def mlp_fisher_vector_product(
         return None
     order = {id(param): position for position, param in enumerate(params)}
     assert has_flat_mlp_actor(policy, maskable=True)
-    actor = _MlpActorJacobian(layers, actor_features(policy, observations))
-    metric = _output_metric(actor.outputs, log_std, action_masks)
+    affine = affine_layers(layers)
+    with th.no_grad():
+        # tanh' = 1 - h^2 with two roundings, as the records of the Fisher products were made
+        linearization = linearize(affine, actor_features(policy, observations), fused=False)
+    metric = _output_metric(linearization[0], log_std, action_masks)
     numels = [param.numel() for param in params]
 
     def fvp(vector: th.Tensor) -> th.Tensor:
@@ -338,14 +306,15 @@ def mlp_fisher_vector_product(
             def tangent_of(param: th.Tensor | None) -> th.Tensor | None:
                 return None if param is None else chunks[order[id(param)]].view(param.shape)
 
-            tangent = actor.jacobian_vector(
-                [tangent_of(linear.weight) for linear, _ in layers], [tangent_of(linear.bias) for linear, _ in layers]
+            tangent_weights = [chunks[order[id(linear.weight)]].view(linear.weight.shape) for linear, _ in layers]
+            tangent = jacobian_vector(
+                affine, linearization, tangent_weights, [tangent_of(linear.bias) for linear, _ in layers]
             )
-            grads_weight, grads_bias = actor.jacobian_transpose_vector(metric(tangent))
+            grads_weight, grads_bias = jacobian_transpose_vector(affine, linearization, metric(tangent))
             products: list[th.Tensor] = [th.empty(0)] * len(params)
             for (linear, _), grad_weight, grad_bias in zip(layers, grads_weight, grads_bias, strict=True):
                 products[order[id(linear.weight)]] = grad_weight
-                if linear.bias is not None:
+                if linear.bias is not None and grad_bias is not None:
                     products[order[id(linear.bias)]] = grad_bias
             if log_std is not None:
                 # The log_std block of J^T M J / N is 2 I (see above)
@@ -353,46 +322,6 @@ def mlp_fisher_vector_product(
             return th.cat([product.reshape(-1) for product in products]) + damping * vector
 
     return fvp
-
-
-class _MlpActorJacobian:
-    """``J v`` and ``J^T u`` of an MLP's output in its weights, at the activations of one forward pass."""
-
-    def __init__(self, layers: list[tuple[nn.Linear, nn.Module | None]], inputs: th.Tensor) -> None:
-        self.weights = [linear.weight.detach() for linear, _ in layers]
-        self.layer_inputs: list[th.Tensor] = []  # h_k, the input of linear layer k
-        self.derivatives: list[th.Tensor] = []  # a_k', the derivative of the activation after layer k
-        with th.no_grad():
-            hidden = inputs
-            for linear, activation in layers:
-                self.layer_inputs.append(hidden)
-                hidden = F.linear(hidden, linear.weight, linear.bias)
-                if activation is not None:
-                    hidden = activation(hidden)
-                    self.derivatives.append(_activation_derivative(activation, hidden))
-        self.outputs = hidden
-
-    def jacobian_vector(self, tangent_weights: list[th.Tensor | None], tangent_biases: list[th.Tensor | None]) -> th.Tensor:
-        # dz_k = h_k dW_k^T + db_k + (a_{k-1}' * dz_{k-1}) W_k^T                [tangent forward pass]
-        tangent = th.empty(0)
-        for index, (tangent_weight, tangent_bias) in enumerate(zip(tangent_weights, tangent_biases, strict=True)):
-            assert tangent_weight is not None
-            change = F.linear(self.layer_inputs[index], tangent_weight, tangent_bias)
-            if index > 0:
-                change = th.addmm(change, tangent * self.derivatives[index - 1], self.weights[index].t())
-            tangent = change
-        return tangent
-
-    def jacobian_transpose_vector(self, grad_output: th.Tensor) -> tuple[list[th.Tensor], list[th.Tensor]]:
-        # dW_k = u_k^T h_k, db_k = sum_i u_k, u_{k-1} = (u_k W_k) * a_{k-1}'     [backward pass]
-        grads_weight: list[th.Tensor] = []
-        grads_bias: list[th.Tensor] = []
-        for index in range(len(self.weights) - 1, -1, -1):
-            grads_weight.insert(0, grad_output.t() @ self.layer_inputs[index])
-            grads_bias.insert(0, grad_output.sum(dim=0))
-            if index > 0:
-                grad_output = (grad_output @ self.weights[index]) * self.derivatives[index - 1]
-        return grads_weight, grads_bias
 
 
 def _output_metric(
@@ -436,14 +365,7 @@ def actor_features(policy: ActorCriticPolicy, observations: PyTorchObs) -> th.Te
         return BaseModel.extract_features(policy, observations, policy.pi_features_extractor)
 
 
-def _activation_derivative(activation: nn.Module, output: th.Tensor) -> th.Tensor:
-    # tanh'(z) = 1 - tanh(z)^2 ; relu'(z) = 1[relu(z) > 0], from the activation's output
-    if isinstance(activation, nn.Tanh):
-        return 1.0 - output * output
-    return (output > 0).to(output.dtype)
-
-
-def _mlp_actor_layers(policy: nn.Module, observations: PyTorchObs) -> list[tuple[nn.Linear, nn.Module | None]] | None:
+def _mlp_actor_layers(policy: nn.Module, observations: PyTorchObs) -> Layers | None:
     # The actor as a chain of linear layers (policy_net then action_net), where the closed form applies
     if not has_flat_mlp_actor(policy, maskable=True):
         return None

@@ -127,7 +127,7 @@ def has_flat_mlp_actor(policy: nn.Module, maskable: bool = False) -> TypeGuard[A
     concatenated flat features), an ``MlpExtractor``, a linear ``action_net``, and a diagonal Gaussian (without gSDE)
     or categorical action distribution. A ``MultiInputPolicy`` on a ``Dict`` holding one ``Box`` and an ``MlpPolicy``
     on that ``Box`` are the same network and take the same path. (Whether the layers are linear with tanh or ReLU is
-    checked by :func:`sb3_trpo.common.critic.mlp_layers`.)
+    checked by :func:`sb3_trpo.common.mlp.mlp_layers`.)
 
     With ``maskable=True``, sb3-contrib's ``MaskableActorCriticPolicy`` classes with a ``MaskableCategorical``
     distribution qualify too (for the Fisher products, which take the masks; not for the rollout forward, which

@@ -39,47 +39,19 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sb3_trpo.common.critic import ACTIVATIONS, mlp_layers
+from sb3_trpo.common.mlp import AffineLayers, affine_layers, chain_layers, mlp_forward, numpy_forward, numpy_layers
 from sb3_trpo.common.policies import has_flat_mlp_actor
 
 RolloutForward = Callable[..., tuple[th.Tensor, th.Tensor, th.Tensor]]
-#: (W^T, bias or None, activation or None) for each linear layer of a chain
-BoundLayers = list[tuple[th.Tensor, th.Tensor | None, Callable[[th.Tensor], th.Tensor] | None]]
 
 
 # log(sqrt(2 pi)), the constant of torch.distributions.Normal.log_prob, computed the same way
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
-def _chain_layers(chain: nn.Module) -> list[tuple[nn.Linear, nn.Module | None]] | None:
-    # An empty chain (net_arch=[]) is the identity: no layer; else (linear, activation) pairs, or None
-    if isinstance(chain, nn.Sequential) and len(chain) == 0:
-        return []
-    return mlp_layers([chain])
-
-
-def _bind_chain(chain: nn.Module) -> BoundLayers | None:
-    layers = _chain_layers(chain)
-    if layers is None:
-        return None
-    return [
-        (
-            linear.weight.detach().t(),
-            None if linear.bias is None else linear.bias.detach(),
-            None if activation is None else ACTIVATIONS[type(activation)][0],
-        )
-        for linear, activation in layers
-    ]
-
-
-def _apply(layers: BoundLayers, inputs: th.Tensor) -> th.Tensor:
-    # nn.Linear computes addmm(bias, x, W^T) for 2-d inputs: the same kernel, the same result
-    hidden = inputs
-    for weight_t, bias, activation in layers:
-        hidden = th.mm(hidden, weight_t) if bias is None else th.addmm(bias, hidden, weight_t)
-        if activation is not None:
-            hidden = activation(hidden)
-    return hidden
+def _bind_chain(chain: nn.Module) -> AffineLayers | None:
+    layers = chain_layers(chain)
+    return None if layers is None else affine_layers(layers)
 
 
 def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
@@ -111,8 +83,8 @@ def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
 
     def forward(obs: PyTorchObs, deterministic: bool = False) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         features = pi_features(obs)
-        values = _apply(critic, features if vf_features is None else vf_features(obs))
-        mean_actions = _apply(actor, features)
+        values = mlp_forward(critic, features if vf_features is None else vf_features(obs))
+        mean_actions = mlp_forward(actor, features)
         if log_std is not None:
             # DiagGaussianDistribution: Normal(mean, ones_like(mean) * exp(log_std)); Normal.sample, Normal.log_prob
             action_std = th.ones_like(mean_actions) * log_std.exp()
@@ -176,24 +148,16 @@ def bind_policy_actions(policy: nn.Module) -> Callable[..., th.Tensor] | None:
     """
     if not has_flat_mlp_actor(policy):
         return None
-    chain = _chain_layers(policy.mlp_extractor.policy_net)
-    head = _chain_layers(policy.action_net)
+    chain = chain_layers(policy.mlp_extractor.policy_net)
+    head = chain_layers(policy.action_net)
     if chain is None or head is None:
         return None
-    layers = [
-        (linear, None if activation is None else ACTIVATIONS[type(activation)][0]) for linear, activation in chain + head
-    ]
+    layers = chain + head
     pi_features = _bind_features(policy, policy.pi_features_extractor)
     log_std = policy.log_std if type(policy.action_dist) is DiagGaussianDistribution else None
 
     def actions(obs: PyTorchObs, deterministic: bool = False) -> th.Tensor:
-        hidden = pi_features(obs)
-        for linear, activation in layers:
-            # nn.Linear's own kernel on 2-d inputs: addmm(bias, x, W^T)
-            weight_t = linear.weight.t()
-            hidden = th.mm(hidden, weight_t) if linear.bias is None else th.addmm(linear.bias, hidden, weight_t)
-            if activation is not None:
-                hidden = activation(hidden)
+        hidden = mlp_forward(affine_layers(layers, detach=False), pi_features(obs))
         if log_std is not None:
             # DiagGaussianDistribution: the mean, or Normal(mean, ones_like(mean) * exp(log_std)).rsample()
             return hidden if deterministic else th.normal(hidden, th.ones_like(hidden) * log_std.exp())
@@ -302,54 +266,11 @@ def bound_predict(policy: nn.Module, actions: Callable[..., th.Tensor] | None) -
 # A NumPy forward and a lean collection loop, for the common case: flat Box observations, an MLP, a CPU policy
 # ---------------------------------------------------------------------------------------------------------------------
 
-#: (W^T, bias or None, activation or None) for each linear layer of a chain, as NumPy views of the weights
-NumpyLayers = list[tuple[np.ndarray, np.ndarray | None, Callable[[np.ndarray], np.ndarray] | None]]
 #: ``obs -> (actions, values, log_prob)`` as NumPy arrays: actions (n_envs, *action_shape), values (n_envs, 1),
 #: log_prob (n_envs,)
 NumpyForward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 #: ``obs -> values`` of shape (batch, 1), as ``policy.predict_values``
 NumpyValues = Callable[[np.ndarray], np.ndarray]
-
-
-def _relu_inplace(hidden: np.ndarray) -> np.ndarray:
-    return np.maximum(hidden, 0.0, out=hidden)
-
-
-def _tanh_inplace(hidden: np.ndarray) -> np.ndarray:
-    return np.tanh(hidden, out=hidden)
-
-
-_NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
-    nn.Tanh: _tanh_inplace,
-    nn.ReLU: _relu_inplace,
-}
-
-
-def _numpy_chain(chain: nn.Module) -> NumpyLayers | None:
-    layers = _chain_layers(chain)
-    if layers is None:
-        return None
-    # Contiguous copies of W^T (a product with a contiguous matrix is about twice as fast as with a transposed view):
-    # valid for one rollout, during which the weights do not change; bound again for the next
-    return [
-        (
-            np.ascontiguousarray(linear.weight.detach().numpy().T),
-            None if linear.bias is None else linear.bias.detach().numpy().copy(),
-            None if activation is None else _NUMPY_ACTIVATIONS[type(activation)],
-        )
-        for linear, activation in layers
-    ]
-
-
-def _apply_numpy(layers: NumpyLayers, inputs: np.ndarray) -> np.ndarray:
-    hidden = inputs
-    for weight_t, bias, activation in layers:
-        hidden = np.dot(hidden, weight_t)
-        if bias is not None:
-            hidden += bias
-        if activation is not None:
-            activation(hidden)
-    return hidden
 
 
 def _flat_float32(obs: np.ndarray) -> np.ndarray:
@@ -406,14 +327,15 @@ def bind_numpy_forward(policy: nn.Module) -> tuple[NumpyForward, NumpyValues] | 
     if features_of is None:
         return None
     chains = [
-        _numpy_chain(module)
+        chain_layers(module)
         for module in (policy.mlp_extractor.policy_net, policy.action_net, policy.mlp_extractor.value_net, policy.value_net)
     ]
     if any(chain is None for chain in chains):
         return None
     actor_body, head, critic_body, value_head = chains
     assert actor_body is not None and head is not None and critic_body is not None and value_head is not None
-    actor, critic = actor_body + head, critic_body + value_head
+    # Copies of the weights: valid for one rollout, during which the weights do not change; bound again for the next
+    actor, critic = numpy_layers(actor_body + head), numpy_layers(critic_body + value_head)
     action_shape: tuple[int, ...] = policy.action_space.shape or ()
 
     if type(policy.action_dist) is DiagGaussianDistribution:
@@ -440,12 +362,12 @@ def bind_numpy_forward(policy: nn.Module) -> tuple[NumpyForward, NumpyValues] | 
 
     def forward(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         features = features_of(obs)
-        values = _apply_numpy(critic, features)
-        actions, log_prob = sample(_apply_numpy(actor, features))
+        values = numpy_forward(critic, features)
+        actions, log_prob = sample(numpy_forward(actor, features))
         return actions.reshape((-1, *action_shape)), values, log_prob
 
     def predict_values(obs: np.ndarray) -> np.ndarray:
-        return _apply_numpy(critic, features_of(obs))
+        return numpy_forward(critic, features_of(obs))
 
     return forward, predict_values
 
