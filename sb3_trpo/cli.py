@@ -134,7 +134,8 @@ def train_parser() -> argparse.ArgumentParser:
         "--conf-file",
         default=None,
         help="hyperparameter file (YAML, the Zoo's schema) or python module with a `hyperparams` dict (default: "
-        "zoo_configs/<algo>.yml)",
+        "zoo_configs/<algo>.yml); rl_zoo3: the RL Zoo's own hyperparams/<algo>.yml, whose trpo.yml entries were tuned "
+        "for sb3-contrib's TRPO and so get kl_constraint: sb3_contrib unless they name one",
     )
     ours.add_argument(
         "-n",
@@ -509,6 +510,12 @@ def train(argv: Sequence[str]) -> None:
         if conf_file is None:
             conf_file = str(zoo.default_config_path(options.algo))
             zoo_argv = ["--conf-file", conf_file, *zoo_argv]
+        elif conf_file == zoo.RL_ZOO_CONFIG:
+            conf_file = str(zoo.rl_zoo_config_path(options.algo))
+            if not os.path.isfile(conf_file):
+                raise zoo.ConfigError(f"-conf rl_zoo3: the RL Zoo has no hyperparameter file for --algo {options.algo}")
+            # (after the user's -conf rl_zoo3: the last one counts)
+            zoo_argv = [*zoo_argv, "--conf-file", conf_file]
         zoo.check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
     except zoo.MissingDependencyError as error:
         raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None

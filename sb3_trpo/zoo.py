@@ -172,6 +172,47 @@ def default_config_path(algo: str = DEFAULT_ALGO) -> Path:
     )
 
 
+#: ``-conf`` value that stands for the RL Zoo's own hyperparameter file of the algorithm (``rl_zoo3/hyperparams/``)
+RL_ZOO_CONFIG = "rl_zoo3"
+
+
+def rl_zoo_config_path(algo: str = DEFAULT_ALGO) -> Path:
+    """
+    :param algo: an RL Zoo algorithm name (``trpo``, ``ppo``, ...)
+    :return: the RL Zoo's own hyperparameter file of ``algo``, installed with rl_zoo3
+    """
+    import rl_zoo3
+
+    return Path(rl_zoo3.__file__).resolve().parent / "hyperparams" / f"{algo}.yml"
+
+
+def sb3_contrib_trust_region(algo: str, config: str | Path) -> bool:
+    """
+    Whether a run's entries were written for sb3-contrib's TRPO: ``--algo trpo`` with the RL Zoo's own
+    ``hyperparams/trpo.yml``. Its entries then get ``kl_constraint: sb3_contrib`` unless they name one
+    (:func:`zoo_trust_region`), so that the Zoo's values mean the trust region they were tuned with.
+
+    :param algo: ``--algo`` name
+    :param config: the hyperparameter file
+    :return: True for the RL Zoo's own TRPO file
+    """
+    return algo == "trpo" and Path(config).resolve() == rl_zoo_config_path("trpo")
+
+
+def zoo_trust_region(hyperparams: dict[str, Any], algo: str, config: str | Path) -> dict[str, Any]:
+    """
+    Apply :func:`sb3_contrib_trust_region`'s rule to an entry, in place.
+
+    :param hyperparams: an entry of ``config`` (with the ``-params`` overrides, which may name ``kl_constraint``)
+    :param algo: ``--algo`` name
+    :param config: the hyperparameter file
+    :return: ``hyperparams``
+    """
+    if sb3_contrib_trust_region(algo, config):
+        hyperparams.setdefault("kl_constraint", "sb3_contrib")
+    return hyperparams
+
+
 def load_config(path: str | Path) -> dict[str, dict[str, Any]]:
     """
     Read a hyperparameter file in the RL Zoo's schema (a mapping from environment ids to entries).
@@ -402,6 +443,7 @@ def check_run(
     if overrides:
         check_hyperparameters({**hyperparams, **overrides}, f"the -params overrides for {conf_file}", algo)
         hyperparams.update(overrides)
+    zoo_trust_region(hyperparams, algo, conf_file)
     for name, annotation in ZOO_NUMBER_KEYS.items():
         if name in hyperparams and not _accepts(annotation, hyperparams[name]):
             where = "-params" if overrides and name in overrides else f"the entry {key!r} of {conf_file}"
@@ -530,6 +572,14 @@ class TRPOExperimentManager(ExperimentManager):
             algorithm = ALGORITHMS[self.algo].__name__ if self.algo in ALGORITHMS else self.algo
             message = str(error) if isinstance(error, ConfigError) else _one_line(error)
             raise ConfigError(f"cannot set up {algorithm} on {self.env_name.gym_id}: {message}") from error
+
+    def read_hyperparameters(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        # The RL Zoo's own trpo.yml was tuned for sb3-contrib's TRPO: its entries keep sb3-contrib's trust region
+        # (saved with the run's config.yml too)
+        hyperparams, saved_hyperparams = super().read_hyperparameters()
+        zoo_trust_region(hyperparams, self.algo, self.config)
+        zoo_trust_region(saved_hyperparams, self.algo, self.config)
+        return hyperparams, saved_hyperparams
 
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> Any:
         processed, *others = super()._preprocess_hyperparams(hyperparams)

@@ -187,3 +187,64 @@ def test_kl_constraint_is_saved_with_the_model(tmp_path: Any) -> None:
     model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, kl_constraint="sb3_contrib").learn(64)
     model.save(tmp_path / "model.zip")
     assert TRPO.load(tmp_path / "model.zip").kl_constraint == "sb3_contrib"
+
+
+def _trained(command: list[str], folder: Any) -> tuple[dict[str, Any], str]:
+    import subprocess
+    import sys
+
+    import yaml
+
+    completed = subprocess.run(
+        [sys.executable, "-m", *command, "--env", "Pendulum-v1", "-n", "2048", "-f", str(folder), "--seed", "0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    run = folder / "trpo" / "Pendulum-v1_1"
+    config = dict(yaml.load((run / "Pendulum-v1" / "config.yml").read_text(), Loader=yaml.UnsafeLoader))
+    return config, TRPO.load(run / "Pendulum-v1.zip").kl_constraint
+
+
+def test_the_zoos_own_trpo_entries_get_sb3_contribs_trust_region_as_with_params(tmp_path: Any) -> None:
+    import argparse
+
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    from sb3_trpo import zoo
+
+    # Our manager (python -m sb3_trpo train -conf rl_zoo3) on the RL Zoo's own trpo.yml ...
+    ours = zoo.TRPOExperimentManager(argparse.Namespace(), "trpo", "Pendulum-v1", str(tmp_path), config="rl_zoo3")
+    ours.config = str(zoo.rl_zoo_config_path("trpo"))
+    # ... and the Zoo's own manager, which reads that file when not given -conf, told so with -params
+    params = {"kl_constraint": "sb3_contrib"}
+    theirs = ExperimentManager(argparse.Namespace(), "trpo", "Pendulum-v1", str(tmp_path), hyperparams=params)
+    (hyperparams, saved), (zoo_hyperparams, zoo_saved) = ours.read_hyperparameters(), theirs.read_hyperparameters()
+    assert hyperparams == zoo_hyperparams and dict(saved) == dict(zoo_saved)
+    assert hyperparams["kl_constraint"] == "sb3_contrib"
+    entry = zoo.load_config(zoo.rl_zoo_config_path("trpo"))["Pendulum-v1"]
+    assert {key: value for key, value in hyperparams.items() if key != "kl_constraint"} == entry
+    # our own file keeps the joint KL it was tuned with; an entry or -params that names a constraint keeps it
+    ours.config = str(zoo.default_config_path("trpo"))
+    assert "kl_constraint" not in ours.read_hyperparameters()[0]
+    named = {"kl_constraint": "joint"}
+    assert zoo.zoo_trust_region(named, "trpo", zoo.rl_zoo_config_path("trpo")) == {"kl_constraint": "joint"}
+    assert zoo.check_run("Pendulum-v1", str(zoo.rl_zoo_config_path("trpo")))["kl_constraint"] == "sb3_contrib"
+
+
+@pytest.mark.expensive
+def test_the_cli_and_the_zoo_reach_sb3_contribs_trust_region_with_the_zoos_own_entries(tmp_path: Any) -> None:
+    from sb3_trpo import zoo
+
+    # python -m sb3_trpo train -conf rl_zoo3: the RL Zoo's own trpo.yml, tuned for sb3-contrib's TRPO
+    ours, ours_constraint = _trained(["sb3_trpo", "train", "-conf", "rl_zoo3", "--final-eval-episodes", "0"], tmp_path / "a")
+    # the Zoo's own script, which reads its trpo.yml when not given -conf, told so with -params
+    zoos, zoos_constraint = _trained(
+        ["rl_zoo3.train", "--algo", "trpo", "--gym-packages", "sb3_trpo.zoo", "-params", "kl_constraint:'sb3_contrib'"],
+        tmp_path / "b",
+    )
+    assert ours_constraint == zoos_constraint == "sb3_contrib"
+    assert ours == zoos and ours["kl_constraint"] == "sb3_contrib"
+    entry = zoo.load_config(zoo.rl_zoo_config_path("trpo"))["Pendulum-v1"]
+    assert {key: value for key, value in ours.items() if key != "kl_constraint"} == entry
