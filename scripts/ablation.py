@@ -34,6 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # the sibling script
+import records as record_logs  # the records' per-update logs and their summaries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("Pendulum-v1", "LunarLanderContinuous-v3", "Hopper-v5")
@@ -168,15 +169,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     :return: n, the interval estimates, mean +/- std, learn() wall-clock and CG iterations per update
     """
     finals = [record["final_eval"]["mean"] for record in records]
-    cg_iterations = [
-        update["cg_iterations"] for record in records for update in record["updates"] if "cg_iterations" in update
-    ]
-    accepted = [
-        update["is_line_search_success"]
-        for record in records
-        for update in record["updates"]
-        if "is_line_search_success" in update
-    ]
+    # Means over every update of the runs, from the logs or the records' summaries (their exact sums and counts)
+    cg_iterations = record_logs.mean_of(record_logs.summary(record)["cg_iterations"] for record in records)
+    accepted = record_logs.mean_of(record_logs.summary(record)["is_line_search_success"] for record in records)
     return {
         "n": len(records),
         "seeds": [record["seed"] for record in records],
@@ -184,8 +179,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_final": statistics.mean(finals),
         "std_final": statistics.pstdev(finals),
         "wall_clock_s": statistics.mean(record["wall_clock_s"] - record["eval_s"] for record in records),
-        "cg_iterations": statistics.mean(cg_iterations) if cg_iterations else float("nan"),
-        "line_search_success": statistics.mean(accepted) if accepted else None,
+        "cg_iterations": float("nan") if cg_iterations is None else cg_iterations,
+        "line_search_success": accepted,
         "commits": sorted(
             {f"{record.get('git_commit', 'unknown')[:7]}{'+dirty' if record.get('git_dirty') else ''}" for record in records}
         ),

@@ -13,7 +13,8 @@ Benchmark sb3_trpo's TRPO against sb3-contrib's TRPO and SB3's PPO on a grid of 
 
 Each run is one process pinned to one core (``taskset -c CORE``, one torch thread); ``--jobs N`` runs N of them at a
 time on cores 0..N-1. A run appends one JSON line to ``OUT/<env>.jsonl`` when it ends; runs whose line is already
-there are skipped, so an interrupted grid is resumed by running the same command again.
+there are skipped, so an interrupted grid is resumed by running the same command again. The line is compact: its
+per-update log goes to the git-ignored ``OUT/<env>.updates.jsonl.xz`` beside it (``scripts/records.py``).
 
 Usage (classic control, the RL Zoo budgets, 3 seeds)::
 
@@ -26,9 +27,7 @@ import argparse
 import ast
 import copy
 import dataclasses
-import fcntl
 import functools
-import hashlib
 import importlib.metadata
 import itertools
 import json
@@ -46,9 +45,10 @@ from typing import Any
 
 import numpy as np
 
-# scripts/ on the path, for the sibling fingerprint.py (also when this file is imported from elsewhere)
+# scripts/ on the path, for the sibling fingerprint.py and records.py (also when this file is imported from elsewhere)
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+import records as record_logs  # the sibling script: compact records, the per-update logs in side files
 
 ALGOS = (
     "sb3_trpo",
@@ -597,17 +597,14 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """
-    Append one JSON line to ``path`` under an exclusive lock (several runs may end at once).
+    Append one JSON line to ``path`` under an exclusive lock (several runs may end at once): the record compact, with
+    its ``updates_summary`` in the place of its per-update log, which is appended to the git-ignored side file
+    ``<env>.updates.jsonl.xz`` beside it (``scripts/records.py``).
 
     :param path: the environment's results file
-    :param record: the run's record
+    :param record: the run's record (with its ``updates``, or without a log)
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as file:
-        fcntl.flock(file, fcntl.LOCK_EX)
-        file.write(json.dumps(record) + "\n")
-        file.flush()
-        fcntl.flock(file, fcntl.LOCK_UN)
+    record_logs.append_record(path, record)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -629,8 +626,7 @@ def hyperparams_digest(hyperparams: dict[str, Any]) -> str:
     :param hyperparams: a Zoo entry
     :return: 12 hex digits of the SHA-1 of the entry as canonical JSON (same values, same digest, in any file)
     """
-    text = json.dumps(_json_ready(hyperparams), sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    return record_logs.hyperparams_digest(_json_ready(hyperparams))
 
 
 def run_key(algo: str, env_id: str, seed: int, budget: int, hyperparams: dict[str, Any]) -> tuple[str, str, int, int, str]:

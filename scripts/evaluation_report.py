@@ -39,6 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # the sibling scripts: records, roles, fingerprints
 import plot_results
+from records import EARLY, run_std_at  # EARLY: where the exploration table reads the action std (in compact records too)
 
 #: The RL Zoo's published returns of sb3-contrib's TRPO at 1M steps (DESIGN.md, section 3): the normalization
 ZOO_PUBLISHED = {"HalfCheetah-v5": 1785.0, "Hopper-v5": 3618.0, "Walker2d-v5": 4933.0, "Ant-v5": 4982.0, "Swimmer-v5": 366.0}
@@ -57,8 +58,6 @@ EVALUATION_TARGETS: dict[str, tuple[float, int | None]] = {
 }
 #: the largest coefficient of variation (std / |mean| of the judged returns over seeds) that meets the target
 MAX_CV = 0.15
-#: the fraction of the budget at which the exploration table reads the policy's action std
-EARLY = 0.2
 
 
 def _bootstrap(score_dict: dict[str, Any], aggregate: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -521,15 +520,12 @@ def targets_summary(records: dict[str, list[dict[str, Any]]]) -> str:
 
 def std_at(run: dict[str, Any], fraction: float) -> float | None:
     """
-    :param run: a run's record (its ``updates``, each with ``timesteps`` and the logged ``std``)
+    :param run: a run's record: its ``updates`` (each with ``timesteps`` and the logged ``std``), or, in a compact
+        record, its ``updates_summary`` (which has the std at ``EARLY`` only, ``records.run_std_at``)
     :param fraction: a fraction of the run's budget
     :return: the policy's action std logged at the update nearest ``fraction * budget`` steps; None without a log
     """
-    logged = [update for update in run.get("updates") or [] if update.get("std") is not None]
-    if not logged:
-        return None
-    target = fraction * run["budget"]
-    return float(min(logged, key=lambda update: abs(update["timesteps"] - target))["std"])
+    return run_std_at(run, fraction)
 
 
 def exploration_table(records: dict[str, list[dict[str, Any]]]) -> str:

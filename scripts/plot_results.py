@@ -37,6 +37,12 @@ import numpy as np
 
 from sb3_trpo import zoo
 
+# scripts/ on the path, for the sibling records.py (also when this file is imported from elsewhere)
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import DROP_FRACTION, run_drop_share
+from records import drop_share as drop_share  # re-exported: the drops column's definition
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGO_ORDER = ("sb3_trpo", "sb3_contrib", "ppo")
 ALGO_LABELS = {
@@ -55,7 +61,6 @@ ZOO_FILES = {"sb3_trpo": "trpo", "sb3_contrib": "trpo", "sb3_npg": "trpo", "ppo"
 #: the family's algorithms, which the RL Zoo has no file for: their runs are compared with the entry of their own file
 #: in zoo_configs/ instead (a run of another candidate is a candidate, not the headline)
 OWN_FILES = {"sb3_trpo_mask": "trpo_mask", "sb3_trpo_mask_lstm": "trpo_mask_lstm", "sb3_trpo_lstm": "trpo_lstm"}
-DROP_FRACTION = 0.1
 TABLE_START, TABLE_END = "<!-- results-table:start -->", "<!-- results-table:end -->"
 SUMMARY_START, SUMMARY_END = "<!-- summary:start -->", "<!-- summary:end -->"
 #: the targets of the learning results (the RL Zoo's published numbers for sb3-contrib's TRPO; HalfCheetah-v5: 5000),
@@ -281,29 +286,6 @@ def by_variant(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return {key[3]: sorted(grouped[key], key=lambda record: record["seed"]) for key in sorted(grouped)}
 
 
-def drop_share(ep_rew_means: list[float | None], fraction: float = DROP_FRACTION) -> float:
-    """
-    Share of updates after which the mean training return fell by more than ``fraction`` of the curve's range.
-
-    For the curve ``r_1..r_n`` (updates before any finished episode are left out) and ``range = max(r) - min(r)``,
-    this is ``#{i : r_(i-1) - r_i > fraction * range} / (n - 1)``; 0 for a flat or too short curve.
-
-    Example: ``drop_share([0, 10, 5, 10])`` is 1/3 (the range is 10; one drop of 5 > 1 in three updates).
-
-    :param ep_rew_means: mean training return after each update (None before the first episode ends)
-    :param fraction: the drop that counts, as a fraction of the range
-    :return: the share, in [0, 1]
-    """
-    curve = np.array([value for value in ep_rew_means if value is not None], dtype=float)
-    if len(curve) < 2:
-        return 0.0
-    value_range = curve.max() - curve.min()
-    if value_range <= 0:
-        return 0.0
-    drops = -np.diff(curve) > fraction * value_range
-    return float(drops.mean())
-
-
 def coefficient_of_variation(values: list[float]) -> float:
     """
     :param values: final returns of the seeds
@@ -387,7 +369,7 @@ def tables(all_runs: dict[str, list[dict[str, Any]]]) -> str:
     for env_id in sorted(all_runs):
         for label, records in by_variant(all_runs[env_id]).items():
             finals = [record["final_eval"]["mean"] for record in records]
-            shares = [drop_share([update.get("ep_rew_mean") for update in record["updates"]]) for record in records]
+            shares = [run_drop_share(record) for record in records]  # from the log, or its record's summary
             cv = f"{coefficient_of_variation(finals):.3f}" if len(finals) > 1 else "-"
             row = [
                 env_id,

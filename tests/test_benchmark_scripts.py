@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import statistics
 
 import numpy as np
 import subprocess
@@ -55,7 +56,15 @@ def tiny_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpro
 def test_benchmark_records(tiny_results):
     out, completed = tiny_results
     assert "3 runs to do, 0 finished runs skipped" in completed.stdout
-    records = [json.loads(line) for line in (out / "CartPole-v1.jsonl").read_text().splitlines()]
+    compact = [json.loads(line) for line in (out / "CartPole-v1.jsonl").read_text().splitlines()]
+    # The records are written compact: the summary of the per-update log in its place, the log in the side file
+    assert all("updates" not in record and record["updates_summary"]["updates"] > 0 for record in compact)
+    records = list(load_script("records").attached(out / "CartPole-v1.jsonl"))
+
+    def without_log(record: dict) -> dict:
+        return {key: value for key, value in record.items() if key not in ("updates", "updates_summary")}
+
+    assert [without_log(record) for record in records] == [without_log(record) for record in compact]
     assert sorted(record["algo"] for record in records) == sorted(ALGOS)
     for record in records:
         assert record["env"] == "CartPole-v1" and record["seed"] == 0 and record["budget"] == 2000
@@ -1053,3 +1062,140 @@ def test_carry_over_report_checks_each_replacement_on_the_evaluation_seeds(tmp_p
         "1 pending (the new entry not yet on all the old one's evaluation seeds)."
     )
     assert carry.carry_over_table([]) == ""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Compact records (scripts/records.py): the per-update logs in side files, a summary of them in the records
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _full_record(seed: int, algo: str = "sb3_trpo", finished_at: str = "2026-12-01T00:00:00+0000") -> dict:
+    # A record as benchmark.py wrote it before 0.2.0: the per-update log between the timings and the versions
+    rng = np.random.default_rng(seed)
+    updates = []
+    for index in range(12):
+        update = {"timesteps": 2048 * (index + 1), "ep_rew_mean": None if index < 2 else float(rng.normal(100, 30))}
+        if algo == "sb3_trpo":
+            # non-integer CG iterations too: their mean must still be statistics.mean's float exactly
+            update |= {"std": float(1 - index / 20), "cg_iterations": float(rng.integers(3, 15)) + 0.1}
+            update |= {"is_line_search_success": float(index % 3 != 0)}
+        else:
+            update |= {"approx_kl": 0.01}
+        updates.append(update)
+    return {
+        "algo": algo, "env": "Hopper-v5", "seed": seed, "seed_role": "evaluation", "budget": 24576,
+        "hyperparams": {"n_steps": 1024, "target_kl": 0.03 + seed / 1000}, "learning_curve": [{"timesteps": 0, "mean": 1.0}],
+        "final_eval": {"mean": float(seed)}, "wall_clock_s": 2.0, "eval_s": 1.0, "steps_per_second": 100.0,
+        "updates": updates, "versions": {"python": "3.12"}, "command": "python scripts/benchmark.py",
+        "finished_at": finished_at,
+    }  # fmt: skip
+
+
+def test_compaction_round_trip_and_idempotence(tmp_path):
+    records = load_script("records")
+    originals = [_full_record(100), _full_record(101, "ppo"), _full_record(102), _full_record(100, finished_at="later")]
+    original_lines = [json.dumps(record) for record in originals]
+    path = tmp_path / "Hopper-v5.jsonl"
+    path.write_text("".join(line + "\n" for line in original_lines))
+    assert records.compact_file(path) == 4
+    side = tmp_path / "Hopper-v5.updates.jsonl.xz"
+    compact = [json.loads(line) for line in path.read_text().splitlines()]
+    for before, after in zip(originals, compact, strict=True):
+        # the summary in the log's place, every other key and value as it was
+        assert list(after) == [("updates_summary" if key == "updates" else key) for key in before]
+        assert after["updates_summary"] == records.summarize(before["updates"], before["budget"])
+    assert len(records.read_logs(side)) == 4
+    # Re-attaching the logs gives the original lines exactly (the run present twice included, by when it finished)
+    assert [json.dumps(record) for record in records.attached(path)] == original_lines
+    # Idempotent: nothing to compact, nothing written
+    compacted, logs = path.read_bytes(), side.read_bytes()
+    assert records.compact_file(path) == 0 and path.read_bytes() == compacted and side.read_bytes() == logs
+    # A line of the old harness appended since (a running grid's) is compacted alone, its log appended
+    late = json.dumps(_full_record(103))
+    with open(path, "a") as file:
+        file.write(late + "\n")
+    assert records.compact_file(path) == 1 and path.read_text().startswith(compacted.decode())
+    assert [json.dumps(record) for record in records.attached(path)] == [*original_lines, late]
+    # A compaction interrupted after writing its logs, run again: no log twice
+    path.write_text(compacted.decode() + late + "\n")
+    assert records.compact_file(path) == 1 and len(records.read_logs(side)) == 5
+    # The data-parallel curves' records log no updates: left as they are
+    plain = tmp_path / "Pendulum-v1.jsonl"
+    plain.write_text(json.dumps({"algo": "sb3_trpo", "env": "Pendulum-v1", "seed": 100, "budget": 1}) + "\n")
+    before = plain.read_bytes()
+    assert records.compact_file(plain) == 0 and plain.read_bytes() == before and not records.side_path(plain).exists()
+
+
+def test_compact_summary_is_what_the_reports_read_from_the_log(tmp_path):
+    records = load_script("records")
+    plot_results = load_script("plot_results")
+    report = load_script("evaluation_report")
+    ablation = load_script("ablation")
+    full = [_full_record(seed) for seed in (100, 101, 102)] + [_full_record(100, "ppo")]
+    compact = [records.compact_record(record)[0] for record in full]
+    for before, after in zip(full, compact, strict=True):
+        log = before["updates"]
+        assert records.run_drop_share(after) == plot_results.drop_share([update.get("ep_rew_mean") for update in log])
+        assert report.std_at(after, report.EARLY) == report.std_at(before, report.EARLY)
+        assert records.summary(after) == records.summary(before)
+    assert report.std_at(compact[0], report.EARLY) == 1 - 1 / 20  # nearest 20% of 24,576 steps: the update at 4,096
+    assert report.std_at(compact[3], report.EARLY) is None  # PPO logs no std
+    with pytest.raises(ValueError, match="fetch the per-update logs"):
+        report.std_at(compact[0], 0.5)  # a compact record has the std early in training only
+    # The ablation's means over every update of the runs: the same floats as statistics.mean over the logs
+    cg = [update["cg_iterations"] for record in full[:3] for update in record["updates"]]
+    assert records.mean_of(records.summary(record)["cg_iterations"] for record in compact[:3]) == statistics.mean(cg)
+    assert ablation.summarize(compact[:3]) == ablation.summarize(full[:3])
+    ppo = ablation.summarize(compact[3:])  # no CG, no line search
+    assert np.isnan(ppo["cg_iterations"]) and ppo["line_search_success"] is None
+    # The results table (drops column) is the same from either
+    assert plot_results.tables({"Hopper-v5": compact}) == plot_results.tables({"Hopper-v5": full})
+    assert "updates_summary" not in full[0] and "updates" not in compact[0]
+
+
+def test_benchmark_appends_compact_records(tmp_path):
+    benchmark = load_script("benchmark")
+    records = load_script("records")
+    path = tmp_path / "Hopper-v5.jsonl"
+    originals = [_full_record(100), _full_record(101)]
+    for record in originals:
+        benchmark.append_record(path, record)
+    assert all("updates" not in json.loads(line) for line in path.read_text().splitlines())
+    assert list(records.attached(path)) == originals
+    assert records.compact_file(path) == 0  # already compact
+
+
+def test_records_branch_publish_and_fetch(tmp_path, monkeypatch):
+    records = load_script("records")
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "main"], check=True)
+    monkeypatch.setattr(records, "REPO_ROOT", repo)
+    path = repo / "benchmarks" / "results" / "Hopper-v5.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_full_record(100)) + "\n")
+    records.compact_file(path)
+    side = records.side_path(path)
+    first = records.publish("logs")
+    assert first is not None and records.publish("logs") is None  # nothing new
+    show = subprocess.run(["git", "-C", str(repo), "show", f"records:{side.relative_to(repo)}"], capture_output=True)
+    assert show.stdout == side.read_bytes()
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "main"], capture_output=True, text=True).stdout
+    # A fresh tree: fetch writes the side file back; a later run's log goes on top of the branch's last commit
+    side.unlink()
+    assert records.fetch("records") == 1 and [json.loads(line) for line in path.read_text().splitlines()]
+    assert [record["seed"] for record in records.attached(path)] == [100]
+    with open(path, "a") as file:
+        file.write(json.dumps(_full_record(101)) + "\n")
+    records.compact_file(path)
+    second = records.publish("more logs")
+    parent = subprocess.run(["git", "-C", str(repo), "rev-parse", f"{second}^"], capture_output=True, text=True)
+    assert parent.stdout.strip() == first
+    # main is untouched; a side file that lacks the branch's logs is refused
+    assert subprocess.run(["git", "-C", str(repo), "rev-parse", "main"], capture_output=True, text=True).stdout == head
+    side.write_bytes(records._compressed(records.read_logs(side)[1:]))
+    with pytest.raises(RuntimeError, match="fetch first"):
+        records.publish("lost logs")
