@@ -1,13 +1,13 @@
 """
 The rollout paths of sb3_trpo.common.rollout: the bound torch forward equals SB3's policy.forward bit for bit; the
-NumPy forward and collection loop fill the same buffer as SB3's collect_rollouts to float tolerance, keeping SB3's
-callback contract; learning is unchanged. The bound predict equals SB3's predict bit for bit.
+project's loop fills the same buffer as SB3's collect_rollouts, sb3-contrib's RecurrentPPO's and MaskablePPO's bit for
+bit on the same seed and weights (with the NumPy forward, to float tolerance), keeping SB3's callback contract;
+learning is unchanged. The bound predict equals SB3's predict bit for bit. Nothing is left on the policy.
 """
 
 import io
 import sys
 import threading
-from contextlib import contextmanager
 
 import gymnasium as gym
 
@@ -15,23 +15,22 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecNormalize
 from torch import nn
 
 import sb3_trpo.common.on_policy_ng
-from sb3_trpo import TRPO
-from sb3_trpo.common.rollout import (
-    bind_numpy_forward,
-    bind_policy_actions,
-    bind_rollout_forward,
-    bound_predict,
-    rollout_forward,
-)
+from sb3_contrib import MaskablePPO, RecurrentPPO
+from sb3_contrib.common.envs import InvalidActionEnvDiscrete
+
+from sb3_trpo import TRPO, MaskableTRPO, RecurrentTRPO
+from sb3_trpo.common.rollout import bind_numpy_forward, bind_policy_actions, bind_rollout_forward, predict_with
 
 BOX_OBS = spaces.Box(-np.inf, np.inf, (5,), np.float32)
 
@@ -86,19 +85,28 @@ def test_bound_forward_declines_other_policies(action_space, policy_kwargs):
     assert bind_rollout_forward(Subclass(BOX_OBS, spaces.Discrete(2), lambda _: 1e-3)) is None
 
 
-def test_rollout_forward_is_removed_on_exit_even_after_an_error():
-    policy = ActorCriticPolicy(BOX_OBS, spaces.Discrete(2), lambda _: 1e-3)
+class _RaiseInside(BaseCallback):
+    def _on_step(self) -> bool:
+        raise RuntimeError("inside")
+
+
+@pytest.mark.parametrize("numpy_forward", [True, False])
+def test_the_rollout_leaves_the_policy_as_it_was_even_after_an_error(numpy_forward, monkeypatch):
+    # The bound forwards are called by the loop itself: nothing is assigned onto the policy, even for a moment
+    if not numpy_forward:
+        monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_numpy_forward", lambda policy: None)
+    model = TRPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, seed=0)
+    assert bind_rollout_forward(model.policy) is not None
+    policy = model.policy
     with pytest.raises(RuntimeError, match="inside"):
-        with rollout_forward(policy) as active:
-            assert active and "forward" in vars(policy)
-            raise RuntimeError("inside")
+        model.learn(64, callback=_RaiseInside())
     assert "forward" not in vars(policy)
     assert policy.forward.__func__ is ActorCriticPolicy.forward
 
 
-@contextmanager
 def _sb3_forward(policy):
-    yield False
+    # The bound torch forward declined: the loop calls the policy module itself, SB3's forward
+    return None
 
 
 @pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
@@ -112,7 +120,7 @@ def test_learning_is_unchanged_by_the_bound_forward(env_id, monkeypatch):
     # The torch-bound forward against SB3's forward: the NumPy loop off in both runs
     monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_numpy_forward", lambda policy: None)
     fast = run()
-    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "rollout_forward", _sb3_forward)
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_rollout_forward", _sb3_forward)
     reference = run()
     for a, b in zip(fast, reference, strict=True):
         assert th.equal(a, b)
@@ -156,6 +164,83 @@ def test_collected_buffer_equals_sb3s(env_id, kwargs):
     if kwargs.get("use_sde"):
         for name in BUFFER_ARRAYS:  # the same code path: bit for bit
             np.testing.assert_array_equal(getattr(ours, name), getattr(reference, name))
+
+
+def _one_rollout(model: OnPolicyAlgorithm, collect, n_steps: int, **kwargs) -> None:
+    # One rollout of n_steps per env through `collect` (ours, or an upstream loop called on our model), the global
+    # generators (torch's draws; numpy's in the masked envs) seeded by the steps so far
+    set_random_seed(model.num_timesteps)
+    if model._last_obs is None:
+        model._setup_learn(n_steps * model.n_envs, None)
+    callback = model._init_callback(None)
+    assert collect(model, model.env, callback, model.rollout_buffer, n_steps, **kwargs)
+
+
+def _assert_same_buffers(ours, reference, names) -> None:
+    for name in names:
+        expected, actual = getattr(reference, name), getattr(ours, name)
+        assert actual.shape == expected.shape and actual.dtype == expected.dtype, name
+        np.testing.assert_array_equal(actual, expected, err_msg=name)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("bound_forward", [True, False])
+def test_the_loop_pins_sb3s_buffer_bit_for_bit(env_id, bound_forward, monkeypatch):
+    # Our loop with the torch forward (bound, or the policy module's) against SB3's own (PPO's: OnPolicyAlgorithm's
+    # collect_rollouts), from the same seed and weights, two rollouts each: the same buffers, bit for bit, so that an
+    # upstream change of SB3's loop shows up here (Pendulum: truncated episodes bootstrapped)
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_numpy_forward", lambda policy: None)
+    if not bound_forward:
+        monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_rollout_forward", _sb3_forward)
+    models = [TRPO("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=256, batch_size=256, seed=0) for _ in "ab"]
+    assert bind_rollout_forward(models[1].policy) is not None  # (declined inside the loop when not bound_forward)
+    for _ in range(2):
+        _one_rollout(models[0], PPO.collect_rollouts, 256)
+        _one_rollout(models[1], TRPO.collect_rollouts, 256)
+        _assert_same_buffers(models[1].rollout_buffer, models[0].rollout_buffer, BUFFER_ARRAYS)
+    np.testing.assert_array_equal(models[1]._last_obs, models[0]._last_obs)
+    assert models[0].num_timesteps == models[1].num_timesteps == 1024
+
+
+RECURRENT_ARRAYS = (*BUFFER_ARRAYS, "hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf")
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("policy_kwargs", [{}, dict(shared_lstm=True, enable_critic_lstm=False)])
+def test_the_loop_pins_recurrent_ppos_buffer_bit_for_bit(env_id, policy_kwargs):
+    # RecurrentTRPO's hooks in our loop against sb3-contrib's RecurrentPPO.collect_rollouts, two rollouts each (the
+    # LSTM states carried from one to the next): the same buffers and states, bit for bit
+    def make() -> RecurrentTRPO:
+        env = make_vec_env(env_id, n_envs=2, seed=0)
+        kwargs = dict(lstm_hidden_size=8, net_arch=[16], **policy_kwargs)
+        return RecurrentTRPO("MlpLstmPolicy", env, n_steps=256, batch_size=128, policy_kwargs=kwargs, seed=0)
+
+    reference, ours = make(), make()
+    for _ in range(2):
+        _one_rollout(reference, RecurrentPPO.collect_rollouts, 256)
+        _one_rollout(ours, RecurrentTRPO.collect_rollouts, 256)
+        _assert_same_buffers(ours.rollout_buffer, reference.rollout_buffer, RECURRENT_ARRAYS)
+    for actual, expected in zip(ours._last_lstm_states, reference._last_lstm_states, strict=True):
+        for got, want in zip(actual, expected, strict=True):
+            assert th.equal(got, want)
+
+
+@pytest.mark.parametrize("use_masking", [True, False])
+def test_the_loop_pins_maskable_ppos_buffer_bit_for_bit(use_masking):
+    # MaskableTRPO's masks in our loop against sb3-contrib's MaskablePPO.collect_rollouts: the same buffers, masks
+    # included, bit for bit
+    def make() -> MaskableTRPO:
+        env_kwargs = dict(dim=8, n_invalid_actions=4, ep_length=30)
+        env = make_vec_env(InvalidActionEnvDiscrete, n_envs=2, seed=0, env_kwargs=env_kwargs)
+        return MaskableTRPO("MlpPolicy", env, n_steps=64, batch_size=64, seed=0)
+
+    reference, ours = make(), make()
+    ours._use_masking = use_masking
+    for _ in range(2):
+        _one_rollout(reference, MaskablePPO.collect_rollouts, 64, use_masking=use_masking)
+        _one_rollout(ours, MaskableTRPO.collect_rollouts, 64)
+        _assert_same_buffers(ours.rollout_buffer, reference.rollout_buffer, (*BUFFER_ARRAYS, "action_masks"))
+    assert ours.rollout_buffer.action_masks.all() != use_masking
 
 
 class ContractCallback(BaseCallback):
@@ -214,7 +299,7 @@ def test_learning_with_the_numpy_collection_matches_sb3s_to_float_tolerance(env_
 
     fast = run()
     monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_numpy_forward", lambda policy: None)
-    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "rollout_forward", _sb3_forward)
+    monkeypatch.setattr(sb3_trpo.common.on_policy_ng, "bind_rollout_forward", _sb3_forward)
     reference = run()
     for a, b in zip(fast, reference, strict=True):
         assert th.allclose(a, b, rtol=1e-3, atol=1e-4)
@@ -327,18 +412,21 @@ def test_predict_follows_the_weights_and_modules_it_reads():
 def test_predict_keeps_sb3s_path_where_the_bound_actions_do_not_apply(kwargs):
     model = TRPO("MlpPolicy", "Pendulum-v1", n_steps=64, batch_size=64, seed=0, **kwargs)
     assert model._predict_actions.of(model.policy) is None
-    with bound_predict(model.policy, None) as active:
-        assert not active and "_predict" not in vars(model.policy)
     obs = model.observation_space.sample()
     assert np.array_equal(model.predict(obs, deterministic=True)[0], _sb3_predict(model, obs, True)[0])
+    assert "_predict" not in vars(model.policy)
 
 
-def test_bound_predict_is_removed_on_exit_even_after_an_error():
+def test_bound_predict_leaves_the_policy_as_it_was_even_after_an_error():
     policy = ActorCriticPolicy(BOX_OBS, spaces.Discrete(2), lambda _: 1e-3)
+
+    def actions(obs, deterministic=False):
+        assert "_predict" not in vars(policy)
+        raise RuntimeError("inside")
+
+    assert bind_policy_actions(policy) is not None
     with pytest.raises(RuntimeError, match="inside"):
-        with bound_predict(policy, bind_policy_actions(policy)) as active:
-            assert active and "_predict" in vars(policy)
-            raise RuntimeError("inside")
+        predict_with(policy, actions, BOX_OBS.sample(), deterministic=True)
     assert "_predict" not in vars(policy) and "set_training_mode" not in vars(policy)
     assert policy._predict.__func__ is ActorCriticPolicy._predict
 

@@ -61,7 +61,7 @@ class MlpRegression:
                 loss = th.dot(error, error).item() / batch_size
                 # d loss / d v = 2 (v - y) / batch                             [mean squared error]
                 grad_output = (error * (2.0 / batch_size)).unsqueeze(1)
-                jacobian_transpose_vector(layers, linearization, grad_output, out=grads)
+                jacobian_transpose_vector(layers, linearization, grad_output, out=grads, consume=True)
             return loss
 
         return loss_and_grad

@@ -11,6 +11,7 @@ as autograd's backward of the activations, so the results are bit for bit those 
 """
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch as th
@@ -180,6 +181,7 @@ def jacobian_transpose_vector(
     linearization: Linearization,
     grad_output: th.Tensor,
     out: tuple[Sequence[th.Tensor], Sequence[th.Tensor | None]] | None = None,
+    consume: bool = False,
 ) -> tuple[list[th.Tensor], list[th.Tensor | None]]:
     """
     ``J^T u``: the backward pass of a gradient ``u`` of the output to the weights.
@@ -188,17 +190,19 @@ def jacobian_transpose_vector(
     :param linearization: from :func:`linearize`
     :param grad_output: ``u``, shape (batch, out_features)
     :param out: tensors to write the gradients into (``.grad`` tensors), as the result's structure; None: new ones
+    :param consume: whether the linearization serves this one pass only: its derivatives are then multiplied in place
+        (one allocation fewer per layer, for the critic's many small steps); False keeps it for more products
     :return: the gradients of the weights and of the biases (None where a layer has no bias), one per layer
     """
     # u_k = u_{k+1} W_{k+1} * a_k', dW_k = u_k^T h_k, db_k = sum_i u_k            [backward pass]
     _, layer_inputs, derivatives = linearization
-    grads_weight: list[th.Tensor] = [th.empty(0)] * len(layers)
+    grads_weight: list[Any] = [None] * len(layers)
     grads_bias: list[th.Tensor | None] = [None] * len(layers)
     for index in range(len(layers) - 1, -1, -1):
         weight_t, bias, _ = layers[index]
         derivative = derivatives[index]
         if derivative is not None:
-            grad_output = grad_output * derivative
+            grad_output = derivative.mul_(grad_output) if consume else grad_output * derivative
         if out is None:
             grads_weight[index] = th.mm(grad_output.t(), layer_inputs[index])
             grads_bias[index] = None if bias is None else th.sum(grad_output, dim=0)
@@ -207,7 +211,8 @@ def jacobian_transpose_vector(
             bias_out = out[1][index]
             grads_bias[index] = None if bias_out is None else th.sum(grad_output, dim=0, out=bias_out)
         if index > 0:
-            grad_output = th.mm(grad_output, weight_t.t())
+            # u W: F.linear(u, W^T) multiplies by (W^T)^T = W itself, the same product as autograd's
+            grad_output = F.linear(grad_output, weight_t)
     return grads_weight, grads_bias
 
 

@@ -1,12 +1,13 @@
 """
 The natural-gradient update shared by the family (TRPO, NPG): one base class over SB3's ``OnPolicyAlgorithm``.
 
-:class:`NaturalGradientAlgorithm` owns everything but the step itself: the rollout (SB3's ``collect_rollouts`` with a
-bound forward), the objective ``L(theta)`` and its gradient ``g``, the Fisher-vector products, conjugate gradient,
-the step length, the critic's regression, the options (entropy bonus, adaptive radius, warm-started CG), save/load
-and the logs. A subclass says how the step along the full natural-gradient step is taken, in one hook,
-:meth:`NaturalGradientAlgorithm._policy_step`: TRPO backtracks until the step is inside the trust region and
-improves the objective, NPG takes the full step. (Tianshou builds TRPO on NPG the same way.)
+:class:`NaturalGradientAlgorithm` owns everything but the step itself: the rollout (SB3's ``collect_rollouts`` step for
+step, with hooks for masks and recurrent states: :mod:`sb3_trpo.common.rollout`), the objective ``L(theta)`` and its
+gradient ``g``, the Fisher-vector products, conjugate gradient, the step length, the critic's regression, the options
+(entropy bonus, adaptive radius, warm-started CG), save/load and the logs. A subclass says how the step along the
+full natural-gradient step is taken, in one hook, :meth:`NaturalGradientAlgorithm._policy_step`: TRPO backtracks
+until the step is inside the trust region and improves the objective, NPG takes the full step. (Tianshou builds TRPO
+on NPG the same way.)
 """
 
 import inspect
@@ -70,11 +71,13 @@ from sb3_trpo.common.natural_gradient import (
 )
 from sb3_trpo.common.policies import actor_critic_parameters
 from sb3_trpo.common.rollout import (
+    NumpyRolloutStep,
     PredictActions,
+    RolloutStep,
     bind_numpy_forward,
-    bound_predict,
-    collect_rollouts_numpy,
-    rollout_forward,
+    bind_rollout_forward,
+    collect_rollouts,
+    predict_with,
 )
 from sb3_trpo.common.safety import RejectNonFiniteEnvData, check_finite_rollout, check_model_archive
 
@@ -557,9 +560,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """
-        SB3's ``predict``, with the actor's forward bound for the call where it applies (the same actions, bit for bit,
-        for a fraction of the per-call overhead that ``evaluate_policy`` and ``EvalCallback`` pay on every step:
-        :func:`sb3_trpo.common.rollout.bound_predict`).
+        SB3's ``predict``, with the actor's forward bound where it applies (the same actions, bit for bit, for a
+        fraction of the per-call overhead that ``evaluate_policy`` and ``EvalCallback`` pay on every step:
+        :func:`sb3_trpo.common.rollout.predict_with`).
 
         :param observation: the input observation
         :param state: The last hidden states (None: used in recurrent policies)
@@ -567,8 +570,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         :param deterministic: Whether or not to return deterministic actions.
         :return: the model's action and the next hidden state (used in recurrent policies)
         """
-        with bound_predict(self.policy, self._predict_actions.of(self.policy)):
+        actions = self._predict_actions.of(self.policy)
+        if actions is None:
             return super().predict(observation, state, episode_start, deterministic)
+        return predict_with(self.policy, actions, observation, deterministic), state
 
     def collect_rollouts(
         self,
@@ -578,18 +583,39 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         n_rollout_steps: int,
     ) -> bool:
         """
-        SB3's ``collect_rollouts``, with the policy's forward bound once for the whole rollout where it applies.
+        SB3's ``collect_rollouts``, step for step (:func:`sb3_trpo.common.rollout.collect_rollouts`), with the policy's
+        calls and the buffer's rows of :meth:`_rollout_step` and the inputs of :meth:`_rollout_inputs`.
 
-        The bound forward (:mod:`sb3_trpo.common.rollout`) gives the same actions, values and log-probabilities as
-        ``policy.forward``, bit for bit, at a fraction of its per-step overhead.
+        :return: True when the rollout was completed, False when a callback stopped it
+        """
+        step = self._rollout_step(rollout_buffer)
+        return collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, step, self._rollout_inputs)
+
+    def _rollout_step(self, rollout_buffer: RolloutBuffer) -> RolloutStep:
+        """
+        The hooks of one rollout: the policy's forward bound once for the whole rollout where it applies (the same
+        actions, values and log-probabilities as ``policy.forward``, bit for bit, at a fraction of its per-step
+        overhead); for vector observations, an MLP and the CPU, the NumPy forward and direct buffer writes.
+        RecurrentTRPO carries its LSTM states here.
+
+        :param rollout_buffer: the buffer the rollout fills
+        :return: the policy's calls and the buffer's rows
         """
         if type(rollout_buffer) in (RolloutBuffer, DictRolloutBuffer) and not self.use_sde:
-            # Vector observations, an MLP, the CPU: the NumPy forward and SB3's loop without its per-step overhead
             numpy_policy = bind_numpy_forward(self.policy)
             if numpy_policy is not None:
-                return collect_rollouts_numpy(self, env, callback, rollout_buffer, n_rollout_steps, *numpy_policy)
-        with rollout_forward(self.policy):
-            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+                return NumpyRolloutStep(self, *numpy_policy)
+        return RolloutStep(self, bind_rollout_forward(self.policy))
+
+    def _rollout_inputs(self, env: VecEnv) -> dict[str, Any]:
+        """
+        The extra inputs of a rollout step, passed to the policy's ``forward`` and the buffer's ``add`` (MaskableTRPO:
+        the action masks of the envs' current states); none here.
+
+        :param env: the training environment, before the step
+        :return: keyword arguments
+        """
+        return {}
 
     # -----------------------------------------------------------------------------------------------------------------
     # The update, step by step

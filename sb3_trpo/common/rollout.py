@@ -1,6 +1,7 @@
 """
-A leaner ``policy.forward`` for collecting rollouts and a leaner ``policy.predict``, with the same outputs as SB3's, bit
-for bit.
+The project's rollout loop (:func:`collect_rollouts`, SB3's ``collect_rollouts`` with the policy's calls and the
+buffer's rows as hooks: :class:`RolloutStep`), and leaner ``policy.forward`` and ``policy.predict`` for it, with the
+same outputs as SB3's, bit for bit.
 
 While collecting a rollout, SB3 calls ``policy(obs)`` once per environment step on a batch of ``n_envs`` observations.
 For the small MLP policies TRPO is used with, most of that call's time goes to Python-side work rather than arithmetic:
@@ -8,9 +9,9 @@ module calls, distribution objects and their argument checks. :func:`bind_rollou
 where it applies, a function that computes the same actions, values and log-probabilities with plain tensor operations
 in the same order as SB3 and PyTorch do (same kernels, same random draws), with the weights looked up once per rollout.
 ``tests/test_rollout.py`` checks the outputs are identical to ``policy.forward``'s, and that learning is unchanged.
-:func:`bound_predict` does the same for ``predict`` (what ``evaluate_policy``, ``EvalCallback`` and the Zoo's ``enjoy``
+:func:`predict_with` does the same for ``predict`` (what ``evaluate_policy``, ``EvalCallback`` and the Zoo's ``enjoy``
 call once per step), where SB3's module calls, distribution objects and ``set_training_mode`` walk cost several times
-the arithmetic.
+the arithmetic. Nothing is assigned onto the policy: the loop and ``predict`` call the bound functions themselves.
 
 It applies to SB3's actor-critic policy classes themselves (not user subclasses, which may override ``forward``) whose
 actor is a flat MLP over parameter-free features (:func:`sb3_trpo.common.policies.has_flat_mlp_actor`: a
@@ -20,9 +21,7 @@ gSDE) or categorical action distribution. Anything else keeps SB3's ``forward``.
 """
 
 import math
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,10 +31,11 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import BaseModel
+from stable_baselines3.common.policies import BaseModel, BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
@@ -108,28 +108,6 @@ def _bind_features(policy: nn.Module, extractor: nn.Module) -> Callable[[PyTorch
     if type(extractor) is FlattenExtractor and isinstance(space, spaces.Box) and not is_image_space(space):
         return lambda obs: obs.float().flatten(1)  # type: ignore[union-attr]
     return lambda obs: BaseModel.extract_features(policy, obs, extractor)  # type: ignore[arg-type]
-
-
-@contextmanager
-def rollout_forward(policy: nn.Module) -> Iterator[bool]:
-    """
-    Within the block, ``policy(obs)`` runs the bound forward of :func:`bind_rollout_forward` (when it applies).
-
-    The bound function shadows the class's ``forward`` as an instance attribute and is removed on exit, whatever
-    happens inside, so the policy is left exactly as it was.
-
-    :param policy: the policy
-    :return: (as the context value) whether the fast forward is in use
-    """
-    forward = bind_rollout_forward(policy)
-    if forward is None or "forward" in vars(policy):
-        yield False
-        return
-    policy.forward = forward
-    try:
-        yield True
-    finally:
-        del policy.forward
 
 
 def bind_policy_actions(policy: nn.Module) -> Callable[..., th.Tensor] | None:
@@ -208,58 +186,41 @@ class PredictActions:
         return self._actions
 
 
-def _keep_training_mode(mode: bool) -> None:
-    # set_training_mode while bound_predict is active: the bound actor has no layer whose output depends on the mode
-    pass
-
-
-#: per policy (by id) inside bound_predict, how many calls are: the first installs the bound methods, the last removes
-#: them (predict may be called from several threads at once, as SB3's allows)
-_BOUND_PREDICT_CALLS: dict[int, int] = {}
-_BOUND_PREDICT_LOCK = threading.Lock()
-
-
-@contextmanager
-def bound_predict(policy: nn.Module, actions: Callable[..., th.Tensor] | None) -> Iterator[bool]:
+def predict_with(
+    policy: BasePolicy, actions: Callable[..., th.Tensor], observation: np.ndarray | dict[str, np.ndarray], deterministic: bool
+) -> np.ndarray:
     """
-    Within the block, ``policy.predict`` computes its actions with ``actions`` (from :func:`bind_policy_actions`, or
-    None: SB3's own): SB3's ``predict`` itself (its checks, ``obs_to_tensor``, clipping to the action space, shapes),
-    with the actor's module calls and distribution objects replaced by the same tensor operations, and without the walk
-    over every submodule that ``set_training_mode(False)`` makes on each call (the policy is put in evaluation mode
-    once, on entry, if it is in training mode: the bound actor's linear layers and activations compute the same in
-    either mode). Both replacements shadow the class's methods as instance attributes, installed by the first of
-    concurrent calls (threads) and removed when the last one exits, whatever happens inside.
+    SB3's ``BasePolicy.predict``, step for step, with the actions of ``actions`` (from :func:`bind_policy_actions`)
+    instead of ``policy._predict``: its check of the observation, ``obs_to_tensor``, the actions' shape, their
+    clipping to (or unscaling into) the action space, and a single observation's squeeze. The walk over every
+    submodule that ``set_training_mode(False)`` makes is done only when the policy is in training mode (the bound
+    actor's linear layers and activations compute the same in either mode). ``tests/test_rollout.py`` checks the
+    actions against SB3's ``predict``, bit for bit.
 
     :param policy: the policy
-    :param actions: the policy's bound actions, or None
-    :return: (as the context value) whether the bound actions are in use
+    :param actions: its bound actions
+    :param observation: the input observation (one, or a batch)
+    :param deterministic: whether to return deterministic actions
+    :return: the actions, as SB3's ``predict`` returns them
     """
-    key = id(policy)
-    with _BOUND_PREDICT_LOCK:
-        calls = _BOUND_PREDICT_CALLS.get(key, 0)
-        active = actions is not None and (
-            calls > 0 or ("_predict" not in vars(policy) and "set_training_mode" not in vars(policy))
+    if policy.training:
+        policy.set_training_mode(False)
+    if isinstance(observation, tuple) and len(observation) == 2 and isinstance(observation[1], dict):
+        raise ValueError(
+            "You have passed a tuple to the predict() function instead of a Numpy array or a Dict. "
+            "You are probably mixing Gym API with SB3 VecEnv API: `obs, info = env.reset()` (Gym) "
+            "vs `obs = vec_env.reset()` (SB3 VecEnv)."
         )
-        if active:
-            if calls == 0:
-                if policy.training:
-                    policy.set_training_mode(False)  # type: ignore[operator]
-                policy._predict = actions  # type: ignore[assignment]
-                policy.set_training_mode = _keep_training_mode  # type: ignore[assignment]
-            _BOUND_PREDICT_CALLS[key] = calls + 1
-    if not active:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        with _BOUND_PREDICT_LOCK:
-            calls = _BOUND_PREDICT_CALLS.pop(key) - 1
-            if calls > 0:
-                _BOUND_PREDICT_CALLS[key] = calls
-            else:
-                del policy._predict
-                del policy.set_training_mode
+    obs_tensor, vectorized_env = policy.obs_to_tensor(observation)
+    with th.no_grad():
+        action_tensor = actions(obs_tensor, deterministic=deterministic)
+    result: np.ndarray = action_tensor.cpu().numpy().reshape((-1, *(policy.action_space.shape or ())))
+    if isinstance(policy.action_space, spaces.Box):
+        if policy.squash_output:
+            result = policy.unscale_action(result)
+        else:
+            result = np.clip(result, policy.action_space.low, policy.action_space.high)
+    return result if vectorized_env else result.squeeze(axis=0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -379,67 +340,185 @@ def _one_observation(observation: Any) -> Any:
     return np.asarray(observation)[None]
 
 
-def collect_rollouts_numpy(
+# ---------------------------------------------------------------------------------------------------------------------
+# The rollout loop, with the policy's calls and the buffer's rows as hooks
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class RolloutStep:
+    """
+    How :func:`collect_rollouts` calls the policy and fills the buffer, as SB3's ``OnPolicyAlgorithm.collect_rollouts``
+    does: the hooks an algorithm replaces for its policy (a recurrent policy's states, the NumPy forward). Extra
+    ``inputs`` of a step (the action masks of MaskableTRPO) reach both the policy's ``forward`` and the buffer's
+    ``add``.
+
+    :param algorithm: the algorithm (its policy, device, ``gamma``)
+    :param forward: the policy's forward for this rollout (``obs -> (actions, values, log_prob)``, from
+        :func:`bind_rollout_forward`), or None for the policy module itself
+    """
+
+    def __init__(self, algorithm: OnPolicyAlgorithm, forward: RolloutForward | None = None) -> None:
+        self.algorithm = algorithm
+        self.policy = algorithm.policy
+        self.device = algorithm.device
+        self.forward: RolloutForward = forward if forward is not None else algorithm.policy
+
+    def act(self, obs: Any, **inputs: Any) -> tuple[np.ndarray, th.Tensor, th.Tensor]:
+        """
+        :param obs: the envs' current observations
+        :return: the actions (an array), their values and log-probabilities (tensors)
+        """
+        with th.no_grad():
+            # Convert to pytorch tensor or to TensorDict
+            obs_tensor = obs_as_tensor(obs, self.device)
+            actions, values, log_probs = self.forward(obs_tensor, **inputs)
+        return actions.cpu().numpy(), values, log_probs
+
+    def terminal_value(self, observation: Any, env_index: int) -> Any:
+        """
+        :param observation: the terminal observation of env ``env_index``'s truncated episode
+        :param env_index: the env's index
+        :return: its value, for the bootstrap of the episode's last reward
+        """
+        terminal_obs = self.policy.obs_to_tensor(observation)[0]
+        with th.no_grad():
+            return self.policy.predict_values(terminal_obs)[0]
+
+    def add(self, buffer: RolloutBuffer, *row: Any, **inputs: Any) -> None:
+        """
+        Store one step: ``row`` is ``RolloutBuffer.add``'s (observations, actions, rewards, episode starts, values,
+        log-probabilities).
+        """
+        buffer.add(*row, **inputs)
+
+    def last_values(self, new_obs: Any, dones: np.ndarray) -> th.Tensor:
+        """
+        :param new_obs: the observations after the rollout's last step
+        :param dones: the last step's episode ends
+        :return: their values, for GAE
+        """
+        with th.no_grad():
+            return self.policy.predict_values(obs_as_tensor(new_obs, self.device))
+
+
+class NumpyRolloutStep(RolloutStep):
+    """
+    The hooks of :class:`RolloutStep` with the NumPy forward of :func:`bind_numpy_forward`, and the buffer's arrays
+    written in place instead of through ``RolloutBuffer.add`` (the same values, without its copies): for SB3's
+    ``RolloutBuffer`` and ``DictRolloutBuffer`` themselves, without gSDE. The values and log-probabilities are
+    tensors sharing the arrays' memory, as SB3's callbacks read them.
+
+    :param algorithm: the algorithm
+    :param forward: the NumPy forward
+    :param predict_values: the NumPy ``predict_values``
+    """
+
+    def __init__(self, algorithm: OnPolicyAlgorithm, forward: NumpyForward, predict_values: NumpyValues) -> None:
+        super().__init__(algorithm)
+        self.numpy_forward = forward
+        self.predict_values = predict_values
+
+    def act(self, obs: Any, **inputs: Any) -> tuple[np.ndarray, th.Tensor, th.Tensor]:
+        actions, values, log_probs = self.numpy_forward(obs)
+        return actions, th.from_numpy(values), th.from_numpy(log_probs)
+
+    def terminal_value(self, observation: Any, env_index: int) -> Any:
+        return self.predict_values(_one_observation(observation))[0, 0]
+
+    def add(self, buffer: RolloutBuffer, *row: Any, **inputs: Any) -> None:
+        # RolloutBuffer.add, writing into the arrays directly
+        obs, actions, rewards, episode_starts, values, log_probs = row
+        position = buffer.pos
+        if isinstance(buffer, DictRolloutBuffer):
+            for key, buffer_observations in buffer.observations.items():
+                buffer_observations[position] = obs[key]
+        else:
+            buffer.observations[position] = obs
+        buffer.actions[position] = actions.reshape((buffer.n_envs, buffer.action_dim))
+        buffer.rewards[position] = rewards
+        buffer.episode_starts[position] = episode_starts
+        buffer.values[position] = values.numpy().reshape(-1)
+        buffer.log_probs[position] = log_probs.numpy()
+        buffer.pos += 1
+        buffer.full = buffer.pos == buffer.buffer_size
+
+    def last_values(self, new_obs: Any, dones: np.ndarray) -> th.Tensor:
+        return th.from_numpy(self.predict_values(new_obs))
+
+
+def _clip_to_box(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    # np.clip's result, with two ufunc calls instead of its Python wrapper
+    return np.minimum(np.maximum(actions, low), high)
+
+
+def collect_rollouts(
     algorithm: OnPolicyAlgorithm,
     env: VecEnv,
     callback: BaseCallback,
     rollout_buffer: RolloutBuffer,
     n_rollout_steps: int,
-    forward: NumpyForward,
-    predict_values: NumpyValues,
+    step: RolloutStep,
+    step_inputs: Callable[[VecEnv], dict[str, Any]],
 ) -> bool:
     """
-    SB3's ``OnPolicyAlgorithm.collect_rollouts``, step for step, with the NumPy forward and direct buffer writes.
+    The rollout loop of every algorithm of the family: SB3's ``OnPolicyAlgorithm.collect_rollouts``, step for step,
+    with the policy's calls and the buffer's rows through ``step``'s hooks.
 
-    The same sequence as SB3's: eval mode, buffer reset, ``on_rollout_start``; per step the policy's actions (torch's
-    random draws), clipping to the action space, ``env.step``, ``num_timesteps``, the callbacks' ``update_locals``
-    and ``on_step`` (stopping when it returns False), the info buffer, the bootstrap of truncated episodes with the
-    value of their terminal observation, the buffer row; then the last values, GAE, ``on_rollout_end``. The locals
-    callbacks read keep SB3's names and types (``values`` and ``log_probs`` are tensors, ``actions`` an array). The
-    buffer's arrays are written in place instead of through ``RolloutBuffer.add`` (the same values, without its
-    copies), so this runs for SB3's ``RolloutBuffer`` and ``DictRolloutBuffer`` themselves only; without gSDE (no
-    noise to resample).
+    The same sequence as SB3's: eval mode, buffer reset, gSDE noise, ``on_rollout_start``; per step the inputs of the
+    step (``step_inputs(env)``: the action masks of MaskableTRPO), the policy's actions, clipping to the action space
+    (or unscaling a squashed output), ``env.step``, ``num_timesteps``, the callbacks' ``update_locals`` and
+    ``on_step`` (stopping when it returns False), the info buffer, the bootstrap of truncated episodes with the value
+    of their terminal observation, the buffer row; then the last values, GAE, ``on_rollout_end``. The locals
+    callbacks read keep SB3's names and types (``values`` and ``log_probs`` are tensors, ``actions`` an array).
+    ``tests/test_rollout.py`` pins the buffer, bit for bit, against SB3's PPO and sb3-contrib's RecurrentPPO and
+    MaskablePPO on the same seed and weights.
 
     :param algorithm: the on-policy algorithm (its env state ``_last_obs``, ``_last_episode_starts``)
     :param env: the training environment
     :param callback: the callbacks
-    :param rollout_buffer: SB3's ``RolloutBuffer`` (or ``DictRolloutBuffer``)
+    :param rollout_buffer: the rollout buffer
     :param n_rollout_steps: steps per environment
-    :param forward: the policy's forward, from :func:`bind_numpy_forward`
-    :param predict_values: the policy's ``predict_values``, from :func:`bind_numpy_forward`
+    :param step: the policy's calls and the buffer's rows
+    :param step_inputs: the extra inputs of each step's forward and row, read from the env before the step
     :return: True when the rollout was completed, False when a callback stopped it
     """
     assert algorithm._last_obs is not None, "No previous observation was provided"
+    policy = algorithm.policy
     # Switch to eval mode (this affects batch norm / dropout)
-    algorithm.policy.set_training_mode(False)
+    policy.set_training_mode(False)
     n_steps = 0
     rollout_buffer.reset()
+    # Sample new weights for the state dependent exploration
+    if algorithm.use_sde:
+        policy.reset_noise(env.num_envs)
     callback.on_rollout_start()
-    n_envs = env.num_envs
-    bounds: tuple[np.ndarray, np.ndarray] | None = None
-    if isinstance(algorithm.action_space, spaces.Box):
-        assert not algorithm.policy.squash_output
-        bounds = (algorithm.action_space.low, algorithm.action_space.high)
-    discrete = isinstance(algorithm.action_space, spaces.Discrete)
-    buffer_actions_shape = (n_envs, rollout_buffer.action_dim)
+    action_space = algorithm.action_space
+    box = isinstance(action_space, spaces.Box)
+    discrete = isinstance(action_space, spaces.Discrete)
     gamma = algorithm.gamma
-    dict_observations = isinstance(rollout_buffer, DictRolloutBuffer)
 
     while n_steps < n_rollout_steps:
-        obs = algorithm._last_obs
-        actions, values_array, log_probs_array = forward(obs)  # type: ignore[arg-type]
-        # Rescale and perform action: clip, as the Gaussian is unbounded
-        # (np.clip's result, with two ufunc calls instead of its Python wrapper)
-        clipped_actions = actions if bounds is None else np.minimum(np.maximum(actions, bounds[0]), bounds[1])
+        if algorithm.use_sde and algorithm.sde_sample_freq > 0 and n_steps % algorithm.sde_sample_freq == 0:
+            # Sample a new noise matrix
+            policy.reset_noise(env.num_envs)
+        inputs = step_inputs(env)
+        actions, values, log_probs = step.act(algorithm._last_obs, **inputs)
+        # Rescale and perform action
+        clipped_actions = actions
+        if box:
+            if policy.squash_output:
+                # Unscale the actions to match env bounds if they were previously squashed (scaled in [-1, 1])
+                clipped_actions = policy.unscale_action(clipped_actions)
+            else:
+                # Clip the actions to avoid out of bound error, as we are sampling from an unbounded Gaussian
+                clipped_actions = _clip_to_box(actions, action_space.low, action_space.high)  # type: ignore[attr-defined]
         new_obs, rewards, dones, infos = env.step(clipped_actions)
-        algorithm.num_timesteps += n_envs
+        algorithm.num_timesteps += env.num_envs
 
-        # Give access to local variables (SB3's names and types)
-        values, log_probs = th.from_numpy(values_array), th.from_numpy(log_probs_array)
+        # Give access to local variables
         callback.update_locals(locals())
         if not callback.on_step():
             return False
-
         algorithm._update_info_buffer(infos, dones)
         n_steps += 1
         if discrete:
@@ -449,27 +528,16 @@ def collect_rollouts_numpy(
         # Handle timeout by bootstrapping with value function (SB3's GitHub issue #633)
         for idx, done in enumerate(dones):
             if done and infos[idx].get("terminal_observation") is not None and infos[idx].get("TimeLimit.truncated", False):
-                rewards[idx] += gamma * predict_values(_one_observation(infos[idx]["terminal_observation"]))[0, 0]
+                rewards[idx] += gamma * step.terminal_value(infos[idx]["terminal_observation"], idx)
 
-        # RolloutBuffer.add, writing into the arrays directly
-        position = rollout_buffer.pos
-        if dict_observations:
-            for key, buffer_observations in rollout_buffer.observations.items():  # type: ignore[attr-defined]
-                buffer_observations[position] = obs[key]  # type: ignore[index]
-        else:
-            rollout_buffer.observations[position] = obs
-        rollout_buffer.actions[position] = actions.reshape(buffer_actions_shape)
-        rollout_buffer.rewards[position] = rewards
-        rollout_buffer.episode_starts[position] = algorithm._last_episode_starts
-        rollout_buffer.values[position] = values_array.reshape(-1)
-        rollout_buffer.log_probs[position] = log_probs_array
-        rollout_buffer.pos += 1
-        rollout_buffer.full = rollout_buffer.pos == rollout_buffer.buffer_size
+        step.add(
+            rollout_buffer, algorithm._last_obs, actions, rewards, algorithm._last_episode_starts, values, log_probs, **inputs
+        )
         algorithm._last_obs = new_obs  # type: ignore[assignment]
         algorithm._last_episode_starts = dones
 
     # Compute value for the last timestep
-    values = th.from_numpy(predict_values(new_obs))  # type: ignore[arg-type]
+    values = step.last_values(new_obs, dones)
     rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
     callback.update_locals(locals())
     callback.on_rollout_end()

@@ -1,7 +1,5 @@
 """MaskableTRPO: TRPO with invalid action masking, on sb3-contrib's maskable policies, buffers and distributions."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -25,42 +23,6 @@ SelfMasking = TypeVar("SelfMasking", bound="ActionMasking")
 MASKABLE_BUFFERS = (MaskableRolloutBuffer, MaskableDictRolloutBuffer)
 
 
-@contextmanager
-def masked_collection(policy: BasePolicy, rollout_buffer: RolloutBuffer, env: VecEnv | None) -> Iterator[None]:
-    """
-    Within the block, SB3's own rollout loop (``OnPolicyAlgorithm.collect_rollouts``) collects under action masks.
-
-    That loop (or RecurrentTRPO's) calls the policy's ``forward`` once per step, before ``env.step``, and
-    ``rollout_buffer.add(...)`` once per step, after it. Here each ``forward`` first reads the masks of the
-    environments' current states (``get_action_masks(env)``: an env's ``action_masks()`` method, or the
-    ``ActionMasker`` wrapper) and samples under them, and each ``add`` stores those masks with the step: what
-    MaskablePPO's loop does, without a copy of the loop. Both methods are shadowed as instance attributes and removed
-    on exit, whatever happens inside.
-
-    :param policy: a maskable policy (its ``forward`` takes ``action_masks``)
-    :param rollout_buffer: a maskable rollout buffer (its ``add`` takes ``action_masks``)
-    :param env: the training environment, or None to collect without masks (``learn(use_masking=False)``; the buffer
-        then stores all-valid masks)
-    """
-    current: list[np.ndarray | None] = [None]
-
-    def forward(*args: Any, **kwargs: Any) -> Any:
-        # policy(obs, deterministic) in SB3's loop; policy.forward(obs, lstm_states, episode_starts) in RecurrentTRPO's
-        current[0] = None if env is None else get_action_masks(env)
-        return type(policy).forward(policy, *args, action_masks=current[0], **kwargs)
-
-    def add(*args: Any, **kwargs: Any) -> None:
-        type(rollout_buffer).add(rollout_buffer, *args, action_masks=current[0], **kwargs)  # type: ignore[call-arg]
-
-    policy.forward = forward
-    rollout_buffer.add = add  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        del policy.forward
-        del rollout_buffer.add
-
-
 class ActionMasking:
     """
     Invalid action masking for an algorithm of the family (MaskablePPO's API): mixed in before the algorithm
@@ -68,10 +30,11 @@ class ActionMasking:
 
     It gives the update the rollout's own masks (the ``_action_masks`` hook of
     :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`), collects the rollout through the algorithm's own
-    ``collect_rollouts`` under the masks of each step (:func:`masked_collection`), and adds MaskablePPO's
-    ``predict(..., action_masks=...)`` and ``learn(..., use_masking=True)``. The algorithm's policy takes
-    ``action_masks`` in ``forward``, ``get_distribution`` and ``predict``; its buffer stores them (``add(...,
-    action_masks=...)``) and returns them with the samples.
+    loop under the masks of each step (the ``_rollout_inputs`` hook: each step's masks are read from the env before
+    the step, sampled under by the policy's ``forward`` and stored by the buffer's ``add``, as MaskablePPO's loop
+    does), and adds MaskablePPO's ``predict(..., action_masks=...)`` and ``learn(..., use_masking=True)``. The
+    algorithm's policy takes ``action_masks`` in ``forward``, ``get_distribution`` and ``predict``; its buffer stores
+    them (``add(..., action_masks=...)``) and returns them with the samples.
     """
 
     _use_masking: bool = True
@@ -94,16 +57,20 @@ class ActionMasking:
         n_rollout_steps: int,
     ) -> bool:
         """
-        SB3's ``collect_rollouts``, with the action masks of each step read from ``env``, applied and stored
-        (:func:`masked_collection`); without masks when ``learn`` was called with ``use_masking=False``.
+        The algorithm's rollout, with the action masks of each step read from ``env``, applied and stored
+        (:meth:`_rollout_inputs`); without masks when ``learn`` was called with ``use_masking=False``.
 
         :raises ValueError: when masking is on and the environment gives no masks
         """
         assert hasattr(rollout_buffer, "action_masks"), "RolloutBuffer doesn't support action masking"
         if self._use_masking and not is_masking_supported(env):
             raise ValueError("Environment does not support action masking. Consider using ActionMasker wrapper")
-        with masked_collection(self.policy, rollout_buffer, env if self._use_masking else None):
-            return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+        return super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)  # type: ignore[misc]
+
+    def _rollout_inputs(self, env: VecEnv) -> dict[str, Any]:
+        # The masks of the envs' current states (an env's action_masks() method, or the ActionMasker wrapper), for
+        # the policy's forward and the buffer's add; None without masking (the buffer then stores all-valid masks)
+        return {"action_masks": get_action_masks(env) if self._use_masking else None}
 
     def predict(
         self,

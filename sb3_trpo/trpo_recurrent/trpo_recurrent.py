@@ -11,16 +11,15 @@ from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, Rec
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import PyTorchObs, RolloutBufferSamples
 from stable_baselines3.common.utils import obs_as_tensor
-from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
 from sb3_trpo.common.natural_gradient import distribution_samples
 from sb3_trpo.common.on_policy_ng import check_range
+from sb3_trpo.common.rollout import RolloutStep
 from sb3_trpo.trpo.trpo import TRPO
 from sb3_trpo.trpo_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
@@ -47,6 +46,52 @@ def reset_states_at_sequence_starts(
         return (lstm_states[0], lstm_states[1]), episode_starts
     keep = (1.0 - starts[:, 0]).view(1, n_seq, 1)
     return (lstm_states[0] * keep, lstm_states[1] * keep), th.zeros_like(episode_starts)
+
+
+class RecurrentRolloutStep(RolloutStep):
+    """
+    The rollout's hooks (:class:`sb3_trpo.common.rollout.RolloutStep`) for an LSTM policy, as sb3-contrib's
+    ``RecurrentPPO.collect_rollouts`` makes them: each step's forward takes the LSTM states of the previous step (reset
+    where an episode starts), the buffer stores those input states with the step, a truncated episode is bootstrapped
+    with the value of its terminal observation under the critic's states after the step, and the states are carried
+    to the next rollout (the algorithm's ``_last_lstm_states``).
+
+    :param algorithm: the algorithm, with its ``_last_lstm_states``
+    """
+
+    algorithm: "RecurrentTRPO"
+    policy: RecurrentActorCriticPolicy
+
+    def __init__(self, algorithm: "RecurrentTRPO") -> None:
+        super().__init__(algorithm)
+        self.lstm_states = deepcopy(algorithm._last_lstm_states)
+
+    def act(self, obs: Any, **inputs: Any) -> tuple[np.ndarray, th.Tensor, th.Tensor]:
+        with th.no_grad():
+            obs_tensor: Any = obs_as_tensor(obs, self.device)
+            episode_starts = th.tensor(self.algorithm._last_episode_starts, dtype=th.float32, device=self.device)
+            actions, values, log_probs, self.lstm_states = self.policy.forward(
+                obs_tensor, self.lstm_states, episode_starts, **inputs
+            )
+        return actions.cpu().numpy(), values, log_probs
+
+    def terminal_value(self, observation: Any, env_index: int) -> Any:
+        terminal_obs: Any = self.policy.obs_to_tensor(observation)[0]
+        with th.no_grad():
+            critic_states: Any = tuple(state[:, env_index : env_index + 1, :].contiguous() for state in self.lstm_states.vf)
+            not_a_start = th.zeros(1, dtype=th.float32, device=self.device)
+            return self.policy.predict_values(terminal_obs, critic_states, not_a_start)[0]
+
+    def add(self, buffer: RolloutBuffer, *row: Any, **inputs: Any) -> None:
+        buffer.add(*row, lstm_states=self.algorithm._last_lstm_states, **inputs)  # type: ignore[call-arg]
+        self.algorithm._last_lstm_states = self.lstm_states
+
+    def last_values(self, new_obs: Any, dones: np.ndarray) -> th.Tensor:
+        with th.no_grad():
+            episode_starts = th.tensor(dones, dtype=th.float32, device=self.device)
+            return self.policy.predict_values(
+                obs_as_tensor(new_obs, self.device), self.lstm_states.vf, episode_starts  # type: ignore[arg-type]
+            )
 
 
 class RecurrentTRPO(TRPO):
@@ -205,95 +250,7 @@ class RecurrentTRPO(TRPO):
             return value_loss
         return self._data_parallel.mean_gradients(self.critic_params, value_loss)
 
-    # -----------------------------------------------------------------------------------------------------------------
-    # The rollout, with the LSTM states carried along
-    # -----------------------------------------------------------------------------------------------------------------
-
-    def collect_rollouts(  # type: ignore[override]
-        self,
-        env: VecEnv,
-        callback: BaseCallback,
-        rollout_buffer: RecurrentRolloutBuffer,
-        n_rollout_steps: int,
-    ) -> bool:
-        """
-        SB3's rollout loop with an LSTM policy (RecurrentPPO's contract): each step's forward takes the LSTM states of
-        the previous step (reset where an episode starts), the buffer stores those input states with the step, a
-        truncated episode is bootstrapped with the value of its terminal observation under the critic's states, and
-        the states are carried to the next rollout.
-
-        :return: True when the rollout was completed, False when a callback stopped it
-        """
+    def _rollout_step(self, rollout_buffer: RolloutBuffer) -> RolloutStep:
+        # RecurrentPPO's contract: the LSTM states carried through the rollout and on to the next
         assert isinstance(rollout_buffer, RECURRENT_BUFFERS), f"{type(rollout_buffer)} doesn't support recurrent policy"
-        assert self._last_obs is not None, "No previous observation was provided"
-        # Switch to eval mode (this affects batch norm / dropout)
-        self.policy.set_training_mode(False)
-        n_steps = 0
-        rollout_buffer.reset()
-        # Sample new weights for the state dependent exploration
-        if self.use_sde:
-            self.policy.reset_noise(env.num_envs)
-        callback.on_rollout_start()
-        lstm_states = deepcopy(self._last_lstm_states)
-
-        while n_steps < n_rollout_steps:
-            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
-                # Sample a new noise matrix
-                self.policy.reset_noise(env.num_envs)
-            with th.no_grad():
-                obs_tensor: Any = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                episode_starts = th.tensor(self._last_episode_starts, dtype=th.float32, device=self.device)
-                action_tensor, values, log_probs, lstm_states = self.policy.forward(obs_tensor, lstm_states, episode_starts)
-            actions = action_tensor.cpu().numpy()
-            # Rescale and perform action: clip, as the Gaussian is unbounded
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):
-                clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
-            self.num_timesteps += env.num_envs
-
-            # Give access to local variables
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return False
-            self._update_info_buffer(infos, dones)
-            n_steps += 1
-            if isinstance(self.action_space, spaces.Discrete):
-                # Reshape in case of discrete action
-                actions = actions.reshape(-1, 1)
-
-            # Handle timeout by bootstrapping with the value function (SB3's GitHub issue #633), from the critic's
-            # states after this step
-            for idx, done in enumerate(dones):
-                truncated = infos[idx].get("TimeLimit.truncated", False)
-                if done and infos[idx].get("terminal_observation") is not None and truncated:
-                    terminal_obs = self.policy.obs_to_tensor(infos[idx]["terminal_observation"])[0]
-                    with th.no_grad():
-                        critic_states = tuple(state[:, idx : idx + 1, :].contiguous() for state in lstm_states.vf)
-                        not_a_start = th.zeros(1, dtype=th.float32, device=self.device)
-                        terminal_value = self.policy.predict_values(terminal_obs, critic_states, not_a_start)[0]  # type: ignore[arg-type]
-                    rewards[idx] += self.gamma * terminal_value
-
-            rollout_buffer.add(
-                self._last_obs,
-                actions,
-                rewards,
-                self._last_episode_starts,
-                values,
-                log_probs,
-                lstm_states=self._last_lstm_states,
-            )
-            self._last_obs = new_obs  # type: ignore[assignment]
-            self._last_episode_starts = dones
-            self._last_lstm_states = lstm_states
-
-        with th.no_grad():
-            # Compute value for the last timestep
-            episode_starts = th.tensor(dones, dtype=th.float32, device=self.device)
-            values = self.policy.predict_values(
-                obs_as_tensor(new_obs, self.device), lstm_states.vf, episode_starts  # type: ignore[arg-type]
-            )
-        rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
-        callback.update_locals(locals())
-        callback.on_rollout_end()
-        return True
+        return RecurrentRolloutStep(self)
