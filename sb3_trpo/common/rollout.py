@@ -446,11 +446,6 @@ class NumpyRolloutStep(RolloutStep):
         return th.from_numpy(self.predict_values(new_obs))
 
 
-def _clip_to_box(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    # np.clip's result, with two ufunc calls instead of its Python wrapper
-    return np.minimum(np.maximum(actions, low), high)
-
-
 def collect_rollouts(
     algorithm: OnPolicyAlgorithm,
     env: VecEnv,
@@ -492,28 +487,33 @@ def collect_rollouts(
     if algorithm.use_sde:
         policy.reset_noise(env.num_envs)
     callback.on_rollout_start()
+    # What does not change during a rollout, looked up once
+    sde_sample_freq = algorithm.sde_sample_freq if algorithm.use_sde else 0
     action_space = algorithm.action_space
     box = isinstance(action_space, spaces.Box)
+    unscale = box and policy.squash_output
+    low, high = (action_space.low, action_space.high) if isinstance(action_space, spaces.Box) else (0.0, 0.0)
     discrete = isinstance(action_space, spaces.Discrete)
     gamma = algorithm.gamma
+    n_envs = env.num_envs
 
     while n_steps < n_rollout_steps:
-        if algorithm.use_sde and algorithm.sde_sample_freq > 0 and n_steps % algorithm.sde_sample_freq == 0:
+        if sde_sample_freq > 0 and n_steps % sde_sample_freq == 0:
             # Sample a new noise matrix
-            policy.reset_noise(env.num_envs)
+            policy.reset_noise(n_envs)
         inputs = step_inputs(env)
         actions, values, log_probs = step.act(algorithm._last_obs, **inputs)
         # Rescale and perform action
         clipped_actions = actions
-        if box:
-            if policy.squash_output:
-                # Unscale the actions to match env bounds if they were previously squashed (scaled in [-1, 1])
-                clipped_actions = policy.unscale_action(clipped_actions)
-            else:
-                # Clip the actions to avoid out of bound error, as we are sampling from an unbounded Gaussian
-                clipped_actions = _clip_to_box(actions, action_space.low, action_space.high)  # type: ignore[attr-defined]
+        if unscale:
+            # Unscale the actions to match env bounds if they were previously squashed (scaled in [-1, 1])
+            clipped_actions = policy.unscale_action(clipped_actions)
+        elif box:
+            # Clip the actions to avoid out of bound error, as we are sampling from an unbounded Gaussian (np.clip's
+            # result, with two ufunc calls instead of its Python wrapper)
+            clipped_actions = np.minimum(np.maximum(actions, low), high)
         new_obs, rewards, dones, infos = env.step(clipped_actions)
-        algorithm.num_timesteps += env.num_envs
+        algorithm.num_timesteps += n_envs
 
         # Give access to local variables
         callback.update_locals(locals())
