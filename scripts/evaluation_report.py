@@ -24,7 +24,7 @@ to override), and it never reads tuning seeds::
     python scripts/evaluation_report.py --results benchmarks/evaluation/results --out benchmarks/evaluation/report.md \\
         --plots benchmarks/evaluation/plots
     python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked
-    python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md
+    python scripts/evaluation_report.py --summary docs/index.md docs/algorithms/trpo.md
 """
 
 import argparse
@@ -726,10 +726,125 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "evidence are in `docs/results.md`, with their evaluation-seed runs and what each replacement changed); the others "
         "with their Zoo settings. Records: "
         + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
-        + ". Regenerate: `python scripts/evaluation_report.py --summary README.md docs/index.md docs/algorithms/trpo.md`."
+        + ". Regenerate: `python scripts/evaluation_report.py --summary docs/index.md docs/algorithms/trpo.md`."
     )
     targets = targets_summary(records)
     return per_task_table(records, former_entries=False) + "\n" + (targets + "\n" if targets else "") + note + "\n"
+
+
+#: The headline's records: ours with sb3-contrib's trust region and the Zoo's own entries (like for like), and ours
+#: tuned on the confirmation seeds; sb3-contrib's TRPO and SB3's PPO at the Zoo's settings on seeds 100-109
+LIKE_FOR_LIKE_FOLDER, CONFIRMATION_FOLDER = "benchmarks/like_for_like/results", "benchmarks/confirmation/results"
+HEADLINE_TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5", "Humanoid-v5")
+#: Targets of the tuned entries, judged on the confirmation seeds only: task -> (IQM target, steps where judged)
+CONFIRMATION_TARGETS: dict[str, tuple[float, int | None]] = {
+    "HalfCheetah-v5": (5800.0, None),
+    "Hopper-v5": (3618.0, None),
+    "Walker2d-v5": (4933.0, None),
+    "Ant-v5": (3554.0, None),
+    "Swimmer-v5": (366.0, None),
+    "Humanoid-v5": (810.0, 1_000_000),
+}
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def headline_records() -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """
+    :return: column -> task -> runs: ``contrib_settings`` (ours, ``sb3_trpo_contrib_kl``, seeds 100-109),
+        ``tuned`` (ours, confirmation seeds), ``sb3_contrib`` and ``ppo`` (the Zoo's settings, seeds 100-109)
+    """
+
+    def load(folder: str) -> dict[str, list[dict[str, Any]]]:
+        path = benchmark.REPO_ROOT / folder
+        return plot_results.load_runs(str(path)) if path.is_dir() else {}
+
+    like_for_like, confirmation, development = (
+        load(LIKE_FOR_LIKE_FOLDER),
+        load(CONFIRMATION_FOLDER),
+        load("benchmarks/evaluation/results"),
+    )
+
+    def pick(runs: dict[str, list[dict[str, Any]]], algo: str, role: str, zoo: bool) -> dict[str, list[dict[str, Any]]]:
+        return {
+            env_id: [
+                run
+                for run in env_runs
+                if run["algo"] == algo and run.get("seed_role") == role and (not zoo or plot_results.is_headline(run))
+            ]
+            for env_id, env_runs in runs.items()
+        }
+
+    return {
+        "contrib_settings": pick(like_for_like, "sb3_trpo_contrib_kl", "evaluation", zoo=False),
+        "tuned": pick(confirmation, OURS, "confirmation", zoo=False),
+        "sb3_contrib": pick(development, CONTRIB, "evaluation", zoo=True),
+        "ppo": pick(development, PPO, "evaluation", zoo=True),
+    }
+
+
+def _iqm_cell(scores: np.ndarray, expected: int | None = None) -> str:
+    if len(scores) == 0:
+        return f"pending (0 of {expected})" if expected else "-"
+    if len(scores) == 1:
+        return f"{scores[0]:.1f} (n=1)"
+    estimate = iqm_and_mean(scores.reshape(-1, 1))
+    return f"{estimate['iqm']:.1f} [{estimate['iqm_low']:.1f}, {estimate['iqm_high']:.1f}] (n={len(scores)})"
+
+
+def _minutes(runs: list[dict[str, Any]]) -> str:
+    # learn() minutes per run (training, the evaluations along it left out), the median over the runs
+    return f"{np.median([run['train_s'] for run in runs]) / 60:.1f}" if runs else "-"
+
+
+def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+    """
+    The README's results: one row per MuJoCo task, each cell IQM [95% CI] (n) of the final returns (Humanoid-v5's
+    tuned entry at 1M of its 2M steps), then the targets of the tuned entries, judged on the confirmation seeds only,
+    and P(ours > sb3-contrib's TRPO) like for like.
+
+    :param columns: :func:`headline_records`
+    :return: Markdown
+    """
+    header = (
+        "| task | budget | [ours, sb3-contrib's settings](benchmarks/like_for_like/README.md) "
+        "| [ours, tuned](benchmarks/confirmation/entries.yml) (confirmation seeds) | sb3-contrib TRPO | SB3 PPO "
+        "| learn() minutes: ours, sb3-contrib's settings / sb3-contrib |\n|---|---|---|---|---|---|---|"
+    )
+    rows, verdicts, improvements = [header], [], []
+    for env_id in HEADLINE_TASKS:
+        target, steps = CONFIRMATION_TARGETS[env_id]
+        runs = {column: by_task.get(env_id, []) for column, by_task in columns.items()}
+        zoo_task = env_id != "Humanoid-v5"  # no Zoo settings ran on Humanoid-v5: ours tuned only
+        tuned = np.array([score for run in runs["tuned"] if (score := score_at(run, steps)) is not None])
+        finals = {column: _judged_scores_of(runs[column]) for column in ("contrib_settings", "sb3_contrib", "ppo")}
+        budget = "2M (judged at 1M)" if steps else "1M"
+        rows.append(
+            f"| {env_id} | {budget} | {_iqm_cell(finals['contrib_settings'], 10 if zoo_task else None)} "
+            f"| {_iqm_cell(tuned, 10)} | {_iqm_cell(finals['sb3_contrib'])} | {_iqm_cell(finals['ppo'])} "
+            f"| {_minutes(runs['contrib_settings'])} / {_minutes(runs['sb3_contrib'])} |"
+        )
+        estimate = iqm_and_mean(tuned.reshape(-1, 1))["iqm"] if len(tuned) > 1 else float("nan")
+        shown = f"{estimate:.1f}" if len(tuned) > 1 else "-"
+        verdicts.append(f"{env_id} {_verdict(bool(estimate >= target), len(tuned))} ({shown} against {target:g})")
+        ours = finals["contrib_settings"]
+        improvement = _improvement_over(ours, finals["sb3_contrib"]) if len(ours) > 1 else None
+        if improvement is not None:
+            improvements.append(f"{env_id} {_poi_with_ci(improvement)} (n={len(finals['contrib_settings'])})")
+    text = "\n".join(rows) + "\n\n"
+    text += (
+        "learn() minutes: the median run's training time, evaluations left out, on one core; indicative only, as "
+        "other work shared the machine and the records come from different machines (their CPUs are in the records).\n\n"
+    )
+    text += "Targets of the tuned entries (IQM), judged on the confirmation seeds only: " + "; ".join(verdicts) + ".\n"
+    if improvements:
+        text += (
+            "\nP(ours > sb3-contrib's TRPO), like for like (the same settings and seeds): " + "; ".join(improvements) + ".\n"
+        )
+    return text
+
+
+def _judged_scores_of(runs: list[dict[str, Any]]) -> np.ndarray:
+    return np.array([float(run["final_eval"]["mean"]) for run in runs], dtype=np.float64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -755,7 +870,26 @@ def main(argv: list[str] | None = None) -> int:
         help="write the summary of every evaluation-seed record (all results folders) into these pages, between "
         "their <!-- evaluation-summary:start/end --> markers, and stop",
     )
+    parser.add_argument(
+        "--headline",
+        nargs="+",
+        default=None,
+        metavar="PAGE",
+        help="write the MuJoCo headline (like for like, confirmation seeds, peers) into these pages, between their "
+        "<!-- headline:start/end --> markers, and stop",
+    )
     args = parser.parse_args(argv)
+    if args.headline:
+        columns = headline_records()
+        # Each column one seed role (confirmation seeds in their own), no stale record
+        for by_task in columns.values():
+            if benchmark.refuse_to_report([run for runs in by_task.values() for run in runs], args.allow_mixed):
+                return 2
+        headline = headline_table(columns)
+        for page in args.headline:
+            plot_results.replace_block(Path(page), headline, HEADLINE_START, HEADLINE_END)
+        print(headline)
+        return 0
     if args.summary:
         merged = merged_evaluation_records()
         if benchmark.refuse_to_report([record for runs in merged.values() for record in runs], args.allow_mixed):
