@@ -30,6 +30,7 @@ to override), and it never reads tuning seeds::
 import argparse
 import sys
 from collections import Counter
+from collections.abc import Callable
 import warnings
 from pathlib import Path
 from typing import Any
@@ -687,6 +688,7 @@ EVALUATION_FOLDERS = (
     "benchmarks/recurrent/results",
 )
 SUMMARY_START, SUMMARY_END = "<!-- evaluation-summary:start -->", "<!-- evaluation-summary:end -->"
+SUMMARY_MARKERS = (SUMMARY_START, SUMMARY_END)
 
 
 def merged_evaluation_records(folders: tuple[str, ...] = EVALUATION_FOLDERS) -> dict[str, list[dict[str, Any]]]:
@@ -746,6 +748,7 @@ CONFIRMATION_TARGETS: dict[str, tuple[float, int | None]] = {
     "Humanoid-v5": (810.0, 1_000_000),
 }
 HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+HEADLINE_MARKERS = (HEADLINE_START, HEADLINE_END)
 
 
 def headline_records() -> dict[str, dict[str, list[dict[str, Any]]]]:
@@ -847,6 +850,33 @@ def _judged_scores_of(runs: list[dict[str, Any]]) -> np.ndarray:
     return np.array([float(run["final_eval"]["mean"]) for run in runs], dtype=np.float64)
 
 
+def _publish(
+    pages: list[str],
+    record_sets: list[dict[str, list[dict[str, Any]]]],
+    text: Callable[[], str],
+    markers: tuple[str, str],
+    args: argparse.Namespace,
+) -> int:
+    """
+    Write a generated block into pages, between their markers, unless its records may not be reported together.
+
+    :param pages: the Markdown pages
+    :param record_sets: the records, each set one table's (task -> runs), checked by ``benchmark.refuse_to_report``
+    :param text: makes the block
+    :param markers: the block's start and end markers
+    :param args: the command line (``--allow-mixed``)
+    :return: the exit code
+    """
+    for by_task in record_sets:
+        if benchmark.refuse_to_report([run for runs in by_task.values() for run in runs], args.allow_mixed):
+            return 2
+    block = text()
+    for page in pages:
+        plot_results.replace_block(Path(page), block, *markers)
+    print(block)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "evaluation" / "results"))
@@ -880,25 +910,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.headline:
+        # Each column one seed role (the confirmation seeds in their own), no stale record
         columns = headline_records()
-        # Each column one seed role (confirmation seeds in their own), no stale record
-        for by_task in columns.values():
-            if benchmark.refuse_to_report([run for runs in by_task.values() for run in runs], args.allow_mixed):
-                return 2
-        headline = headline_table(columns)
-        for page in args.headline:
-            plot_results.replace_block(Path(page), headline, HEADLINE_START, HEADLINE_END)
-        print(headline)
-        return 0
+        return _publish(args.headline, list(columns.values()), lambda: headline_table(columns), HEADLINE_MARKERS, args)
     if args.summary:
         merged = merged_evaluation_records()
-        if benchmark.refuse_to_report([record for runs in merged.values() for record in runs], args.allow_mixed):
-            return 2
-        summary = evaluation_summary(merged)
-        for page in args.summary:
-            plot_results.replace_block(Path(page), summary, SUMMARY_START, SUMMARY_END)
-        print(summary)
-        return 0
+        return _publish(args.summary, [merged], lambda: evaluation_summary(merged), SUMMARY_MARKERS, args)
     records = evaluation_records(args.results)
     flat = [record for runs in records.values() for record in runs]
     if not flat:
