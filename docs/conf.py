@@ -46,5 +46,7 @@ napoleon_numpy_docstring = False
 html_theme = "furo"
 html_title = f"sb3_trpo {release}"
 html_static_path = ["_static"]
+# Wide tables wrap their long cells and scroll inside their own box, never the page (docs/_static/tables.css)
+html_css_files = ["tables.css"]
 # No fonts, scripts or inventories from the web: the site builds and reads offline
 html_theme_options = {"navigation_with_keys": True}

@@ -13,7 +13,7 @@ skipped), into ``benchmarks/ablation/results/<env>.jsonl``::
 
     python scripts/ablation.py run --jobs 2                # all of it (Hopper-v5's 30 runs take most of the time)
     python scripts/ablation.py run --envs Pendulum-v1 --jobs 1 --first-core 1
-    python scripts/ablation.py report --docs docs/results.md   # table (IQM with bootstrap CIs) and plot
+    python scripts/ablation.py report --docs docs/results/archive.md   # table (IQM with bootstrap CIs) and plot
 
 ``report`` writes ``benchmarks/ablation/ablation.md`` and ``benchmarks/ablation/ablation.png`` and, with
 ``--docs``, the table into that page (the docs' results page) between its ablation markers. Variants with fewer
@@ -247,13 +247,13 @@ def plot(
 def docs_section(summaries: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
     """
     :param summaries: the summary of each (task, variant)
-    :return: the table and the note under it, as the docs' ablation section (docs/results.md) holds them
+    :return: the table and the note under it, as the docs' ablation section (docs/results/archive.md) holds them
     """
     commits = sorted({commit for summary in summaries.values() for commit in summary.get("commits", [])})
     note = (
         f"\nEvaluation seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
         f"budget; learn() s excludes the periodic evaluations. Records: `benchmarks/ablation/results/` (commits "
-        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --docs docs/results.md`.\n"
+        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --docs docs/results/archive.md`.\n"
     )
     return table(summaries), note
 
@@ -262,7 +262,7 @@ def report(docs: str | None) -> str:
     """
     Write the ablation's table and plot (and the docs' ablation section, when asked).
 
-    :param docs: path of the Markdown page to update between its markers (docs/results.md), or None
+    :param docs: path of the Markdown page to update between its markers (docs/results/archive.md), or None
     :return: the table
     """
     runs = load_runs()

@@ -17,7 +17,7 @@ judged (``plot_results.JUDGED_AT``: Humanoid-v5 at 1M of its 2M steps), otherwis
 
 ::
 
-    python scripts/carry_over_report.py --docs docs/results.md
+    python scripts/carry_over_report.py --docs docs/results/archive.md
 """
 
 import argparse

@@ -4,16 +4,20 @@ Build the documentation site, check that it holds together, and look at it as a 
 1. ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (warnings are errors);
 2. every internal link (``href``) and image (``src``) of every built HTML page must resolve: to an existing file, and
    for a link with a ``#fragment``, to an element with that ``id`` in the target page;
-3. the landing page and the TRPO page, opened in headless Chromium (Debian's ``chromium`` package), are saved as
-   PNG screenshots in ``docs/_static/screenshots/`` (committed, so that a change of the site's look shows in review).
+3. the landing page, the results page and the TRPO page, opened in headless Chromium (Debian's ``chromium`` package),
+   are saved as PNG screenshots in ``docs/_static/screenshots/`` (committed, so that a change of the site's look shows
+   in review; the results page down to its widest tables), and no table of theirs may be wider than the content column
+   (``table_widths``: docs/_static/tables.css wraps their cells; a wider table would hide columns behind a scroll bar).
 
 Usage::
 
-    python scripts/docs_screenshots.py                          # all three
+    python scripts/docs_screenshots.py                          # all three (and the tables' widths)
     python scripts/docs_screenshots.py --no-build --no-screenshots   # the link check of an existing build (make docs)
 """
 
 import argparse
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -26,8 +30,23 @@ DOCS = REPO_ROOT / "docs"
 BUILD = DOCS / "_build" / "html"
 SCREENSHOTS = DOCS / "_static" / "screenshots"
 #: the pages screenshotted: built HTML page -> PNG name
-PAGES = {"index.html": "index.png", "algorithms/trpo.html": "trpo.png"}
+PAGES = {"index.html": "index.png", "results.html": "results.png", "algorithms/trpo.html": "trpo.png"}
 WINDOW = (1280, 1600)
+#: pages screenshotted taller than their first screen: page -> window height (px); the results page down to its
+#: widest tables (the headline and the summary of every task)
+TALL = {"results.html": 4800}
+#: run in the page once loaded: each table's width and its content column's, into <pre id="table-widths">
+_WIDTHS_SCRIPT = """<script>window.addEventListener("load", function () {
+  var widths = [];
+  document.querySelectorAll("article table").forEach(function (table) {
+    widths.push([Math.round(table.getBoundingClientRect().width),
+                 Math.round(table.closest("article").getBoundingClientRect().width)]);
+  });
+  var out = document.createElement("pre");
+  out.id = "table-widths";
+  out.textContent = JSON.stringify(widths);
+  document.body.appendChild(out);
+});</script>"""
 
 
 def build(out: Path = BUILD) -> None:
@@ -95,13 +114,14 @@ def check_links(site: Path = BUILD) -> list[str]:
     return problems
 
 
-def screenshot(page: Path, png: Path, chromium: str) -> None:
+def screenshot(page: Path, png: Path, chromium: str, height: int = WINDOW[1]) -> None:
     """
     Save a screenshot of one page as a reader's browser shows it.
 
     :param page: a built HTML page
     :param png: the PNG to write
     :param chromium: the Chromium binary
+    :param height: the window's height: the first screen (default) or, taller, the whole page
     """
     png.parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -110,13 +130,40 @@ def screenshot(page: Path, png: Path, chromium: str) -> None:
         "--no-sandbox",
         "--disable-gpu",
         "--hide-scrollbars",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        f"--window-size={WINDOW[0]},{height}",
         f"--screenshot={png}",
         page.resolve().as_uri(),
     ]
     subprocess.run(command, check=True, capture_output=True, timeout=120)
     if not png.is_file() or png.stat().st_size == 0:
         raise RuntimeError(f"Chromium wrote no screenshot of {page}")
+
+
+def table_widths(page: Path, chromium: str) -> list[tuple[int, int]]:
+    """
+    Measure, as Chromium lays the page out in the screenshots' window, how wide each table of its content is.
+
+    :param page: a built HTML page (a copy of it with a measuring script is opened beside it, then removed)
+    :param chromium: the Chromium binary
+    :return: (table width, content column width) in pixels, per table of the page's ``<article>``
+    """
+    probe = page.with_name(f"{page.stem}.table-widths.html")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _WIDTHS_SCRIPT + "</body>"), encoding="utf-8")
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={WINDOW[0]},{WINDOW[1]}"]
+    try:
+        dom = subprocess.run(
+            [*command, "--virtual-time-budget=5000", "--dump-dom", probe.resolve().as_uri()],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    finally:
+        probe.unlink()
+    found = re.search(r'<pre id="table-widths">(.*?)</pre>', dom, re.DOTALL)
+    if found is None:
+        raise RuntimeError(f"Chromium did not measure the tables of {page}")
+    return [(table, column) for table, column in json.loads(found.group(1))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,9 +188,18 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.chromium).is_file():
             print(f"no Chromium at {args.chromium} (apt-get install chromium)", file=sys.stderr)
             return 1
+        wide = []
         for page, name in PAGES.items():
-            screenshot(site / page, Path(args.out) / name, args.chromium)
+            screenshot(site / page, Path(args.out) / name, args.chromium, TALL.get(page, WINDOW[1]))
             print(f"wrote {Path(args.out) / name}")
+            widths = table_widths(site / page, args.chromium)
+            wide += [f"{page}: table {i} is {table} px wide, its column {column} px" for i, (table, column) in
+                     enumerate(widths) if table > column]
+        for line in wide:
+            print(line, file=sys.stderr)
+        if wide:
+            return 1
+        print(f"no table wider than the content column on {', '.join(PAGES)}")
     return 0
 
 

@@ -24,11 +24,17 @@ to override), and it never reads tuning seeds::
     python scripts/evaluation_report.py --results benchmarks/evaluation/results --out benchmarks/evaluation/report.md \\
         --plots benchmarks/evaluation/plots
     python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked
-    python scripts/evaluation_report.py --summary docs/index.md docs/algorithms/trpo.md
+    python scripts/evaluation_report.py --results benchmarks/evaluation/results --docs docs/results/archive.md \\
+        --section evaluation
+    python scripts/evaluation_report.py --summary docs/index.md docs/results.md docs/algorithms/trpo.md
+    python scripts/evaluation_report.py --headline README.md docs/results.md
 """
 
 import argparse
+import functools
+import os
 import sys
+import textwrap
 from collections import Counter
 from collections.abc import Callable
 import warnings
@@ -621,16 +627,17 @@ def plot_learning_curves(records: dict[str, list[dict[str, Any]]], plots: Path) 
             if len(label_runs) < 2 or not len(steps):
                 continue
             curve = iqm_curve(returns)
-            (line,) = axis.plot(steps, curve["iqm"], label=f"{label} (n={len(label_runs)})")
+            # long labels (an entry's hyperparameters) wrap, in a legend under the axes that never covers them
+            wrapped = textwrap.fill(f"{label} (n={len(label_runs)})", 110, subsequent_indent="    ")
+            (line,) = axis.plot(steps, curve["iqm"], label=wrapped)
             axis.fill_between(steps, curve["low"], curve["high"], alpha=0.2, color=line.get_color())
         axis.set_title(f"{env_id}: IQM over evaluation seeds, 95% bootstrap CI", fontsize=10)
         axis.set_xlabel("timesteps")
         axis.set_ylabel("evaluated return")
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
         path = plots / f"curves_{env_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
+        figure.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(figure)
         written.append(path)
     return written
@@ -672,7 +679,8 @@ def plot_performance_profile(normalized: dict[str, np.ndarray], path: Path) -> N
         profiles, cis = rly.create_performance_profile(normalized, taus, reps=BOOTSTRAP_REPS)
     figure, axis = plt.subplots(figsize=(7, 4))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=axis, xlabel="normalized return")
-    axis.legend(list(profiles), loc="upper right", fontsize=8)
+    # one line per algorithm, in the profiles' order (the bands are not legend entries)
+    axis.legend(axis.get_lines()[: len(profiles)], list(profiles), loc="upper right", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -725,10 +733,11 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "an older record). "
         "Ours with the task's current entry of `zoo_configs/` (`(ours, tuned)`: "
         "a `# Tuned` entry, with what it changes from the RL Zoo's values; the entries these replaced on tuning-seed "
-        "evidence are in `docs/results.md`, with their evaluation-seed runs and what each replacement changed); the others "
+        "evidence are in `docs/results/archive.md`, with their evaluation-seed runs and what each replacement changed); the others "
         "with their Zoo settings. Records: "
         + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
-        + ". Regenerate: `python scripts/evaluation_report.py --summary docs/index.md docs/algorithms/trpo.md`."
+        + ". Regenerate: `python scripts/evaluation_report.py --summary docs/index.md docs/results.md "
+        "docs/algorithms/trpo.md`."
     )
     targets = targets_summary(records)
     return per_task_table(records, former_entries=False) + "\n" + (targets + "\n" if targets else "") + note + "\n"
@@ -799,18 +808,43 @@ def _minutes(runs: list[dict[str, Any]]) -> str:
     return f"{np.median([run['train_s'] for run in runs]) / 60:.1f}" if runs else "-"
 
 
-def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]]) -> str:
+def headline_links(page: str | Path) -> tuple[str, str]:
+    """
+    Where the headline's column names link to, relative to the page that holds it: from the README, the like-for-like
+    folder's README and the confirmation entries; from a docs page, the reproducing guide's section on the headline
+    (Sphinx cannot link a Markdown file outside docs/) and the confirmation entries (a download).
+
+    :param page: the Markdown page (README.md, docs/results.md)
+    :return: the links of "ours, sb3-contrib's settings" and of "ours, tuned"
+    """
+    folder = Path(page).resolve().parent
+
+    def relative(path: Path) -> str:
+        return Path(os.path.relpath(path, folder)).as_posix()
+
+    entries = relative(benchmark.REPO_ROOT / "benchmarks" / "confirmation" / "entries.yml")
+    docs = benchmark.REPO_ROOT / "docs"
+    if folder == docs or docs in folder.parents:
+        return relative(docs / "guide" / "reproducing.md") + "#the-mujoco-headline", entries
+    return relative(benchmark.REPO_ROOT / "benchmarks" / "like_for_like" / "README.md"), entries
+
+
+def headline_table(
+    columns: dict[str, dict[str, list[dict[str, Any]]]], page: str | Path = benchmark.REPO_ROOT / "README.md"
+) -> str:
     """
     The README's results: one row per MuJoCo task, each cell IQM [95% CI] (n) of the final returns (Humanoid-v5's
     tuned entry at 1M of its 2M steps), then the targets of the tuned entries, judged on the confirmation seeds only,
     and P(ours > sb3-contrib's TRPO) like for like.
 
     :param columns: :func:`headline_records`
+    :param page: the page that holds the table, whose folder its links are relative to (:func:`headline_links`)
     :return: Markdown
     """
+    like_for_like, tuned = headline_links(page)
     header = (
-        "| task | budget | [ours, sb3-contrib's settings](benchmarks/like_for_like/README.md) "
-        "| [ours, tuned](benchmarks/confirmation/entries.yml) (confirmation seeds) | sb3-contrib TRPO | SB3 PPO "
+        f"| task | budget | [ours, sb3-contrib's settings]({like_for_like}) "
+        f"| [ours, tuned]({tuned}) (confirmation seeds) | sb3-contrib TRPO | SB3 PPO "
         "| learn() minutes: ours, sb3-contrib's settings / sb3-contrib |\n|---|---|---|---|---|---|---|"
     )
     rows, verdicts, improvements = [header], [], []
@@ -853,7 +887,7 @@ def _judged_scores_of(runs: list[dict[str, Any]]) -> np.ndarray:
 def _publish(
     pages: list[str],
     record_sets: list[dict[str, list[dict[str, Any]]]],
-    text: Callable[[], str],
+    text: Callable[[str], str],
     markers: tuple[str, str],
     args: argparse.Namespace,
 ) -> int:
@@ -862,7 +896,7 @@ def _publish(
 
     :param pages: the Markdown pages
     :param record_sets: the records, each set one table's (task -> runs), checked by ``benchmark.refuse_to_report``
-    :param text: makes the block
+    :param text: makes the block of a page, given the page (its relative links differ between README.md and docs/)
     :param markers: the block's start and end markers
     :param args: the command line (``--allow-mixed``)
     :return: the exit code
@@ -870,10 +904,10 @@ def _publish(
     for by_task in record_sets:
         if benchmark.refuse_to_report([run for runs in by_task.values() for run in runs], args.allow_mixed):
             return 2
-    block = text()
     for page in pages:
+        block = text(page)
         plot_results.replace_block(Path(page), block, *markers)
-    print(block)
+        print(block)
     return 0
 
 
@@ -912,10 +946,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.headline:
         # Each column one seed role (the confirmation seeds in their own), no stale record
         columns = headline_records()
-        return _publish(args.headline, list(columns.values()), lambda: headline_table(columns), HEADLINE_MARKERS, args)
+        return _publish(
+            args.headline, list(columns.values()), lambda page: headline_table(columns, page), HEADLINE_MARKERS, args
+        )
     if args.summary:
         merged = merged_evaluation_records()
-        return _publish(args.summary, [merged], lambda: evaluation_summary(merged), SUMMARY_MARKERS, args)
+        summary = functools.cache(lambda: evaluation_summary(merged))  # the same text on every page (no link)
+        return _publish(args.summary, [merged], lambda page: summary(), SUMMARY_MARKERS, args)
     records = evaluation_records(args.results)
     flat = [record for runs in records.values() for record in runs]
     if not flat:

@@ -14,7 +14,7 @@ Plot and tabulate the runs of ``scripts/benchmark.py``.
 Usage::
 
     python scripts/plot_results.py --results benchmarks/results --plots benchmarks/plots --table benchmarks/results.md \
-        --docs docs/results.md --summary docs/algorithms/trpo.md
+        --docs docs/results/archive.md --summary docs/algorithms/trpo.md
 """
 
 import argparse

@@ -33,11 +33,11 @@ that replaced them) were reached without it and are shown as they were reached.
 Whether the replacements carried over to the evaluation seeds is audited by ``scripts/carry_over_report.py``, which
 reads both seed sets and chooses nothing. Audited on 2026-12-06 (nine of thirteen carried over, the losses mostly
 small), the rule was kept as it is, rather than asking for P's whole 95% CI above 0.5, which would have kept out six
-of those nine (docs/results.md).
+of those nine (docs/results/archive.md).
 
 ::
 
-    python scripts/robustness_report.py --results benchmarks/robustness --docs docs/results.md
+    python scripts/robustness_report.py --results benchmarks/robustness --docs docs/results/archive.md
 """
 
 import argparse

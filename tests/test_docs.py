@@ -122,3 +122,17 @@ def test_screenshot_writes_a_png(tmp_path: Path) -> None:
     page.write_text("<html><body><h1>sb3_trpo</h1></body></html>")
     docs_screenshots.screenshot(page, tmp_path / "page.png", shutil.which("chromium"))
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed (apt-get install chromium)")
+def test_table_widths_find_a_table_wider_than_its_column(tmp_path: Path) -> None:
+    # what docs_screenshots.py checks on the screenshotted pages (docs/_static/tables.css keeps the site's tables in)
+    docs_screenshots = load_script("docs_screenshots")
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<html><body><article style="width: 300px"><table><tr><td>short</td></tr></table>'
+        '<table><tr><td style="white-space: nowrap">' + "a very long cell " * 20 + "</td></tr></table></article></body></html>"
+    )
+    narrow, wide = docs_screenshots.table_widths(page, shutil.which("chromium"))
+    assert narrow[0] <= narrow[1] == 300 and wide[0] > wide[1] == 300
+    assert not (tmp_path / "page.table-widths.html").exists()
