@@ -193,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             screenshot(site / page, Path(args.out) / name, args.chromium, TALL.get(page, WINDOW[1]))
             print(f"wrote {Path(args.out) / name}")
             widths = table_widths(site / page, args.chromium)
-            wide += [f"{page}: table {i} is {table} px wide, its column {column} px" for i, (table, column) in
-                     enumerate(widths) if table > column]
+            wide += [
+                f"{page}: table {i} is {table} px wide, its column {column} px"
+                for i, (table, column) in enumerate(widths)
+                if table > column
+            ]
         for line in wide:
             print(line, file=sys.stderr)
         if wide:

@@ -733,7 +733,8 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "an older record). "
         "Ours with the task's current entry of `zoo_configs/` (`(ours, tuned)`: "
         "a `# Tuned` entry, with what it changes from the RL Zoo's values; the entries these replaced on tuning-seed "
-        "evidence are in `docs/results/archive.md`, with their evaluation-seed runs and what each replacement changed); the others "
+        "evidence are in `docs/results/archive.md`, with their evaluation-seed runs and what each replacement changed); "
+        "the others "
         "with their Zoo settings. Records: "
         + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
         + ". Regenerate: `python scripts/evaluation_report.py --summary docs/index.md docs/results.md "

@@ -107,7 +107,8 @@ def test_summary_rows_agree_with_the_full_table() -> None:
 
 
 @pytest.mark.parametrize(
-    "section,page", [("evaluation", "docs/results/archive.md"), ("masked", "docs/results.md"), ("recurrent", "docs/results.md")]
+    "section,page",
+    [("evaluation", "docs/results/archive.md"), ("masked", "docs/results.md"), ("recurrent", "docs/results.md")],
 )
 def test_family_results_are_the_evaluation_report_of_the_committed_records(section: str, page: str) -> None:
     # every entry of ours on the evaluation seeds, former ones included, in the archive; the families' current results
@@ -253,9 +254,10 @@ def test_readme_headline_is_the_headline_of_the_committed_records(relative_path:
         assert (page.parent / link.split("#")[0]).is_file(), (relative_path, link)
     text = report.headline_table(report.headline_records(), page)
     start, end = report.HEADLINE_START, report.HEADLINE_END
-    assert _block(page, start, end).strip() == text.strip(), (
-        f"{relative_path}'s headline differs from the records: python scripts/evaluation_report.py --headline "
-        + " ".join(HEADLINE_FILES)
+    assert (
+        _block(page, start, end).strip() == text.strip()
+    ), f"{relative_path}'s headline differs from the records: python scripts/evaluation_report.py --headline " + " ".join(
+        HEADLINE_FILES
     )
     for by_task in report.headline_records().values():
         assert not report.benchmark.refuse_to_report([run for runs in by_task.values() for run in runs], False)
