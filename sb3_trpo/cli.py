@@ -32,14 +32,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from sb3_trpo.zoo.registry import ALGORITHMS, MASKABLE_ALGORITHMS
+
 EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 # Exit codes: a problem with the user's input, a missing optional dependency
 EXIT_BAD_INPUT = 2
 EXIT_MISSING_DEPENDENCY = 3
-# The --algo names (sb3_trpo.zoo.ALGORITHMS, listed here so that the CLI parses without importing the Zoo)
-ALGOS = ("trpo", "npg", "trpo_mask", "trpo_lstm", "trpo_mask_lstm")
-# Those whose models take action masks (sb3_trpo.zoo.MASKABLE_ALGORITHMS)
-MASKABLE_ALGOS = ("trpo_mask", "trpo_mask_lstm")
 # --vec-env: the Zoo's two, and EnvPool (sb3_trpo.envpool_vec_env)
 VEC_ENVS = ("dummy", "subproc", "envpool")
 
@@ -125,7 +123,7 @@ def train_parser() -> argparse.ArgumentParser:
     ours.add_argument(
         "--algo",
         default="trpo",
-        metavar=_choices(ALGOS),
+        metavar=_choices(list(ALGORITHMS)),
         help="trpo (TRPO, the default), npg (NPG), trpo_mask (MaskableTRPO), trpo_lstm (RecurrentTRPO) or trpo_mask_lstm "
         "(MaskableRecurrentTRPO); the Zoo's other algorithms run with python -m rl_zoo3.train",
     )
@@ -425,8 +423,10 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
 
 
 def _check_algo(algo: str, zoo_script: str) -> None:
-    if algo not in ALGOS:
-        raise CLIError(f"python -m sb3_trpo runs --algo {', '.join(ALGOS)} (got --algo {algo}); for others use {zoo_script}")
+    if algo not in ALGORITHMS:
+        raise CLIError(
+            f"python -m sb3_trpo runs --algo {', '.join(ALGORITHMS)} (got --algo {algo}); for others use {zoo_script}"
+        )
 
 
 def _with_algo(argv: Sequence[str], algo: str) -> list[str]:
@@ -442,7 +442,8 @@ def _import_zoo() -> Any:
     :return: the module
     """
     try:
-        from sb3_trpo import zoo
+        import rl_zoo3  # noqa: F401 (first, so that a missing Zoo is reported as such)
+        from sb3_trpo.zoo import manager as zoo
     except ModuleNotFoundError as error:
         if error.name is None or error.name.split(".")[0] == "sb3_trpo":
             raise
@@ -613,7 +614,7 @@ def _predict_under_masks(algo: str) -> Iterator[None]:
 
     :param algo: ``--algo``
     """
-    if algo not in MASKABLE_ALGOS:
+    if algo not in MASKABLE_ALGORITHMS:
         yield
         return
     import rl_zoo3.enjoy

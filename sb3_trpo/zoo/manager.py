@@ -61,24 +61,9 @@ import sb3_trpo.envs
 from sb3_trpo.common.distributed import AllRanksProgressBar
 from sb3_trpo.common.evaluation import MaskableEvalCallback
 from sb3_trpo.common.evaluation import evaluate_policy as evaluate_maskable_policy
-from sb3_trpo.npg import NPG
-from sb3_trpo.trpo import TRPO
-from sb3_trpo.trpo_mask import MaskableTRPO
-from sb3_trpo.trpo_mask_recurrent import MaskableRecurrentTRPO
-from sb3_trpo.trpo_recurrent import RecurrentTRPO
 from sb3_trpo.tuning import SAMPLERS
+from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS
 
-#: ``--algo`` name -> algorithm class; each reads its hyperparameters from ``zoo_configs/<name>.yml``
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
-    "trpo": TRPO,
-    "npg": NPG,
-    "trpo_mask": MaskableTRPO,
-    "trpo_lstm": RecurrentTRPO,
-    "trpo_mask_lstm": MaskableRecurrentTRPO,
-}
-#: the ``--algo`` names whose algorithm takes action masks (evaluated with sb3-contrib's maskable helpers)
-MASKABLE_ALGORITHMS = frozenset({"trpo_mask", "trpo_mask_lstm"})
-DEFAULT_ALGO = "trpo"
 EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 
 # Keys of a Zoo entry that the Zoo consumes itself (they are not passed to the algorithm's constructor)
@@ -129,7 +114,7 @@ def register() -> None:
     read, so replacing its entries (in place) is enough. For ``-optimize``, the samplers are ours
     (:mod:`sb3_trpo.tuning`).
     """
-    ALGOS.update(ALGORITHMS)
+    ALGOS.update({name: entry.load() for name, entry in ALGORITHMS.items()})
     HYPERPARAMS_SAMPLER.update(SAMPLERS)
     for algo in ALGORITHMS:
         HYPERPARAMS_CONVERTER.setdefault(algo, HYPERPARAMS_CONVERTER["trpo"])
@@ -144,7 +129,7 @@ def algorithm_class(algo: str) -> type[BaseAlgorithm]:
     """
     if algo not in ALGORITHMS:
         raise ConfigError(f"unknown --algo {algo!r}; choose from {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[algo]
+    return ALGORITHMS[algo].load()
 
 
 register()
@@ -569,7 +554,7 @@ class TRPOExperimentManager(ExperimentManager):
         except Exception as error:
             for path in new_folders:
                 shutil.rmtree(path, ignore_errors=True)
-            algorithm = ALGORITHMS[self.algo].__name__ if self.algo in ALGORITHMS else self.algo
+            algorithm = ALGORITHMS[self.algo].class_name if self.algo in ALGORITHMS else self.algo
             message = str(error) if isinstance(error, ConfigError) else _one_line(error)
             raise ConfigError(f"cannot set up {algorithm} on {self.env_name.gym_id}: {message}") from error
 
@@ -672,7 +657,7 @@ class TRPOExperimentManager(ExperimentManager):
             env_kwargs=self.eval_env_kwargs,
             vec_env_cls=DummyVecEnv,
         )
-        evaluate = evaluate_maskable_policy if isinstance(model, MaskableTRPO) else evaluate_policy
+        evaluate = evaluate_maskable_policy if ALGORITHMS[self.algo].maskable else evaluate_policy
         try:
             returns, _ = evaluate(
                 model,
