@@ -1,14 +1,6 @@
 """
-Environments with action masks, registered with gymnasium when this module is imported (``sb3_trpo.zoo`` does).
-
-- ``MaskedTaxi-v4``: gymnasium's ``Taxi-v4`` with its own action mask (the moves that do not hit a wall, a pickup
-  only where the passenger is, a drop-off only at the destination with the passenger aboard) behind sb3-contrib's
-  ``ActionMasker``: a real task where masking matters (an illegal pickup or drop-off costs -10, a move into a wall
-  wastes a step).
-- ``InvalidActionsDiscrete-v0``: sb3-contrib's ``InvalidActionEnvDiscrete`` at a larger size (50 actions, 40 of them
-  masked at each step, the right one never): an identity task whose difficulty is the masks.
-- ``MaskedCueMemory-v0``: a task that needs masks and memory together (``MaskedCueMemoryEnv``): a cue shown once,
-  a delay, then a choice between the cue and a distractor that only the masks name.
+Environments with action masks, registered with gymnasium when this module is imported (``sb3_trpo.zoo`` does):
+``MaskedTaxi-v4``, ``InvalidActionsDiscrete-v0`` and ``MaskedCueMemory-v0``.
 """
 
 from typing import Any
@@ -20,41 +12,38 @@ from sb3_contrib.common.wrappers import ActionMasker
 
 
 def taxi_action_mask(env: gym.Env) -> np.ndarray:
-    """
-    The valid actions of a Taxi env in its current state (gymnasium's ``TaxiEnv.action_mask``), as booleans.
-
-    :param env: a (wrapped) Taxi env
-    :return: boolean mask of shape (6,)
-    """
+    """The valid actions of a (wrapped) Taxi env in its current state (gymnasium's ``TaxiEnv.action_mask``), shape (6,)."""
     taxi = env.unwrapped
     return np.asarray(taxi.action_mask(taxi.s), dtype=bool)  # type: ignore[attr-defined]
 
 
 def make_masked_taxi(**kwargs: Any) -> gym.Env:
     """
-    ``Taxi-v4`` (200 steps per episode) with its action masks, read through ``action_masks()``.
+    ``MaskedTaxi-v4``: ``Taxi-v4`` (200 steps per episode) behind sb3-contrib's ``ActionMasker`` with Taxi's own mask
+    (moves that do not hit a wall, a pickup only where the passenger is, a drop-off only at the destination with the
+    passenger aboard): a real task where masking matters (an illegal pickup or drop-off costs -10).
 
     :param kwargs: arguments of ``gym.make("Taxi-v4", ...)``
-    :return: the env, wrapped in sb3-contrib's ``ActionMasker``
     """
     return ActionMasker(gym.make("Taxi-v4", **kwargs), taxi_action_mask)
 
 
 def make_invalid_actions_discrete(dim: int = 50, n_invalid_actions: int = 40, ep_length: int = 100) -> gym.Env:
     """
-    sb3-contrib's ``InvalidActionEnvDiscrete`` (it has ``action_masks()``).
+    ``InvalidActionsDiscrete-v0``: sb3-contrib's ``InvalidActionEnvDiscrete`` at a larger size, an identity task whose
+    difficulty is the masks.
 
     :param dim: number of actions (and observations)
     :param n_invalid_actions: actions masked at each step (never the right one)
     :param ep_length: steps per episode
-    :return: the env
     """
     return InvalidActionEnvDiscrete(dim=dim, ep_length=ep_length, n_invalid_actions=n_invalid_actions)
 
 
 class MaskedCueMemoryEnv(gym.Env[np.ndarray, np.int64]):
     """
-    Remember a cue through a delay, then pick it among the actions the mask allows.
+    ``MaskedCueMemory-v0``, a task that needs masks and memory together: remember a cue through a delay, then pick it
+    among the actions the mask allows.
 
     The first observation shows one of ``n_cues`` cues (one-hot); the next ``delay`` observations (a random number
     between ``min_delay`` and ``max_delay``) are blank, and only action 0 ("wait") is valid; at the last step (its
@@ -90,9 +79,7 @@ class MaskedCueMemoryEnv(gym.Env[np.ndarray, np.int64]):
         return observation
 
     def action_masks(self) -> np.ndarray:
-        """
-        :return: the valid actions: "wait" alone before the choice; the cue and the distractor at the choice
-        """
+        """:return: the valid actions: "wait" alone before the choice; the cue and the distractor at the choice"""
         mask = np.zeros(self.n_cues + 1, dtype=bool)
         if self._steps_left > 0:
             mask[0] = True
@@ -101,9 +88,7 @@ class MaskedCueMemoryEnv(gym.Env[np.ndarray, np.int64]):
         return mask
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """
-        :return: the cue's observation and an empty info (a new cue, distractor and delay are drawn)
-        """
+        """:return: the cue's observation and an empty info (a new cue, distractor and delay are drawn)"""
         super().reset(seed=seed)
         self._cue = int(self.np_random.integers(self.n_cues))
         self._distractor = int((self._cue + self.np_random.integers(1, self.n_cues)) % self.n_cues)
@@ -127,7 +112,7 @@ class MaskedCueMemoryEnv(gym.Env[np.ndarray, np.int64]):
 
 
 def register() -> None:
-    """Register ``MaskedTaxi-v4``, ``InvalidActionsDiscrete-v0`` and ``MaskedCueMemory-v0`` with gymnasium (once)."""
+    """Register the environments with gymnasium (once)."""
     if "MaskedTaxi-v4" not in gym.registry:
         gym.register("MaskedTaxi-v4", entry_point="sb3_trpo.envs:make_masked_taxi")
     if "InvalidActionsDiscrete-v0" not in gym.registry:

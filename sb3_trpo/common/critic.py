@@ -1,12 +1,10 @@
 """
-Fast gradients for the critic's regression when the value function is a plain MLP.
+The critic's regression without autograd when the value function is a plain MLP.
 
 TRPO fits the critic with many small Adam steps (the RL Zoo's MuJoCo settings: 20 epochs x 16 minibatches per
-update). For networks this small every step is dominated by per-operation overhead, most of it autograd's graph
-bookkeeping. For the value function SB3 builds by default, ``Linear -> activation -> ... -> Linear``, the gradient of
-the mean squared error has a short closed form; :class:`MlpRegression` computes it with plain tensor operations
-(written into preallocated ``.grad`` tensors) so that the optimizer's step can follow as usual. It is the same
-gradient as autograd's up to float rounding, which ``tests/test_critic.py`` checks.
+update), where autograd's bookkeeping costs more than the arithmetic: :class:`MlpRegression` writes the mean squared
+error's gradient into preallocated ``.grad`` tensors with plain tensor operations, and :func:`fused_adam_step` calls
+Adam's fused kernel directly.
 """
 
 from collections.abc import Callable, Sequence
@@ -19,9 +17,9 @@ from sb3_trpo.common.mlp import Layers, affine_layers, jacobian_transpose_vector
 
 class MlpRegression:
     """
-    Mean squared error of an MLP ``v = f(x)`` against targets, and its gradient with respect to every weight.
+    Mean squared error of an MLP ``v = f(x)`` against targets, and its gradient in every weight.
 
-    :param layers: ``(linear, activation or None)`` pairs from :func:`mlp_layers`; the last layer has one output
+    :param layers: from :func:`sb3_trpo.common.mlp.mlp_layers`; the last layer has one output and no activation
     """
 
     def __init__(self, layers: Layers) -> None:
@@ -36,16 +34,9 @@ class MlpRegression:
 
     def bind(self) -> Callable[[th.Tensor, th.Tensor], float]:
         """
-        The loss and its gradient with the weights, gradient buffers and activations looked up once.
-
-        For the small batches TRPO's critic sees, Python-side lookups (module attributes, module calls) cost as much
-        as the arithmetic, so a caller that makes many steps (``TRPO._fit_critic``, once per update) binds once. The
-        bound function stays valid while the parameters are updated in place (by an optimizer,
-        ``load_state_dict``); bind again after anything replaces them.
-
-        :return: a function ``(inputs, targets) -> loss``: the forward pass, the loss ``mean((targets - v)^2)`` as a
-            Python float (NaN or inf when the minibatch is not finite), and its gradient written into each
-            parameter's ``.grad``; inputs of shape (batch, in_features), targets of shape (batch,)
+        ``(inputs, targets) -> mean((targets - v)^2)`` as a Python float, its gradient written into each parameter's
+        ``.grad``, with the weights and buffers looked up once (Python lookups cost as much as the arithmetic here).
+        Valid while the parameters change in place; bind again after anything replaces them.
         """
         layers = affine_layers(self.layers)
         grads = (
@@ -59,7 +50,6 @@ class MlpRegression:
                 error = linearization[0].squeeze(1) - targets
                 batch_size = error.shape[0]
                 loss = th.dot(error, error).item() / batch_size
-                # d loss / d v = 2 (v - y) / batch                             [mean squared error]
                 grad_output = (error * (2.0 / batch_size)).unsqueeze(1)
                 jacobian_transpose_vector(layers, linearization, grad_output, out=grads, consume=True)
             return loss
@@ -68,7 +58,6 @@ class MlpRegression:
 
 
 def _grad_buffer(param: th.Tensor) -> th.Tensor:
-    # The gradient is written in place into the parameter's .grad (allocated once)
     if param.grad is None:
         param.grad = th.empty_like(param)
     return param.grad
@@ -76,18 +65,12 @@ def _grad_buffer(param: th.Tensor) -> th.Tensor:
 
 def fused_adam_step(optimizer: th.optim.Optimizer) -> Callable[[], None] | None:
     """
-    ``optimizer.step()`` of a fused ``torch.optim.Adam`` without the Python wrapper around the fused kernel.
+    ``optimizer.step()`` of a fused ``torch.optim.Adam``, bit for bit, calling its fused kernel without the per-call
+    bookkeeping around it, which dominates for a small network.
 
-    ``Adam.step`` spends most of its time (for a small network) in per-call bookkeeping before it reaches the one
-    fused kernel. When the optimizer is a plain fused Adam (one parameter group, no amsgrad / maximize / capturable /
-    differentiable / decoupled weight decay) whose state already exists, the returned callable increments the step
-    counters and calls the same kernel with the same arguments, so the update is bit for bit the one
-    ``optimizer.step()`` makes. The parameters' ``.grad`` tensors must stay the same objects between calls (they
-    are gathered once), as :class:`MlpRegression` guarantees. The per-parameter step counters become views of one
-    tensor, advanced by one ``add_``.
-
-    :param optimizer: the critic's optimizer
-    :return: the step function, or None when the shortcut does not apply (then call ``optimizer.step()``)
+    Applies to a plain fused Adam (one parameter group, no amsgrad / maximize / capturable / differentiable /
+    decoupled weight decay) whose state exists, and whose ``.grad`` tensors stay the same objects between calls (as
+    :class:`MlpRegression` keeps them); otherwise returns None: call ``optimizer.step()``.
     """
     if type(optimizer) is not th.optim.Adam or len(optimizer.param_groups) != 1 or not hasattr(th, "_fused_adam_"):
         return None
@@ -115,8 +98,8 @@ def fused_adam_step(optimizer: th.optim.Optimizer) -> Callable[[], None] | None:
     grads = [param.grad for param in params]
     exp_avgs = [state["exp_avg"] for state in states]
     exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-    # Adam keeps one step counter per parameter, all equal here: make them views of one tensor so that a single
-    # add_ advances them all (they stay ordinary entries of the optimizer's state for step() and state_dict())
+    # The per-parameter step counters, all equal here, become views of one tensor that a single add_ advances (they
+    # stay ordinary entries of the optimizer's state for step() and state_dict())
     counter = th.stack([state["step"] for state in states])
     for index, state in enumerate(states):
         state["step"] = counter[index]
@@ -151,11 +134,7 @@ def _is_real_number(value: object) -> bool:
 def fast_value_regression(policy: nn.Module, critic_params: Sequence[nn.Parameter]) -> MlpRegression | None:
     """
     :class:`MlpRegression` over SB3's value function (``mlp_extractor.value_net`` then ``value_net``) when it is a
-    plain MLP made of exactly the critic's parameters; None otherwise (use autograd).
-
-    :param policy: an SB3 ``ActorCriticPolicy``
-    :param critic_params: the parameters the critic's optimizer trains
-    :return: the regression, or None
+    plain MLP made of exactly ``critic_params``; None otherwise (use autograd).
     """
     mlp_extractor = getattr(policy, "mlp_extractor", None)
     value_net = getattr(policy, "value_net", None)

@@ -1,12 +1,11 @@
 """
 Evaluation under action masks that keeps a recurrent policy's memory.
 
-sb3-contrib's maskable ``evaluate_policy`` (and ``MaskableEvalCallback``, which calls it) assigns the LSTM states
-that ``predict`` returns to a name it never reads when it passes masks, so a recurrent policy is evaluated with a
-fresh memory at every step (sb3-contrib 2.9: ``actions, state = model.predict(..., state=states, ...)``). Without masks
-SB3's own ``evaluate_policy`` carries the states. The helpers here are SB3's ``evaluate_policy`` and ``EvalCallback``
-with the env's current action masks handed to ``predict`` at every step, so that both masks and memory hold; for a
-policy without memory they give what sb3-contrib's do.
+With masks, sb3-contrib's maskable ``evaluate_policy`` (and ``MaskableEvalCallback``) drops the LSTM states that
+``predict`` returns (sb3-contrib 2.9: ``actions, state = model.predict(..., state=states, ...)``), so a recurrent
+policy is evaluated with a fresh memory at every step. Here SB3's ``evaluate_policy`` and ``EvalCallback``, which
+carry the states, hand the env's current masks to ``predict``; for a policy without memory they give what
+sb3-contrib's do.
 """
 
 from collections.abc import Callable
@@ -16,16 +15,15 @@ import numpy as np
 from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.evaluation import evaluate_policy as evaluate_policy_without_masks
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 
 class MaskedPredictor:
     """
-    A model whose ``predict`` reads the action masks of ``env`` (``get_action_masks``) and passes them on; every other
-    attribute is the model's.
+    A model whose ``predict`` passes on the current action masks of ``env``; every other attribute is the model's.
 
     :param model: a model whose ``predict`` takes ``action_masks`` (MaskableTRPO, MaskableRecurrentTRPO, MaskablePPO)
-    :param env: the environment the masks are read from (the one being stepped)
+    :param env: the environment being stepped
     """
 
     def __init__(self, model: Any, env: Any) -> None:
@@ -39,9 +37,7 @@ class MaskedPredictor:
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """
-        :return: the model's actions under the env's current masks, and its next states (LSTM states, or None)
-        """
+        """:return: the model's actions under the env's current masks, and its next states (LSTM states, or None)"""
         masks = get_action_masks(self.env)
         return self.model.predict(
             observation, state=state, episode_start=episode_start, deterministic=deterministic, action_masks=masks
@@ -64,8 +60,7 @@ def evaluate_policy(
     use_masking: bool = True,
 ) -> tuple[float, float] | tuple[list[float], list[int]]:
     """
-    sb3-contrib's maskable ``evaluate_policy`` (same arguments and results), with a recurrent policy's LSTM states
-    carried from step to step.
+    sb3-contrib's maskable ``evaluate_policy`` (same arguments and results), carrying a recurrent policy's LSTM states.
 
     :param model: the model to evaluate
     :param env: the environment (a ``gym.Env`` or ``VecEnv``) with ``action_masks()`` when ``use_masking``
@@ -80,8 +75,6 @@ def evaluate_policy(
     :return: mean and std of the episode returns, or the lists of returns and lengths
     """
     if use_masking and not isinstance(env, VecEnv):
-        from stable_baselines3.common.vec_env import DummyVecEnv
-
         env = DummyVecEnv([lambda: env])
     predictor = MaskedPredictor(model, env) if use_masking else model
     return evaluate_policy_without_masks(
@@ -99,8 +92,8 @@ def evaluate_policy(
 
 class MaskableEvalCallback(EvalCallback):
     """
-    sb3-contrib's ``MaskableEvalCallback`` (SB3's ``EvalCallback`` with ``use_masking``), evaluating with
-    ``evaluate_policy`` above: under the eval env's masks, with a recurrent policy's memory kept.
+    sb3-contrib's ``MaskableEvalCallback`` (SB3's ``EvalCallback`` with ``use_masking``), keeping a recurrent policy's
+    memory under the eval env's masks.
 
     :param eval_env: the evaluation environment
     :param use_masking: pass the eval env's action masks to ``predict``
@@ -114,8 +107,7 @@ class MaskableEvalCallback(EvalCallback):
     def _on_step(self) -> bool:
         if not self.use_masking:
             return super()._on_step()
-        # SB3's evaluation, with the model seen through MaskedPredictor (saving, logging and normalization reach the
-        # model itself)
+        # SB3's step with the model seen through MaskedPredictor (its saving, logging and normalization are the model's)
         model = self.model
         self.model = MaskedPredictor(model, self.eval_env)  # type: ignore[assignment]
         try:

@@ -1,13 +1,10 @@
 """
-The MLPs of SB3's policies in closed form: one reader of their layers, and the forward pass, the backward pass and the
-Jacobian-vector products that the rollout (:mod:`sb3_trpo.common.rollout`), the critic's regression
-(:mod:`sb3_trpo.common.critic`) and the Fisher products (:mod:`sb3_trpo.common.fisher`) need.
+The MLPs of SB3's policies in closed form, for the rollout, the critic's regression and the Fisher products: for
+networks this small a module call costs more than its arithmetic.
 
-For the small networks TRPO is used with, each call of a module or a distribution object costs more than its
-arithmetic. An MLP is read once as its layers ``z_k = h_k W_k^T + b_k``, ``h_{k+1} = a_k(z_k)``, and each pass is a
-handful of tensor operations per layer: the same kernels as ``nn.Linear`` (``addmm(b, h, W^T)`` on 2-d inputs) and
-as autograd's backward of the activations, so the results are bit for bit those of the modules and of autograd
-(``tests/test_critic.py``, ``tests/test_fisher.py``, ``tests/test_rollout.py``).
+An MLP is read once as its layers ``z_k = h_k W_k^T + b_k``, ``h_{k+1} = a_k(z_k)``; each pass is a few tensor
+operations per layer, the kernels of ``nn.Linear`` (``addmm(b, h, W^T)``) and of autograd's backward, so the results
+are bit for bit the modules' and autograd's (``tests/test_critic.py``, ``test_fisher.py``, ``test_rollout.py``).
 """
 
 from collections.abc import Callable, Sequence
@@ -24,23 +21,16 @@ Layers = list[tuple[nn.Linear, nn.Module | None]]
 AffineLayers = list[tuple[th.Tensor, th.Tensor | None, Callable[[th.Tensor], th.Tensor] | None]]
 #: :data:`AffineLayers` as NumPy arrays, with in-place activations
 NumpyLayers = list[tuple[np.ndarray, np.ndarray | None, Callable[[np.ndarray], np.ndarray] | None]]
-#: the result of :func:`linearize`: the output, the input ``h_k`` of each layer, and ``a_k'(z_k)`` (None: no
-#: activation after layer ``k``)
+#: the result of :func:`linearize`: the output, each layer's input ``h_k`` and ``a_k'(z_k)`` (None: no activation)
 Linearization = tuple[th.Tensor, list[th.Tensor], list[th.Tensor | None]]
 
-#: The supported activations and their functions
 ACTIVATIONS: dict[type[nn.Module], Callable[[th.Tensor], th.Tensor]] = {nn.Tanh: th.tanh, nn.ReLU: th.relu}
 
 
 def mlp_layers(modules: Sequence[nn.Module]) -> Layers | None:
     """
-    Read a chain of modules as ``(linear, activation or None)`` pairs, or return None if it is not such a chain.
-
-    Nested ``nn.Sequential`` containers are flattened; ``nn.Identity`` is skipped; the chain must alternate
-    ``nn.Linear`` and at most one supported activation (tanh, relu) after each linear layer.
-
-    :param modules: the modules in the order they are applied
-    :return: the layers, or None when some module is not a linear layer or a supported activation
+    Read modules (in the order they are applied; ``nn.Sequential`` flattened, ``nn.Identity`` skipped) as
+    ``(linear, activation or None)`` pairs; None unless each ``nn.Linear`` is followed by at most one tanh or ReLU.
     """
     flat: list[nn.Module] = []
     for module in modules:
@@ -60,12 +50,7 @@ def mlp_layers(modules: Sequence[nn.Module]) -> Layers | None:
 
 
 def chain_layers(chain: nn.Module) -> Layers | None:
-    """
-    :func:`mlp_layers` of one module, where an empty ``nn.Sequential`` (SB3's ``net_arch=[]``) is the identity.
-
-    :param chain: a module of SB3's ``MlpExtractor`` (``policy_net``, ``value_net``) or a head (``action_net``)
-    :return: the layers (none for the identity), or None when it is not an MLP
-    """
+    """:func:`mlp_layers` of one module, where an empty ``nn.Sequential`` (SB3's ``net_arch=[]``) is no layer."""
     if isinstance(chain, nn.Sequential) and len(chain) == 0:
         return []
     return mlp_layers([chain])
@@ -73,12 +58,10 @@ def chain_layers(chain: nn.Module) -> Layers | None:
 
 def affine_layers(layers: Layers, detach: bool = True) -> AffineLayers:
     """
-    The layers bound to their tensors: valid while the weights are changed in place (an optimizer,
-    ``load_state_dict``); bind again after anything replaces them.
+    The layers bound to their tensors, ``(W^T, bias or None, activation or None)``: valid while the weights change in
+    place (an optimizer, ``load_state_dict``); bind again after anything replaces them.
 
-    :param layers: from :func:`mlp_layers`
-    :param detach: whether to bind detached views (outside autograd) or the parameters themselves
-    :return: ``(W^T, bias or None, activation function or None)`` for each layer
+    :param detach: bind detached views (outside autograd) rather than the parameters themselves
     """
     return [
         (
@@ -91,14 +74,7 @@ def affine_layers(layers: Layers, detach: bool = True) -> AffineLayers:
 
 
 def mlp_forward(layers: AffineLayers, inputs: th.Tensor) -> th.Tensor:
-    """
-    ``h_{k+1} = a_k(h_k W_k^T + b_k)``: the modules' forward pass, bit for bit.
-
-    :param layers: from :func:`affine_layers`
-    :param inputs: shape (batch, in_features)
-    :return: the outputs, shape (batch, out_features)
-    """
-    # nn.Linear computes addmm(bias, x, W^T) for 2-d inputs: the same kernel, the same result
+    """``h_{k+1} = a_k(h_k W_k^T + b_k)``: the modules' forward pass, bit for bit, on inputs of shape (batch, in)."""
     hidden = inputs
     for weight_t, bias, activation in layers:
         hidden = th.mm(hidden, weight_t) if bias is None else th.addmm(bias, hidden, weight_t)
@@ -109,32 +85,25 @@ def mlp_forward(layers: AffineLayers, inputs: th.Tensor) -> th.Tensor:
 
 def activation_derivative(activation: Callable[[th.Tensor], th.Tensor], output: th.Tensor, fused: bool = True) -> th.Tensor:
     """
-    ``a'(z)`` from the activation's output ``h = a(z)``.
+    ``a'(z)`` from the output ``h = a(z)``: ``1 - h^2`` for tanh, ``1[h > 0]`` for ReLU.
 
-    :param activation: ``th.tanh`` or ``th.relu``
-    :param output: ``h``
-    :param fused: for tanh, whether ``1 - h^2`` is computed with one rounding (a fused multiply-add, as autograd's
-        ``tanh_backward`` does: the critic's gradients are then bit for bit autograd's) or two (``h * h``, then
-        ``1 - ``: the Fisher products, whose records were made so)
-    :return: ``1 - h^2`` for tanh, ``1[h > 0]`` for ReLU
+    :param fused: for tanh, compute ``1 - h^2`` with one rounding (a fused multiply-add, as autograd's
+        ``tanh_backward``: the critic's gradients are then autograd's bit for bit) or two (``h * h``, then ``1 -``: the
+        Fisher products, whose records were made so)
     """
     if activation is th.relu:
-        # relu'(z) = 1[h > 0] = sign(h), as h = relu(z) >= 0: the same values as autograd's threshold_backward
+        # sign(h) = 1[h > 0] since h = relu(z) >= 0
         return output.sign()
     if fused:
-        # tanh'(z) = 1 - h^2, h^2 subtracted by addcmul (one fused multiply-add) as autograd's tanh_backward does
         return th.addcmul(output.new_ones(()), output, output, value=-1.0)
     return 1.0 - output * output
 
 
 def linearize(layers: AffineLayers, inputs: th.Tensor, fused: bool = True) -> Linearization:
     """
-    The forward pass, keeping what the derivatives in the weights need.
+    The forward pass, keeping each layer's input ``h_k`` and activation derivative ``a_k'`` for the derivatives.
 
-    :param layers: from :func:`affine_layers`
-    :param inputs: shape (batch, in_features)
     :param fused: the rounding of tanh's derivative (:func:`activation_derivative`)
-    :return: the outputs, the input ``h_k`` of each layer, and the derivative ``a_k'`` of each layer's activation
     """
     layer_inputs: list[th.Tensor] = []
     derivatives: list[th.Tensor | None] = []
@@ -155,16 +124,9 @@ def jacobian_vector(
     tangent_biases: Sequence[th.Tensor | None],
 ) -> th.Tensor:
     """
-    ``J v``: the derivative of the output along a tangent ``v = (dW_k, db_k)`` of the weights, by a tangent forward
-    pass.
-
-    :param layers: from :func:`affine_layers`
-    :param linearization: from :func:`linearize`
-    :param tangent_weights: ``dW_k``, shaped as ``W_k``
-    :param tangent_biases: ``db_k``, or None where the layer has no bias
-    :return: the output's tangent, shape (batch, out_features)
+    ``J v``, the output's derivative along a tangent ``v = (dW_k, db_k)`` of the weights (``db_k`` None where a layer
+    has no bias), by a tangent forward pass: ``dz_k = h_k dW_k^T + db_k + dh_k W_k^T``, ``dh_{k+1} = a_k' * dz_k``.
     """
-    # dz_k = h_k dW_k^T + db_k + dh_k W_k^T, dh_{k+1} = a_k' * dz_k               [tangent forward pass]
     _, layer_inputs, derivatives = linearization
     tangent = th.empty(0)
     for index, (tangent_weight, tangent_bias) in enumerate(zip(tangent_weights, tangent_biases, strict=True)):
@@ -184,17 +146,14 @@ def jacobian_transpose_vector(
     consume: bool = False,
 ) -> tuple[list[th.Tensor], list[th.Tensor | None]]:
     """
-    ``J^T u``: the backward pass of a gradient ``u`` of the output to the weights.
+    ``J^T u``, the backward pass of an output gradient ``u`` to the weights: ``u_k = u_{k+1} W_{k+1} * a_k'``,
+    ``dW_k = u_k^T h_k``, ``db_k = sum_i u_k``.
 
-    :param layers: from :func:`affine_layers`
-    :param linearization: from :func:`linearize`
-    :param grad_output: ``u``, shape (batch, out_features)
-    :param out: tensors to write the gradients into (``.grad`` tensors), as the result's structure; None: new ones
-    :param consume: whether the linearization serves this one pass only: its derivatives are then multiplied in place
-        (one allocation fewer per layer, for the critic's many small steps); False keeps it for more products
-    :return: the gradients of the weights and of the biases (None where a layer has no bias), one per layer
+    :param out: tensors to write the gradients into (``.grad`` tensors), structured as the result; None: new ones
+    :param consume: the linearization serves this pass only: its derivatives are multiplied in place (one allocation
+        fewer per layer, for the critic's many small steps)
+    :return: the weights' and the biases' gradients (None where a layer has no bias)
     """
-    # u_k = u_{k+1} W_{k+1} * a_k', dW_k = u_k^T h_k, db_k = sum_i u_k            [backward pass]
     _, layer_inputs, derivatives = linearization
     grads_weight: list[Any] = [None] * len(layers)
     grads_bias: list[th.Tensor | None] = [None] * len(layers)
@@ -211,38 +170,21 @@ def jacobian_transpose_vector(
             bias_out = out[1][index]
             grads_bias[index] = None if bias_out is None else th.sum(grad_output, dim=0, out=bias_out)
         if index > 0:
-            # u W: F.linear(u, W^T) multiplies by (W^T)^T = W itself, the same product as autograd's
+            # u W as F.linear(u, W^T): the product autograd computes
             grad_output = F.linear(grad_output, weight_t)
     return grads_weight, grads_bias
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# The forward pass in NumPy, for the rollout of small MLPs on the CPU
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def _tanh_inplace(hidden: np.ndarray) -> np.ndarray:
-    return np.tanh(hidden, out=hidden)
-
-
-def _relu_inplace(hidden: np.ndarray) -> np.ndarray:
-    return np.maximum(hidden, 0.0, out=hidden)
-
-
+#: In-place activations for the NumPy forward pass (the rollout of small MLPs on the CPU)
 NUMPY_ACTIVATIONS: dict[type[nn.Module], Callable[[np.ndarray], np.ndarray]] = {
-    nn.Tanh: _tanh_inplace,
-    nn.ReLU: _relu_inplace,
+    nn.Tanh: lambda hidden: np.tanh(hidden, out=hidden),
+    nn.ReLU: lambda hidden: np.maximum(hidden, 0.0, out=hidden),
 }
 
 
 def numpy_layers(layers: Layers) -> NumpyLayers:
-    """
-    :func:`affine_layers` as NumPy copies of the weights (CPU tensors only): valid until the weights change.
-
-    :param layers: from :func:`mlp_layers`
-    :return: ``(W^T, bias or None, in-place activation or None)`` for each layer
-    """
-    # Contiguous copies of W^T (a product with a contiguous matrix is about twice as fast as with a transposed view)
+    """:func:`affine_layers` as NumPy copies of the weights (CPU tensors only): valid until the weights change."""
+    # Contiguous copies of W^T: a product with a contiguous matrix is about twice as fast as with a transposed view
     return [
         (
             np.ascontiguousarray(linear.weight.detach().numpy().T),
@@ -254,13 +196,7 @@ def numpy_layers(layers: Layers) -> NumpyLayers:
 
 
 def numpy_forward(layers: NumpyLayers, inputs: np.ndarray) -> np.ndarray:
-    """
-    :func:`mlp_forward` in NumPy: the same values to float32 rounding (the products' summation order is NumPy's BLAS's).
-
-    :param layers: from :func:`numpy_layers`
-    :param inputs: shape (batch, in_features), float32
-    :return: the outputs, shape (batch, out_features)
-    """
+    """:func:`mlp_forward` in NumPy: the same values to float32 rounding (the sums' order is NumPy's BLAS's)."""
     hidden = inputs
     for weight_t, bias, activation in layers:
         hidden = np.dot(hidden, weight_t)

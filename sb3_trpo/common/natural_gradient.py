@@ -1,13 +1,10 @@
 """
-The natural-gradient step of TRPO as small pure functions.
+The natural-gradient step of TRPO as small pure functions of tensors, parameters and callables, each checked on its
+own against a dense reference (``docs/design.md``, "The update, step by step").
 
-Nothing here reads an algorithm's attributes: every function takes tensors, parameters and callables, so each
-can be checked on its own against a dense reference (``th.linalg.solve``, an explicit Hessian, a quadratic).
-
-Notation follows the TRPO paper (Schulman et al., 2015, https://arxiv.org/abs/1502.05477):
-``theta`` the actor parameters, ``L(theta)`` the surrogate objective, ``g`` its gradient at ``theta_old``,
-``F`` the Fisher information matrix (the Hessian of the mean ``KL(pi_old || pi_theta)`` at ``theta_old``),
-``delta`` the trust-region radius (``target_kl``).
+Notation of the TRPO paper (Schulman et al., 2015, https://arxiv.org/abs/1502.05477): ``theta`` the actor parameters,
+``L(theta)`` the surrogate objective, ``g`` its gradient at ``theta_old``, ``F`` the Fisher matrix (the Hessian of the
+mean ``KL(pi_old || pi_theta)`` at ``theta_old``), ``delta`` the trust-region radius (``target_kl``).
 """
 
 import copy
@@ -34,11 +31,10 @@ class CGResult(NamedTuple):
     Outcome of :func:`conjugate_gradient`.
 
     :param x: approximate solution of ``A x = b``, shape (n,)
-    :param n_iter: number of matrix-vector products used inside the loop
-    :param residual_norm: ``||b - A x||`` as tracked by the recurrence (a 0-d tensor)
-    :param converged: whether the residual fell below the tolerance before ``max_iter``
-    :param residual: ``r = b - A x`` as tracked by the recurrence, shape (n,); ``b - r`` is ``A x`` without
-        another product
+    :param n_iter: number of matrix-vector products inside the loop
+    :param residual_norm: ``||r||`` as tracked by the recurrence (a 0-d tensor)
+    :param converged: whether ``r^T r`` fell below the tolerance
+    :param residual: ``r = b - A x`` as tracked by the recurrence, shape (n,): ``b - r`` is ``A x`` without a product
     """
 
     x: th.Tensor
@@ -50,14 +46,13 @@ class CGResult(NamedTuple):
 
 class LineSearchResult(NamedTuple):
     """
-    Outcome of :func:`backtracking_line_search`.
+    Outcome of a step (:func:`backtracking_line_search`, or NPG's full step).
 
-    :param accepted: whether a candidate passed both the KL and the improvement test
-    :param fraction: the accepted fraction ``shrink**j`` of the full step (0.0 when nothing was accepted)
-    :param n_backtracks: how many candidates were rejected before the accepted one
-        (``max_iter`` when nothing was accepted)
-    :param kl: ``KL(pi_old || pi_theta)`` at the accepted candidate (0.0 when nothing was accepted)
-    :param surrogate: ``L(theta)`` at the accepted candidate (``old_surrogate`` when nothing was accepted)
+    :param accepted: whether a candidate was accepted
+    :param fraction: the accepted fraction ``shrink**j`` of the full step (0.0 when none was)
+    :param n_backtracks: candidates rejected before the accepted one (``max_iter`` when none was accepted)
+    :param kl: the KL at the accepted candidate (0.0 when none was)
+    :param surrogate: ``L(theta)`` at the accepted candidate (``old_surrogate`` when none was)
     """
 
     accepted: bool
@@ -67,28 +62,13 @@ class LineSearchResult(NamedTuple):
     surrogate: float
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Flat-parameter helpers
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 def get_flat_params(params: Sequence[nn.Parameter]) -> th.Tensor:
-    """
-    Concatenate parameters into one detached vector (a copy).
-
-    :param params: the parameters, in a fixed order
-    :return: flat vector of shape (sum of numels,)
-    """
+    """Concatenate the parameters into one detached vector (a copy)."""
     return th.nn.utils.parameters_to_vector(params).detach().clone()
 
 
 def set_flat_params(params: Sequence[nn.Parameter], flat: th.Tensor) -> None:
-    """
-    Write a flat vector back into the parameters, in place and bit for bit.
-
-    :param params: the parameters, in the order used by :func:`get_flat_params`
-    :param flat: vector of shape (sum of numels,)
-    """
+    """Write a flat vector (in the order of :func:`get_flat_params`) back into the parameters, in place and bit for bit."""
     n_total = sum(param.numel() for param in params)
     if flat.numel() != n_total:
         raise ValueError(f"`flat` has {flat.numel()} elements but the parameters have {n_total}")
@@ -107,15 +87,11 @@ def flat_grad(
     retain_graph: bool | None = None,
 ) -> th.Tensor:
     """
-    Gradient of a scalar with respect to all ``params`` in ONE autograd call, flattened.
+    Gradient of a scalar with respect to all ``params`` in one autograd call, flattened; zero for the parameters that
+    do not influence ``output``.
 
-    Parameters that do not influence ``output`` get a zero gradient.
-
-    :param output: scalar tensor
-    :param params: the parameters to differentiate with respect to
     :param create_graph: keep the graph of the gradient itself (for second derivatives)
     :param retain_graph: keep the graph of ``output`` for further calls (defaults to ``create_graph``)
-    :return: flat gradient of shape (sum of numels,)
     """
     grads = th.autograd.grad(output, list(params), create_graph=create_graph, retain_graph=retain_graph, allow_unused=True)
     return th.cat(
@@ -123,22 +99,8 @@ def flat_grad(
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Surrogate objective and KL
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 def normalize_advantages(advantages: th.Tensor, eps: float = 1e-8) -> th.Tensor:
-    """
-    Shift and scale advantages to zero mean and unit standard deviation.
-
-    A batch of one sample has no spread: it is only centered (the std of one sample is NaN).
-
-    :param advantages: shape (batch,)
-    :param eps: added to the std to avoid a division by zero
-    :return: normalized advantages, shape (batch,)
-    """
-    # A_norm = (A - mean(A)) / (std(A) + eps)
+    """``(A - mean(A)) / (std(A) + eps)``; a batch of one sample (whose std is NaN) is only centred."""
     if advantages.numel() < 2:
         return advantages - advantages.mean()
     return (advantages - advantages.mean()) / (advantages.std() + eps)
@@ -146,16 +108,13 @@ def normalize_advantages(advantages: th.Tensor, eps: float = 1e-8) -> th.Tensor:
 
 def surrogate_objective(log_prob: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor) -> th.Tensor:
     """
-    TRPO's surrogate objective (importance-sampled advantage).
-
-    At ``theta = theta_old`` its value is ``mean(A)`` and its gradient is the policy gradient ``g``.
+    TRPO's surrogate ``L(theta) = mean(exp(log_pi_theta - log_pi_old) * A)`` (paper, Sec. 5): ``mean(A)`` at
+    ``theta_old``, where its gradient is the policy gradient ``g``.
 
     :param log_prob: ``log pi_theta(a|s)``, shape (batch,)
     :param old_log_prob: ``log pi_old(a|s)``, detached, shape (batch,)
     :param advantages: ``A(s, a)``, shape (batch,)
-    :return: scalar ``L(theta)``
     """
-    # L(theta) = mean(exp(log_pi - log_pi_old) * A)                               [TRPO paper, Sec. 5]
     return (th.exp(log_prob - old_log_prob) * advantages).mean()
 
 
@@ -167,18 +126,11 @@ def entropy_regularized_surrogate(
     ent_coef: float,
 ) -> th.Tensor:
     """
-    The surrogate objective with an entropy bonus, the objective of TRPO's and NPG's ``ent_coef`` option.
+    ``L(theta) + ent_coef * mean(H)``, the objective of the ``ent_coef`` option; with ``ent_coef == 0`` it is
+    :func:`surrogate_objective` itself, the same tensor operations.
 
-    With ``ent_coef == 0`` (or no entropy given) it is :func:`surrogate_objective` itself, the same tensor operations.
-
-    :param log_prob: ``log pi_theta(a|s)``, shape (batch,)
-    :param old_log_prob: ``log pi_old(a|s)``, detached, shape (batch,)
-    :param advantages: ``A(s, a)``, shape (batch,)
-    :param entropy: ``H(pi_theta(.|s))`` of the joint action distribution per sample, shape (batch,), or None
-    :param ent_coef: the bonus's coefficient ``c`` (>= 0)
-    :return: scalar ``L(theta) + c * mean(H)``
+    :param entropy: the joint action distribution's entropy per sample, shape (batch,), or None (none in closed form)
     """
-    # L_c(theta) = mean(exp(log_pi - log_pi_old) * A) + c * mean(H(pi_theta(.|s)))
     surrogate = surrogate_objective(log_prob, old_log_prob, advantages)
     if ent_coef == 0.0:
         return surrogate
@@ -189,11 +141,8 @@ def entropy_regularized_surrogate(
 
 def torch_distributions(distribution: Distribution) -> list[th.distributions.Distribution]:
     """
-    The torch distribution(s) inside an SB3 (or sb3-contrib maskable) action distribution.
-
-    :param distribution: an SB3 action distribution, after ``proba_distribution``
-    :return: one torch distribution, or one per action dimension for multi-categorical distributions
-        (SB3's keep them in ``distribution``, sb3-contrib's maskable one in ``distributions``)
+    The torch distribution(s) inside an SB3 (or sb3-contrib maskable) action distribution: one per action dimension
+    for multi-categorical ones (SB3's keep them in ``distribution``, sb3-contrib's maskable one in ``distributions``).
     """
     inner = getattr(distribution, "distributions", None)
     if inner is None:
@@ -208,7 +157,7 @@ def _rebuild_torch_distribution(
     if isinstance(distribution, th.distributions.Normal):
         return th.distributions.Normal(transform(distribution.loc), transform(distribution.scale), validate_args=False)
     if isinstance(distribution, MaskableCategorical):
-        # The masked logits, and the masks (so that the masked KL knows which entries to leave out)
+        # The masks go along, so that the masked KL knows which entries to leave out
         masks = None if distribution.masks is None else transform(distribution.masks)
         return MaskableCategorical(logits=transform(distribution.logits), validate_args=False, masks=masks)
     if isinstance(distribution, th.distributions.Categorical):
@@ -236,45 +185,31 @@ def _rebuilt_distribution(distribution: Distribution, transform: Callable[[th.Te
 
 def detached_distribution(distribution: Distribution) -> Distribution:
     """
-    A frozen snapshot of an SB3 action distribution: ``pi_old``.
+    ``pi_old``: a frozen snapshot of an SB3 action distribution (from ``policy.get_distribution(obs)``).
 
-    SB3 policies reuse ONE mutable distribution wrapper (``policy.action_dist``) and overwrite its ``distribution``
-    attribute on every forward pass, so keeping a reference (or a plain ``copy.copy``) of it would silently follow
-    the new parameters. The snapshot is a new wrapper whose torch distribution(s) are rebuilt from detached
-    parameters (mean and std, or logits, with their action masks), so later forward passes can neither change it
-    nor backpropagate into it.
-
-    :param distribution: the distribution returned by ``policy.get_distribution(obs)``
-    :return: a distribution of the same class, detached from the graph
+    SB3 policies overwrite ONE mutable distribution wrapper on every forward pass, so a reference (or a
+    ``copy.copy``) of it would follow the new parameters: the snapshot is a new wrapper around torch distributions
+    rebuilt from detached parameters (and action masks).
     """
     return _rebuilt_distribution(distribution, th.Tensor.detach)
 
 
 def distribution_samples(distribution: Distribution, index: th.Tensor | slice) -> Distribution:
     """
-    The distribution of some samples of a batch (e.g. the real samples of padded sequences), with its graph.
-
-    :param distribution: an SB3 action distribution over a batch (first dimension: the sample)
-    :param index: the samples to keep (boolean mask, indices or slice)
-    :return: a new distribution of the same class over the selected samples (the original is left as it was)
+    A new distribution over the samples ``index`` (boolean mask, indices or slice) of a batch, with its graph: e.g. the
+    real samples of padded sequences.
     """
     return _rebuilt_distribution(distribution, lambda tensor: tensor[index])
 
 
 def masked_categorical_kl(old: th.distributions.Categorical, new: th.distributions.Categorical) -> th.Tensor:
     """
-    Per-sample ``KL(p_old || p_new)`` of two categoricals under the same action masks (sb3-contrib's
-    ``MaskableCategorical``, or plain categoricals: no mask).
+    Per-sample ``KL(p_old || p_new) = sum over valid a of p_old(a) * (log p_old(a) - log p_new(a))`` of two
+    categoricals under ``old``'s action masks (sb3-contrib's ``MaskableCategorical``; a plain one has no mask).
 
-    ``KL = sum over valid actions a of p_old(a) * (log p_old(a) - log p_new(a))``: a masked action contributes exactly
-    0 (it is left out of the sum, not computed as ``0 * (-1e8 - (-1e8))`` or ``0 * inf``), so neither the KL nor its
-    derivatives hold NaN or inf; a state with a single valid action has ``KL = 0`` and a zero gradient.
-
-    :param old: ``pi_old`` (its masks are the masks of both)
-    :param new: ``pi_theta``
-    :return: KL per sample, shape (batch,)
+    A masked action is left out of the sum (not computed as ``0 * inf``), so neither the KL nor its derivatives hold
+    NaN or inf; a state with a single valid action has ``KL = 0`` and a zero gradient.
     """
-    # KL(p || q) = sum_{a valid} p(a) (log p(a) - log q(a))
     terms = old.probs * (old.logits - new.logits)
     masks = getattr(old, "masks", None)
     if masks is not None:
@@ -284,46 +219,29 @@ def masked_categorical_kl(old: th.distributions.Categorical, new: th.distributio
 
 def kl_old_new(old_distribution: Distribution, new_distribution: Distribution) -> th.Tensor:
     """
-    Per-sample ``KL(pi_old || pi_theta)`` of the joint action distribution (the paper's direction).
+    Per-sample ``KL(pi_old || pi_theta)`` of the joint action distribution (the paper's direction), shape (batch,).
 
-    SB3's ``kl_divergence`` returns one KL per independent action dimension for Gaussian and Bernoulli
-    distributions, shape (batch, n_dims); the KL of the joint distribution is their sum. Categorical and
-    multi-categorical KLs already come per sample, shape (batch,). (SB3's ``sum_independent_dims`` would sum a
-    1-d tensor over the batch, so it is not used here.) sb3-contrib's maskable distributions (categorical,
-    multi-categorical, Bernoulli as two-way categoricals) take :func:`masked_categorical_kl` per action dimension.
-
-    :param old_distribution: ``pi_old`` (see :func:`detached_distribution`)
-    :param new_distribution: ``pi_theta``, same class
-    :return: KL per sample, shape (batch,)
+    SB3's ``kl_divergence`` gives one KL per independent dimension for Gaussian and Bernoulli distributions (summed
+    here; ``sum_independent_dims`` would sum a 1-d tensor over the batch); sb3-contrib's maskable distributions take
+    :func:`masked_categorical_kl` per action dimension.
     """
     if isinstance(old_distribution, MaskableDistribution):
         pairs = zip(torch_distributions(old_distribution), torch_distributions(new_distribution), strict=True)
         return th.stack([masked_categorical_kl(old, new) for old, new in pairs], dim=1).sum(dim=1)  # type: ignore[arg-type]
-    # KL(p || q) = E_p[log p - log q], summed over independent action dimensions
     kl = kl_divergence(old_distribution, new_distribution)
     return kl.sum(dim=1) if kl.dim() > 1 else kl
 
 
-#: What ``target_kl`` bounds (the algorithms' ``kl_constraint``): ``"joint"``, the paper's ``KL(pi_old || pi_theta)``
-#: of the joint action distribution; ``"sb3_contrib"``, the quantity sb3-contrib's TRPO checks,
-#: ``kl_divergence(pi_theta, pi_old)`` averaged over the action dimensions of Box and MultiBinary actions
+#: The values of the algorithms' ``kl_constraint``, what ``target_kl`` bounds (:func:`constrained_kl`)
 KL_CONSTRAINTS = ("joint", "sb3_contrib")
 
 
 def kl_new_old_sb3_contrib(old_distribution: Distribution, new_distribution: Distribution) -> th.Tensor:
     """
-    Per-sample KL that sb3-contrib's TRPO bounds: ``KL(pi_theta || pi_old)`` (its direction), averaged over the
-    independent action dimensions of Gaussian (gSDE included) and Bernoulli distributions, summed over the
-    sub-actions of multi-categorical ones, the categorical KL itself for Discrete actions.
-
-    sb3-contrib's line search checks ``kl_divergence(distribution, old_distribution).mean()``; SB3's
-    ``kl_divergence`` gives shape (batch, n_dims) for Gaussian and Bernoulli distributions, so its ``.mean()`` is the
-    batch mean of this per-sample mean. sb3-contrib's maskable distributions take :func:`masked_categorical_kl`
-    (the same masks on both sides), summed over sub-actions, averaged over dimensions for MultiBinary ones.
-
-    :param old_distribution: ``pi_old`` (see :func:`detached_distribution`)
-    :param new_distribution: ``pi_theta``, same class
-    :return: KL per sample, shape (batch,)
+    Per-sample KL that sb3-contrib's TRPO bounds, ``kl_divergence(pi_theta, pi_old).mean()`` per sample:
+    ``KL(pi_theta || pi_old)`` averaged over the independent dimensions of Gaussian (gSDE included) and Bernoulli
+    distributions, summed over the sub-actions of multi-categorical ones; for sb3-contrib's maskable distributions,
+    :func:`masked_categorical_kl` summed over sub-actions (averaged for MultiBinary).
     """
     if isinstance(old_distribution, MaskableDistribution):
         pairs = zip(torch_distributions(new_distribution), torch_distributions(old_distribution), strict=True)
@@ -335,12 +253,8 @@ def kl_new_old_sb3_contrib(old_distribution: Distribution, new_distribution: Dis
 
 def constrained_kl(old_distribution: Distribution, new_distribution: Distribution, kl_constraint: str) -> th.Tensor:
     """
-    Per-sample KL that ``target_kl`` bounds under ``kl_constraint`` (one of :data:`KL_CONSTRAINTS`).
-
-    :param old_distribution: ``pi_old``
-    :param new_distribution: ``pi_theta``, same class
-    :param kl_constraint: ``"joint"`` (:func:`kl_old_new`) or ``"sb3_contrib"`` (:func:`kl_new_old_sb3_contrib`)
-    :return: KL per sample, shape (batch,)
+    Per-sample KL that ``target_kl`` bounds: :func:`kl_old_new` for ``"joint"``, :func:`kl_new_old_sb3_contrib` for
+    ``"sb3_contrib"``.
     """
     if kl_constraint == "joint":
         return kl_old_new(old_distribution, new_distribution)
@@ -349,15 +263,9 @@ def constrained_kl(old_distribution: Distribution, new_distribution: Distributio
 
 def kl_constraint_dimensions(action_space: spaces.Space, kl_constraint: str) -> int:
     """
-    ``d`` such that the bounded KL is the joint KL divided by ``d`` to second order at ``theta_old``: its Hessian there
-    (the Fisher matrix of the constraint) is ``F / d``, ``F`` the Fisher of the joint distribution.
-
-    Both directions of the KL have the same Hessian at ``theta_old``, so only the average over dimensions counts:
-    ``d`` is the number of action dimensions for Box and MultiBinary actions under ``"sb3_contrib"``, else 1.
-
-    :param action_space: the algorithm's action space
-    :param kl_constraint: one of :data:`KL_CONSTRAINTS`
-    :return: ``d >= 1``
+    ``d`` such that the bounded KL's Hessian at ``theta_old`` is ``F / d``: the number of action dimensions for Box and
+    MultiBinary actions under ``"sb3_contrib"`` (whose KL is averaged over them), else 1. Both directions of the KL
+    have the same Hessian there.
     """
     if kl_constraint == "sb3_contrib" and isinstance(action_space, (spaces.Box, spaces.MultiBinary)):
         return max(int(np.prod(action_space.shape)), 1)
@@ -366,38 +274,21 @@ def kl_constraint_dimensions(action_space: spaces.Space, kl_constraint: str) -> 
 
 def scaled_fisher_vector_product(fvp: FisherVectorProduct, dimensions: int) -> FisherVectorProduct:
     """
-    The damped product of the constraint's Fisher ``F / d`` from a product of the joint one damped by ``d * damping``:
-    ``((F + d * damping * I) v) / d = (F / d + damping * I) v``, what sb3-contrib's Hessian-vector product computes
-    (``cg_damping`` added to the Hessian of its averaged KL).
-
-    :param fvp: ``v -> (F + d * damping * I) v``
-    :param dimensions: ``d`` (:func:`kl_constraint_dimensions`); 1 returns ``fvp`` itself
-    :return: ``v -> (F / d + damping * I) v``
+    ``v -> (F / d + damping * I) v`` from ``fvp: v -> (F + d * damping * I) v``: the damped Hessian-vector product of
+    sb3-contrib's averaged KL. ``d == 1`` returns ``fvp`` itself.
     """
     if dimensions == 1:
         return fvp
     return lambda vector: fvp(vector) / dimensions
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Fisher-vector product, conjugate gradient, step length, line search
-# ---------------------------------------------------------------------------------------------------------------------
-
-
 def fisher_vector_product(kl_grad: th.Tensor, params: Sequence[nn.Parameter], vector: th.Tensor, damping: float) -> th.Tensor:
     """
-    Damped Fisher-vector product by double backward (the reference implementation).
+    ``(F + damping * I) v`` by double backward, the reference: ``F v = grad_theta((grad_theta KL) . v)``.
 
-    ``F`` is the Hessian at ``theta_old`` of the mean ``KL(pi_old || pi_theta)``; ``kl_grad`` must be the gradient
-    of that KL built with ``create_graph=True``, so the same graph serves every call (it is retained).
-
-    :param kl_grad: flat ``grad_theta KL``, shape (n,), with its graph
+    :param kl_grad: flat gradient of the mean KL, built with ``create_graph=True`` (its graph serves every call)
     :param params: the actor parameters ``theta``
-    :param vector: ``v``, shape (n,)
-    :param damping: ``cg_damping``, added as ``damping * v`` (Tikhonov damping)
-    :return: ``(F + damping * I) v``, shape (n,)
     """
-    # (F + damping * I) v,  F v = grad_theta((grad_theta KL) . v)          [Hessian of KL = Fisher at theta_old]
     return flat_grad(th.dot(kl_grad, vector), params, retain_graph=True).detach() + damping * vector
 
 
@@ -409,21 +300,14 @@ def conjugate_gradient(
     x0: th.Tensor | None = None,
 ) -> CGResult:
     """
-    Conjugate gradient for ``A x = g`` with ``A`` symmetric positive definite, given only ``v -> A v``.
+    Conjugate gradient for ``A x = g``, ``A`` symmetric positive definite, given ``fvp: v -> A v`` (Nocedal & Wright,
+    Numerical Optimization, Algorithm 5.2).
 
-    Stops after ``max_iter`` products, when the squared residual norm drops below ``residual_tol``, or when a
-    search direction has non-positive curvature (``p^T A p <= 0``: ``A`` is not positive definite along it),
-    in which case the iterate reached so far is returned. Reference: Nocedal & Wright, Numerical Optimization,
-    Algorithm 5.2.
+    Stops after ``max_iter`` products, when ``r^T r < residual_tol``, or at a direction of non-positive curvature
+    (``p^T A p <= 0``), returning the iterate reached.
 
-    :param fvp: ``v -> A v``
-    :param g: right-hand side, shape (n,)
-    :param max_iter: maximum number of iterations (>= 1)
-    :param residual_tol: tolerance on the squared residual norm ``r^T r``
-    :param x0: starting point (warm start); ``None`` starts from zero
-    :return: :class:`CGResult`
+    :param x0: starting point (warm start); None starts from zero
     """
-    # x ~= A^-1 g                                                          [Nocedal & Wright, Alg. 5.2]
     if x0 is None:
         x = th.zeros_like(g)
         r = g.clone()
@@ -452,17 +336,13 @@ def conjugate_gradient(
 
 def max_step_length(direction: th.Tensor, fvp_direction: th.Tensor, target_kl: float) -> float:
     """
-    Largest step along ``s`` that the quadratic model of the KL allows.
+    ``beta = sqrt(2 * delta / s^T F s)``, the step along ``s`` at which the quadratic model of the KL,
+    ``0.5 * beta**2 * s^T F s``, reaches ``delta`` (paper, Appendix C); 0.0 when ``s^T F s`` is not positive and finite.
 
-    With ``KL(theta_old + beta * s) ~= 0.5 * beta**2 * s^T F s``, setting it equal to ``delta`` gives ``beta``.
-    Returns 0.0 when ``s^T F s`` is not positive and finite (no step can be sized).
-
-    :param direction: search direction ``s``, shape (n,)
-    :param fvp_direction: ``F s``, shape (n,)
-    :param target_kl: trust-region radius ``delta``
-    :return: ``beta``
+    :param direction: ``s``
+    :param fvp_direction: ``F s``
+    :param target_kl: ``delta``
     """
-    # beta = sqrt(2 * delta / (s^T F s))                                     [TRPO paper, App. C]
     s_f_s = float(th.dot(direction, fvp_direction))
     if not (math.isfinite(s_f_s) and s_f_s > 0.0):
         return 0.0
@@ -477,21 +357,12 @@ def backtracking_line_search(
     max_iter: int,
 ) -> LineSearchResult:
     """
-    Backtracking line search on the fraction of the full natural-gradient step.
+    Accept the first ``fraction = shrink**j`` (``j = 0 .. max_iter - 1``) of the full step whose KL is at most
+    ``target_kl`` and whose surrogate improves on ``old_surrogate`` (both finite). Restoring ``theta_old`` after a
+    failure is the caller's job.
 
-    Tries ``fraction = shrink**j`` for ``j = 0 .. max_iter - 1`` and accepts the first candidate whose
-    ``KL(pi_old || pi_theta) <= target_kl`` and whose surrogate improves on ``old_surrogate`` (both finite).
-    ``evaluate`` moves the parameters to the candidate and measures it; restoring the old parameters after a
-    failure is the caller's job (it holds them).
-
-    :param evaluate: ``fraction -> (L(theta), KL(pi_old || pi_theta))`` at ``theta_old + fraction * full_step``
-    :param old_surrogate: ``L(theta_old)``
-    :param target_kl: trust-region radius ``delta``
-    :param shrink: ``line_search_shrinking_factor``, in (0, 1)
-    :param max_iter: ``line_search_max_iter``, >= 1
-    :return: :class:`LineSearchResult`
+    :param evaluate: ``fraction -> (L(theta), KL)`` at ``theta_old + fraction * full_step`` (it moves the parameters)
     """
-    # try fraction = shrink**j; accept the first with KL <= delta and L(theta') > L(theta_old)
     fraction = 1.0
     for n_backtracks in range(max_iter):
         surrogate, kl = evaluate(fraction)
@@ -501,11 +372,7 @@ def backtracking_line_search(
     return LineSearchResult(False, 0.0, max_iter, 0.0, old_surrogate)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Adaptive trust-region radius
-# ---------------------------------------------------------------------------------------------------------------------
-
-#: Factor by which the radius grows or shrinks after an update
+#: Factor by which the ``adaptive_kl`` radius grows or shrinks after an update
 RADIUS_FACTOR = 1.5
 #: The radius stays within [target_kl / RADIUS_BOUND, RADIUS_BOUND * target_kl]
 RADIUS_BOUND = 10.0
@@ -513,22 +380,17 @@ RADIUS_BOUND = 10.0
 
 def adapt_trust_region_radius(radius: float, target_kl: float, step: LineSearchResult) -> float:
     """
-    The trust-region radius of the next update, from how the step of this one went (``adaptive_kl``).
+    The next update's trust-region radius (``adaptive_kl``), with ``f = RADIUS_FACTOR`` and ``b = RADIUS_BOUND``:
 
-    The exact rule, with ``f = RADIUS_FACTOR = 1.5`` and ``b = RADIUS_BOUND = 10``:
+    - grow to ``min(f * radius, b * target_kl)`` after a full step (``fraction == 1``) accepted with
+      ``KL <= radius / f`` (the quadratic model was pessimistic);
+    - shrink to ``max(radius / f, target_kl / b)`` when no step was accepted, or the KL exceeds ``f * radius`` (NPG,
+      which has no line search to reject an overshoot);
+    - otherwise keep it.
 
-    - grow: the FULL step was accepted (``fraction == 1``) with ``KL <= radius / f``, well inside the region (the
-      quadratic model of the KL was pessimistic): ``radius = min(f * radius, b * target_kl)``;
-    - shrink: no step was accepted (a failed line search, a non-finite objective or KL), or the KL reached exceeds
-      ``f * radius`` (NPG, which has no line search to reject an overshoot): ``radius = max(radius / f, target_kl / b)``;
-    - otherwise the radius is kept.
-
-    :param radius: the radius ``delta`` this update used
+    :param radius: the radius this update used
     :param target_kl: the configured radius, the centre of the bounds
-    :param step: the step this update took
-    :return: the radius of the next update
     """
-    # grow x f after an accepted full step with KL <= delta / f; shrink / f after a rejection or KL > f * delta
     if not step.accepted or step.kl > RADIUS_FACTOR * radius:
         return max(radius / RADIUS_FACTOR, target_kl / RADIUS_BOUND)
     if step.fraction == 1.0 and step.kl <= radius / RADIUS_FACTOR:

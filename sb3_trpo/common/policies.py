@@ -1,16 +1,10 @@
 """
-The split of an actor-critic policy's parameters into actor and critic, shared by the natural-gradient family.
+The split of an actor-critic policy's parameters, by its structure, into the actor's (everything that shapes the
+action distribution: the trust-region step moves them) and the critic's (the value function: Adam regression).
 
-TRPO updates the two halves differently: the actor (everything that shapes the action distribution) by a
-natural-gradient step inside the trust region, the critic (the value function) by Adam regression on the returns.
-The split is made from the policy's structure, never from parameter names.
-
-Who owns a shared features extractor: with ``share_features_extractor=True`` (SB3's default, and what
-``CnnPolicy`` and ``MultiInputPolicy`` use) the one extractor feeds both heads. It shapes the action distribution,
-so it belongs to the ACTOR: it moves only with the trust-region step, and the critic learns on top of its (frozen)
-features. Letting the critic's Adam steps move it would change the policy after the line search has measured the KL,
-and the update as a whole could leave the trust region. Pass ``share_features_extractor=False`` to give the critic
-an extractor of its own that it trains freely.
+A shared features extractor (``share_features_extractor=True``, SB3's default) belongs to the actor: if the critic's
+Adam steps moved it, they would change the policy after the line search measured the KL, and the update could leave
+the trust region. Pass ``share_features_extractor=False`` to give the critic an extractor it trains freely.
 """
 
 from typing import TypeGuard
@@ -69,11 +63,10 @@ def actor_critic_parameters(policy: nn.Module) -> tuple[list[nn.Parameter], list
     """
     Split a policy's parameters into the actor's (theta) and the critic's (phi).
 
-    A policy that defines ``actor_parameters()`` and ``critic_parameters()`` decides itself; otherwise SB3's
-    ``ActorCriticPolicy`` structure is used: actor = policy features extractor, ``mlp_extractor.policy_net``,
-    ``action_net`` and ``log_std`` (if any); critic = the critic's own features extractor (only when it is not
-    shared), ``mlp_extractor.value_net`` and ``value_net``. A shared features extractor belongs to the actor
-    (see the module docstring).
+    A policy that defines ``actor_parameters()`` and ``critic_parameters()`` decides itself. Otherwise, by SB3's
+    ``ActorCriticPolicy`` structure: the actor is the policy features extractor, ``mlp_extractor.policy_net``,
+    ``action_net`` and ``log_std``; the critic its own features extractor (when not shared), ``mlp_extractor.value_net``
+    and ``value_net``; sb3-contrib's recurrent policies add their LSTMs.
 
     :param policy: the policy
     :return: (actor parameters, critic parameters), each in the policy's registration order
@@ -85,7 +78,7 @@ def actor_critic_parameters(policy: nn.Module) -> tuple[list[nn.Parameter], list
     else:
         actor, critic = _standard_partition(policy)
 
-    # Deduplicate (a module may be reachable twice) and keep the policy's registration order
+    # A module may be reachable twice: deduplicate, in the policy's registration order
     actor_ids = {id(param) for param in actor}
     critic_ids = {id(param) for param in critic}
     overlap = actor_ids & critic_ids
@@ -104,11 +97,9 @@ def actor_critic_parameters(policy: nn.Module) -> tuple[list[nn.Parameter], list
     return ordered_actor, ordered_critic
 
 
-#: SB3's actor-critic policy classes whose ``forward`` and ``get_distribution`` are ``ActorCriticPolicy``'s own (the
-#: two subclasses only change constructor defaults)
+#: SB3's actor-critic policy classes whose ``forward`` and ``get_distribution`` are ``ActorCriticPolicy``'s own
 SB3_ACTOR_CRITIC_CLASSES = (ActorCriticPolicy, ActorCriticCnnPolicy, MultiInputActorCriticPolicy)
-#: sb3-contrib's maskable actor-critic policy classes: the same networks, ``forward`` and ``get_distribution`` take
-#: action masks
+#: sb3-contrib's maskable actor-critic policy classes: the same networks, taking action masks
 MASKABLE_ACTOR_CRITIC_CLASSES = (
     MaskableActorCriticPolicy,
     MaskableActorCriticCnnPolicy,
@@ -118,24 +109,14 @@ MASKABLE_ACTOR_CRITIC_CLASSES = (
 
 def has_flat_mlp_actor(policy: nn.Module, maskable: bool = False) -> TypeGuard[ActorCriticPolicy]:
     """
-    Whether the policy's actor is a flat MLP over parameter-free features, the case the closed-form paths
-    (:mod:`sb3_trpo.common.rollout`, :func:`sb3_trpo.common.fisher.mlp_fisher_vector_product`) handle.
+    Whether the closed-form paths (:mod:`sb3_trpo.common.rollout`, :func:`sb3_trpo.common.fisher.mlp_fisher_vector_product`)
+    may apply: one of SB3's actor-critic policy classes itself (a subclass may override ``forward`` or
+    ``get_distribution``) with an actor features extractor without trainable parameters (``FlattenExtractor``,
+    ``CombinedExtractor`` over vectors), an ``MlpExtractor``, a linear ``action_net`` and a diagonal Gaussian (no gSDE)
+    or categorical distribution. :func:`sb3_trpo.common.mlp.mlp_layers` then checks the layers.
 
-    That is: one of SB3's actor-critic policy classes itself (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``; a
-    subclass may override ``forward`` or ``get_distribution``), an actor features extractor without trainable
-    parameters (``FlattenExtractor``, or ``CombinedExtractor`` over vector observations of a ``Dict``: the
-    concatenated flat features), an ``MlpExtractor``, a linear ``action_net``, and a diagonal Gaussian (without gSDE)
-    or categorical action distribution. A ``MultiInputPolicy`` on a ``Dict`` holding one ``Box`` and an ``MlpPolicy``
-    on that ``Box`` are the same network and take the same path. (Whether the layers are linear with tanh or ReLU is
-    checked by :func:`sb3_trpo.common.mlp.mlp_layers`.)
-
-    With ``maskable=True``, sb3-contrib's ``MaskableActorCriticPolicy`` classes with a ``MaskableCategorical``
-    distribution qualify too (for the Fisher products, which take the masks; not for the rollout forward, which
-    does not).
-
-    :param policy: the policy
-    :param maskable: whether sb3-contrib's maskable policy classes qualify
-    :return: True when the closed-form paths may apply
+    :param maskable: whether sb3-contrib's maskable policy classes (with a ``MaskableCategorical``) qualify too: the
+        Fisher products take masks, the rollout forward does not
     """
     classes = SB3_ACTOR_CRITIC_CLASSES + (MASKABLE_ACTOR_CRITIC_CLASSES if maskable else ())
     if type(policy) not in classes:

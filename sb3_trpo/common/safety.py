@@ -1,10 +1,4 @@
-"""
-Guards that keep bad data and broken files from reaching a TRPO model.
-
-- :class:`RejectNonFiniteEnvData` stops ``learn()`` at the env step that returns a NaN or inf observation or reward.
-- :func:`check_finite_rollout` refuses a rollout buffer holding one, before ``train()`` touches any parameter.
-- :func:`check_model_archive` refuses a truncated or corrupted save file before anything is loaded from it.
-"""
+"""Guards that keep non-finite data and broken save files from reaching a TRPO model."""
 
 import io
 import pathlib
@@ -21,11 +15,7 @@ REQUIRED_ARCHIVE_MEMBERS = ("data", "policy.pth", "policy.optimizer.pth")
 
 def first_non_finite(named_arrays: dict[str, np.ndarray], n_rows: int) -> tuple[str, int] | None:
     """
-    Find the first row holding a NaN or inf among arrays whose first ``n_rows`` rows are samples.
-
-    :param named_arrays: name -> array of n_rows * (anything) elements (non-float arrays are skipped)
-    :param n_rows: number of rows (samples) in every array
-    :return: (name, row index) of the first non-finite value, or None when everything is finite
+    ``(name, row)`` of the first NaN or inf among float arrays of ``n_rows`` rows each (others are skipped), or None.
     """
     for name, array in named_arrays.items():
         if np.issubdtype(array.dtype, np.floating):
@@ -45,7 +35,6 @@ def _named_env_data(observations: np.ndarray | dict[str, np.ndarray], rewards: n
 
 
 def _finite(array: np.ndarray) -> bool:
-    # Non-float observations (integers, booleans) are always finite
     return not np.issubdtype(array.dtype, np.floating) or bool(np.isfinite(array).all())
 
 
@@ -57,17 +46,15 @@ _NON_FINITE_HINT = (
 
 class RejectNonFiniteEnvData(BaseCallback):
     """
-    Stop training with a clear error as soon as an env returns a NaN or inf observation or reward.
-
-    Runs right after each ``env.step`` of the rollout, before the policy acts on the new observation and before
-    the reward reaches the advantages. TRPO adds it in front of the user's callbacks.
+    Stop ``learn()`` with an error naming the env and step as soon as an env returns a NaN or inf observation or
+    reward, before the policy or the advantages see it. TRPO adds it in front of the user's callbacks.
     """
 
     def _on_step(self) -> bool:
         new_obs, rewards = self.locals["new_obs"], self.locals["rewards"]
         observations = new_obs.values() if isinstance(new_obs, dict) else (new_obs,)
         if np.isfinite(rewards).all() and all(_finite(obs) for obs in observations):
-            return True  # the usual case, checked with one ufunc per array
+            return True  # the usual case, one ufunc per array
         found = first_non_finite(_named_env_data(new_obs, np.asarray(rewards)), len(rewards))
         if found is not None:
             name, env = found
@@ -80,12 +67,8 @@ class RejectNonFiniteEnvData(BaseCallback):
 
 def check_finite_rollout(rollout_buffer: RolloutBuffer) -> None:
     """
-    Refuse a rollout buffer with NaN or inf observations or rewards, naming where the first one is.
-
-    Checked once per update on the whole buffer (one vectorized ``isfinite``), before any parameter is touched:
-    a single NaN reward would otherwise turn every advantage, the gradient and then the weights into NaN.
-    (During ``learn()``, :class:`RejectNonFiniteEnvData` already stops at the offending step; this also covers
-    buffers filled by other means.)
+    Refuse a rollout buffer with NaN or inf observations or rewards before any parameter is touched (one NaN reward
+    would make every advantage, then the weights, NaN); this also covers buffers not filled by ``learn()``.
 
     :param rollout_buffer: a filled rollout buffer, shape (n_steps, n_envs, ...) or partly flattened by ``get()``
     :raises ValueError: naming the quantity, the env index and the rollout step of the first non-finite value
@@ -111,10 +94,10 @@ def check_model_archive(path: str | pathlib.Path | io.BufferedIOBase) -> None:
     """
     Check that a saved model is a complete, uncorrupted zip archive before loading from it.
 
-    :param path: path of the file (``.zip`` appended when missing, as SB3 does) or a file-like object
-        (its position is restored)
+    :param path: path (``.zip`` appended when missing, as SB3 does) or a file-like object (its position is restored)
     :raises ValueError: when the file is not a zip archive, fails a CRC check or lacks a member TRPO writes
     """
+    corrupted = f"Cannot load a TRPO model from {path!r}: the file is truncated or corrupted"
     file = open_path(path, "r", verbose=0, suffix="zip")
     start = file.tell()
     try:
@@ -122,17 +105,14 @@ def check_model_archive(path: str | pathlib.Path | io.BufferedIOBase) -> None:
             damaged_member = archive.testzip()
             names = set(archive.namelist())
     except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise ValueError(f"Cannot load a TRPO model from {path!r}: the file is truncated or corrupted ({error})") from error
+        raise ValueError(f"{corrupted} ({error})") from error
     finally:
         if isinstance(path, io.BufferedIOBase):
             file.seek(start)
         else:
             file.close()
     if damaged_member is not None:
-        raise ValueError(
-            f"Cannot load a TRPO model from {path!r}: the file is truncated or corrupted "
-            f"(member {damaged_member!r} fails its CRC check)"
-        )
+        raise ValueError(f"{corrupted} (member {damaged_member!r} fails its CRC check)")
     missing = [name for name in REQUIRED_ARCHIVE_MEMBERS if name not in names]
     if missing:
-        raise ValueError(f"Cannot load a TRPO model from {path!r}: the file is truncated or corrupted (missing {missing})")
+        raise ValueError(f"{corrupted} (missing {missing})")

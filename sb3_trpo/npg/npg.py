@@ -14,13 +14,9 @@ class NPG(NaturalGradientAlgorithm):
     Code: an independent implementation; Tianshou's NPG (https://github.com/thu-ml/tianshou) and OpenAI Spinning Up
     were read as references.
 
-    Each update: the direction ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, then the full step
-    ``sqrt(2 * target_kl / s^T (F + cg_damping * I) s) * s`` with no line search (at the quadratic model of the KL it
-    reaches ``KL(pi_old || pi_theta) = target_kl``; the KL actually reached is logged as ``train/kl_divergence_loss``),
-    then ``n_critic_updates`` epochs of Adam regression of the value function on the GAE returns. It is TRPO without
-    the backtracking line search: the same constructor minus ``line_search_shrinking_factor`` and
-    ``line_search_max_iter``, the same policies, the same logs. A step whose objective or KL is not finite is not
-    taken (the actor is restored exactly).
+    TRPO without the line search (``docs/design.md``, "The update, step by step"): the full step, which reaches
+    ``KL = target_kl`` at the quadratic model of the KL, taken unless its objective or KL is not finite. The same
+    constructor as TRPO's minus ``line_search_shrinking_factor`` and ``line_search_max_iter``.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -37,9 +33,8 @@ class NPG(NaturalGradientAlgorithm):
     :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
-    :param target_kl: The step size as a KL ``delta``: the full step reaches ``KL = delta`` at the quadratic model
-        (not a bound on the KL actually reached, which has no line search here). > 0, typically 0.005-0.05; or a
-        schedule of the progress remaining, or the RL Zoo's ``"lin_<value>"`` (as TRPO's).
+    :param target_kl: The step size as a KL ``delta``, reached by the full step at the quadratic model (the KL reached
+        is logged, not bounded); > 0, typically 0.005-0.05, or a schedule, or ``"lin_<value>"``
     :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only; >= 1
     :param stats_window_size: Window size for the rollout logging (episodes)
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -48,18 +43,18 @@ class NPG(NaturalGradientAlgorithm):
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
-    :param fisher_product: ``"gauss_newton"`` (default, fast) or ``"double_backward"`` (the reference)
+    :param fisher_product: How the Fisher-vector products are computed (same matrix): ``"gauss_newton"`` (default,
+        fast) or ``"double_backward"`` (the reference)
     :param ent_coef: Entropy bonus ``ent_coef * mean(H(pi_theta))`` added to the objective; >= 0, default 0 (off)
-    :param adaptive_kl: Whether the step size adapts between updates (x1.5 after a step whose KL is at most
-        ``radius / 1.5``, /1.5 after a KL above ``1.5 * radius`` or a non-finite step, within
-        ``[target_kl / 10, 10 * target_kl]``). Default False.
+    :param adaptive_kl: Whether the step size adapts between updates (x1.5 after a KL at most ``radius / 1.5``, /1.5
+        after a KL above ``1.5 * radius`` or a non-finite step, within ``[target_kl / 10, 10 * target_kl]``); default False
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
-    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
-        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's quantity, ``KL(pi_theta || pi_old)``
-        averaged over the action dimensions of Box and MultiBinary actions (summed over MultiDiscrete sub-actions), so
-        that sb3-contrib's hyperparameters (the RL Zoo's ``trpo.yml``) give sb3-contrib's step sizes
+    :param data_parallel: Whether this process is one rank of a data-parallel job (``torch.distributed``), every mean
+        of the update taken over all ranks' samples; default False
+    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's ``KL(pi_old || pi_theta)``; or
+        ``"sb3_contrib"``, sb3-contrib's TRPO's KL averaged over action dimensions, for its hyperparameters
 
-    The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
+    Each parameter in detail: :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
     """
 
     _argument_hints: ClassVar[dict[str, str]] = {
@@ -68,14 +63,7 @@ class NPG(NaturalGradientAlgorithm):
     }
 
     def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:
-        """
-        The full step, with no line search; refused only when its objective or KL is not finite.
-
-        :param evaluate: moves the actor to ``theta_old + fraction * full_step`` and measures it
-        :param old_objective: the objective at ``theta_old``
-        :param radius: the step size ``delta`` of this update (already in the full step's length)
-        :return: the step (the caller restores ``theta_old`` when it is not accepted)
-        """
+        """The full step, refused only when its objective or KL is not finite (``radius`` is already in its length)."""
         objective, kl = evaluate(1.0)
         if math.isfinite(objective) and math.isfinite(kl):
             return LineSearchResult(True, 1.0, 0, kl, objective)

@@ -15,17 +15,13 @@ class TRPO(NaturalGradientAlgorithm):
 
     Paper: https://arxiv.org/abs/1502.05477
     Code: an independent implementation; sb3-contrib's TRPO (https://github.com/Stable-Baselines-Team/stable-baselines3-contrib)
-    and OpenAI Spinning Up (https://github.com/openai/spinningup/) were read as references, and every constructor
-    argument of sb3-contrib's TRPO is accepted under the same name, order and default.
+    and OpenAI Spinning Up (https://github.com/openai/spinningup/) were read as references. Every constructor argument
+    of sb3-contrib's TRPO is accepted under the same name, order and default.
 
     Introduction to TRPO: https://spinningup.openai.com/en/latest/algorithms/trpo.html
 
-    Each update: one natural-gradient step of the actor, ``theta_old + shrink**j * beta * F^-1 g``, with ``F^-1 g``
-    from conjugate gradient on damped Fisher-vector products and ``j`` from a backtracking line search that accepts
-    only ``KL(pi_old || pi_theta) <= target_kl`` (the KL of the joint action distribution, in the paper's direction)
-    together with an improved surrogate; then ``n_critic_updates`` epochs of Adam regression of the value function
-    on the GAE returns, over the critic's parameters only (so the policy stays where the line search left it).
-    The update is :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`'s; TRPO adds the line search.
+    The update is :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`'s (``docs/design.md``, "The update,
+    step by step"), with a backtracking line search as the step.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -45,12 +41,9 @@ class TRPO(NaturalGradientAlgorithm):
     :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
-    :param target_kl: The trust-region radius ``delta``: every accepted step satisfies
-        ``mean KL(pi_old || pi_theta) <= target_kl`` on the rollout batch (NOT PPO's early-stopping threshold).
-        > 0, typically 0.01-0.05; or a schedule of the progress remaining, or the RL Zoo's ``"lin_<value>"`` (see
-        :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`).
-    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only
-        (p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf); >= 1
+    :param target_kl: The trust-region radius ``delta``: every accepted step has ``mean KL(pi_old || pi_theta) <= delta``
+        on the rollout batch (NOT PPO's early stopping); > 0, typically 0.01-0.05, or a schedule, or ``"lin_<value>"``
+    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only; >= 1
     :param stats_window_size: Window size for the rollout logging (episodes)
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
@@ -58,20 +51,19 @@ class TRPO(NaturalGradientAlgorithm):
     :param seed: Seed for the pseudo random generators
     :param device: Device (cpu, cuda, ...) on which the code should be run.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
-    :param fisher_product: ``"gauss_newton"`` (default, fast) or ``"double_backward"`` (the reference): how the
-        Fisher-vector products are computed (same matrix)
-    :param ent_coef: Entropy bonus ``ent_coef * mean(H(pi_theta))`` added to the surrogate, in the gradient and in
-        the line search's improvement check alike; >= 0, default 0 (off)
-    :param adaptive_kl: Whether the radius adapts between updates (x1.5 after a full step accepted with
-        ``KL <= radius / 1.5``, /1.5 after a rejected line search, within ``[target_kl / 10, 10 * target_kl]``; the
-        line search then checks ``KL <= target_kl_effective``). Default False.
+    :param fisher_product: How the Fisher-vector products are computed (same matrix): ``"gauss_newton"`` (default,
+        fast) or ``"double_backward"`` (the reference)
+    :param ent_coef: Entropy bonus ``ent_coef * mean(H(pi_theta))`` added to the surrogate, in the gradient and in the
+        line search's improvement check alike; >= 0, default 0 (off)
+    :param adaptive_kl: Whether the radius adapts between updates (x1.5 after a full step well inside it, /1.5 after a
+        rejected line search, within ``[target_kl / 10, 10 * target_kl]``); default False
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
-    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
-        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's quantity, ``KL(pi_theta || pi_old)``
-        averaged over the action dimensions of Box and MultiBinary actions (summed over MultiDiscrete sub-actions), so
-        that sb3-contrib's hyperparameters (the RL Zoo's ``trpo.yml``) give sb3-contrib's step sizes
+    :param data_parallel: Whether this process is one rank of a data-parallel job (``torch.distributed``), every mean
+        of the update taken over all ranks' samples; default False
+    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's ``KL(pi_old || pi_theta)``; or
+        ``"sb3_contrib"``, sb3-contrib's TRPO's KL averaged over action dimensions, for its hyperparameters
 
-    The parameters are documented in full in :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
+    Each parameter in detail: :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
     """
 
     def __init__(
@@ -113,7 +105,6 @@ class TRPO(NaturalGradientAlgorithm):
         shrink = line_search_shrinking_factor
         check_range("line_search_shrinking_factor", shrink, 0 < shrink < 1, "in the open interval (0, 1)")
         check_range("line_search_max_iter", line_search_max_iter, line_search_max_iter >= 1, "an integer >= 1")
-        # Backtracking line search parameters
         self.line_search_shrinking_factor = line_search_shrinking_factor
         self.line_search_max_iter = line_search_max_iter
         super().__init__(
@@ -150,20 +141,12 @@ class TRPO(NaturalGradientAlgorithm):
         )
 
     def _policy_step(self, evaluate: StepEvaluator, old_objective: float, radius: float) -> LineSearchResult:
-        """
-        Backtracking line search: the first of ``fraction = shrink**j`` (``j = 0 .. line_search_max_iter - 1``) with
-        ``KL(pi_old || pi_theta) <= radius`` and an improved objective (TRPO paper, Appendix C).
-
-        :param evaluate: moves the actor to ``theta_old + fraction * full_step`` and measures it
-        :param old_objective: the objective at ``theta_old``
-        :param radius: the trust-region radius ``delta`` of this update
-        :return: the line search's result (the caller restores ``theta_old`` when it failed)
-        """
+        """The backtracking line search of the TRPO paper, Appendix C."""
         return backtracking_line_search(
             evaluate, old_objective, radius, self.line_search_shrinking_factor, self.line_search_max_iter
         )
 
     def _record_step(self, step: LineSearchResult) -> None:
-        # sb3-contrib's key, and how many candidates the line search rejected
+        # sb3-contrib's key, then ours
         self.logger.record("train/is_line_search_success", float(step.accepted))
         self.logger.record("train/line_search_backtracks", step.n_backtracks)
