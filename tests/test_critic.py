@@ -1,6 +1,7 @@
 """The closed-form critic gradient (sb3_trpo.common.critic) equals autograd's, and TRPO uses it only where it applies."""
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch as th
@@ -72,7 +73,7 @@ def test_critic_update_matches_the_autograd_path():
         th.manual_seed(1)
         returns, observations = th.randn(64), th.randn(64, 3)
         model.n_critic_updates = 3
-        model._fit_critic(observations, returns)
+        model._fit_critic(SimpleNamespace(observations=observations, returns=returns))  # type: ignore[arg-type]
         return [param.detach().clone() for param in model.critic_params]
 
     for fast_param, autograd_param in zip(run(True), run(False), strict=True):
@@ -84,7 +85,7 @@ def test_non_finite_critic_loss_is_skipped():
     model.learn(64)
     before = [param.detach().clone() for param in model.critic_params]
     returns = th.full((64,), float("nan"))
-    loss, skipped = model._fit_critic(th.zeros(64, 3), returns)
+    loss, skipped = model._fit_critic(SimpleNamespace(observations=th.zeros(64, 3), returns=returns))  # type: ignore[arg-type]
     assert skipped == model.n_critic_updates * 2
     assert all(th.equal(a, b) for a, b in zip(before, model.critic_params, strict=True))
     assert loss != loss  # NaN: nothing was fitted

@@ -294,7 +294,7 @@ def _normalized_learn_on_two_ranks(rank: int, port: int, folder: str) -> None:
         env.obs_rms.update = lambda batch: (seen_obs.append(np.array(batch)), update_obs(batch))[1]  # type: ignore[method-assign]
         env.ret_rms.update = lambda batch: (seen_returns.append(np.array(batch)), update_ret(batch))[1]  # type: ignore[method-assign]
         model.learn(2 * N_STEPS * 2)
-        model._data_parallel.share_running_statistics(model.env)  # the last rollout's data too
+        model._reducer.share_running_statistics(model.env)  # the last rollout's data too
         np.savez(
             Path(folder) / f"stats_{rank}.npz",
             mean=env.obs_rms.mean, var=env.obs_rms.var, count=env.obs_rms.count, ret_mean=env.ret_rms.mean,

@@ -16,7 +16,6 @@ from sb3_trpo.common.fisher import (
     distribution_fisher_vector_product,
     mlp_fisher_vector_product,
     normal_fisher_product,
-    separate_action_dist,
     supports_gauss_newton,
 )
 from sb3_trpo.common.natural_gradient import (
@@ -93,9 +92,8 @@ def gauss_newton_fisher_vector_product(
     policy: ActorCriticPolicy, params: list[th.nn.Parameter], observations: th.Tensor, damping: float
 ) -> Any:
     """The Gauss-Newton product through autograd on ``policy.get_distribution``, as TRPO builds it where the closed
-    form does not apply (on a copy of the policy's distribution wrapper)."""
-    with separate_action_dist(policy):
-        return distribution_fisher_vector_product(policy.get_distribution(observations), params, damping)
+    form does not apply."""
+    return distribution_fisher_vector_product(policy.get_distribution(observations), params, damping)
 
 
 def relative_error(actual: th.Tensor, expected: th.Tensor) -> float:

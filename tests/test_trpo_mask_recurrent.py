@@ -31,7 +31,7 @@ from sb3_trpo.common.natural_gradient import (
 )
 from sb3_trpo.trpo_mask_recurrent import MaskableRecurrentTRPO, MultiInputLstmPolicy
 from sb3_trpo.trpo_mask_recurrent.buffers import MaskableRecurrentDictRolloutBuffer, MaskableRecurrentRolloutBuffer
-from sb3_trpo.trpo_mask_recurrent.policies import MaskableRecurrentActorCriticPolicy
+from sb3_trpo.common.maskable.policies import MaskableRecurrentActorCriticPolicy
 from sb3_trpo.trpo_recurrent import MlpLstmPolicy as RecurrentMlpLstmPolicy
 from test_trpo_mask import ENVS, RefuseInvalidActions, _DictObservation
 from test_trpo_recurrent import _unpadded_sequences

@@ -10,9 +10,7 @@ Fisher-vector products in Gauss-Newton form, ``F v = mean_i J_i^T M_i J_i v``: e
 product.
 """
 
-import copy
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 import torch as th
 from stable_baselines3.common.distributions import DiagGaussianDistribution, Distribution
@@ -101,24 +99,6 @@ def output_fisher_product(distribution: Distribution, parameters: OutputTensors)
     return lambda tangent: tuple(
         categorical_fisher_product(logits, d_logits) for logits, d_logits in zip(parameters, tangent, strict=True)
     )
-
-
-@contextmanager
-def separate_action_dist(policy: nn.Module) -> Iterator[None]:
-    """
-    Within the block, the policy's forward passes write into a copy of its distribution wrapper.
-
-    SB3 policies keep ONE mutable distribution wrapper and overwrite it on each call: evaluating on a copy leaves the
-    caller's distribution object (``pi_theta`` of the update) as it was.
-
-    :param policy: the policy
-    """
-    action_dist = policy.action_dist
-    policy.action_dist = copy.copy(action_dist)
-    try:
-        yield
-    finally:
-        policy.action_dist = action_dist
 
 
 def _grad_or_zeros(grads: Sequence[th.Tensor | None], like: Sequence[th.Tensor]) -> list[th.Tensor]:

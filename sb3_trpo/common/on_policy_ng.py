@@ -1,15 +1,14 @@
 """
-The natural-gradient update shared by the family (TRPO, NPG): one base class over SB3's ``OnPolicyAlgorithm``.
+The natural-gradient update shared by the family: one base class over SB3's ``OnPolicyAlgorithm``.
 
-:class:`NaturalGradientAlgorithm` owns everything but the step itself: the rollout (SB3's ``collect_rollouts`` step for
-step, with hooks for masks and recurrent states: :mod:`sb3_trpo.common.rollout`), the objective ``L(theta)`` and its
-gradient ``g``, the Fisher-vector products, conjugate gradient, the step length, the critic's regression, the options
-(entropy bonus, adaptive radius, warm-started CG), save/load and the logs. A subclass says how the step along the
-full natural-gradient step is taken, in one hook, :meth:`NaturalGradientAlgorithm._policy_step`: TRPO backtracks
-until the step is inside the trust region and improves the objective, NPG takes the full step. (Tianshou builds TRPO
-on NPG the same way.)
+:class:`NaturalGradientAlgorithm` owns everything but the step itself: the rollout
+(:mod:`sb3_trpo.common.rollout`), the objective and its gradient, the Fisher-vector products, conjugate gradient, the
+step length, the critic's regression, the options, save/load and the logs (docs/design.md, "The update"). A subclass
+takes the step in one hook, :meth:`NaturalGradientAlgorithm._policy_step`: TRPO backtracks, NPG takes the full step
+(as Tianshou builds TRPO on NPG).
 """
 
+import copy
 import inspect
 import io
 import math
@@ -42,11 +41,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from sb3_trpo.common.critic import fast_value_regression, fused_adam_step
-from sb3_trpo.common.distributed import AllRanksProgressBar, CountAllRanksSteps, DataParallel
+from sb3_trpo.common.distributed import DataParallel, Reducer
 from sb3_trpo.common.fisher import (
     distribution_fisher_vector_product,
     mlp_fisher_vector_product,
-    separate_action_dist,
     supports_gauss_newton,
 )
 from sb3_trpo.common.natural_gradient import (
@@ -65,7 +63,6 @@ from sb3_trpo.common.natural_gradient import (
     kl_constraint_dimensions,
     kl_old_new,
     max_step_length,
-    normalize_advantages,
     scaled_fisher_vector_product,
     set_flat_params,
 )
@@ -88,27 +85,14 @@ StepEvaluator = Callable[[float], tuple[float, float]]
 
 
 def index_observations(observations: PyTorchObs, index: th.Tensor | slice) -> PyTorchObs:
-    """
-    Select samples from a batch of observations (a tensor, or a dict of tensors for ``Dict`` spaces).
-
-    :param observations: batch of observations, first dimension is the sample
-    :param index: indices or slice of the samples to keep
-    :return: the selected observations, same structure
-    """
+    """:return: the samples at ``index`` of a batch of observations (a tensor, or a dict of tensors)"""
     if isinstance(observations, dict):
         return {key: obs[index] for key, obs in observations.items()}
     return observations[index]
 
 
 def check_range(name: str, value: Any, valid: bool, allowed: str) -> None:
-    """
-    Raise a ``ValueError`` naming the argument and what it allows when ``valid`` is false.
-
-    :param name: the constructor argument
-    :param value: the value it was given
-    :param valid: whether the value is allowed
-    :param allowed: the allowed values, in words
-    """
+    """Raise a ``ValueError`` naming the argument and what it allows, unless ``valid``."""
     if not valid:
         raise ValueError(f"`{name}` must be {allowed}, got {value!r}")
 
@@ -121,12 +105,9 @@ TRUST_REGION_ALLOWED = (
 
 def trust_region_radius_schedule(target_kl: Any) -> float | Schedule:
     """
-    ``target_kl`` as the algorithms keep it: a float, or a schedule of the progress remaining (as SB3's
-    ``learning_rate``). The RL Zoo's ``"lin_<value>"`` strings (its yml files write schedules so, and convert them only
-    for the arguments it knows) become ``LinearSchedule(value, 0.0, 1.0)``: ``value * progress_remaining``.
+    ``target_kl`` as the algorithms keep it: a float, or a schedule of the progress remaining (as ``learning_rate``);
+    the RL Zoo's ``"lin_<value>"`` becomes ``LinearSchedule(value, 0.0, 1.0)``.
 
-    :param target_kl: the constructor's argument
-    :return: the float or the schedule
     :raises ValueError: naming ``target_kl`` and what it allows, for anything else
     """
     if isinstance(target_kl, str):
@@ -151,18 +132,11 @@ def trust_region_radius_schedule(target_kl: Any) -> float | Schedule:
 
 def scheduled_value(name: str, schedule: float | Schedule, progress_remaining: float) -> float:
     """
-    A hyperparameter's value at one update: the number itself, or its schedule read at the progress remaining.
+    A hyperparameter's value at one update: the number, or its schedule at SB3's progress remaining.
 
-    SB3's progress remaining goes below 0 on the last rollout of a ``learn()`` whose budget is not a multiple of
-    ``n_steps * n_envs``, where ``lambda p: x * p`` and the RL Zoo's ``linear_schedule`` turn negative. The family's
-    rule for every schedule it takes: a value ``<= 0`` is 0 (that part of the update takes no step: no policy step
-    for ``target_kl``, no move of the critic for ``learning_rate``); a value that is not a finite number is an error.
-
-    :param name: the constructor argument the schedule came from (named by the error)
-    :param schedule: a number, or a function of the progress remaining
-    :param progress_remaining: SB3's ``_current_progress_remaining`` (1 at the start of ``learn()``, 0 at its budget)
-    :return: the value, clipped below at 0
-    :raises ValueError: naming the argument, when the value is not a finite number
+    The family's rule for every schedule: a value ``<= 0`` (``lambda p: x * p`` goes negative on the last rollout of a
+    budget that is not a multiple of ``n_steps * n_envs``) is 0, meaning no step (no policy step for ``target_kl``, no
+    critic step for ``learning_rate``); a value that is not a finite number raises a ``ValueError`` naming ``name``.
     """
     try:
         value = float(schedule(progress_remaining)) if callable(schedule) else float(schedule)
@@ -202,91 +176,61 @@ class PolicyObjective(NamedTuple):
 
 class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     """
-    Base class of the natural-gradient family (TRPO, NPG): SB3's ``OnPolicyAlgorithm`` with a natural-gradient
-    step of the actor and a separate regression of the critic.
+    Base class of the natural-gradient family (TRPO, NPG): SB3's ``OnPolicyAlgorithm`` with a natural-gradient step of
+    the actor and a separate regression of the critic.
 
     Each update (:meth:`train`): the objective ``L(theta) = mean(ratio * A) + ent_coef * mean(H(pi_theta))`` and its
-    gradient ``g`` at ``theta_old``; the search direction ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient
-    on Fisher-vector products, ``F`` the Hessian of the mean ``KL(pi_old || pi_theta)``; the full step ``beta * s``
-    with ``beta = sqrt(2 * delta / s^T (F + cg_damping * I) s)``, which reaches ``KL = delta`` at the quadratic model;
-    the step itself (:meth:`_policy_step`, the subclass's); then ``n_critic_updates`` epochs of Adam regression of
-    the value function on the GAE returns, over the critic's parameters only.
+    gradient ``g``; the direction ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, ``F`` the Hessian of the mean
+    ``KL(pi_old || pi_theta)``; the full step ``beta * s`` with ``beta = sqrt(2 * delta / s^T (F + cg_damping * I) s)``;
+    the step itself (:meth:`_policy_step`); then ``n_critic_updates`` epochs of Adam regression of the critic.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate of the critic's Adam optimizer (the actor's step is set by ``target_kl``);
-        a float or a schedule of the progress remaining (from 1 to 0). Typically 1e-3.
-    :param n_steps: The number of steps to run for each environment per update
-        (i.e. rollout buffer size is n_steps * n_envs where n_envs is number of environment copies running in parallel).
-        NOTE: n_steps * n_envs must be greater than 1 (because of the advantage normalization)
-        See https://github.com/pytorch/pytorch/issues/29372. Typically 1024-8192 in total.
+        a float or a schedule of the progress remaining. Typically 1e-3.
+    :param n_steps: The number of steps to run for each environment per update (rollout of n_steps * n_envs samples,
+        which must be greater than 1 for the advantage normalization). Typically 1024-8192 in total.
     :param batch_size: Minibatch size of the critic's regression
     :param gamma: Discount factor
-    :param cg_max_steps: Maximum number of conjugate-gradient iterations (Fisher-vector products) to compute the
-        search direction ``F^-1 g``; >= 1, typically 10-25
+    :param cg_max_steps: Maximum number of conjugate-gradient iterations; >= 1, typically 10-25
     :param cg_damping: Damping ``lambda`` of the Fisher-vector product ``(F + lambda * I) v``; >= 0, typically 0.01-0.1
     :param n_critic_updates: Number of epochs of critic regression per policy update; >= 1, typically 5-20
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
-    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
-        instead of action noise exploration (default: False)
-    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
-        Default: -1 (only sample at the beginning of the rollout)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise exploration
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: only at the rollout's start)
     :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
     :param target_kl: The trust-region radius ``delta``: the full step reaches ``mean KL(pi_old || pi_theta) = delta``
-        at the quadratic model of the KL (NOT PPO's early-stopping threshold). > 0, typically 0.01-0.05. Or a schedule
-        of the progress remaining (as ``learning_rate``: 1 at the start of ``learn()``, 0 at its end), read at each
-        update, or the RL Zoo's ``"lin_<value>"`` (``value * progress_remaining``): a radius that shrinks as training
-        ends (not with ``adaptive_kl``).
-    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only,
-        to make the conjugate-gradient step cheaper (the gradient and the step's checks always use the whole batch);
-        see p40-42 of John Schulman's thesis http://joschu.net/docs/thesis.pdf. >= 1.
-    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
-        the reported success rate, mean episode length, and mean reward over
+        at the KL's quadratic model (not PPO's early-stopping threshold); > 0, typically 0.01-0.05. Or a schedule of the
+        progress remaining, or the RL Zoo's ``"lin_<value>"`` (not with ``adaptive_kl``).
+    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only
+        (Schulman's thesis, p40-42); >= 1
+    :param stats_window_size: Window size for the rollout logging (episodes)
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
     :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
     :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run.
-        Setting it to auto, the code will be run on the GPU if possible.
+    :param device: Device (cpu, cuda, ...) on which the code should be run ("auto": the GPU if possible)
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
-    :param fisher_product: How the Fisher-vector products of conjugate gradient are computed (same matrix, different
-        cost): ``"gauss_newton"`` (default) as ``J^T M J v`` with ``J`` the Jacobian of the distribution parameters
-        (in closed form for MLP actors over parameter-free features, elsewhere through graphs built once per update)
-        and ``M`` the closed-form Fisher of the action distribution (Gaussian, gSDE, categorical, multi-categorical,
-        Bernoulli; any other distribution falls back to double backward);
-        ``"double_backward"``: the Hessian-vector product of the mean KL by double backward (the reference).
-    :param ent_coef: Entropy bonus: the objective is ``L(theta) + ent_coef * mean(H(pi_theta(.|s)))``, in the policy
-        gradient and in every check of the objective alike. >= 0 and finite; 0 (default) leaves the update unchanged.
-        Typically 0.0-0.01 (advantages are normalized to unit std).
-    :param adaptive_kl: Whether the trust-region radius adapts between updates, starting at ``target_kl`` (see
-        :func:`sb3_trpo.common.natural_gradient.adapt_trust_region_radius` for the exact rule: x1.5 after a full step
-        accepted with ``KL <= radius / 1.5``, /1.5 after a rejected step or a KL above ``1.5 * radius``, within
-        ``[target_kl / 10, 10 * target_kl]``). The radius in use is ``target_kl_effective``, logged as
-        ``train/target_kl_effective`` and saved with the model. Default: False (the radius is ``target_kl``).
-    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction instead of zero
-        (one more Fisher product to start, often fewer iterations; ``train/cg_iterations`` shows it). The direction is
-        saved with the model. Default: False.
-    :param kl_constraint: What ``target_kl`` bounds, in the line search, the step length and the logged
-        ``train/kl_divergence_loss``: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)`` of the joint
-        action distribution; ``"sb3_contrib"``, the quantity sb3-contrib's TRPO checks,
-        ``kl_divergence(pi_theta, pi_old).mean()``: ``KL(pi_theta || pi_old)`` averaged over the action dimensions for
-        Box (Gaussian and gSDE) and MultiBinary actions, summed over the sub-actions for MultiDiscrete, the joint KL for
-        Discrete. Its Fisher matrix is ``F / d`` (``d`` the action dimensions averaged over), damped by ``cg_damping``
-        as sb3-contrib's, so that sb3-contrib's hyperparameters give sb3-contrib's trust region (about ``d`` times the
-        joint one's radius in KL). Saved with the model.
+    :param fisher_product: ``"gauss_newton"`` (default): ``J^T M J v``, ``M`` the closed-form Fisher of the action
+        distribution, in closed form for MLP actors; ``"double_backward"``: the Hessian-vector product of the KL (the
+        reference). The same matrix at a different cost.
+    :param ent_coef: Entropy bonus added to the objective, in the gradient and every check alike; >= 0, default 0
+    :param adaptive_kl: Whether the radius adapts between updates from ``target_kl``
+        (:func:`sb3_trpo.common.natural_gradient.adapt_trust_region_radius`); the radius in use is
+        ``target_kl_effective``, logged and saved with the model. Default: False.
+    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction (saved with the
+        model). Default: False.
+    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
+        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's ``kl_divergence(pi_theta, pi_old).mean()``
+        (averaged over the action dimensions of Box and MultiBinary actions, summed over MultiDiscrete sub-actions), whose
+        Fisher is ``F / d``, so that sb3-contrib's hyperparameters give sb3-contrib's trust region. Saved with the model.
     :param data_parallel: Whether this process is one rank of a data-parallel job over the initialized
-        ``torch.distributed`` process group (:mod:`sb3_trpo.common.distributed`): each rank collects its own rollouts
-        (seeded ``seed + rank``), starts from rank 0's weights, and every mean of the policy's update (advantage
-        statistics, gradient, Fisher products, line-search checks) is averaged over the ranks; the critic is fitted on
-        all ranks' samples, gathered once per update (``batch_size`` is then a minibatch of the union, as in one
-        process holding it all). The update is the one of a single process with every rank's rollout, and the
-        parameters stay identical on every rank. ``learn(total_timesteps)`` counts the steps of all ranks
-        and so does ``num_timesteps`` (the logs, schedules, checkpoints and saved model read the samples of the whole job);
-        only rank 0 prints, writes tensorboard logs and shows the progress bar.
-        Every rank needs the same ``n_steps * n_envs``. Not saved with the model (pass it to ``load`` to resume a
-        data-parallel job). Default: False.
+        ``torch.distributed`` process group (:mod:`sb3_trpo.common.distributed`): the update is the one of a single
+        process holding every rank's rollout, the parameters identical on every rank; ``total_timesteps`` and
+        ``num_timesteps`` count all ranks' steps; rank 0 alone reports. Every rank needs the same ``n_steps * n_envs``.
+        Not saved with the model (pass it to ``load`` to resume). Default: False.
     """
 
     fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
@@ -373,9 +317,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         check_range("cg_warm_start", cg_warm_start, _is_bool(cg_warm_start), "True or False")
         check_range("data_parallel", data_parallel, _is_bool(data_parallel), "True or False")
         check_range("kl_constraint", kl_constraint, kl_constraint in KL_CONSTRAINTS, f"one of {KL_CONSTRAINTS}")
-        # Data-parallel training (sb3_trpo.common.distributed): set up in _setup_model, which needs the process group
+        # Data-parallel training (sb3_trpo.common.distributed): the reducer is made in _setup_model (after the process
+        # group is up); a single process's reduces nothing
         self.data_parallel = bool(data_parallel)
-        self._data_parallel: DataParallel | None = None
+        self._reducer = Reducer()
 
         super().__init__(
             policy,
@@ -441,16 +386,11 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             self._setup_model()
 
     def _policy_constructor_kwargs(self) -> dict[str, Any]:
-        """
-        The arguments the algorithm gives the policy's constructor besides the spaces, the learning-rate schedule and
-        ``policy_kwargs`` (SB3's ``use_sde``; MaskableTRPO's policies take none).
-        """
+        """The policy's constructor arguments besides the spaces, the schedule and ``policy_kwargs``."""
         return {"use_sde": self.use_sde}
 
     def _make_rollout_buffer(self) -> RolloutBuffer:
-        """
-        The rollout buffer, of ``rollout_buffer_class`` (chosen in :meth:`_setup_model` when None), built as SB3 does.
-        """
+        """The rollout buffer, of ``rollout_buffer_class``, built as SB3 builds it."""
         assert self.rollout_buffer_class is not None
         return self.rollout_buffer_class(
             self.n_steps,
@@ -467,14 +407,11 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         # OnPolicyAlgorithm._setup_model, step for step, with the policy's constructor arguments and the rollout buffer
         # from the two hooks above (so that the maskable and recurrent variants build their own)
         self._setup_lr_schedule()
-        seed = self.seed
-        self._data_parallel = DataParallel(self.device) if self.data_parallel else None
-        if self._data_parallel is not None:
-            # Each rank its own envs and draws; rank 0 alone reports
-            seed = None if seed is None else seed + self._data_parallel.rank
-            if self._data_parallel.rank > 0:
-                self.verbose, self.tensorboard_log = 0, None
-        self.set_random_seed(seed)
+        self._reducer = DataParallel(self.device) if self.data_parallel else Reducer()
+        # Each rank its own envs and draws; rank 0 alone reports
+        self.set_random_seed(self._reducer.rank_seed(self.seed))
+        if self._reducer.rank > 0:
+            self.verbose, self.tensorboard_log = 0, None
         if self.rollout_buffer_class is None:
             dict_observations = isinstance(self.observation_space, spaces.Dict)
             self.rollout_buffer_class = DictRolloutBuffer if dict_observations else RolloutBuffer
@@ -486,9 +423,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             **self.policy_kwargs,
         )
         self.policy = self.policy.to(self.device)
-        if self._data_parallel is not None:
-            # Every rank starts from rank 0's weights
-            self._data_parallel.broadcast_parameters(self.policy)
+        # Every rank starts from rank 0's weights
+        self._reducer.broadcast_parameters(self.policy)
         self.rollout_buffer = self._make_rollout_buffer()
         # Warn when not using CPU with MlpPolicy
         self._maybe_recommend_cpu()
@@ -522,7 +458,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     # Attributes rebuilt by `_setup_model` from the policy: never pickled (they are views of the policy's tensors)
     _derived_attributes: ClassVar[tuple[str, ...]] = (
-        "_data_parallel",
+        "_reducer",
         "actor_params",
         "critic_params",
         "_critic_extractor",
@@ -539,16 +475,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         return state_dicts, [*torch_variables, "_cg_previous_direction"]
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        # Reject NaN / inf from the environment at the step it appears, before the user's callbacks see it
-        first: list[BaseCallback] = [RejectNonFiniteEnvData()]
-        last: list[BaseCallback] = []
-        if self._data_parallel is not None:
-            # num_timesteps counts all ranks' steps, for every callback after this one (the progress bar's too)
-            world_size = self._data_parallel.world_size
-            first.insert(0, CountAllRanksSteps(world_size))
-            last = [AllRanksProgressBar(world_size)] if progress_bar else []
-            progress_bar = False
-        checked = CallbackList([*first, super()._init_callback(callback, progress_bar), *last])
+        # Reject NaN / inf from the environment at the step it appears, before the user's callbacks see it; with
+        # data_parallel, count all ranks' steps first
+        first, last, progress_bar = self._reducer.step_callbacks(progress_bar)
+        checked = CallbackList([*first, RejectNonFiniteEnvData(), super()._init_callback(callback, progress_bar), *last])
         checked.init_callback(self)
         return checked
 
@@ -560,15 +490,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """
-        SB3's ``predict``, with the actor's forward bound where it applies (the same actions, bit for bit, for a
-        fraction of the per-call overhead that ``evaluate_policy`` and ``EvalCallback`` pay on every step:
-        :func:`sb3_trpo.common.rollout.predict_with`).
-
-        :param observation: the input observation
-        :param state: The last hidden states (None: used in recurrent policies)
-        :param episode_start: The last episode starts (None: used in recurrent policies)
-        :param deterministic: Whether or not to return deterministic actions.
-        :return: the model's action and the next hidden state (used in recurrent policies)
+        SB3's ``predict``, with the actor's forward bound where it applies (the same actions, bit for bit, for a fraction
+        of the per-call overhead: :func:`sb3_trpo.common.rollout.predict_with`).
         """
         actions = self._predict_actions.of(self.policy)
         if actions is None:
@@ -583,23 +506,17 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         n_rollout_steps: int,
     ) -> bool:
         """
-        SB3's ``collect_rollouts``, step for step (:func:`sb3_trpo.common.rollout.collect_rollouts`), with the policy's
-        calls and the buffer's rows of :meth:`_rollout_step` and the inputs of :meth:`_rollout_inputs`.
-
-        :return: True when the rollout was completed, False when a callback stopped it
+        SB3's ``collect_rollouts`` step for step (:func:`sb3_trpo.common.rollout.collect_rollouts`), with the policy's calls
+        and the buffer's rows of :meth:`_rollout_step` and the inputs of :meth:`_rollout_inputs`.
         """
         step = self._rollout_step(rollout_buffer)
         return collect_rollouts(self, env, callback, rollout_buffer, n_rollout_steps, step, self._rollout_inputs)
 
     def _rollout_step(self, rollout_buffer: RolloutBuffer) -> RolloutStep:
         """
-        The hooks of one rollout: the policy's forward bound once for the whole rollout where it applies (the same
-        actions, values and log-probabilities as ``policy.forward``, bit for bit, at a fraction of its per-step
-        overhead); for vector observations, an MLP and the CPU, the NumPy forward and direct buffer writes.
-        RecurrentTRPO carries its LSTM states here.
-
-        :param rollout_buffer: the buffer the rollout fills
-        :return: the policy's calls and the buffer's rows
+        The hooks of one rollout: the policy's forward bound once for the rollout where it applies (the same outputs as
+        ``policy.forward``, bit for bit); for vector observations, an MLP and the CPU, the NumPy forward. RecurrentTRPO
+        carries its LSTM states here.
         """
         if type(rollout_buffer) in (RolloutBuffer, DictRolloutBuffer) and not self.use_sde:
             numpy_policy = bind_numpy_forward(self.policy)
@@ -609,11 +526,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def _rollout_inputs(self, env: VecEnv) -> dict[str, Any]:
         """
-        The extra inputs of a rollout step, passed to the policy's ``forward`` and the buffer's ``add`` (MaskableTRPO:
-        the action masks of the envs' current states); none here.
-
-        :param env: the training environment, before the step
-        :return: keyword arguments
+        :return: the extra inputs of a rollout step, for the policy's ``forward`` and the buffer's ``add``
+            (MaskableTRPO: the action masks)
         """
         return {}
 
@@ -622,97 +536,59 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     # -----------------------------------------------------------------------------------------------------------------
 
     def _whole_rollout(self) -> RolloutBufferSamples:
-        """
-        The rollout buffer's samples in one batch (RecurrentTRPO: the real samples of its padded sequences, the
-        sequences themselves kept for the LSTM).
-
-        :return: the buffer's samples
-        """
+        """:return: the rollout buffer's samples in one batch (RecurrentTRPO: its padded sequences)"""
         return next(self.rollout_buffer.get(batch_size=None))
 
     def _policy_batch(self) -> RolloutBufferSamples:
-        """
-        The whole rollout as one batch: discrete actions as indices, advantages normalized when asked.
-
-        :return: SB3's rollout samples over the whole buffer
-        """
+        """:return: the whole rollout as one batch, discrete actions as indices, advantages normalized when asked"""
         rollout_data = self._whole_rollout()
         if isinstance(self.action_space, spaces.Discrete):
             # Convert discrete action from float to long
             rollout_data = rollout_data._replace(actions=rollout_data.actions.long().flatten())
         if self.normalize_advantage:
             # (with data_parallel, by the mean and std of all ranks' advantages)
-            normalize = normalize_advantages if self._data_parallel is None else self._data_parallel.normalize
-            rollout_data = rollout_data._replace(advantages=normalize(rollout_data.advantages))
+            rollout_data = rollout_data._replace(advantages=self._reducer.normalize(rollout_data.advantages))
         return rollout_data
 
     def _objective(
         self, distribution: Distribution, actions: th.Tensor, old_log_prob: th.Tensor, advantages: th.Tensor
     ) -> th.Tensor:
-        """
-        The objective ``L(theta) + ent_coef * mean(H(pi_theta))`` for a distribution on the batch.
-
-        :return: scalar tensor
-        """
+        """:return: the objective ``L(theta) + ent_coef * mean(H(pi_theta))`` of a distribution on the batch, a scalar"""
         entropy = distribution.entropy() if self.ent_coef > 0 else None
         return entropy_regularized_surrogate(distribution.log_prob(actions), old_log_prob, advantages, entropy, self.ent_coef)
 
     def _policy_objective(self, batch: RolloutBufferSamples) -> PolicyObjective:
-        """
-        ``pi_old``, the objective at ``theta_old`` and its gradient ``g`` (docs/design.md, steps 3 and 4).
-
-        :param batch: the whole rollout (:meth:`_policy_batch`)
-        :return: :class:`PolicyObjective`
-        """
+        """:return: ``pi_old``, the objective at ``theta_old`` and its gradient ``g`` (docs/design.md, steps 3 and 4)"""
         # Snapshot pi_old: detached distribution parameters and log-probs at theta_old. Recomputing them (rather than
         # reading the buffer's log-probs) makes the ratio exactly 1 at theta_old.
-        distribution = self._distribution_on(batch)
+        # (a copy: SB3's policy overwrites its one distribution object at each call)
+        distribution = copy.copy(self._distribution_on(batch))
         old_distribution = detached_distribution(distribution)
         old_log_prob = distribution.log_prob(batch.actions).detach()
         objective = self._objective(distribution, batch.actions, old_log_prob, batch.advantages)
-        gradient = flat_grad(objective, self.actor_params, retain_graph=True)
-        value = float(objective.detach())
-        if self._data_parallel is not None:
-            # The gradient and objective of all ranks' samples
-            gradient, (value,) = self._data_parallel.mean(gradient), self._data_parallel.mean_values(value)
+        # The gradient and objective of all ranks' samples
+        gradient = self._reducer.mean(flat_grad(objective, self.actor_params, retain_graph=True))
+        (value,) = self._reducer.mean_values(float(objective.detach()))
         return PolicyObjective(old_distribution, distribution, old_log_prob, value, gradient)
 
     def _policy_terms(
         self, batch: RolloutBufferSamples, old_log_prob: th.Tensor, old_dist: Distribution
     ) -> tuple[th.Tensor, th.Tensor]:
-        """
-        Objective and mean ``KL(pi_old || pi_theta)`` on the batch at the current actor parameters.
-
-        :param batch: the whole rollout (:meth:`_policy_batch`)
-        :param old_log_prob: ``log pi_old(a|s)`` of the batch's actions
-        :param old_dist: ``pi_old`` on the batch
-        :return: (objective, mean KL), scalars
-        """
+        """:return: the objective and the bounded KL on the batch at the current actor parameters, scalars"""
         distribution = self._distribution_on(batch)
         objective = self._objective(distribution, batch.actions, old_log_prob, batch.advantages)
         return objective, constrained_kl(old_dist, distribution, self.kl_constraint).mean()
 
     def _action_masks(self, batch: RolloutBufferSamples, index: slice | None = None) -> th.Tensor | None:
         """
-        The action masks of the batch's samples (all, or those at ``index``), as booleans: None (no masks) here, the
-        rollout's own masks in MaskableTRPO. Every distribution of the update (``pi_old``, the objective, the KL,
-        the Fisher products, the step's checks) is taken under them.
-
-        :param batch: the whole rollout
-        :param index: the samples, or None for all
-        :return: masks of shape (samples, mask_dims), or None
+        :return: the action masks of the batch's samples (all, or those at ``index``) as booleans: None here, the rollout's
+            own masks in MaskableTRPO (every distribution of the update is taken under them)
         """
         return None
 
     def _distribution_on(self, batch: RolloutBufferSamples, index: slice | None = None) -> Distribution:
         """
-        ``pi_theta`` on the batch's samples (all, or those at ``index``), under their action masks if any.
-
-        Like ``policy.get_distribution``, it overwrites the policy's distribution wrapper and returns it.
-
-        :param batch: the whole rollout
-        :param index: the samples, or None for all
-        :return: the action distribution, with its graph
+        :return: ``pi_theta`` on the batch's samples (all, or those at ``index``), under their action masks, with its graph
         """
         observations = batch.observations if index is None else index_observations(batch.observations, index)
         masks = self._action_masks(batch, index)
@@ -724,13 +600,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution
     ) -> FisherVectorProduct:
         """
-        The damped Fisher-vector product of this update, ``v -> (F + cg_damping * I) v`` (with data_parallel, of all
-        ranks' samples: each product is averaged over the ranks).
-
-        :param batch: the whole rollout (every ``sub_sampling_factor``-th sample is used)
-        :param distribution: ``pi_theta`` on the whole batch, with its graph
-        :param old_dist: its detached snapshot ``pi_old``
-        :return: the product, on flat vectors over the actor parameters
+        :return: the damped Fisher-vector product of the bounded KL, ``v -> (F + cg_damping * I) v`` over the actor's
+            parameters (with data_parallel, of all ranks' samples)
         """
         # The Fisher of the bounded KL: F / d, d > 1 for sb3-contrib's mean over action dimensions
         dimensions = kl_constraint_dimensions(self.action_space, self.kl_constraint)
@@ -738,23 +609,15 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         fvp = scaled_fisher_vector_product(
             self._batch_fisher_vector_product(batch, distribution, old_dist, damping), dimensions
         )
-        data_parallel = self._data_parallel
-        if data_parallel is None:
-            return fvp
-        return lambda vector: data_parallel.mean(fvp(vector))
+        reducer = self._reducer
+        return lambda vector: reducer.mean(fvp(vector))
 
     def _batch_fisher_vector_product(
         self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution, damping: float
     ) -> FisherVectorProduct:
         """
-        The damped Fisher-vector product of the joint action distribution on this process's batch,
-        ``v -> (F + damping * I) v``.
-
-        :param batch: the whole rollout (every ``sub_sampling_factor``-th sample is used)
-        :param distribution: ``pi_theta`` on the whole batch, with its graph
-        :param old_dist: its detached snapshot ``pi_old``
-        :param damping: the damping added (``cg_damping``, times ``d`` for sb3-contrib's KL constraint)
-        :return: the product, on flat vectors over the actor parameters
+        :return: ``v -> (F + damping * I) v`` for the joint action distribution on this process's batch (every
+            ``sub_sampling_factor``-th sample)
         """
         index = slice(None, None, self.sub_sampling_factor) if self.sub_sampling_factor > 1 else None
         observations = batch.observations if index is None else index_observations(batch.observations, index)
@@ -766,9 +629,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             closed_form = mlp_fisher_vector_product(policy, params, observations, damping, action_masks=masks)
             if closed_form is not None:
                 return closed_form
-            # (pi_theta computed again, with its own graph, leaving the objective's distribution object as it was)
-            with separate_action_dist(policy):
-                return distribution_fisher_vector_product(self._distribution_on(batch, index), params, damping)
+            # pi_theta computed again, with its own graph
+            return distribution_fisher_vector_product(self._distribution_on(batch, index), params, damping)
         # F v = grad_theta((grad_theta KL) . v) by double backward through one retained graph
         if index is not None:
             distribution = self._distribution_on(batch, index)
@@ -778,13 +640,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         return partial(fisher_vector_product, kl_grad, self.actor_params, damping=damping)
 
     def _search_direction(self, batch: RolloutBufferSamples, objective: PolicyObjective) -> CGResult:
-        """
-        ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient (docs/design.md, steps 5 and 6).
-
-        With ``cg_warm_start``, CG starts from the previous update's direction (when there is one).
-
-        :return: CG's result
-        """
+        """``s = (F + cg_damping * I)^-1 g`` by conjugate gradient (docs/design.md, steps 5 and 6), warm-started if asked."""
         fvp = self._fisher_vector_product(batch, objective.distribution, objective.old_distribution)
         warm_start = self.cg_warm_start and bool(self._cg_previous_direction.any())
         x0 = self._cg_previous_direction if warm_start else None
@@ -805,23 +661,15 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         """
 
     def _record_step(self, step: LineSearchResult) -> None:
-        """
-        Log what is particular to the subclass's step (called once per update, also when no step was tried).
-
-        :param step: the step taken
-        """
+        """Log what is particular to the subclass's step (once per update)."""
 
     def _apply_step(
         self, batch: RolloutBufferSamples, objective: PolicyObjective, full_step: th.Tensor | None, radius: float
     ) -> LineSearchResult:
         """
-        Run :meth:`_policy_step` from ``theta_old`` and leave the actor where it accepted, else exactly at ``theta_old``.
+        Run :meth:`_policy_step` from ``theta_old``; leave the actor where it accepted, else exactly at ``theta_old``.
 
-        :param batch: the whole rollout
-        :param objective: ``pi_old`` and the objective at ``theta_old``
         :param full_step: ``beta * s``; None when no step can be sized
-        :param radius: the trust-region radius of this update
-        :return: the step taken
         """
         if full_step is None:
             # No usable direction (zero or non-finite gradient, curvature that is not positive): no step is tried
@@ -833,10 +681,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             set_flat_params(params, old_flat + fraction * full_step)
             with th.no_grad():
                 new_objective, new_kl = self._policy_terms(batch, objective.old_log_prob, objective.old_distribution)
-            if self._data_parallel is not None:
-                # The candidate's objective and KL over all ranks' samples
-                return self._data_parallel.mean_values(float(new_objective), float(new_kl))  # type: ignore[return-value]
-            return float(new_objective), float(new_kl)
+            # The candidate's objective and KL over all ranks' samples
+            return self._reducer.mean_values(float(new_objective), float(new_kl))  # type: ignore[return-value]
 
         try:
             step = self._policy_step(evaluate, objective.value, radius)
@@ -849,17 +695,16 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             set_flat_params(params, old_flat)
         return step
 
-    def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> tuple[float, int]:
+    def _fit_critic(self, batch: RolloutBufferSamples) -> tuple[float, int]:
         """
-        Regress V_phi on the returns: ``n_critic_updates`` epochs of shuffled minibatches (docs/design.md, step 10).
-
-        A minibatch whose loss is not finite is skipped (no optimizer step), so no NaN reaches the critic's weights.
-        With ``data_parallel``, every rank fits on all ranks' samples, gathered once, in rank 0's order of minibatches:
-        the regression of one process holding the whole batch, with no collective per Adam step.
+        Regress V_phi on the batch's returns: ``n_critic_updates`` epochs of shuffled minibatches (docs/design.md, step
+        10). A minibatch whose loss is not finite is skipped. With ``data_parallel``, every rank fits on all ranks' samples,
+        gathered once, in rank 0's order: the regression of one process holding the whole batch.
 
         :return: mean value loss over the minibatches, and the number of skipped minibatches
         """
         # Inputs of the trainable part of the critic: frozen features (a tensor), or the observations
+        observations, returns = batch.observations, batch.returns
         inputs: Any = observations
         predict_values: Callable[[Any], th.Tensor] = self.policy.predict_values
         if self._critic_reuses_features:
@@ -869,9 +714,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             def predict_values(features: th.Tensor) -> th.Tensor:
                 return self.policy.value_net(self.policy.mlp_extractor.forward_critic(features))
 
-        if self._data_parallel is not None:
-            inputs, returns = self._gathered_observations(inputs), self._data_parallel.gather(returns)
-        permutations = self._critic_permutations(returns.shape[0], returns.device)
+        # With data_parallel, all ranks' samples, in rank 0's orders
+        inputs, returns = self._reducer.gather(inputs), self._reducer.gather(returns)
+        permutations = self._reducer.permutations(self.n_critic_updates, returns.shape[0], returns.device)
 
         optimizer = self.policy.optimizer
         optimizer_step: Callable[[], Any] = optimizer.step
@@ -905,41 +750,13 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                     optimizer_step = fused_adam_step(optimizer) or optimizer.step
                     try_fused_step = False
                 value_losses.append(value_loss)
-        if self._data_parallel is not None:
-            # Identical already where the ranks' kernels round alike; rank 0's bit for bit everywhere regardless
-            self._data_parallel.broadcast_tensors(self.critic_params)
+        # Identical already where the ranks' kernels round alike; rank 0's bit for bit everywhere regardless
+        self._reducer.broadcast_tensors(self.critic_params)
         mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
         return mean_loss, n_skipped
 
-    def _critic_permutations(self, n_samples: int, device: th.device) -> th.Tensor:
-        """
-        The order of the samples in each of the critic's epochs, drawn from the global random generator (rank 0's,
-        shared with the other ranks, under ``data_parallel``).
-
-        :return: shape (n_critic_updates, n_samples), one permutation per row
-        """
-        if self._data_parallel is None or self._data_parallel.rank == 0:
-            permutations = th.stack([th.randperm(n_samples, device=device) for _ in range(self.n_critic_updates)])
-        else:
-            permutations = th.empty((self.n_critic_updates, n_samples), dtype=th.int64, device=device)
-        if self._data_parallel is not None:
-            self._data_parallel.broadcast(permutations)
-        return permutations
-
-    def _gathered_observations(self, observations: PyTorchObs) -> PyTorchObs:
-        """
-        :param observations: this rank's samples (a tensor, or a dict of tensors)
-        :return: all ranks' samples, in rank order, on every rank (``data_parallel`` only)
-        """
-        assert self._data_parallel is not None
-        if isinstance(observations, dict):
-            return {key: self._data_parallel.gather(value) for key, value in observations.items()}
-        return self._data_parallel.gather(observations)
-
     def train(self) -> None:
-        """
-        One update from the rollout buffer (the algorithm box of TRPO and NPG; docs/design.md).
-        """
+        """One update from the rollout buffer (the algorithm box of TRPO and NPG; docs/design.md)."""
         # This update's trust-region radius and critic learning rate, read before anything is touched: with
         # adaptive_kl, the adapted radius; else target_kl, or its schedule's value at the progress remaining. A value
         # <= 0 (a schedule past the end of the budget) means no step; a non-finite one raises (`scheduled_value`).
@@ -950,8 +767,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         # Refuse NaN / inf from the environment before anything is updated with it
         check_finite_rollout(self.rollout_buffer)
         # With data_parallel: VecNormalize's statistics of all ranks' data, on every rank
-        if self._data_parallel is not None:
-            self._data_parallel.share_running_statistics(self.env)
+        self._reducer.share_running_statistics(self.env)
 
         # 1. The whole rollout in one batch, GAE advantages normalized
         batch = self._policy_batch()
@@ -970,7 +786,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         if self.adaptive_kl:
             self.target_kl_effective = adapt_trust_region_radius(radius, self._scheduled_radius(), step)
         # 7. Critic: regression on the GAE returns (the actor's parameters are not touched)
-        value_loss, critic_skipped = self._fit_critic(batch.observations, batch.returns)
+        value_loss, critic_skipped = self._fit_critic(batch)
         self._n_updates += 1
 
         # Logs: sb3-contrib's keys, then our diagnostics
@@ -992,21 +808,11 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
     def _scheduled_radius(self) -> float:
-        """
-        :return: ``target_kl``, or its schedule's value at the current progress remaining (SB3's
-            ``_current_progress_remaining``, as for ``learning_rate``), 0 where the schedule is <= 0
-        :raises ValueError: naming ``target_kl`` when the value is not finite
-        """
+        """:return: ``target_kl`` at the current progress remaining (:func:`scheduled_value`)"""
         return scheduled_value("target_kl", self.target_kl, self._current_progress_remaining)
 
     def _update_learning_rate(self, optimizers: list[th.optim.Optimizer] | th.optim.Optimizer) -> None:
-        """
-        SB3's ``_update_learning_rate`` under the family's rule for schedules (:func:`scheduled_value`): a learning
-        rate <= 0 is 0 (the critic's weights do not move at this update), a non-finite one raises naming
-        ``learning_rate`` before any weight is touched.
-
-        :param optimizers: an optimizer or a list of optimizers
-        """
+        """SB3's ``_update_learning_rate`` under the family's rule for schedules (:func:`scheduled_value`)."""
         learning_rate = scheduled_value("learning_rate", self.lr_schedule, self._current_progress_remaining)
         self.logger.record("train/learning_rate", learning_rate)
         for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
@@ -1024,21 +830,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         **kwargs: Any,
     ) -> SelfNaturalGradientAlgorithm:
         """
-        Load the model from a zip-file (SB3's ``load``, same arguments).
-
-        The archive is checked whole first (every member's CRC, the members the model writes), so a truncated or
-        corrupted file raises a ``ValueError`` saying so instead of giving a half-loaded model. Attributes that
-        ``_setup_model`` rebuilds from the policy are not read from the file (models saved by version 0.1
-        pickled them, some under module paths that have moved).
-
-        :param path: path to the file (or a file-like object) to load the model from
-        :param env: the new environment to run the loaded model on (can be None if you only need prediction)
-        :param device: device on which the code should run
-        :param custom_objects: objects to replace upon loading (see SB3's ``BaseAlgorithm.load``)
-        :param print_system_info: whether to print the system info of the saved model and the current one
-        :param force_reset: force a call to ``reset()`` before training
-        :param kwargs: extra arguments to change the model when loading
-        :return: new model instance with loaded parameters
+        SB3's ``load``, same arguments. The archive is checked whole first, so a truncated or corrupted file raises a
+        ``ValueError`` saying so; the attributes ``_setup_model`` rebuilds are not read from the file.
         """
         check_model_archive(path)
         derived: dict[str, Any] = dict.fromkeys(cls._derived_attributes)
@@ -1062,15 +855,11 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         progress_bar: bool = False,
     ) -> SelfNaturalGradientAlgorithm:
         """
-        SB3's ``learn``, same arguments; the tensorboard run is named after the algorithm (``TRPO``, ``NPG``) unless
-        ``tb_log_name`` is given. With data_parallel, ``total_timesteps`` and ``num_timesteps`` count the steps of all
-        ranks (each rank takes its share; :class:`~sb3_trpo.common.distributed.CountAllRanksSteps`), and only rank 0
-        shows the progress bar.
+        SB3's ``learn``, same arguments; the tensorboard run is named after the algorithm unless ``tb_log_name`` is given.
+        With data_parallel, ``total_timesteps`` counts the steps of all ranks.
         """
-        if self._data_parallel is not None:
-            progress_bar = progress_bar and self._data_parallel.rank == 0
-            # The VecNormalize statistics every rank starts from
-            self._data_parallel.share_running_statistics(self.env)
+        # With data_parallel, the VecNormalize statistics every rank starts from
+        self._reducer.share_running_statistics(self.env)
         return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,

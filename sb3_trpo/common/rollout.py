@@ -1,23 +1,13 @@
 """
-The project's rollout loop (:func:`collect_rollouts`, SB3's ``collect_rollouts`` with the policy's calls and the
-buffer's rows as hooks: :class:`RolloutStep`), and leaner ``policy.forward`` and ``policy.predict`` for it, with the
-same outputs as SB3's, bit for bit.
+The family's rollout loop (:func:`collect_rollouts`: SB3's ``collect_rollouts`` with the policy's calls and the
+buffer's rows as hooks, :class:`RolloutStep`), and leaner ``policy.forward`` and ``policy.predict`` for it, with the
+same outputs as SB3's, bit for bit (``tests/test_rollout.py``).
 
-While collecting a rollout, SB3 calls ``policy(obs)`` once per environment step on a batch of ``n_envs`` observations.
-For the small MLP policies TRPO is used with, most of that call's time goes to Python-side work rather than arithmetic:
-module calls, distribution objects and their argument checks. :func:`bind_rollout_forward` returns, for the policies
-where it applies, a function that computes the same actions, values and log-probabilities with plain tensor operations
-in the same order as SB3 and PyTorch do (same kernels, same random draws), with the weights looked up once per rollout.
-``tests/test_rollout.py`` checks the outputs are identical to ``policy.forward``'s, and that learning is unchanged.
-:func:`predict_with` does the same for ``predict`` (what ``evaluate_policy``, ``EvalCallback`` and the Zoo's ``enjoy``
-call once per step), where SB3's module calls, distribution objects and ``set_training_mode`` walk cost several times
-the arithmetic. Nothing is assigned onto the policy: the loop and ``predict`` call the bound functions themselves.
-
-It applies to SB3's actor-critic policy classes themselves (not user subclasses, which may override ``forward``) whose
-actor is a flat MLP over parameter-free features (:func:`sb3_trpo.common.policies.has_flat_mlp_actor`: a
-``FlattenExtractor`` on ``Box`` observations, or a ``CombinedExtractor`` over the vector observations of a ``Dict``),
-with an ``MlpExtractor`` of linear layers with tanh or ReLU, a linear value head, and a diagonal Gaussian (without
-gSDE) or categorical action distribution. Anything else keeps SB3's ``forward``.
+For the small MLP policies TRPO runs with, most of SB3's per-step ``policy(obs)`` goes to Python-side work (module
+calls, distribution objects, argument checks), not arithmetic. For SB3's own actor-critic classes with a flat MLP
+actor over parameter-free features (:func:`sb3_trpo.common.policies.has_flat_mlp_actor`), tanh or ReLU layers, a
+linear value head and a diagonal Gaussian (no gSDE) or categorical distribution, the functions here compute the same
+operations in the same order with the weights looked up once. Nothing is assigned onto the policy.
 """
 
 import math
@@ -56,14 +46,9 @@ def _bind_chain(chain: nn.Module) -> AffineLayers | None:
 
 def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
     """
-    ``policy.forward`` for rollouts, with the policy's current weights bound, or None where it does not apply.
-
-    The returned function takes ``(obs, deterministic=False)`` and returns ``(actions, values, log_prob)`` exactly as
-    SB3's ``ActorCriticPolicy.forward`` does. It reads the weights through detached views: valid while the weights
-    are changed in place and the policy is not moved; bind again for each rollout.
-
-    :param policy: the policy
-    :return: the forward function, or None (use ``policy.forward``)
+    ``policy.forward`` for one rollout with the policy's current weights bound (detached views), or None where it does
+    not apply: ``(obs, deterministic=False) -> (actions, values, log_prob)``, exactly as SB3's
+    ``ActorCriticPolicy.forward``.
     """
     if not has_flat_mlp_actor(policy) or type(policy.value_net) is not nn.Linear:
         return None
@@ -112,17 +97,8 @@ def _bind_features(policy: nn.Module, extractor: nn.Module) -> Callable[[PyTorch
 
 def bind_policy_actions(policy: nn.Module) -> Callable[..., th.Tensor] | None:
     """
-    ``policy._predict`` for a policy with a flat MLP actor, or None where it does not apply (as
-    :func:`bind_rollout_forward`).
-
-    The returned function takes ``(obs, deterministic=False)`` and returns the actions of SB3's
-    ``policy.get_distribution(obs).get_actions(deterministic)``, bit for bit (the same kernels and random draws): the
-    mean (Gaussian) or the most likely action (categorical) when deterministic, else a sample. It holds the actor's
-    modules and reads their weights at each call, so it stays valid while those modules are the policy's
-    (:class:`PredictActions` checks that).
-
-    :param policy: the policy
-    :return: the action function, or None (use ``policy._predict``)
+    ``policy._predict`` of a flat MLP actor, or None where it does not apply: ``(obs, deterministic=False) -> actions``,
+    those of ``policy.get_distribution(obs).get_actions(deterministic)`` bit for bit. It reads the weights at each call.
     """
     if not has_flat_mlp_actor(policy):
         return None
@@ -164,8 +140,8 @@ def _actor_modules(policy: nn.Module) -> tuple[Any, ...]:
 
 class PredictActions:
     """
-    :func:`bind_policy_actions` for whichever policy ``predict`` is called on, built once and rebuilt only when the
-    actor's modules change (another policy after ``load``, a replaced layer); the weights are read at each call.
+    :func:`bind_policy_actions` for whichever policy ``predict`` is called on, rebuilt only when the actor's modules
+    change (another policy after ``load``, a replaced layer).
     """
 
     def __init__(self) -> None:
@@ -173,10 +149,7 @@ class PredictActions:
         self._actions: Callable[..., th.Tensor] | None = None
 
     def of(self, policy: nn.Module) -> Callable[..., th.Tensor] | None:
-        """
-        :param policy: the policy
-        :return: its bound actions, or None where they do not apply
-        """
+        """:return: the bound actions of ``policy``, or None where they do not apply"""
         modules = _actor_modules(policy)
         unchanged = len(modules) == len(self._modules) and all(
             new is old for new, old in zip(modules, self._modules, strict=True)
@@ -190,18 +163,9 @@ def predict_with(
     policy: BasePolicy, actions: Callable[..., th.Tensor], observation: np.ndarray | dict[str, np.ndarray], deterministic: bool
 ) -> np.ndarray:
     """
-    SB3's ``BasePolicy.predict``, step for step, with the actions of ``actions`` (from :func:`bind_policy_actions`)
-    instead of ``policy._predict``: its check of the observation, ``obs_to_tensor``, the actions' shape, their
-    clipping to (or unscaling into) the action space, and a single observation's squeeze. The walk over every
-    submodule that ``set_training_mode(False)`` makes is done only when the policy is in training mode (the bound
-    actor's linear layers and activations compute the same in either mode). ``tests/test_rollout.py`` checks the
-    actions against SB3's ``predict``, bit for bit.
-
-    :param policy: the policy
-    :param actions: its bound actions
-    :param observation: the input observation (one, or a batch)
-    :param deterministic: whether to return deterministic actions
-    :return: the actions, as SB3's ``predict`` returns them
+    SB3's ``BasePolicy.predict`` step for step, with the bound ``actions`` instead of ``policy._predict``: the
+    observation's check, ``obs_to_tensor``, the actions' shape, clipping (or unscaling), a single observation's squeeze.
+    ``set_training_mode(False)`` walks the modules only when the policy is in training mode.
     """
     if policy.training:
         policy.set_training_mode(False)
@@ -241,13 +205,8 @@ def _flat_float32(obs: np.ndarray) -> np.ndarray:
 
 def _numpy_features(policy: nn.Module) -> Callable[[Any], np.ndarray] | None:
     """
-    The features of parameter-free extractors over vector observations, in NumPy: a ``FlattenExtractor`` on a
-    non-image ``Box``, or a ``CombinedExtractor`` whose keys are all non-image ``Box`` (its ``nn.Flatten`` of each
-    key, concatenated in the extractor's order: a ``Dict`` holding one ``Box`` gives that ``Box``'s features). The
-    actor's and the critic's extractors must be such (they then compute the same features).
-
-    :param policy: the policy
-    :return: ``obs -> features`` of shape (batch, features_dim), or None where it does not apply
+    The features of parameter-free extractors over vector observations, in NumPy (a ``FlattenExtractor`` on a
+    non-image ``Box``, or a ``CombinedExtractor`` of non-image ``Box`` keys), or None where it does not apply.
     """
     space = policy.observation_space
     extractor = policy.pi_features_extractor
@@ -268,19 +227,12 @@ def _numpy_features(policy: nn.Module) -> Callable[[Any], np.ndarray] | None:
 
 def bind_numpy_forward(policy: nn.Module) -> tuple[NumpyForward, NumpyValues] | None:
     """
-    The rollout forward of :func:`bind_rollout_forward` in NumPy, for small MLPs on the CPU, or None where it does
-    not apply (then use :func:`bind_rollout_forward`).
+    The rollout forward of :func:`bind_rollout_forward` in NumPy, for small MLPs on the CPU, or None where it does not
+    apply: ``obs -> (actions, values, log_prob)`` and ``obs -> values``.
 
-    For the 2 x 17 observations and 64-64 networks of the RL Zoo's MuJoCo settings, each torch operation costs
-    microseconds of dispatch for nanoseconds of arithmetic; NumPy's are several times cheaper. The random draws stay
-    torch's (the same generator, the same calls as SB3: a standard normal of the actions' shape, or torch's
-    categorical sampling), and ``std``, ``log(std)`` and ``std**2`` are computed by torch once per rollout, so the
-    actions, values and log-probabilities equal ``policy.forward``'s to float32 rounding (the matrix products'
-    summation order is NumPy's BLAS's). Applies where :func:`bind_rollout_forward` applies, with vector observations
-    (:func:`_numpy_features`: a ``Box``, or a ``Dict`` of ``Box``) and the policy on the CPU.
-
-    :param policy: the policy
-    :return: ``obs -> (actions, values, log_prob)`` and ``obs -> values`` (``predict_values``) on NumPy arrays, or None
+    For the RL Zoo's MuJoCo settings each torch operation costs microseconds of dispatch for nanoseconds of arithmetic;
+    NumPy's are several times cheaper. The random draws stay torch's (the same generator and calls as SB3), so the
+    outputs equal ``policy.forward``'s to float32 rounding (the matrix products sum in NumPy's BLAS's order).
     """
     if not has_flat_mlp_actor(policy) or type(policy.value_net) is not nn.Linear or policy.device.type != "cpu":
         return None
@@ -347,14 +299,11 @@ def _one_observation(observation: Any) -> Any:
 
 class RolloutStep:
     """
-    How :func:`collect_rollouts` calls the policy and fills the buffer, as SB3's ``OnPolicyAlgorithm.collect_rollouts``
-    does: the hooks an algorithm replaces for its policy (a recurrent policy's states, the NumPy forward). Extra
-    ``inputs`` of a step (the action masks of MaskableTRPO) reach both the policy's ``forward`` and the buffer's
-    ``add``.
+    How :func:`collect_rollouts` calls the policy and fills the buffer, as SB3's loop does: the hooks an algorithm
+    replaces (a recurrent policy's states, the NumPy forward). A step's extra ``inputs`` (MaskableTRPO's action masks)
+    reach both the policy's ``forward`` and the buffer's ``add``.
 
-    :param algorithm: the algorithm (its policy, device, ``gamma``)
-    :param forward: the policy's forward for this rollout (``obs -> (actions, values, log_prob)``, from
-        :func:`bind_rollout_forward`), or None for the policy module itself
+    :param forward: the policy's forward for this rollout (:func:`bind_rollout_forward`), or None for the policy itself
     """
 
     def __init__(self, algorithm: OnPolicyAlgorithm, forward: RolloutForward | None = None) -> None:
@@ -364,10 +313,7 @@ class RolloutStep:
         self.forward: RolloutForward = forward if forward is not None else algorithm.policy
 
     def act(self, obs: Any, **inputs: Any) -> tuple[np.ndarray, th.Tensor, th.Tensor]:
-        """
-        :param obs: the envs' current observations
-        :return: the actions (an array), their values and log-probabilities (tensors)
-        """
+        """:return: the actions (an array), their values and log-probabilities (tensors) at the observations ``obs``"""
         with th.no_grad():
             # Convert to pytorch tensor or to TensorDict
             obs_tensor = obs_as_tensor(obs, self.device)
@@ -375,42 +321,26 @@ class RolloutStep:
         return actions.cpu().numpy(), values, log_probs
 
     def terminal_value(self, observation: Any, env_index: int) -> Any:
-        """
-        :param observation: the terminal observation of env ``env_index``'s truncated episode
-        :param env_index: the env's index
-        :return: its value, for the bootstrap of the episode's last reward
-        """
+        """:return: the value of env ``env_index``'s terminal observation, to bootstrap a truncated episode"""
         terminal_obs = self.policy.obs_to_tensor(observation)[0]
         with th.no_grad():
             return self.policy.predict_values(terminal_obs)[0]
 
     def add(self, buffer: RolloutBuffer, *row: Any, **inputs: Any) -> None:
-        """
-        Store one step: ``row`` is ``RolloutBuffer.add``'s (observations, actions, rewards, episode starts, values,
-        log-probabilities).
-        """
+        """Store one step (``RolloutBuffer.add``'s row)."""
         buffer.add(*row, **inputs)
 
     def last_values(self, new_obs: Any, dones: np.ndarray) -> th.Tensor:
-        """
-        :param new_obs: the observations after the rollout's last step
-        :param dones: the last step's episode ends
-        :return: their values, for GAE
-        """
+        """:return: the values of the observations after the rollout's last step, for GAE"""
         with th.no_grad():
             return self.policy.predict_values(obs_as_tensor(new_obs, self.device))
 
 
 class NumpyRolloutStep(RolloutStep):
     """
-    The hooks of :class:`RolloutStep` with the NumPy forward of :func:`bind_numpy_forward`, and the buffer's arrays
-    written in place instead of through ``RolloutBuffer.add`` (the same values, without its copies): for SB3's
-    ``RolloutBuffer`` and ``DictRolloutBuffer`` themselves, without gSDE. The values and log-probabilities are
-    tensors sharing the arrays' memory, as SB3's callbacks read them.
-
-    :param algorithm: the algorithm
-    :param forward: the NumPy forward
-    :param predict_values: the NumPy ``predict_values``
+    :class:`RolloutStep` with the NumPy forward (:func:`bind_numpy_forward`) and the buffer's arrays written in place
+    (``RolloutBuffer.add``'s values, without its copies), for SB3's ``RolloutBuffer`` and ``DictRolloutBuffer`` without
+    gSDE. Values and log-probabilities are tensors sharing the arrays' memory, as SB3's callbacks read them.
     """
 
     def __init__(self, algorithm: OnPolicyAlgorithm, forward: NumpyForward, predict_values: NumpyValues) -> None:
@@ -456,25 +386,11 @@ def collect_rollouts(
     step_inputs: Callable[[VecEnv], dict[str, Any]],
 ) -> bool:
     """
-    The rollout loop of every algorithm of the family: SB3's ``OnPolicyAlgorithm.collect_rollouts``, step for step,
-    with the policy's calls and the buffer's rows through ``step``'s hooks.
+    The rollout loop of every algorithm of the family: SB3's ``OnPolicyAlgorithm.collect_rollouts`` step for step (the
+    same calls, callbacks and locals), with the policy's calls and the buffer's rows through ``step``'s hooks and each
+    step's extra inputs from ``step_inputs(env)``. ``tests/test_rollout.py`` pins the buffer, bit for bit, against SB3's
+    PPO and sb3-contrib's RecurrentPPO and MaskablePPO.
 
-    The same sequence as SB3's: eval mode, buffer reset, gSDE noise, ``on_rollout_start``; per step the inputs of the
-    step (``step_inputs(env)``: the action masks of MaskableTRPO), the policy's actions, clipping to the action space
-    (or unscaling a squashed output), ``env.step``, ``num_timesteps``, the callbacks' ``update_locals`` and
-    ``on_step`` (stopping when it returns False), the info buffer, the bootstrap of truncated episodes with the value
-    of their terminal observation, the buffer row; then the last values, GAE, ``on_rollout_end``. The locals
-    callbacks read keep SB3's names and types (``values`` and ``log_probs`` are tensors, ``actions`` an array).
-    ``tests/test_rollout.py`` pins the buffer, bit for bit, against SB3's PPO and sb3-contrib's RecurrentPPO and
-    MaskablePPO on the same seed and weights.
-
-    :param algorithm: the on-policy algorithm (its env state ``_last_obs``, ``_last_episode_starts``)
-    :param env: the training environment
-    :param callback: the callbacks
-    :param rollout_buffer: the rollout buffer
-    :param n_rollout_steps: steps per environment
-    :param step: the policy's calls and the buffer's rows
-    :param step_inputs: the extra inputs of each step's forward and row, read from the env before the step
     :return: True when the rollout was completed, False when a callback stopped it
     """
     assert algorithm._last_obs is not None, "No previous observation was provided"

@@ -5,29 +5,27 @@ from typing import ClassVar
 from gymnasium import spaces
 from stable_baselines3.common.policies import BasePolicy
 
+from sb3_trpo.common.maskable.algorithm import ActionMasking
+from sb3_trpo.common.maskable.buffers import MaskableRecurrentDictRolloutBuffer, MaskableRecurrentRolloutBuffer
+from sb3_trpo.common.maskable.policies import MaskableRecurrentActorCriticPolicy
 from sb3_trpo.common.on_policy_ng import check_range
-from sb3_trpo.trpo_mask.trpo_mask import ActionMasking
-from sb3_trpo.trpo_mask_recurrent.buffers import MaskableRecurrentDictRolloutBuffer, MaskableRecurrentRolloutBuffer
-from sb3_trpo.trpo_mask_recurrent.policies import (
-    CnnLstmPolicy,
-    MaskableRecurrentActorCriticPolicy,
-    MlpLstmPolicy,
-    MultiInputLstmPolicy,
-)
-from sb3_trpo.trpo_recurrent.trpo_recurrent import RecurrentTRPO
+from sb3_trpo.common.recurrent.algorithm import RecurrentNaturalGradient
+from sb3_trpo.trpo.trpo import TRPO
+from sb3_trpo.trpo_mask_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
 MASKABLE_RECURRENT_BUFFERS = (MaskableRecurrentRolloutBuffer, MaskableRecurrentDictRolloutBuffer)
 
 
-class MaskableRecurrentTRPO(ActionMasking, RecurrentTRPO):  # type: ignore[misc]
+class MaskableRecurrentTRPO(ActionMasking, RecurrentNaturalGradient, TRPO):  # type: ignore[misc]
     """
     Trust Region Policy Optimization (TRPO) with invalid action masking and recurrent (LSTM) policies.
 
     Paper (TRPO): https://arxiv.org/abs/1502.05477; invalid action masking: https://arxiv.org/abs/2006.14171
-    Code: an independent implementation: RecurrentTRPO (:class:`sb3_trpo.trpo_recurrent.RecurrentTRPO`) with
-    MaskableTRPO's masking (:class:`sb3_trpo.trpo_mask.trpo_mask.ActionMasking`), on sb3-contrib's recurrent policies
-    with its masked distributions (:mod:`sb3_trpo.trpo_mask_recurrent.policies`) and recurrent buffers that also
-    store the masks (:mod:`sb3_trpo.trpo_mask_recurrent.buffers`).
+    Code: an independent implementation: RecurrentTRPO's update
+    (:class:`sb3_trpo.common.recurrent.algorithm.RecurrentNaturalGradient`) with MaskableTRPO's masking
+    (:class:`sb3_trpo.common.maskable.algorithm.ActionMasking`), on sb3-contrib's recurrent policies with its masked
+    distributions (:mod:`sb3_trpo.common.maskable.policies`) and recurrent buffers that also store the masks
+    (:mod:`sb3_trpo.common.maskable.buffers`).
 
     RecurrentTRPO's update over padded sequences, where every action distribution (``pi_old``, the surrogate, the
     KL, the Fisher products, the line search's checks) is the masked one of the rollout's own masks: masked actions
@@ -37,13 +35,13 @@ class MaskableRecurrentTRPO(ActionMasking, RecurrentTRPO):  # type: ignore[misc]
     (``predict(obs, state, episode_start)``, ``shared_lstm`` / ``enable_critic_lstm`` in ``policy_kwargs``).
 
     :param policy: The policy model to use (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy, or a
-        :class:`~sb3_trpo.trpo_mask_recurrent.policies.MaskableRecurrentActorCriticPolicy`)
+        :class:`~sb3_trpo.common.maskable.policies.MaskableRecurrentActorCriticPolicy`)
     :param env: The environment to learn from (if registered in Gym, can be str); Discrete, MultiDiscrete or
         MultiBinary actions
 
     Every other parameter is TRPO's (:class:`sb3_trpo.trpo.TRPO`; ``batch_size`` as in RecurrentTRPO; no gSDE, the
     actions being discrete); ``rollout_buffer_class`` must be one of
-    :mod:`sb3_trpo.trpo_mask_recurrent.buffers` (None: chosen from the observation space).
+    :mod:`sb3_trpo.common.maskable.buffers` (None: chosen from the observation space).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {

@@ -1,100 +1,15 @@
 """RecurrentTRPO: TRPO with an LSTM policy, on sb3-contrib's recurrent policies and rollout buffers."""
 
-import math
-from copy import deepcopy
-from typing import Any, ClassVar
+from typing import ClassVar
 
-import numpy as np
-import torch as th
-from gymnasium import spaces
-from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
-from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
-from sb3_contrib.common.recurrent.type_aliases import RNNStates
-from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.distributions import Distribution
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.type_aliases import PyTorchObs, RolloutBufferSamples
-from stable_baselines3.common.utils import obs_as_tensor
-from torch.nn import functional as F
 
-from sb3_trpo.common.natural_gradient import distribution_samples
-from sb3_trpo.common.on_policy_ng import check_range
-from sb3_trpo.common.rollout import RolloutStep
+from sb3_trpo.common.recurrent.algorithm import RecurrentNaturalGradient
 from sb3_trpo.trpo.trpo import TRPO
 from sb3_trpo.trpo_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
 
-RECURRENT_BUFFERS = (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)
 
-
-def reset_states_at_sequence_starts(
-    lstm_states: tuple[th.Tensor, ...], episode_starts: th.Tensor
-) -> tuple[tuple[th.Tensor, th.Tensor], th.Tensor]:
-    """
-    The same LSTM inputs with the episode resets moved into the initial states, so that sb3-contrib's
-    ``_process_sequence`` runs each padded sequence in one LSTM call instead of one call per step (it loops over the
-    steps whenever any episode start is set). The rollout buffers cut sequences at every episode start, so a start can
-    only be a sequence's first step: zeroing those sequences' initial states is exactly the reset the loop would do.
-
-    :param lstm_states: hidden and cell states at each sequence's first step, shape (n_layers, n_seq, hidden size)
-    :param episode_starts: the padded sequences' episode starts, flattened, shape (n_seq * max length,)
-    :return: the initial states with the reset applied, and episode starts all zero; the inputs unchanged when a start
-        is set after a sequence's first step (the loop then keeps resetting where it must)
-    """
-    n_seq = lstm_states[0].shape[1]
-    starts = episode_starts.reshape(n_seq, -1)
-    if bool(th.any(starts[:, 1:] != 0.0)):
-        return (lstm_states[0], lstm_states[1]), episode_starts
-    keep = (1.0 - starts[:, 0]).view(1, n_seq, 1)
-    return (lstm_states[0] * keep, lstm_states[1] * keep), th.zeros_like(episode_starts)
-
-
-class RecurrentRolloutStep(RolloutStep):
-    """
-    The rollout's hooks (:class:`sb3_trpo.common.rollout.RolloutStep`) for an LSTM policy, as sb3-contrib's
-    ``RecurrentPPO.collect_rollouts`` makes them: each step's forward takes the LSTM states of the previous step (reset
-    where an episode starts), the buffer stores those input states with the step, a truncated episode is bootstrapped
-    with the value of its terminal observation under the critic's states after the step, and the states are carried
-    to the next rollout (the algorithm's ``_last_lstm_states``).
-
-    :param algorithm: the algorithm, with its ``_last_lstm_states``
-    """
-
-    algorithm: "RecurrentTRPO"
-    policy: RecurrentActorCriticPolicy
-
-    def __init__(self, algorithm: "RecurrentTRPO") -> None:
-        super().__init__(algorithm)
-        self.lstm_states = deepcopy(algorithm._last_lstm_states)
-
-    def act(self, obs: Any, **inputs: Any) -> tuple[np.ndarray, th.Tensor, th.Tensor]:
-        with th.no_grad():
-            obs_tensor: Any = obs_as_tensor(obs, self.device)
-            episode_starts = th.tensor(self.algorithm._last_episode_starts, dtype=th.float32, device=self.device)
-            actions, values, log_probs, self.lstm_states = self.policy.forward(
-                obs_tensor, self.lstm_states, episode_starts, **inputs
-            )
-        return actions.cpu().numpy(), values, log_probs
-
-    def terminal_value(self, observation: Any, env_index: int) -> Any:
-        terminal_obs: Any = self.policy.obs_to_tensor(observation)[0]
-        with th.no_grad():
-            critic_states: Any = tuple(state[:, env_index : env_index + 1, :].contiguous() for state in self.lstm_states.vf)
-            not_a_start = th.zeros(1, dtype=th.float32, device=self.device)
-            return self.policy.predict_values(terminal_obs, critic_states, not_a_start)[0]
-
-    def add(self, buffer: RolloutBuffer, *row: Any, **inputs: Any) -> None:
-        buffer.add(*row, lstm_states=self.algorithm._last_lstm_states, **inputs)  # type: ignore[call-arg]
-        self.algorithm._last_lstm_states = self.lstm_states
-
-    def last_values(self, new_obs: Any, dones: np.ndarray) -> th.Tensor:
-        with th.no_grad():
-            episode_starts = th.tensor(dones, dtype=th.float32, device=self.device)
-            return self.policy.predict_values(
-                obs_as_tensor(new_obs, self.device), self.lstm_states.vf, episode_starts  # type: ignore[arg-type]
-            )
-
-
-class RecurrentTRPO(TRPO):
+class RecurrentTRPO(RecurrentNaturalGradient, TRPO):
     """
     Trust Region Policy Optimization (TRPO) with recurrent (LSTM) policies.
 
@@ -102,15 +17,12 @@ class RecurrentTRPO(TRPO):
     Code: an independent implementation, with sb3-contrib's recurrent building blocks (policies, rollout buffers,
     ``RNNStates``) and RecurrentPPO's API.
 
-    TRPO's update (:class:`sb3_trpo.trpo.TRPO`, same constructor) over whole sequences: the rollout is one batch of
-    padded sequences, each started from the LSTM states stored with its first step; the LSTM is re-run over them for
-    the surrogate, ``pi_old``, the KL, the Fisher-vector products (Gauss-Newton through the LSTM's graph, or double
-    backward) and each line-search candidate, and only the real samples enter any mean (the padding is dropped
-    before: the KL bound is over real samples only). The advantages are normalized over the real samples. The critic
-    regresses on minibatches of sequences (``batch_size`` steps each), from the critic's stored LSTM states, on the
-    real samples. Use the policies' ``shared_lstm`` / ``enable_critic_lstm`` (in ``policy_kwargs``) as with
-    RecurrentPPO: the actor's LSTM moves only with the trust-region step (with ``shared_lstm`` the critic reads its
-    output detached).
+    TRPO's update (:class:`sb3_trpo.trpo.TRPO`, same constructor) over whole sequences
+    (:class:`sb3_trpo.common.recurrent.algorithm.RecurrentNaturalGradient`): the LSTM is re-run over the rollout's
+    padded sequences for the surrogate, ``pi_old``, the KL, the Fisher-vector products and each line-search candidate,
+    and only the real samples enter any mean. Use the policies' ``shared_lstm`` / ``enable_critic_lstm`` (in
+    ``policy_kwargs``) as with RecurrentPPO: the actor's LSTM moves only with the trust-region step (with
+    ``shared_lstm`` the critic reads its output detached).
 
     :param policy: The policy model to use (MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy, or a
         ``RecurrentActorCriticPolicy``)
@@ -129,128 +41,3 @@ class RecurrentTRPO(TRPO):
         "CnnLstmPolicy": CnnLstmPolicy,
         "MultiInputLstmPolicy": MultiInputLstmPolicy,
     }
-
-    policy: RecurrentActorCriticPolicy
-    rollout_buffer: RecurrentRolloutBuffer
-
-    def _setup_model(self) -> None:
-        policy_class = self.policy_class
-        is_recurrent = isinstance(policy_class, type) and issubclass(policy_class, RecurrentActorCriticPolicy)
-        allowed = "MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy or a RecurrentActorCriticPolicy"
-        check_range("policy", policy_class, is_recurrent, allowed)
-        buffer_class = self.rollout_buffer_class
-        if buffer_class is None:
-            dict_observations = isinstance(self.observation_space, spaces.Dict)
-            self.rollout_buffer_class = RecurrentDictRolloutBuffer if dict_observations else RecurrentRolloutBuffer
-        else:
-            is_recurrent_buffer = isinstance(buffer_class, type) and issubclass(buffer_class, RECURRENT_BUFFERS)
-            allowed = "RecurrentRolloutBuffer, RecurrentDictRolloutBuffer or a subclass"
-            check_range("rollout_buffer_class", buffer_class, is_recurrent_buffer, allowed)
-        super()._setup_model()
-        # The LSTM states of the envs' current step (zero before the first), carried from one rollout to the next
-        lstm = self.policy.lstm_actor
-        state_shape = (lstm.num_layers, self.n_envs, lstm.hidden_size)
-        self._last_lstm_states = RNNStates(
-            (th.zeros(state_shape, device=self.device), th.zeros(state_shape, device=self.device)),
-            (th.zeros(state_shape, device=self.device), th.zeros(state_shape, device=self.device)),
-        )
-
-    def _make_rollout_buffer(self) -> RolloutBuffer:
-        # sb3-contrib's recurrent buffers take the shape of the LSTM states they store at each step
-        lstm = self.policy.lstm_actor
-        buffer_class: Any = self.rollout_buffer_class
-        return buffer_class(
-            self.n_steps,
-            self.observation_space,
-            self.action_space,
-            (self.n_steps, lstm.num_layers, self.n_envs, lstm.hidden_size),
-            device=self.device,
-            gamma=self.gamma,
-            gae_lambda=self.gae_lambda,
-            n_envs=self.n_envs,
-            **self.rollout_buffer_kwargs,
-        )
-
-    # -----------------------------------------------------------------------------------------------------------------
-    # The update over padded sequences: only the real samples enter
-    # -----------------------------------------------------------------------------------------------------------------
-
-    def _whole_rollout(self) -> RolloutBufferSamples:
-        """
-        The rollout as padded sequences (observations, episode starts, the LSTM states at each sequence's start, the
-        padding mask) for the LSTM, with the per-sample quantities (actions, advantages, returns, old values and
-        log-probabilities) of the real samples only, in the sequences' order.
-        """
-        sequences = next(self.rollout_buffer.get(batch_size=None))
-        real = sequences.mask > 0.5
-        return sequences._replace(  # type: ignore[return-value]
-            actions=sequences.actions[real],
-            old_values=sequences.old_values[real],
-            old_log_prob=sequences.old_log_prob[real],
-            advantages=sequences.advantages[real],
-            returns=sequences.returns[real],
-        )
-
-    def _distribution_on(self, batch: RolloutBufferSamples, index: slice | None = None) -> Distribution:
-        """
-        ``pi_theta`` on the batch's real samples (all, or those at ``index``): the actor's LSTM run over the padded
-        sequences from their stored initial states (under their action masks, if any), then the padding dropped.
-        """
-        sequences: Any = batch
-        # The action masks of the padded sequences, where the algorithm has them (MaskableRecurrentTRPO)
-        masks = self._action_masks(batch)
-        mask_kwargs = {} if masks is None else {"action_masks": masks}
-        lstm_states, episode_starts = reset_states_at_sequence_starts(sequences.lstm_states.pi, sequences.episode_starts)
-        distribution, _ = self.policy.get_distribution(sequences.observations, lstm_states, episode_starts, **mask_kwargs)
-        real = distribution_samples(distribution, sequences.mask > 0.5)
-        return real if index is None else distribution_samples(real, index)
-
-    def _fit_critic(self, observations: PyTorchObs, returns: th.Tensor) -> tuple[float, int]:
-        """
-        Regress V_phi on the returns: ``n_critic_updates`` epochs over the rollout in minibatches of sequences of
-        ``batch_size`` steps (the buffer's own sampling: sequences kept in order, each from its stored critic LSTM
-        states), the padding left out of the loss. A minibatch whose loss is not finite is skipped.
-
-        :param observations: unused (the minibatches come from the rollout buffer)
-        :param returns: unused
-        :return: mean value loss over the minibatches, and the number of skipped minibatches
-        """
-        optimizer = self.policy.optimizer
-        value_losses: list[float] = []
-        n_skipped = 0
-        for _ in range(self.n_critic_updates):
-            for minibatch in self.rollout_buffer.get(self.batch_size):
-                real = minibatch.mask > 0.5
-                lstm_states, episode_starts = reset_states_at_sequence_starts(
-                    minibatch.lstm_states.vf, minibatch.episode_starts
-                )
-                values = self.policy.predict_values(minibatch.observations, lstm_states, episode_starts)
-                loss = F.mse_loss(minibatch.returns[real], values.flatten()[real])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                value_loss = self._reduce_critic_gradients(loss.item())
-                if not math.isfinite(value_loss):
-                    n_skipped += 1
-                    continue
-                optimizer.step()
-                value_losses.append(value_loss)
-        mean_loss = sum(value_losses) / len(value_losses) if value_losses else float("nan")
-        return mean_loss, n_skipped
-
-    def _reduce_critic_gradients(self, value_loss: float) -> float:
-        """
-        With data_parallel, average the critic's gradients (and the minibatch's loss) over the ranks, in place; else
-        nothing. (The critic's minibatches are sequences of each rank's own buffer, with their LSTM states: each rank
-        takes its own, and the Adam step is the one of their union.)
-
-        :param value_loss: this rank's loss of the minibatch
-        :return: the loss over all ranks (not finite when any rank's is not, so that all skip the step or none)
-        """
-        if self._data_parallel is None:
-            return value_loss
-        return self._data_parallel.mean_gradients(self.critic_params, value_loss)
-
-    def _rollout_step(self, rollout_buffer: RolloutBuffer) -> RolloutStep:
-        # RecurrentPPO's contract: the LSTM states carried through the rollout and on to the next
-        assert isinstance(rollout_buffer, RECURRENT_BUFFERS), f"{type(rollout_buffer)} doesn't support recurrent policy"
-        return RecurrentRolloutStep(self)
