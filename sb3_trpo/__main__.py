@@ -1,8 +1,8 @@
-"""``python -m sb3_trpo train|enjoy``: see ``sb3_trpo.cli``."""
+"""``python -m sb3_trpo train|enjoy``: see ``sb3_trpo.zoo.cli``."""
 
 import sys
 
-from sb3_trpo.cli import main
+from sb3_trpo.zoo.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ from rl_zoo3.utils import create_test_env, get_saved_hyperparams
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from sb3_trpo import NPG, TRPO, MaskableRecurrentTRPO, MaskableTRPO, RecurrentTRPO
-from sb3_trpo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
+from sb3_trpo.zoo.cli import EXIT_BAD_INPUT, EXIT_MISSING_DEPENDENCY, main
 from sb3_trpo.common.natural_gradient import get_flat_params
 
 th.set_num_threads(1)
@@ -375,20 +375,21 @@ def test_enjoy_of_trpo_mask_predicts_under_the_env_masks(tmp_path: Path) -> None
     from sb3_contrib.common.maskable.utils import get_action_masks
 
     import rl_zoo3.enjoy
-    import sb3_trpo.zoo  # noqa: F401 (registers the masked environments)
-    from sb3_trpo.cli import _predict_under_masks
+    from sb3_trpo.zoo import register
+    from sb3_trpo.zoo.cli import _predict_under_masks, _zoo_script
 
+    register()  # (registers the masked environments too)
     MaskableTRPO("MlpPolicy", "InvalidActionsDiscrete-v0", n_steps=64, batch_size=64, seed=0).save(tmp_path / "m.zip")
-    with _predict_under_masks("trpo_mask"):
+    with _zoo_script("enjoy", [], rl_zoo3.enjoy, **_predict_under_masks("trpo_mask")):
         env = rl_zoo3.enjoy.create_test_env("InvalidActionsDiscrete-v0", n_envs=1, should_render=False, hyperparams={})
-        model = ALGOS["trpo_mask"].load(tmp_path / "m.zip")
+        model = rl_zoo3.enjoy.ALGOS["trpo_mask"].load(tmp_path / "m.zip")
         obs = env.reset()
         for _ in range(30):
             masks = get_action_masks(env)
             action, _ = model.predict(obs)
             assert masks[0][int(action[0])]
             obs, *_ = env.step(action)
-    assert ALGOS["trpo_mask"] is MaskableTRPO
+    assert ALGOS["trpo_mask"] is MaskableTRPO and rl_zoo3.enjoy.ALGOS is ALGOS
 
 
 def test_enjoy_without_a_trained_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
@@ -401,8 +402,6 @@ def test_enjoy_without_a_trained_agent(tmp_path: Path, monkeypatch: pytest.Monke
 def test_missing_rl_zoo(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     # As if rl_zoo3 were not installed
     monkeypatch.setitem(sys.modules, "rl_zoo3", None)
-    monkeypatch.delitem(sys.modules, "sb3_trpo.zoo", raising=False)
-    monkeypatch.delattr(sb3_trpo, "zoo", raising=False)
     assert main(["train", "--env", "CartPole-v1"]) == EXIT_MISSING_DEPENDENCY
     error = capsys.readouterr().err.strip()
     assert error == (
@@ -448,7 +447,7 @@ def test_help_imports_no_heavy_module(args: list[str], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "usage: python -m sb3_trpo" in result.stdout
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
-    assert "sb3_trpo.cli" in imported
+    assert "sb3_trpo.zoo.cli" in imported
     assert not {module for module in imported if module.split(".")[0] in HEAVY_MODULES}
 
 
@@ -476,7 +475,7 @@ def test_train_help_lists_our_choices_and_options(capsys: pytest.CaptureFixture)
 
 
 def test_train_help_lists_the_installed_zoos_options(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The Zoo's options are listed in sb3_trpo.cli (so that the help imports no Zoo): the installed Zoo's, no more
+    # The Zoo's options are listed in sb3_trpo.zoo.cli (so that the help imports no Zoo): the installed Zoo's, no more
     import rl_zoo3.train
 
     monkeypatch.setattr(sys, "argv", ["train.py", "--help"])

@@ -1,4 +1,4 @@
-"""The optional EnvPool backend (sb3_trpo.envpool_vec_env): SB3's VecEnv conventions, spaces, both ways between backends."""
+"""The optional EnvPool backend (sb3_trpo.zoo.envpool): SB3's VecEnv conventions, spaces, both ways between backends."""
 
 import os
 import subprocess
@@ -16,7 +16,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 pytest.importorskip("envpool", reason='EnvPool is an optional dependency: pip install "sb3_trpo[envpool]"')
 
 from sb3_trpo import TRPO
-from sb3_trpo.envpool_vec_env import EnvPoolVecEnv, envpool_vec_env_cls, make_envpool_vec_env
+from sb3_trpo.zoo.envpool import EnvPoolVecEnv, envpool_vec_env_cls, make_envpool_vec_env
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(net_arch=[16])

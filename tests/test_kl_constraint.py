@@ -213,9 +213,10 @@ def test_the_zoos_own_trpo_entries_get_sb3_contribs_trust_region_as_with_params(
     from rl_zoo3.exp_manager import ExperimentManager
 
     from sb3_trpo import zoo
+    from sb3_trpo.zoo.manager import TRPOExperimentManager
 
     # Our manager (python -m sb3_trpo train -conf rl_zoo3) on the RL Zoo's own trpo.yml ...
-    ours = zoo.TRPOExperimentManager(argparse.Namespace(), "trpo", "Pendulum-v1", str(tmp_path), config="rl_zoo3")
+    ours = TRPOExperimentManager(argparse.Namespace(), "trpo", "Pendulum-v1", str(tmp_path), config="rl_zoo3")
     ours.config = str(zoo.rl_zoo_config_path("trpo"))
     # ... and the Zoo's own manager, which reads that file when not given -conf, told so with -params
     params = {"kl_constraint": "sb3_contrib"}
@@ -241,7 +242,7 @@ def test_the_cli_and_the_zoo_reach_sb3_contribs_trust_region_with_the_zoos_own_e
     ours, ours_constraint = _trained(["sb3_trpo", "train", "-conf", "rl_zoo3", "--final-eval-episodes", "0"], tmp_path / "a")
     # the Zoo's own script, which reads its trpo.yml when not given -conf, told so with -params
     zoos, zoos_constraint = _trained(
-        ["rl_zoo3.train", "--algo", "trpo", "--gym-packages", "sb3_trpo.zoo", "-params", "kl_constraint:'sb3_contrib'"],
+        ["rl_zoo3.train", "--algo", "trpo", "--gym-packages", "sb3_trpo.zoo.plugin", "-params", "kl_constraint:'sb3_contrib'"],
         tmp_path / "b",
     )
     assert ours_constraint == zoos_constraint == "sb3_contrib"

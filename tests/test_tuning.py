@@ -1,4 +1,4 @@
-"""Our Optuna search spaces (sb3_trpo.tuning) in the RL Zoo's registry; shared tuning: two workers, one study."""
+"""Our Optuna search spaces (sb3_trpo.zoo.tuning) in the RL Zoo's registry; shared tuning: two workers, one study."""
 
 import os
 import shutil
@@ -15,9 +15,12 @@ pytest.importorskip("rl_zoo3", reason='the RL Zoo is an optional dependency: pip
 
 from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
 
-from sb3_trpo import NPG, TRPO, zoo  # noqa: F401 (zoo registers our samplers)
-from sb3_trpo.zoo import _UnprunedTrial
-from sb3_trpo.tuning import sample_npg_params, sample_trpo_params
+from sb3_trpo import NPG, TRPO
+from sb3_trpo.zoo import register
+from sb3_trpo.zoo.manager import _UnprunedTrial
+from sb3_trpo.zoo.tuning import sample_npg_params, sample_trpo_params
+
+register()  # our samplers in the Zoo's table
 
 ROOT = Path(__file__).resolve().parents[1]
 

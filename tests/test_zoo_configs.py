@@ -4,6 +4,7 @@ import argparse
 import json
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from rl_zoo3.exp_manager import ExperimentManager
 from setuptools import find_packages
 
 from sb3_trpo import NPG, TRPO, zoo
+
+zoo.register()  # what `python -m sb3_trpo` and `--gym-packages sb3_trpo.zoo.plugin` do
 
 th.set_num_threads(1)
 
@@ -258,10 +261,24 @@ def test_entry_builds_trpo(key: str, tmp_path: Path) -> None:
 
 
 def test_zoo_module_exposes_hyperparams_and_registers_trpo() -> None:
-    # What `-conf sb3_trpo.zoo` and `--gym-packages sb3_trpo.zoo` of plain rl_zoo3 rely on
+    # What `-conf sb3_trpo.zoo` and `--gym-packages sb3_trpo.zoo.plugin` of plain rl_zoo3 rely on
+    import sb3_trpo.zoo.plugin  # noqa: F401
+
     assert zoo.hyperparams == CONFIG
     assert zoo.hyperparams is not zoo.hyperparams  # a fresh copy each time: the Zoo updates entries in place
     assert rl_zoo3.ALGOS["trpo"] is TRPO
+
+
+def test_registration_is_an_explicit_call_and_the_plugin_makes_it() -> None:
+    # In a fresh interpreter: importing sb3_trpo.zoo leaves the Zoo's tables alone; the plugin module registers
+    code = (
+        "import rl_zoo3, sb3_contrib, sb3_trpo.zoo;"
+        "assert rl_zoo3.ALGOS['trpo'] is sb3_contrib.TRPO and 'npg' not in rl_zoo3.ALGOS;"
+        "import sb3_trpo.zoo.plugin, sb3_trpo;"
+        "assert rl_zoo3.ALGOS['trpo'] is sb3_trpo.TRPO and rl_zoo3.ALGOS['trpo_mask_lstm'] is sb3_trpo.MaskableRecurrentTRPO"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_pyproject_ships_the_config_and_every_package() -> None:
@@ -342,7 +359,7 @@ def test_npg_rejects_line_search_arguments_and_is_registered() -> None:
     assert rl_zoo3.ALGOS["npg"] is NPG
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_SAMPLER
 
-    from sb3_trpo.tuning import sample_npg_params, sample_trpo_params
+    from sb3_trpo.zoo.tuning import sample_npg_params, sample_trpo_params
 
     assert HYPERPARAMS_SAMPLER["npg"] is sample_npg_params and HYPERPARAMS_SAMPLER["trpo"] is sample_trpo_params
     with pytest.raises(

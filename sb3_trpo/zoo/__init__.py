@@ -1,16 +1,66 @@
-"""RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms (being split into this package; see ``manager``)."""
+"""
+RL Zoo (``rl_zoo3``) integration of sb3_trpo's algorithms, under the ``--algo`` names of
+:data:`sb3_trpo.zoo.registry.ALGORITHMS`: ``trpo`` (TRPO), ``npg`` (NPG), ``trpo_mask`` (MaskableTRPO), ``trpo_lstm``
+(RecurrentTRPO) and ``trpo_mask_lstm`` (MaskableRecurrentTRPO).
 
-import importlib
+- :mod:`~sb3_trpo.zoo.registry`: the one table of the algorithms, and :func:`register`, which puts them (and our
+  Optuna samplers, :mod:`~sb3_trpo.zoo.tuning`) in the Zoo's tables;
+- :mod:`~sb3_trpo.zoo.config`: hyperparameter files and the checks of a run's configuration;
+- :mod:`~sb3_trpo.zoo.manager`: the Zoo's experiment manager with our additions;
+- :mod:`~sb3_trpo.zoo.cli`: ``python -m sb3_trpo train|enjoy``, which calls :func:`register`;
+- :mod:`~sb3_trpo.zoo.envpool`: EnvPool's environments as an SB3 ``VecEnv``;
+- :mod:`~sb3_trpo.zoo.plugin`: the module to name with ``--gym-packages`` when running the Zoo's own scripts.
+
+Importing this package changes nothing in the Zoo, and imports neither torch nor the Zoo. Its ``hyperparams``
+attribute, a fresh copy of ``zoo_configs/trpo.yml``, is what the Zoo reads from ``-conf sb3_trpo.zoo``::
+
+    python -m rl_zoo3.train --algo trpo --env CartPole-v1 --gym-packages sb3_trpo.zoo.plugin -conf sb3_trpo.zoo
+"""
+
 from typing import Any
 
-from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS, AlgorithmEntry
+from sb3_trpo.zoo.config import (
+    ZOO_KEYS,
+    ConfigError,
+    MissingDependencyError,
+    algorithm_class,
+    check_hyperparameter_types,
+    check_hyperparameters,
+    check_run,
+    default_config_path,
+    entry_marks,
+    load_config,
+    rl_zoo_config_path,
+    select_entry,
+    zoo_trust_region,
+)
+from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS, AlgorithmEntry, register
 
 
 def __getattr__(name: str) -> Any:
-    # The Zoo glue imports torch, SB3 and the Zoo: imported on first use of one of its names
-    if name.startswith("__"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module("sb3_trpo.zoo.manager"), name)
+    # `-conf sb3_trpo.zoo`: a fresh copy each time, since the Zoo updates the entry it picks in place
+    if name == "hyperparams":
+        return load_config(default_config_path())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ALGORITHMS", "DEFAULT_ALGO", "MASKABLE_ALGORITHMS", "AlgorithmEntry"]
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_ALGO",
+    "MASKABLE_ALGORITHMS",
+    "ZOO_KEYS",
+    "AlgorithmEntry",
+    "ConfigError",
+    "MissingDependencyError",
+    "algorithm_class",
+    "check_hyperparameter_types",
+    "check_hyperparameters",
+    "check_run",
+    "default_config_path",
+    "entry_marks",
+    "load_config",
+    "register",
+    "rl_zoo_config_path",
+    "select_entry",
+    "zoo_trust_region",
+]

@@ -1,11 +1,12 @@
 """
 The one table of sb3_trpo's algorithms by ``--algo`` name, read by the CLI, the RL Zoo registration and the benchmark
-harness. It imports nothing heavy (no torch, Stable-Baselines3 or RL Zoo), so that ``python -m sb3_trpo --help`` stays
-fast: :meth:`AlgorithmEntry.load` imports a class when it is needed.
+harness, and :func:`register`, which puts them in the RL Zoo's tables. Importing it imports nothing heavy (no torch,
+Stable-Baselines3 or RL Zoo), so that ``python -m sb3_trpo --help`` stays fast: classes are imported when needed.
 """
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,12 @@ class AlgorithmEntry:
     recurrent: bool = False
     sampler: str | None = None
 
-    def load(self) -> type:
+    def load(self) -> type[Any]:
         """:return: the algorithm class (imported on this call)"""
         return getattr(importlib.import_module(self.module), self.class_name)
 
 
+#: sb3_trpo's algorithms by ``--algo`` name, in the order the CLI lists them
 ALGORITHMS: dict[str, AlgorithmEntry] = {
     entry.name: entry
     for entry in (
@@ -50,3 +52,26 @@ ALGORITHMS: dict[str, AlgorithmEntry] = {
 #: the ``--algo`` names whose models take action masks
 MASKABLE_ALGORITHMS = frozenset(name for name, entry in ALGORITHMS.items() if entry.maskable)
 DEFAULT_ALGO = "trpo"
+
+
+def register() -> None:
+    """
+    Make the RL Zoo's ``--algo trpo``, ``npg``, ``trpo_mask``, ``trpo_lstm`` and ``trpo_mask_lstm`` use sb3_trpo's
+    classes in this process (``trpo`` replaces sb3-contrib's TRPO), with our Optuna samplers for ``-optimize``
+    (:mod:`sb3_trpo.zoo.tuning`), and register the masked environments of :mod:`sb3_trpo.envs`.
+
+    ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager read,
+    so updating its entries in place is enough. ``python -m sb3_trpo`` calls this; with the Zoo's own scripts, name
+    :mod:`sb3_trpo.zoo.plugin` with ``--gym-packages``. Calling it again changes nothing.
+    """
+    from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
+    from rl_zoo3.utils import ALGOS
+
+    import sb3_trpo.envs  # noqa: F401 (registers the masked environments with gymnasium)
+    from sb3_trpo.zoo import tuning
+
+    for name, entry in ALGORITHMS.items():
+        ALGOS[name] = entry.load()
+        if entry.sampler is not None:
+            HYPERPARAMS_SAMPLER[name] = getattr(tuning, entry.sampler)
+        HYPERPARAMS_CONVERTER.setdefault(name, HYPERPARAMS_CONVERTER["trpo"])

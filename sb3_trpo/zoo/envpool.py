@@ -1,17 +1,9 @@
 """
-EnvPool (https://github.com/sail-sg/envpool) as a vectorized environment for SB3: an optional, faster stack.
-
-EnvPool steps its tasks (MuJoCo v5 among them) in C++, a batch at a time. :class:`EnvPoolVecEnv` puts an EnvPool
-pool behind SB3's ``VecEnv`` API, with SB3's conventions: an env that ends is reset at once (its first observation
-is returned, the last one is in ``infos[i]["terminal_observation"]``), ``infos[i]["TimeLimit.truncated"]`` marks a
-time-limit end (TRPO then bootstraps it with the value function, as with gymnasium), rewards are float32, and the
-observation and action spaces are exactly those of ``gymnasium.make(env_id)`` (actions are cast to what the pool
-expects), so a model trained on one backend loads and runs on the other. :func:`make_envpool_vec_env` adds SB3's
-``VecMonitor`` for the episode statistics (``rollout/ep_rew_mean``, ``evaluate_policy``).
-
-With the CLI: ``python -m sb3_trpo train --env HalfCheetah-v5 --vec-env envpool``. Needs ``pip install
-"sb3_trpo[envpool]"`` (EnvPool publishes Linux x86-64 wheels). The project's benchmarks and published results stay
-on gymnasium's stack.
+EnvPool (https://github.com/sail-sg/envpool; ``pip install "sb3_trpo[envpool]"``, Linux x86-64 wheels) as an SB3
+``VecEnv``: its C++ envs step a batch at a time, with SB3's conventions (an env that ends is reset at once, its last
+observation in ``infos[i]["terminal_observation"]``, ``infos[i]["TimeLimit.truncated"]`` marking a time-limit end,
+float32 rewards) and the spaces of ``gymnasium.make(env_id)``, so a model trained on one backend runs on the other.
+With the CLI: ``python -m sb3_trpo train --env HalfCheetah-v5 --vec-env envpool``.
 """
 
 from collections.abc import Callable, Sequence
@@ -22,7 +14,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-ENVPOOL_INSTALL = 'pip install "sb3_trpo[envpool]"'
+from sb3_trpo.zoo.config import ENVPOOL_INSTALL
 
 
 def _import_envpool() -> Any:

@@ -1,53 +1,43 @@
 """
-Command line interface: ``python -m sb3_trpo train|enjoy``, the RL Zoo's scripts run on sb3_trpo's algorithms.
-
-``train`` accepts every option of ``python -m rl_zoo3.train`` (``--env``, ``-n``, ``--seed``, ``--eval-freq``,
-``--save-freq``, ``--tensorboard-log``, ``--progress``, ``--vec-env``, ``-optimize``/``--optimize-hyperparameters``
-with ``--n-trials``, ``-params``, ``-conf``, ...) and ``enjoy`` every option of ``python -m rl_zoo3.enjoy``. Compared
-with running the Zoo's scripts directly:
-
-- ``--algo`` is ``trpo`` (the default), ``npg``, ``trpo_mask``, ``trpo_lstm`` or ``trpo_mask_lstm``: sb3_trpo's TRPO,
-  NPG, MaskableTRPO, RecurrentTRPO and MaskableRecurrentTRPO (see ``sb3_trpo.zoo``; with the maskable ones,
-  evaluations and ``enjoy`` take the env's action masks);
-- the hyperparameters come from ``zoo_configs/<algo>.yml`` unless ``-conf`` is given;
-- the options (``-n`` > 0, ``-params`` as ``key:value``), the environment id, the hyperparameter file, the entry used
-  and the hyperparameter names and types are checked before the Zoo creates the run's folder, and a problem is
-  reported in one line (exit code 2) instead of a traceback;
-- ``train`` ends with an evaluation of the final model (``--final-eval-episodes``, default 10, 0 to skip);
-- an interrupt (Ctrl-C or SIGTERM) saves the model, says where, and exits with 130 or 143; an error during training
-  saves the model (as of its last update) before it is raised;
-- with ``-optimize``, ``--trial-seeds N`` trains each Optuna trial N times, on seeds ``--seed``, ``--seed`` + 1, ...,
-  and the trial's value is the mean of the runs' (the Zoo's objective is one run);
-- ``enjoy`` reads from ``logs/`` by default (the folder ``train`` writes to), not from the Zoo's pretrained agents.
-
-Printing the help (``--help``, ``train --help``) imports neither torch nor the Zoo: the train options are listed
-here (:func:`train_parser`), and the heavy modules are imported when a command runs.
+``python -m sb3_trpo train|enjoy``: the RL Zoo's scripts on sb3_trpo's algorithms, with the run checked first (see
+``USAGE`` and docs/guide/rl_zoo.md). Printing the help imports neither torch nor the Zoo: the train options are listed
+here (:func:`train_parser`), and a command imports the Zoo and calls :func:`sb3_trpo.zoo.register` when it runs.
 """
 
 import argparse
 import contextlib
 import os
 import sys
+import types
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from sb3_trpo.zoo.registry import ALGORITHMS, MASKABLE_ALGORITHMS
+from sb3_trpo.zoo.config import (
+    ENVPOOL_INSTALL,
+    EXTRA_INSTALL,
+    RL_ZOO_CONFIG,
+    ConfigError,
+    MissingDependencyError,
+    check_env_id,
+    check_run,
+    default_config_path,
+    rl_zoo_config_path,
+)
+from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS, register
 
-EXTRA_INSTALL = 'pip install "sb3_trpo[extra]"'
 # Exit codes: a problem with the user's input, a missing optional dependency
 EXIT_BAD_INPUT = 2
 EXIT_MISSING_DEPENDENCY = 3
-# --vec-env: the Zoo's two, and EnvPool (sb3_trpo.envpool_vec_env)
+# --vec-env: the Zoo's two, and EnvPool (sb3_trpo.zoo.envpool)
 VEC_ENVS = ("dummy", "subproc", "envpool")
 
-USAGE = """usage: python -m sb3_trpo {train,enjoy} [options]
+USAGE = f"""usage: python -m sb3_trpo {{train,enjoy}} [options]
 
-Train, tune and watch sb3_trpo's TRPO and NPG with the RL Zoo (rl_zoo3).
+Train, tune and watch sb3_trpo's algorithms with the RL Zoo (rl_zoo3).
 
 commands:
   train   train (or, with -optimize, tune) on one environment; options of `python -m rl_zoo3.train`
-          (--algo trpo, the default, npg, trpo_mask, trpo_lstm or trpo_mask_lstm) plus --final-eval-episodes N (default 10)
+          (--algo {", ".join(ALGORITHMS)}; default {DEFAULT_ALGO}) plus --final-eval-episodes N (default 10)
           and, with -optimize, --trial-seeds N (runs per trial, default 1); see `python -m sb3_trpo train --help`
   enjoy   run a trained agent; options of `python -m rl_zoo3.enjoy` (default folder: logs)
 
@@ -101,12 +91,9 @@ def _choices(names: Sequence[str]) -> str:
 
 def train_parser() -> argparse.ArgumentParser:
     """
-    The options of ``train``: ours, then those of the RL Zoo's ``train.py`` (rl_zoo3 2.x), which pass through to it.
-
-    The parser prints ``train --help`` and reads the options this module needs, without importing the Zoo (which
-    imports torch). ``--algo`` and ``--vec-env`` list their values without enforcing them, so that a wrong one is
-    reported by :func:`parse_train_options` with its hint. ``tests/test_cli.py`` checks that the Zoo's options listed
-    here are those of the installed Zoo.
+    The options of ``train``: ours, then those of the RL Zoo's ``train.py`` (rl_zoo3 2.x; ``tests/test_cli.py`` checks
+    them against the installed Zoo), listed here so that ``train --help`` imports no Zoo. ``--algo`` and ``--vec-env``
+    list their values without enforcing them: :func:`parse_train_options` reports a wrong one with its hint.
 
     :return: the parser (``parse_known_args``: an option of another Zoo version passes through to the Zoo)
     """
@@ -122,10 +109,10 @@ def train_parser() -> argparse.ArgumentParser:
     ours.add_argument("-h", "--help", action="store_true", help="show this help message and exit")
     ours.add_argument(
         "--algo",
-        default="trpo",
+        default=DEFAULT_ALGO,
         metavar=_choices(list(ALGORITHMS)),
-        help="trpo (TRPO, the default), npg (NPG), trpo_mask (MaskableTRPO), trpo_lstm (RecurrentTRPO) or trpo_mask_lstm "
-        "(MaskableRecurrentTRPO); the Zoo's other algorithms run with python -m rl_zoo3.train",
+        help=", ".join(f"{name} ({entry.class_name})" for name, entry in ALGORITHMS.items())
+        + f" (default {DEFAULT_ALGO}); the Zoo's other algorithms run with python -m rl_zoo3.train",
     )
     ours.add_argument(
         "-conf",
@@ -291,41 +278,6 @@ def _add_zoo_train_options(zoo: Any) -> None:
     )
 
 
-@dataclass
-class TrainOptions:
-    """
-    The options of ``train`` that this module reads itself; all others go to the RL Zoo unchanged.
-
-    :param algo: ``--algo``: ``trpo`` (default), ``npg``, ``trpo_mask``, ``trpo_lstm`` or ``trpo_mask_lstm``
-    :param env: environment id (``--env``, the Zoo's default is CartPole-v1)
-    :param conf_file: hyperparameter file (``-conf``/``--conf-file``), ``None`` for ``zoo_configs/<algo>.yml``
-    :param hyperparams: hyperparameter overrides (``-params``/``--hyperparams``), each ``key:value`` (checked for
-        that form; the values are evaluated by :func:`evaluate_overrides`), ``None`` when not given
-    :param n_timesteps: ``-n``/``--n-timesteps`` (> 0), or -1 when not given: the entry's ``n_timesteps``
-    :param gym_packages: modules imported to register environments (``--gym-packages``)
-    :param trained_agent: model to continue training (``-i``/``--trained-agent``), ``""`` for none
-    :param final_eval_episodes: episodes of the final evaluation (``--final-eval-episodes``, ours; 0 to skip)
-    :param vec_env: ``--vec-env``: the Zoo's ``dummy`` or ``subproc``, or ``envpool`` (ours: EnvPool's envs)
-    :param optimize: ``-optimize``/``--optimize-hyperparameters``: tune instead of train
-    :param device: ``--device`` (the Zoo's)
-    :param trial_seeds: ``--trial-seeds`` (ours, with ``-optimize``): training runs per Optuna trial, on seeds
-        ``--seed``, ``--seed`` + 1, ...; the trial's value is their mean (1: the Zoo's objective, one run)
-    """
-
-    algo: str
-    env: str
-    conf_file: str | None
-    hyperparams: list[str] | None
-    n_timesteps: int
-    gym_packages: list[str]
-    trained_agent: str
-    final_eval_episodes: int
-    vec_env: str = "dummy"
-    optimize: bool = False
-    device: str = "auto"
-    trial_seeds: int = 1
-
-
 def _check_override_form(pairs: Sequence[str]) -> None:
     # The Zoo reads `key:value` (split at the first colon); anything else would reach its eval() as a bare SyntaxError
     for pair in pairs:
@@ -363,13 +315,13 @@ def evaluate_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return overrides
 
 
-def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
+def parse_train_options(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """
-    Read and check the options of ``train`` this module needs, and remove ours (``--final-eval-episodes``,
-    ``--trial-seeds``, ``--vec-env envpool``) from the rest. Imports nothing heavy: a bad option fails fast.
+    Read and check the options of ``train``, and remove ours (``--final-eval-episodes``, ``--trial-seeds``,
+    ``--vec-env envpool``) from the rest. Imports nothing heavy: a bad option fails fast.
 
     :param argv: the arguments after ``train``
-    :return: the options and the arguments for ``rl_zoo3.train``
+    :return: the options (``n_timesteps`` -1 when not given) and the arguments for ``rl_zoo3.train``
     """
     namespace, _ = train_parser().parse_known_args(argv)
     if namespace.vec_env not in VEC_ENVS:
@@ -405,21 +357,9 @@ def parse_train_options(argv: Sequence[str]) -> tuple[TrainOptions, list[str]]:
             skip = 1
         elif not any(argument.startswith(f"{option}=") for option in ours):
             zoo_argv.append(argument)
-    options = TrainOptions(
-        algo=namespace.algo,
-        env=namespace.env,
-        conf_file=namespace.conf_file,
-        hyperparams=namespace.hyperparams,
-        n_timesteps=-1 if namespace.n_timesteps is None else namespace.n_timesteps,
-        gym_packages=namespace.gym_packages,
-        trained_agent=namespace.trained_agent,
-        final_eval_episodes=namespace.final_eval_episodes,
-        vec_env=namespace.vec_env,
-        optimize=namespace.optimize,
-        device=namespace.device,
-        trial_seeds=namespace.trial_seeds,
-    )
-    return options, zoo_argv
+    if namespace.n_timesteps is None:
+        namespace.n_timesteps = -1
+    return namespace, zoo_argv
 
 
 def _check_algo(algo: str, zoo_script: str) -> None:
@@ -435,15 +375,12 @@ def _with_algo(argv: Sequence[str], algo: str) -> list[str]:
     return list(argv) if has_algo else ["--algo", algo, *argv]
 
 
-def _import_zoo() -> Any:
-    """
-    Import ``sb3_trpo.zoo`` (which registers TRPO in the RL Zoo), or say which ``pip install`` is missing.
-
-    :return: the module
-    """
+def _register_zoo() -> None:
+    """Register sb3_trpo's algorithms in the RL Zoo (:func:`sb3_trpo.zoo.register`), or say which package is missing."""
     try:
-        import rl_zoo3  # noqa: F401 (first, so that a missing Zoo is reported as such)
-        from sb3_trpo.zoo import manager as zoo
+        import rl_zoo3  # noqa: F401 (first, so that a missing Zoo is named as such)
+
+        register()
     except ModuleNotFoundError as error:
         if error.name is None or error.name.split(".")[0] == "sb3_trpo":
             raise
@@ -451,7 +388,6 @@ def _import_zoo() -> Any:
             f"the RL Zoo workflow needs the optional package {error.name.split('.')[0]!r}; install it with: {EXTRA_INSTALL}",
             EXIT_MISSING_DEPENDENCY,
         ) from None
-    return zoo
 
 
 def _import_gym_packages(modules: Sequence[str]) -> None:
@@ -465,27 +401,28 @@ def _import_gym_packages(modules: Sequence[str]) -> None:
 
 
 @contextlib.contextmanager
-def _zoo_script(prog: str, argv: Sequence[str], experiment_manager: type | None = None) -> Iterator[None]:
+def _zoo_script(prog: str, argv: Sequence[str], module: types.ModuleType, **replaced: Any) -> Iterator[None]:
     """
-    Run a Zoo script (which parses ``sys.argv``) on ``argv``; restore everything afterwards.
+    Run a Zoo script's function (which parses ``sys.argv``) on ``argv``, with some globals of its module replaced for the
+    call and everything restored afterwards. The Zoo has no hook for the experiment manager that ``rl_zoo3.train.train()``
+    creates, nor for the env and model that ``rl_zoo3.enjoy.enjoy()`` uses: this is the one place where sb3_trpo.zoo
+    replaces attributes of another library.
 
     :param prog: program name shown by the Zoo's ``--help``
     :param argv: arguments for the script
-    :param experiment_manager: the class that ``rl_zoo3.train.train()`` instantiates instead of the Zoo's
-        ``ExperimentManager`` during this call (``None``: the Zoo's)
+    :param module: the script's module (``rl_zoo3.train``, ``rl_zoo3.enjoy``)
+    :param replaced: its globals to replace during the call, by name
     """
-    import rl_zoo3.train
-
-    attribute = "ExperimentManager"
-    old_argv, zoo_manager = sys.argv, getattr(rl_zoo3.train, attribute)
-    sys.argv = [prog, *argv]
-    if experiment_manager is not None:
-        setattr(rl_zoo3.train, attribute, experiment_manager)
+    saved = {name: getattr(module, name) for name in replaced}
+    old_argv, sys.argv = sys.argv, [prog, *argv]
+    for name, value in replaced.items():
+        setattr(module, name, value)
     try:
         yield
     finally:
         sys.argv = old_argv
-        setattr(rl_zoo3.train, attribute, zoo_manager)
+        for name, value in saved.items():
+            setattr(module, name, value)
 
 
 def train(argv: Sequence[str]) -> None:
@@ -499,8 +436,10 @@ def train(argv: Sequence[str]) -> None:
         return
 
     options, zoo_argv = parse_train_options(argv)
-    zoo = _import_zoo()
+    _register_zoo()
     import rl_zoo3.train
+
+    from sb3_trpo.zoo.manager import TrainingInterrupted, experiment_manager_class
 
     overrides = None if options.hyperparams is None else evaluate_overrides(options.hyperparams)
     _import_gym_packages(options.gym_packages)
@@ -509,37 +448,37 @@ def train(argv: Sequence[str]) -> None:
     conf_file = options.conf_file
     try:
         if conf_file is None:
-            conf_file = str(zoo.default_config_path(options.algo))
+            conf_file = str(default_config_path(options.algo))
             zoo_argv = ["--conf-file", conf_file, *zoo_argv]
-        elif conf_file == zoo.RL_ZOO_CONFIG:
-            conf_file = str(zoo.rl_zoo_config_path(options.algo))
+        elif conf_file == RL_ZOO_CONFIG:
+            conf_file = str(rl_zoo_config_path(options.algo))
             if not os.path.isfile(conf_file):
-                raise zoo.ConfigError(f"-conf rl_zoo3: the RL Zoo has no hyperparameter file for --algo {options.algo}")
+                raise ConfigError(f"-conf rl_zoo3: the RL Zoo has no hyperparameter file for --algo {options.algo}")
             # (after the user's -conf rl_zoo3: the last one counts)
             zoo_argv = [*zoo_argv, "--conf-file", conf_file]
-        zoo.check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
-    except zoo.MissingDependencyError as error:
+        check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
+    except MissingDependencyError as error:
         raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
-    except zoo.ConfigError as error:
+    except ConfigError as error:
         raise CLIError(str(error)) from None
 
     if options.vec_env == "envpool":
         try:
             import envpool  # noqa: F401 (only checks that it is installed)
         except ImportError:
-            raise CLIError(
-                "--vec-env envpool needs the optional package 'envpool'; install it with: pip install \"sb3_trpo[envpool]\"",
-                EXIT_MISSING_DEPENDENCY,
-            ) from None
+            message = f"--vec-env envpool needs the optional package 'envpool'; install it with: {ENVPOOL_INSTALL}"
+            raise CLIError(message, EXIT_MISSING_DEPENDENCY) from None
     # Under torchrun (WORLD_SIZE > 1): one rank of a data-parallel job (sb3_trpo.common.distributed)
     rank = _init_data_parallel(options) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
-    manager_class = zoo.experiment_manager_class(options.final_eval_episodes, options.vec_env, rank, options.trial_seeds)
+    manager_class = experiment_manager_class(options.final_eval_episodes, options.vec_env, rank, options.trial_seeds)
     try:
-        with _zoo_script("python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), manager_class):
+        with _zoo_script(
+            "python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), rl_zoo3.train, ExperimentManager=manager_class
+        ):
             rl_zoo3.train.train()
-    except zoo.ConfigError as error:
+    except ConfigError as error:
         raise CLIError(str(error)) from None
-    except zoo.TrainingInterrupted as interrupted:
+    except TrainingInterrupted as interrupted:
         # The model is saved: exit as a shell expects of a command stopped by that signal (130: SIGINT, 143: SIGTERM)
         raise CLIError(str(interrupted), 128 + interrupted.signal, kind="interrupted") from None
     finally:
@@ -549,7 +488,7 @@ def train(argv: Sequence[str]) -> None:
             close_process_group()
 
 
-def _init_data_parallel(options: TrainOptions) -> int:
+def _init_data_parallel(options: argparse.Namespace) -> int:
     """
     Join the torchrun job this process was launched in: gloo on CPU, NCCL when the run's device is a GPU.
 
@@ -574,11 +513,11 @@ def enjoy(argv: Sequence[str]) -> None:
 
     :param argv: the arguments after ``enjoy``
     """
-    zoo = _import_zoo()
+    _register_zoo()
     import rl_zoo3.enjoy
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--algo", default="trpo")
+    parser.add_argument("--algo", default=DEFAULT_ALGO)
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("-f", "--folder", default=None)
     parser.add_argument("--gym-packages", nargs="+", default=[])
@@ -590,11 +529,11 @@ def enjoy(argv: Sequence[str]) -> None:
     if not any(argument in ("-h", "--help") for argument in argv):
         _import_gym_packages(namespace.gym_packages)
         try:
-            zoo.check_env_id(namespace.env)
-        except zoo.ConfigError as error:
+            check_env_id(namespace.env)
+        except ConfigError as error:
             raise CLIError(str(error)) from None
     try:
-        with _zoo_script("python -m sb3_trpo enjoy", zoo_argv), _predict_under_masks(namespace.algo):
+        with _zoo_script("python -m sb3_trpo enjoy", zoo_argv, rl_zoo3.enjoy, **_predict_under_masks(namespace.algo)):
             rl_zoo3.enjoy.enjoy()
     except (AssertionError, ValueError) as error:
         # The Zoo reports a missing run folder or model file this way
@@ -605,32 +544,29 @@ def enjoy(argv: Sequence[str]) -> None:
         ) from None
 
 
-@contextlib.contextmanager
-def _predict_under_masks(algo: str) -> Iterator[None]:
+def _predict_under_masks(algo: str) -> dict[str, Any]:
     """
-    For a maskable algorithm (``--algo trpo_mask`` or ``trpo_mask_lstm``), the Zoo's ``enjoy`` loop predicts under the
-    test env's action masks: the env ``enjoy`` creates is noted, and the loaded model's ``predict`` reads its masks
-    when given none.
+    For a maskable algorithm (``--algo trpo_mask`` or ``trpo_mask_lstm``), what :func:`_zoo_script` replaces in
+    ``rl_zoo3.enjoy`` so that its loop predicts under the test env's action masks: its ``create_test_env`` notes the env
+    it creates, and its ``ALGOS`` (a copy: the Zoo's table is left as it is) loads the model as a subclass whose
+    ``predict`` reads that env's masks when given none.
 
     :param algo: ``--algo``
+    :return: the replaced globals of ``rl_zoo3.enjoy`` by name (none for the other algorithms)
     """
     if algo not in MASKABLE_ALGORITHMS:
-        yield
-        return
+        return {}
     import rl_zoo3.enjoy
-    from rl_zoo3.utils import ALGOS as ZOO_ALGOS
     from sb3_contrib.common.maskable.utils import get_action_masks
 
     test_envs: list[Any] = []
-    create_test_env = rl_zoo3.enjoy.create_test_env
-    algorithm = ZOO_ALGOS[algo]
+    create_test_env, algorithm = rl_zoo3.enjoy.create_test_env, rl_zoo3.enjoy.ALGOS[algo]
 
     def noting_create_test_env(*args: Any, **kwargs: Any) -> Any:
-        env = create_test_env(*args, **kwargs)
-        test_envs.append(env)
-        return env
+        test_envs.append(create_test_env(*args, **kwargs))
+        return test_envs[-1]
 
-    class UnderEnvMasks(algorithm):  # type: ignore[valid-type,misc]
+    class UnderEnvMasks(algorithm):  # type: ignore[misc,valid-type]
         def predict(
             self,
             observation: Any,
@@ -643,13 +579,7 @@ def _predict_under_masks(algo: str) -> Iterator[None]:
                 action_masks = get_action_masks(test_envs[-1])
             return super().predict(observation, state, episode_start, deterministic, action_masks=action_masks)
 
-    rl_zoo3.enjoy.create_test_env = noting_create_test_env
-    ZOO_ALGOS[algo] = UnderEnvMasks
-    try:
-        yield
-    finally:
-        rl_zoo3.enjoy.create_test_env = create_test_env
-        ZOO_ALGOS[algo] = algorithm
+    return {"create_test_env": noting_create_test_env, "ALGOS": {**rl_zoo3.enjoy.ALGOS, algo: UnderEnvMasks}}
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"train": train, "enjoy": enjoy}

@@ -6,10 +6,8 @@ sb3-contrib's per-dimension KL. Ours samples what matters for our update: the ra
 log-uniform), the damping relative to it, the batch and critic settings, the network, and (TRPO only) the line
 search. The sampled values use the Zoo's parameterization (``n_steps_pow``, ``one_minus_gamma``, ``net_arch``
 names), so the Zoo's ``convert_onpolicy_params`` turns a trial into constructor arguments, and reports and stored
-studies read like the Zoo's. ``sb3_trpo.zoo`` registers them under ``trpo`` and ``npg``.
-
-Shared tuning: ``python -m sb3_trpo train --env ENV -optimize --storage postgresql://... --study-name NAME`` on
-several processes or machines adds their trials to one Optuna study.
+studies read like the Zoo's. :func:`sb3_trpo.zoo.register` puts them in the Zoo's sampler table under the names the
+registry gives (``trpo``, ``npg``, and ``trpo_lstm`` with TRPO's). Shared studies: docs/guide/tuning.md.
 """
 
 from typing import Any
@@ -18,7 +16,7 @@ import optuna
 from rl_zoo3.hyperparams_opt import convert_onpolicy_params
 
 
-def _sample_natural_gradient_params(trial: optuna.Trial, n_envs: int) -> dict[str, Any]:
+def _sample_natural_gradient_params(trial: optuna.Trial) -> dict[str, Any]:
     # What TRPO and NPG share: batch, discount, critic, conjugate gradient, trust region, network
     n_steps_pow = trial.suggest_int("n_steps_pow", 8, 12)  # 256 to 4096 steps per env and update
     batch_size_pow = trial.suggest_int("batch_size_pow", 5, 10)  # critic minibatches, at most the rollout (below)
@@ -53,34 +51,22 @@ def _constructor_arguments(sampled: dict[str, Any], n_envs: int) -> dict[str, An
 
 def sample_npg_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
-    Sampler for NPG (the Zoo's sampler signature).
+    Sampler for NPG, with the Zoo's sampler signature (``n_actions`` and ``additional_args`` unused: the radius is
+    sampled for the joint KL).
 
-    :param trial: the Optuna trial
-    :param n_actions: the action dimensions (unused: the radius is sampled for the joint KL)
-    :param n_envs: environments per update
-    :param additional_args: the Zoo's extra arguments (unused)
     :return: the constructor arguments
     """
-    return _constructor_arguments(_sample_natural_gradient_params(trial, n_envs), n_envs)
+    return _constructor_arguments(_sample_natural_gradient_params(trial), n_envs)
 
 
 def sample_trpo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
     """
-    Sampler for TRPO: NPG's space and the backtracking line search's shrinking factor (the Zoo's sampler signature).
+    Sampler for TRPO: NPG's space (:func:`sample_npg_params`) and the line search's shrinking factor.
 
-    :param trial: the Optuna trial
-    :param n_actions: the action dimensions (unused: the radius is sampled for the joint KL)
-    :param n_envs: environments per update
-    :param additional_args: the Zoo's extra arguments (unused)
     :return: the constructor arguments
     """
-    sampled = _sample_natural_gradient_params(trial, n_envs)
+    sampled = _sample_natural_gradient_params(trial)
     sampled["line_search_shrinking_factor"] = trial.suggest_categorical(
         "line_search_shrinking_factor", [0.5, 0.6, 0.7, 0.8, 0.9]
     )
     return _constructor_arguments(sampled, n_envs)
-
-
-#: The Zoo's sampler registry entries of sb3_trpo (``--algo`` name -> sampler)
-#: the Zoo's sampler table entries (RecurrentTRPO's space is TRPO's: same arguments, its network on top of the LSTM)
-SAMPLERS = {"trpo": sample_trpo_params, "npg": sample_npg_params, "trpo_lstm": sample_trpo_params}
