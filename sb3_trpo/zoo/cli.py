@@ -12,17 +12,6 @@ import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from sb3_trpo.zoo.config import (
-    ENVPOOL_INSTALL,
-    EXTRA_INSTALL,
-    RL_ZOO_CONFIG,
-    ConfigError,
-    MissingDependencyError,
-    check_env_id,
-    check_run,
-    default_config_path,
-    rl_zoo_config_path,
-)
 from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS, register
 
 # Exit codes: a problem with the user's input, a missing optional dependency
@@ -377,6 +366,8 @@ def _with_algo(argv: Sequence[str], algo: str) -> list[str]:
 
 def _register_zoo() -> None:
     """Register sb3_trpo's algorithms in the RL Zoo (:func:`sb3_trpo.zoo.register`), or say which package is missing."""
+    from sb3_trpo.zoo.config import EXTRA_INSTALL
+
     try:
         import rl_zoo3  # noqa: F401 (first, so that a missing Zoo is named as such)
 
@@ -439,6 +430,7 @@ def train(argv: Sequence[str]) -> None:
     _register_zoo()
     import rl_zoo3.train
 
+    from sb3_trpo.zoo import config
     from sb3_trpo.zoo.manager import TrainingInterrupted, experiment_manager_class
 
     overrides = None if options.hyperparams is None else evaluate_overrides(options.hyperparams)
@@ -448,25 +440,25 @@ def train(argv: Sequence[str]) -> None:
     conf_file = options.conf_file
     try:
         if conf_file is None:
-            conf_file = str(default_config_path(options.algo))
+            conf_file = str(config.default_config_path(options.algo))
             zoo_argv = ["--conf-file", conf_file, *zoo_argv]
-        elif conf_file == RL_ZOO_CONFIG:
-            conf_file = str(rl_zoo_config_path(options.algo))
+        elif conf_file == config.RL_ZOO_CONFIG:
+            conf_file = str(config.rl_zoo_config_path(options.algo))
             if not os.path.isfile(conf_file):
-                raise ConfigError(f"-conf rl_zoo3: the RL Zoo has no hyperparameter file for --algo {options.algo}")
+                raise config.ConfigError(f"-conf rl_zoo3: the RL Zoo has no hyperparameter file for --algo {options.algo}")
             # (after the user's -conf rl_zoo3: the last one counts)
             zoo_argv = [*zoo_argv, "--conf-file", conf_file]
-        check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
-    except MissingDependencyError as error:
+        config.check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
+    except config.MissingDependencyError as error:
         raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
-    except ConfigError as error:
+    except config.ConfigError as error:
         raise CLIError(str(error)) from None
 
     if options.vec_env == "envpool":
         try:
             import envpool  # noqa: F401 (only checks that it is installed)
         except ImportError:
-            message = f"--vec-env envpool needs the optional package 'envpool'; install it with: {ENVPOOL_INSTALL}"
+            message = f"--vec-env envpool needs the optional package 'envpool'; install it with: {config.ENVPOOL_INSTALL}"
             raise CLIError(message, EXIT_MISSING_DEPENDENCY) from None
     # Under torchrun (WORLD_SIZE > 1): one rank of a data-parallel job (sb3_trpo.common.distributed)
     rank = _init_data_parallel(options) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
@@ -476,7 +468,7 @@ def train(argv: Sequence[str]) -> None:
             "python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), rl_zoo3.train, ExperimentManager=manager_class
         ):
             rl_zoo3.train.train()
-    except ConfigError as error:
+    except config.ConfigError as error:
         raise CLIError(str(error)) from None
     except TrainingInterrupted as interrupted:
         # The model is saved: exit as a shell expects of a command stopped by that signal (130: SIGINT, 143: SIGTERM)
@@ -515,6 +507,8 @@ def enjoy(argv: Sequence[str]) -> None:
     """
     _register_zoo()
     import rl_zoo3.enjoy
+
+    from sb3_trpo.zoo.config import ConfigError, check_env_id
 
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--algo", default=DEFAULT_ALGO)
