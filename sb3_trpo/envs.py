@@ -1,5 +1,5 @@
 """
-Environments with action masks, registered with gymnasium when this module is imported (``sb3_trpo.zoo`` does):
+Environments with action masks, registered with gymnasium when this module is imported (``sb3_trpo.zoo.register()`` does):
 ``MaskedTaxi-v4``, ``InvalidActionsDiscrete-v0`` and ``MaskedCueMemory-v0``.
 """
 
