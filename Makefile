@@ -1,5 +1,5 @@
 SHELL=/bin/bash
-LINT_PATHS=sb3_trpo/ tests/ scripts/
+LINT_PATHS=sb3_trpo/ tests/ benchmarks/ docs/examples/
 
 pytest:
 	python -m pytest -m "not expensive" -n 2 tests
@@ -8,7 +8,7 @@ pytest-all:
 	python -m pytest -n 2 tests
 
 type:
-	python -m mypy sb3_trpo
+	python -m mypy sb3_trpo benchmarks
 
 lint:
 	python -m ruff check ${LINT_PATHS}
@@ -20,11 +20,11 @@ format:
 # The documentation site (Sphinx), warnings as errors, then the check that every internal link and image resolves
 docs:
 	python -m sphinx -W --keep-going -b html docs docs/_build/html
-	python scripts/docs_screenshots.py --no-build --no-screenshots
+	python -m benchmarks docs --no-build --no-screenshots
 
 # The same, plus screenshots of the landing page and the TRPO page (headless Chromium) in docs/_static/screenshots/
 docs-screenshots:
-	python scripts/docs_screenshots.py
+	python -m benchmarks docs
 
 check-codestyle:
 	python -m black --check ${LINT_PATHS}

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_benchmark_scripts import REPO_ROOT, load_script
+
+from benchmarks import REPO_ROOT, docs
 
 #: the Markdown files whose ```python blocks are run: the README and every page of the site
 EXAMPLE_FILES = [
@@ -61,8 +62,20 @@ def test_python_example_runs(name: str, code: str, tmp_path: Path, monkeypatch: 
     exec(compile(small, name, "exec"), {"__name__": "__docs_example__"})
 
 
+def test_data_parallel_example_runs_on_two_gloo_ranks(tmp_path: Path) -> None:
+    # docs/examples/train_data_parallel.py as docs/guide/data_parallel.md runs it (torchrun, 2 ranks, gloo on CPU), at
+    # the smallest budget: one update of 2 x 2048 steps (with a checkpoint folder to resume from: none yet), the model
+    # saved by rank 0
+    example = REPO_ROOT / "docs" / "examples" / "train_data_parallel.py"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(example)]
+    command += ["--env", "Pendulum-v1", "-n", "4096", "--checkpoint-dir", "ckpt", "--checkpoint-every", "1", "--save", "model"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "2 ranks, 4096 steps in all: mean_reward=" in result.stdout
+    assert (tmp_path / "model.zip").is_file()
+
+
 def test_link_check_finds_a_broken_link_a_missing_anchor_and_a_missing_image(tmp_path: Path) -> None:
-    docs_screenshots = load_script("docs_screenshots")
     (tmp_path / "sub").mkdir()
     (tmp_path / "index.html").write_text(
         '<a href="sub/page.html#here">ok</a><a href="https://example.org/x">external</a><img src="logo.png">'
@@ -71,7 +84,7 @@ def test_link_check_finds_a_broken_link_a_missing_anchor_and_a_missing_image(tmp
     )
     (tmp_path / "logo.png").write_bytes(b"\x89PNG")
     (tmp_path / "sub" / "page.html").write_text('<h1 id="here">x</h1><a href="../index.html">up</a>')
-    problems = docs_screenshots.check_links(tmp_path)
+    problems = docs.check_links(tmp_path)
     assert len(problems) == 3, problems
     assert any("nowhere" in problem for problem in problems)
     assert any("missing.html" in problem for problem in problems)
@@ -91,8 +104,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_site_builds_and_every_internal_link_and_image_resolves(built_site: Path) -> None:
-    docs_screenshots = load_script("docs_screenshots")
-    problems = docs_screenshots.check_links(built_site)
+    problems = docs.check_links(built_site)
     assert not problems, "\n".join(problems)
     for page in ("index.html", "algorithms/trpo.html", "algorithms/npg.html", "algorithms/maskable_trpo.html"):
         assert (built_site / page).is_file()
@@ -108,31 +120,28 @@ def test_site_builds_and_every_internal_link_and_image_resolves(built_site: Path
 
 
 def test_screenshots_of_the_main_pages_are_committed() -> None:
-    docs_screenshots = load_script("docs_screenshots")
-    for name in docs_screenshots.PAGES.values():
-        png = docs_screenshots.SCREENSHOTS / name
-        assert png.is_file(), f"{png} is missing: python scripts/docs_screenshots.py"
+    for name in docs.PAGES.values():
+        png = docs.SCREENSHOTS / name
+        assert png.is_file(), f"{png} is missing: python -m benchmarks docs"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_screenshot_writes_a_png(tmp_path: Path) -> None:
-    docs_screenshots = load_script("docs_screenshots")
     page = tmp_path / "page.html"
     page.write_text("<html><body><h1>sb3_trpo</h1></body></html>")
-    docs_screenshots.screenshot(page, tmp_path / "page.png", shutil.which("chromium"))
+    docs.screenshot(page, tmp_path / "page.png", shutil.which("chromium"))
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_table_widths_find_a_table_wider_than_its_column(tmp_path: Path) -> None:
-    # what docs_screenshots.py checks on the screenshotted pages (docs/_static/tables.css keeps the site's tables in)
-    docs_screenshots = load_script("docs_screenshots")
+    # what docs.py checks on the screenshotted pages (docs/_static/tables.css keeps the site's tables in)
     page = tmp_path / "page.html"
     page.write_text(
         '<html><body><article style="width: 300px"><table><tr><td>short</td></tr></table>'
         '<table><tr><td style="white-space: nowrap">' + "a very long cell " * 20 + "</td></tr></table></article></body></html>"
     )
-    narrow, wide = docs_screenshots.table_widths(page, shutil.which("chromium"))
+    narrow, wide = docs.table_widths(page, shutil.which("chromium"))
     assert narrow[0] <= narrow[1] == 300 and wide[0] > wide[1] == 300
     assert not (tmp_path / "page.table-widths.html").exists()

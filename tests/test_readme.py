@@ -1,7 +1,7 @@
 """
 The generated sections of the README and of the docs are what the committed records give: no number there that a
 record does not back. Each section sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers and is
-written by the script named in its failure message.
+written by the command named in its failure message.
 """
 
 import functools
@@ -9,7 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from test_benchmark_scripts import REPO_ROOT, load_script
+
+from benchmarks import REPO_ROOT, ablation, curves, plot, report, tuning
+from benchmarks.bench import recurrent
+from benchmarks.fingerprint import refuse_to_report
+from benchmarks.records import load_runs
 
 RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
 #: what results.md no longer shows (former entries, candidates, the carry-over audit, the tuning grid, the ablation's
@@ -30,33 +34,30 @@ def _block(path: Path, start: str, end: str) -> str:
 
 
 def test_ablation_section_is_the_report_of_the_committed_records() -> None:
-    ablation = load_script("ablation")
     runs = ablation.load_runs()
     summaries = {key: ablation.summarize(records) if records else {"n": 0} for key, records in runs.items()}
     text, note = ablation.docs_section(summaries)
     assert _block(ARCHIVE_PAGE, ablation.SECTION_START, ablation.SECTION_END) == "\n" + text + "\n" + note, (
         "docs/results/archive.md's ablation section differs from the records: "
-        "python scripts/ablation.py report --docs docs/results/archive.md"
+        "python -m benchmarks ablation report --docs docs/results/archive.md"
     )
 
 
 def test_results_table_is_the_table_of_the_committed_records() -> None:
-    plot_results = load_script("plot_results")
-    text = plot_results.tables(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
-    assert _block(ARCHIVE_PAGE, plot_results.TABLE_START, plot_results.TABLE_END) == "\n" + text, (
+    text = plot.tables(load_runs(str(REPO_ROOT / "benchmarks" / "results")))
+    assert _block(ARCHIVE_PAGE, plot.TABLE_START, plot.TABLE_END) == "\n" + text, (
         "docs/results/archive.md's results table differs from the records: "
-        "python scripts/plot_results.py --results benchmarks/results --plots benchmarks/plots "
+        "python -m benchmarks plot --results benchmarks/results --plots benchmarks/plots "
         "--table benchmarks/results.md --docs docs/results/archive.md"
     )
 
 
 @pytest.mark.parametrize("relative_path", SUMMARY_FILES)
 def test_summary_table_is_the_summary_of_the_committed_records(relative_path: str) -> None:
-    plot_results = load_script("plot_results")
-    text = plot_results.summary_table(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
+    text = plot.summary_table(load_runs(str(REPO_ROOT / "benchmarks" / "results")))
     assert (
-        _block(REPO_ROOT / relative_path, plot_results.SUMMARY_START, plot_results.SUMMARY_END) == "\n" + text
-    ), f"{relative_path}'s summary table differs from the records: " "python scripts/plot_results.py --summary " + " ".join(
+        _block(REPO_ROOT / relative_path, plot.SUMMARY_START, plot.SUMMARY_END) == "\n" + text
+    ), f"{relative_path}'s summary table differs from the records: " "python -m benchmarks plot --summary " + " ".join(
         SUMMARY_FILES
     )
 
@@ -64,7 +65,6 @@ def test_summary_table_is_the_summary_of_the_committed_records(relative_path: st
 @functools.cache
 def _evaluation_summary() -> str:
     # Computed once for the pages that hold it (its bootstrap CIs take a while)
-    report = load_script("evaluation_report")
     records = report.merged_evaluation_records()
     assert all(run["seed_role"] == "evaluation" for runs in records.values() for run in runs)
     return str(report.evaluation_summary(records))
@@ -72,27 +72,24 @@ def _evaluation_summary() -> str:
 
 @pytest.mark.parametrize("relative_path", EVALUATION_SUMMARY_FILES)
 def test_evaluation_summary_is_the_summary_of_the_committed_evaluation_records(relative_path: str) -> None:
-    report = load_script("evaluation_report")
     text = _evaluation_summary()
     assert _block(REPO_ROOT / relative_path, report.SUMMARY_START, report.SUMMARY_END) == "\n" + text, (
         f"{relative_path}'s evaluation summary differs from the records: "
-        "python scripts/evaluation_report.py --summary " + " ".join(EVALUATION_SUMMARY_FILES)
+        "python -m benchmarks report evaluation --summary " + " ".join(EVALUATION_SUMMARY_FILES)
     )
 
 
 def test_readme_publishes_no_tuning_seed_table() -> None:
     # The README's only results table is the evaluation-seed summary (tuning seeds chose the configs: not results)
     readme = (REPO_ROOT / "README.md").read_text()
-    plot_results = load_script("plot_results")
-    assert plot_results.SUMMARY_START not in readme and plot_results.TABLE_START not in readme
+    assert plot.SUMMARY_START not in readme and plot.TABLE_START not in readme
     assert readme.count("| task |") == 1
 
 
 def test_summary_rows_agree_with_the_full_table() -> None:
     # Every cell of the summary is a row of the full table: the same records, grouped the same way
-    plot_results = load_script("plot_results")
-    full = plot_results.tables(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
-    summary = plot_results.summary_table(plot_results.load_runs(str(REPO_ROOT / "benchmarks" / "results")))
+    full = plot.tables(load_runs(str(REPO_ROOT / "benchmarks" / "results")))
+    summary = plot.summary_table(load_runs(str(REPO_ROOT / "benchmarks" / "results")))
     for row in summary.splitlines()[2:]:
         if not row.startswith("| "):
             break
@@ -113,12 +110,11 @@ def test_summary_rows_agree_with_the_full_table() -> None:
 def test_family_results_are_the_evaluation_report_of_the_committed_records(section: str, page: str) -> None:
     # every entry of ours on the evaluation seeds, former ones included, in the archive; the families' current results
     # on the results page
-    report = load_script("evaluation_report")
     start, end = f"<!-- {section}-results:start -->", f"<!-- {section}-results:end -->"
-    records = report.evaluation_records(str(REPO_ROOT / "benchmarks" / section / "results"))
+    records = load_runs(str(REPO_ROOT / "benchmarks" / section / "results"), "evaluation")
     expected = report.tables(records)
     assert _block(REPO_ROOT / page, start, end) == "\n" + expected, (
-        f"{page}'s {section} results differ from the records: python scripts/evaluation_report.py "
+        f"{page}'s {section} results differ from the records: python -m benchmarks report evaluation "
         f"--results benchmarks/{section}/results --docs {page} --section {section}"
     )
 
@@ -133,37 +129,37 @@ def test_readme_is_short_and_keeps_its_set_up_commands() -> None:
 
 def test_carry_over_table_is_the_report_of_the_committed_records() -> None:
     # the archive's audit of the rule (each replacement of an entry: tuning seeds against evaluation seeds)
-    carry = load_script("carry_over_report")
-    tuning = carry.robustness_report.tuning_records(str(REPO_ROOT / "benchmarks" / "robustness"))
-    evaluation = carry.evaluation_report.evaluation_records(str(REPO_ROOT / "benchmarks" / "evaluation" / "results"))
-    table = carry.carry_over_table(carry.replacements(tuning, evaluation))
-    assert _block(ARCHIVE_PAGE, carry.START, carry.END) == "\n" + table, (
+    tuning_records = tuning.tuning_records(str(REPO_ROOT / "benchmarks" / "robustness"))
+    evaluation = load_runs(str(REPO_ROOT / "benchmarks" / "evaluation" / "results"), "evaluation")
+    table = tuning.carry_over_table(tuning.replacements(tuning_records, evaluation))
+    assert _block(ARCHIVE_PAGE, *tuning.CARRY_OVER_MARKERS) == "\n" + table, (
         "docs/results/archive.md's carry-over table differs from the records: "
-        "python scripts/carry_over_report.py --docs docs/results/archive.md"
+        "python -m benchmarks report carry-over --docs docs/results/archive.md"
     )
 
 
-def test_scripts_are_where_the_docs_say() -> None:
-    for script in (
+def test_commands_are_where_the_docs_say() -> None:
+    # the modules of `python -m benchmarks ablation`, `plot`, `report evaluation`, `report robustness`,
+    # `report carry-over`, `bench distributed` and `docs`
+    for module in (
         "ablation.py",
-        "plot_results.py",
-        "evaluation_report.py",
-        "robustness_report.py",
-        "carry_over_report.py",
-        "bench_distributed.py",
-        "docs_screenshots.py",
+        "plot.py",
+        "report.py",
+        "tuning.py",
+        "tuning.py",
+        "bench/distributed.py",
+        "docs.py",
     ):
-        assert (REPO_ROOT / "scripts" / script).exists()
+        assert (REPO_ROOT / "benchmarks" / module).exists()
     assert Path(REPO_ROOT / "benchmarks" / "ablation" / "results").is_dir()
 
 
 def test_distributed_curves_section_is_the_report_of_the_committed_records() -> None:
-    curves = load_script("curve_distributed")
     records = curves.load_records(curves.DEFAULT_OUT)
     assert records and all(record["seed_role"] == "evaluation" for record in records)
     page = REPO_ROOT / "docs" / "guide" / "data_parallel.md"
     assert _block(page, curves.SECTION_START, curves.SECTION_END) == "\n" + curves.report_table(records), (
-        "docs/guide/data_parallel.md's curves differ from the records: python scripts/curve_distributed.py report "
+        "docs/guide/data_parallel.md's curves differ from the records: python -m benchmarks curves report "
         "--plot benchmarks/distributed/curves.png --docs docs/guide/data_parallel.md"
     )
 
@@ -225,9 +221,8 @@ def test_throughput_bounds_quote_the_records() -> None:
 
 def test_recurrent_speed_table_is_the_committed_record() -> None:
     # docs/results.md's RecurrentTRPO timing (one LSTM call against sb3-contrib's loop) from benchmarks/bench_recurrent.json
-    bench = load_script("bench_recurrent")
     record = json.loads((REPO_ROOT / "benchmarks" / "bench_recurrent.json").read_text())
-    expected = bench.markdown_table(record["results"])
+    expected = recurrent.markdown_table(record["results"])
     assert _block(RESULTS_PAGE, "<!-- bench-recurrent:start -->", "<!-- bench-recurrent:end -->") == "\n" + expected
     assert all(result["speedup"] > 1 and result["max_param_diff"] < 1e-5 for result in record["results"])
     assert record["git_commit"] != "unknown" and record["hardware"]["cpu_capability"]
@@ -235,11 +230,10 @@ def test_recurrent_speed_table_is_the_committed_record() -> None:
 
 def test_robustness_table_is_the_report_of_the_committed_records() -> None:
     # the archive's robustness table (candidates against the entry on tuning seeds) from benchmarks/robustness/
-    robustness = load_script("robustness_report")
-    records = robustness.tuning_records(str(REPO_ROOT / "benchmarks" / "robustness"))
-    assert _block(ARCHIVE_PAGE, robustness.START, robustness.END) == "\n" + robustness.robustness_table(records), (
+    records = tuning.tuning_records(str(REPO_ROOT / "benchmarks" / "robustness"))
+    assert _block(ARCHIVE_PAGE, *tuning.ROBUSTNESS_MARKERS) == "\n" + tuning.robustness_table(records), (
         "docs/results/archive.md's robustness table differs from the records: "
-        "python scripts/robustness_report.py --results benchmarks/robustness --docs docs/results/archive.md"
+        "python -m benchmarks report robustness --results benchmarks/robustness --docs docs/results/archive.md"
     )
 
 
@@ -248,7 +242,6 @@ def test_readme_headline_is_the_headline_of_the_committed_records(relative_path:
     # The README's one results table, repeated on the results page: ours like for like, ours tuned on confirmation
     # seeds, the peers; every cell from the records, each column checked for stale records, the links relative to the
     # page's own folder (from docs/, the reproducing guide's section on the headline instead of benchmarks/'s README)
-    report = load_script("evaluation_report")
     page = REPO_ROOT / relative_path
     for link in report.headline_links(page):
         assert (page.parent / link.split("#")[0]).is_file(), (relative_path, link)
@@ -256,11 +249,11 @@ def test_readme_headline_is_the_headline_of_the_committed_records(relative_path:
     start, end = report.HEADLINE_START, report.HEADLINE_END
     assert (
         _block(page, start, end).strip() == text.strip()
-    ), f"{relative_path}'s headline differs from the records: python scripts/evaluation_report.py --headline " + " ".join(
+    ), f"{relative_path}'s headline differs from the records: python -m benchmarks report evaluation --headline " + " ".join(
         HEADLINE_FILES
     )
     for by_task in report.headline_records().values():
-        assert not report.benchmark.refuse_to_report([run for runs in by_task.values() for run in runs], False)
+        assert not refuse_to_report([run for runs in by_task.values() for run in runs], False)
 
 
 def test_results_page_holds_what_is_current_and_links_its_archive() -> None:

@@ -1,6 +1,6 @@
 """
 Time RecurrentTRPO's update (``train()`` alone) with each padded sequence run in one LSTM call against sb3-contrib's
-step-by-step loop, on the same data and weights.
+step-by-step loop, on the same data and weights (``python -m benchmarks bench recurrent``).
 
 sb3-contrib's recurrent policies (``_process_sequence``) loop over the steps of a batch of padded sequences, one LSTM
 call per step, whenever any episode start is set in it, which is almost always (the buffers cut a sequence at every
@@ -13,15 +13,13 @@ from the same weights, optimizer state, buffer and RNG state, on one core and on
 
 Usage::
 
-    taskset -c 1 python scripts/bench_recurrent.py --updates 5 --json benchmarks/bench_recurrent.json
+    taskset -c 1 python -m benchmarks bench recurrent --updates 5 --json benchmarks/bench_recurrent.json
 """
 
 import argparse
 import copy
 import json
-import os
 import statistics
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,15 +33,11 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
-# Import sb3_trpo from this checkout (not from another installed copy)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark  # the sibling script: versions, commit and machine, as the results records have them
-import sb3_trpo.trpo_recurrent.trpo_recurrent as recurrent_module
+import sb3_trpo.common.recurrent.algorithm as recurrent_module
+from benchmarks import REPO_ROOT
+from benchmarks.records import git_state, hardware, versions
 from sb3_trpo import RecurrentTRPO
 from sb3_trpo.common.natural_gradient import get_flat_params
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: config name -> (hyperparameter file, environment id): zoo_configs/trpo_lstm.yml's entries (PendulumNoVel-v1's tuned
 #: one, 4 x 256 steps per update) and PendulumNoVel-v1's untuned entry (4 x 1024)
@@ -67,7 +61,7 @@ def build(config: str, seed: int) -> RecurrentTRPO:
     model = RecurrentTRPO("MlpLstmPolicy", env, policy_kwargs=policy_kwargs, seed=seed, **entry)
     model.set_logger(configure(None, [""]))
     _, callback = model._setup_learn(model.n_steps * model.n_envs)
-    assert model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
+    assert model.env is not None and model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
     return model
 
 
@@ -135,13 +129,15 @@ def markdown_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``bench recurrent``."""
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--updates", type=int, default=5, help="timed train() calls per path")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=str, default=None, help="save the results here")
-    args = parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> int:
     th.set_num_threads(1)
     results = []
     for config in args.configs:
@@ -150,20 +146,13 @@ def main() -> None:
     print(markdown_table(results), end="")
     if args.json:
         output = {
-            "command": " ".join(["python", *sys.argv]),
-            **benchmark.git_state(),
-            "versions": benchmark.versions(),
-            "hardware": {
-                "cpu": benchmark.cpu_model(),
-                "cpu_capability": th.backends.cpu.get_cpu_capability(),
-                "cores_pinned": sorted(os.sched_getaffinity(0)),
-            },
+            "command": args.command_line,
+            **git_state(),
+            "versions": versions(),
+            "hardware": hardware(),
             "threads": 1,
             "updates": args.updates,
             "results": results,
         }
         Path(args.json).write_text(json.dumps(output, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -1,21 +1,21 @@
-"""Tests of scripts/benchmark.py and scripts/plot_results.py: a tiny grid end to end, resumability, plots and table."""
+"""Tests of the harness (``python -m benchmarks``): a tiny grid end to end, resumability, records, reports, plots."""
 
-import importlib.util
 import json
 import statistics
-
-import numpy as np
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
+import numpy as np
 import pytest
 import yaml
 
+from benchmarks import REPO_ROOT, ablation, entries, fingerprint, grid, plot, records, report, stats, tuning
+from benchmarks.algorithms import ALGORITHMS
+from benchmarks.cli import main as cli
+from benchmarks.records import attached, load_runs, run_std_at, score_at
 from sb3_trpo import zoo
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("sb3_trpo", "sb3_contrib", "ppo")
 # Both TRPOs with the RL Zoo's own trpo.yml, as in every published comparison (sb3-contrib's TRPO takes no
 # target_kl schedule, which our CartPole-v1 entry has); its CartPole-v1 budget is 1e5 steps: 2% of it is 2,000 steps
@@ -25,19 +25,9 @@ TINY_GRID = [
 ]  # fmt: skip
 
 
-def load_script(name: str) -> ModuleType:
-    """Import ``scripts/<name>.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def run_benchmark(out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "scripts/benchmark.py", *TINY_GRID, "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "run", *TINY_GRID, "--out", str(out)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -59,7 +49,7 @@ def test_benchmark_records(tiny_results):
     compact = [json.loads(line) for line in (out / "CartPole-v1.jsonl").read_text().splitlines()]
     # The records are written compact: the summary of the per-update log in its place, the log in the side file
     assert all("updates" not in record and record["updates_summary"]["updates"] > 0 for record in compact)
-    records = list(load_script("records").attached(out / "CartPole-v1.jsonl"))
+    records = list(attached(out / "CartPole-v1.jsonl"))
 
     def without_log(record: dict) -> dict:
         return {key: value for key, value in record.items() if key not in ("updates", "updates_summary")}
@@ -83,7 +73,7 @@ def test_benchmark_records(tiny_results):
         assert record["wall_clock_s"] > 0 and record["steps_per_second"] > 0
         assert record["updates"] and all("ep_rew_mean" in update for update in record["updates"])
         assert set(record["versions"]) >= {"python", "torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "gymnasium"}
-        assert record["command"].startswith("python scripts/benchmark.py") and record["torch_threads"] == 1
+        assert record["command"].startswith("python -m benchmarks run") and record["torch_threads"] == 1
         # The protocol's fields: the seed's role, the commit the code came from, the machine, the algorithm's fingerprint
         assert record["seed_role"] == "tuning"
         assert (record["fingerprint"] is None) == (record["algo"] != "sb3_trpo")
@@ -110,54 +100,47 @@ def test_benchmark_resumes(tiny_results):
 
 def test_plot_results(tiny_results, tmp_path):
     out, _ = tiny_results
-    plot_results = load_script("plot_results")
     table = tmp_path / "results.md"
-    assert plot_results.main(["--results", str(out), "--plots", str(tmp_path / "plots"), "--table", str(table)]) == 0
+    assert cli(["plot", "--results", str(out), "--plots", str(tmp_path / "plots"), "--table", str(table)]) == 0
     assert (tmp_path / "plots" / "CartPole-v1.png").stat().st_size > 0
     text = table.read_text()
     for algo in ALGOS:
-        assert f"| CartPole-v1 | 2,000 | {plot_results.ALGO_LABELS[algo]} | 0 |" in text
+        assert f"| CartPole-v1 | 2,000 | {ALGORITHMS[algo].label} | 0 |" in text
 
 
 def test_drop_share_and_cv():
-    plot_results = load_script("plot_results")
     # Range 10; one fall larger than 1 (10 -> 5) among three updates
-    assert plot_results.drop_share([0.0, 10.0, 5.0, 10.0]) == pytest.approx(1 / 3)
+    assert records.drop_share([0.0, 10.0, 5.0, 10.0]) == pytest.approx(1 / 3)
     # Updates before the first finished episode are left out; a flat curve never drops
-    assert plot_results.drop_share([None, 3.0, 3.0]) == 0.0
-    assert plot_results.drop_share([0.0, 10.0, 9.5]) == 0.0
-    assert plot_results.coefficient_of_variation([1.0, 3.0]) == pytest.approx(0.5)
+    assert records.drop_share([None, 3.0, 3.0]) == 0.0
+    assert records.drop_share([0.0, 10.0, 9.5]) == 0.0
+    assert stats.coefficient_of_variation([1.0, 3.0]) == pytest.approx(0.5)
 
 
 def test_mujoco_v5_uses_zoo_v4_entries():
-    benchmark = load_script("benchmark")
-    key, entry = benchmark.select_entry(benchmark.rl_zoo_config("ppo"), "Hopper-v5")
+    key, entry = entries.select_entry(entries.rl_zoo_config("ppo"), "Hopper-v5")
     assert key == "Hopper-v4" and entry["n_timesteps"] == 1e6
     # Our own file has v5 entries
-    key, _ = benchmark.select_entry(str(REPO_ROOT / "zoo_configs" / "trpo.yml"), "Hopper-v5")
+    key, _ = entries.select_entry(str(REPO_ROOT / "zoo_configs" / "trpo.yml"), "Hopper-v5")
     assert key == "Hopper-v5"
 
 
 def test_benchmark_rejects_unknown_algorithm():
-    benchmark = load_script("benchmark")
     with pytest.raises(SystemExit):
-        benchmark.parse_args(["--algos", "a2c"])
+        grid.parse_args(["--algos", "a2c"])
 
 
 def test_resume_keys_on_hyperparameters(tiny_results, tmp_path):
     # A finished run counts for any file with the same entry (our former CartPole-v1 entry is the RL Zoo's values),
     # and a changed entry runs again under the same file name
     out, _ = tiny_results
-    benchmark = load_script("benchmark")
     former = str(REPO_ROOT / "benchmarks" / "configs" / "former_entries.yml")
-    same = benchmark.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", former])
-    assert benchmark.plan_runs(same) == ([], 3)
-    _, zoo_entry = benchmark.select_entry(benchmark.rl_zoo_config("trpo"), "CartPole-v1")
+    same = grid.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", former])
+    assert grid.plan_runs(same) == ([], 3)
+    _, zoo_entry = entries.select_entry(entries.rl_zoo_config("trpo"), "CartPole-v1")
     changed = tmp_path / "trpo.yml"
     changed.write_text(yaml.safe_dump({"CartPole-v1": {**zoo_entry, "target_kl": 0.02}}))
-    pending, skipped = benchmark.plan_runs(
-        benchmark.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", str(changed)])
-    )
+    pending, skipped = grid.plan_runs(grid.parse_args([*TINY_GRID, "--out", str(out), "--trpo-config", str(changed)]))
     assert sorted(spec["algo"] for spec in pending) == ["sb3_contrib", "sb3_trpo"] and skipped == 1
     assert all(spec["config"] == str(changed) for spec in pending)
 
@@ -165,35 +148,30 @@ def test_resume_keys_on_hyperparameters(tiny_results, tmp_path):
 def test_sb3_contrib_refuses_an_entry_it_cannot_take(tmp_path):
     # Both TRPOs read --trpo-config: our entries' own options and target_kl schedules are refused for sb3-contrib's
     # TRPO before anything runs, with the names and the way out, instead of a TypeError inside its train()
-    benchmark = load_script("benchmark")
-    args = benchmark.parse_args(
-        [*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(REPO_ROOT / "zoo_configs" / "trpo.yml")]
-    )
+    args = grid.parse_args([*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(REPO_ROOT / "zoo_configs" / "trpo.yml")])
     with pytest.raises(ValueError, match=r"sb3_contrib: the CartPole-v1 entry .* target_kl='lin_0\.02' .*rl_zoo"):
-        benchmark.plan_runs(args)
+        grid.plan_runs(args)
     options = tmp_path / "trpo.yml"
-    _, zoo_entry = benchmark.select_entry(benchmark.rl_zoo_config("trpo"), "CartPole-v1")
+    _, zoo_entry = entries.select_entry(entries.rl_zoo_config("trpo"), "CartPole-v1")
     options.write_text(yaml.safe_dump({"CartPole-v1": {**zoo_entry, "ent_coef": 0.01, "adaptive_kl": True}}))
-    args = benchmark.parse_args([*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(options)])
+    args = grid.parse_args([*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(options)])
     with pytest.raises(ValueError, match="sets adaptive_kl, ent_coef, which"):
-        benchmark.plan_runs(args)
+        grid.plan_runs(args)
     # Ours and PPO take it; the command line says so and exits 2 without running anything
-    ours = benchmark.parse_args([*TINY_GRID, "--out", str(tmp_path), "--algos", "sb3_trpo", "--trpo-config", str(options)])
-    assert len(benchmark.plan_runs(ours)[0]) == 1
-    assert benchmark.main([*TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(options)]) == 2
+    ours = grid.parse_args([*TINY_GRID, "--out", str(tmp_path), "--algos", "sb3_trpo", "--trpo-config", str(options)])
+    assert len(grid.plan_runs(ours)[0]) == 1
+    assert cli(["run", *TINY_GRID, "--out", str(tmp_path), "--trpo-config", str(options)]) == 2
     assert not list(tmp_path.glob("*.jsonl"))
 
 
 def test_variant_labels_name_the_changes_from_the_rl_zoo():
-    plot_results = load_script("plot_results")
-    benchmark = load_script("benchmark")
-    _, zoo_entry = benchmark.select_entry(benchmark.rl_zoo_config("trpo"), "Walker2d-v5")
-    record = {"algo": "sb3_trpo", "env": "Walker2d-v5", "hyperparams": benchmark._json_ready(zoo_entry)}
-    assert plot_results.variant_label(record) == "sb3_trpo TRPO (ours)"
+    _, zoo_entry = entries.select_entry(entries.rl_zoo_config("trpo"), "Walker2d-v5")
+    record = {"algo": "sb3_trpo", "env": "Walker2d-v5", "hyperparams": records.json_ready(zoo_entry)}
+    assert entries.variant_label(record) == "sb3_trpo TRPO (ours)"
     tuned = {**record, "hyperparams": {**record["hyperparams"], "target_kl": 0.06, "cg_damping": 0.2}}
-    assert plot_results.variant_label(tuned) == "sb3_trpo TRPO (ours), cg_damping=0.2, target_kl=0.06"
+    assert entries.variant_label(tuned) == "sb3_trpo TRPO (ours), cg_damping=0.2, target_kl=0.06"
     runs = [{**tuned, "seed": 1}, {**record, "seed": 1}, {**record, "algo": "sb3_contrib", "seed": 0}, {**record, "seed": 0}]
-    grouped = plot_results.by_variant(runs)
+    grouped = entries.by_variant(runs)
     assert list(grouped) == [
         "sb3_trpo TRPO (ours)",
         "sb3_trpo TRPO (ours), cg_damping=0.2, target_kl=0.06",
@@ -203,58 +181,54 @@ def test_variant_labels_name_the_changes_from_the_rl_zoo():
     # The entry of zoo_configs/trpo.yml marked `# Tuned` is named as such and plotted with the Zoo's settings; the
     # other candidates only in candidates/
     ours = yaml.safe_load((REPO_ROOT / "zoo_configs" / "trpo.yml").read_text())["Walker2d-v5"]
-    entry = {**record, "hyperparams": benchmark._json_ready(ours), "budget": int(ours["n_timesteps"])}
-    assert plot_results.variant_label(entry).startswith("sb3_trpo TRPO (ours, tuned), ")
-    assert plot_results.is_tuned(entry) and plot_results.is_headline(entry) and plot_results.is_headline(record)
-    assert not plot_results.is_tuned({**entry, "budget": 1000}) and not plot_results.is_headline({**tuned, "budget": 1})
-    assert not plot_results.is_tuned({**entry, "algo": "sb3_contrib"})
+    entry = {**record, "hyperparams": records.json_ready(ours), "budget": int(ours["n_timesteps"])}
+    assert entries.variant_label(entry).startswith("sb3_trpo TRPO (ours, tuned), ")
+    assert entries.is_tuned(entry) and entries.is_headline(entry) and entries.is_headline(record)
+    assert not entries.is_tuned({**entry, "budget": 1000}) and not entries.is_headline({**tuned, "budget": 1})
+    assert not entries.is_tuned({**entry, "algo": "sb3_contrib"})
     # A candidate that adds a hyperparameter to the entry is a candidate, not the entry
     wider = {**entry, "hyperparams": {**entry["hyperparams"], "policy_kwargs": "dict(net_arch=[256, 256])"}}
-    assert not plot_results.is_tuned(wider) and not plot_results.is_headline(wider)
-    assert "(ours, tuned)" not in plot_results.variant_label(wider)
+    assert not entries.is_tuned(wider) and not entries.is_headline(wider)
+    assert "(ours, tuned)" not in entries.variant_label(wider)
     # Humanoid-v5 is judged, and tuned, at 1M of its entry's 2M steps: the entry's runs at either budget are the entry,
     # a run cut shorter is not
     humanoid = yaml.safe_load((REPO_ROOT / "zoo_configs" / "trpo.yml").read_text())["Humanoid-v5"]
-    assert int(humanoid["n_timesteps"]) == 2_000_000 and plot_results.JUDGED_AT == {"Humanoid-v5": 1_000_000}
-    humanoid_run = {**record, "env": "Humanoid-v5", "hyperparams": benchmark._json_ready(humanoid)}
-    assert all(plot_results.is_tuned({**humanoid_run, "budget": budget}) for budget in (1_000_000, 2_000_000))
-    assert not plot_results.is_tuned({**humanoid_run, "budget": 500_000})
+    assert int(humanoid["n_timesteps"]) == 2_000_000 and entries.JUDGED_AT == {"Humanoid-v5": 1_000_000}
+    humanoid_run = {**record, "env": "Humanoid-v5", "hyperparams": records.json_ready(humanoid)}
+    assert all(entries.is_tuned({**humanoid_run, "budget": budget}) for budget in (1_000_000, 2_000_000))
+    assert not entries.is_tuned({**humanoid_run, "budget": 500_000})
 
 
 def test_seed_roles_never_mix():
-    benchmark = load_script("benchmark")
-    assert [benchmark.seed_role(seed) for seed in (0, 4, 99, 100, 109, 199)] == ["tuning"] * 3 + ["evaluation"] * 3
-    assert [benchmark.seed_role(seed) for seed in (1000, 1009, 1999)] == ["confirmation"] * 3
+    assert [records.seed_role(seed) for seed in (0, 4, 99, 100, 109, 199)] == ["tuning"] * 3 + ["evaluation"] * 3
+    assert [records.seed_role(seed) for seed in (1000, 1009, 1999)] == ["confirmation"] * 3
     for seed in (200, 999, 2000):
         with pytest.raises(ValueError, match="neither a tuning seed"):
-            benchmark.seed_role(seed)
+            records.seed_role(seed)
 
 
 def test_sb3_trpo_contrib_kl_is_our_trpo_with_sb3_contribs_trust_region_and_its_records_say_so():
-    benchmark = load_script("benchmark")
-    assert "sb3_trpo_contrib_kl" not in benchmark.Args().algos
+    assert "sb3_trpo_contrib_kl" not in grid.Args().algos
     spec = {
         "algo": "sb3_trpo_contrib_kl",
         "env": "Pendulum-v1",
         "seed": 1000,
         "budget": 2048,
-        "config": benchmark.rl_zoo_config("trpo"),
+        "config": entries.rl_zoo_config("trpo"),
         "n_evals": 1,
         "eval_episodes": 1,
         "final_eval_episodes": 1,
     }
-    record = benchmark.run_one(spec)
+    record = grid.run_one(spec)
     assert record["kl_constraint"] == "sb3_contrib" and record["model_kwargs"]["kl_constraint"] == "sb3_contrib"
     assert "kl_constraint" not in record["hyperparams"]  # the Zoo's entry, as the file holds it
     assert record["seed_role"] == "confirmation" and record["timesteps"] == 2048
     # its own fingerprint: sb3-contrib's trust region on a 2-dimensional Box task
-    fingerprint = load_script("fingerprint")
     assert record["fingerprint"] == fingerprint.fingerprint("sb3_trpo_contrib_kl")
     assert not fingerprint.same_algorithm(record["fingerprint"], fingerprint.fingerprint("sb3_trpo"))
 
 
 def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):
-    ablation = load_script("ablation")
     assert set(ablation.SEEDS) <= set(range(100, 200))
     assert set(ablation.VARIANTS) == {
         "trpo",
@@ -266,10 +240,11 @@ def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):
     }
     # Each variant's file is trpo.yml's entry with its options, and nothing else changed (the former entry where a
     # robustness candidate has since replaced the one the ablation ran on)
+    from benchmarks.entries import former_entries
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
-    base.update({env_id: entries[0] for env_id, entries in load_script("benchmark").former_entries().items()})
+    base.update({env_id: entries[0] for env_id, entries in former_entries().items()})
     assert base["Hopper-v5"]["target_kl"] == 0.03  # the entry of the committed ablation runs
     for variant, (_, options) in ablation.VARIANTS.items():
         entries = load_config(ablation.variant_config(variant))
@@ -282,9 +257,8 @@ def test_ablation_plans_every_variant_on_evaluation_seeds(tmp_path):
 
 
 def test_ablation_interval_estimates():
-    ablation = load_script("ablation")
     returns = [10.0, 20.0, 30.0, 40.0, 1000.0]
-    estimates = ablation.interval_estimates(returns)
+    estimates = stats.iqm_and_mean(returns)
     # IQM of 5 runs: the mean of the middle 60% (scipy's trimmed mean, as rliable computes it)
     assert estimates["iqm"] == pytest.approx(30.0) and estimates["mean"] == pytest.approx(220.0)
     assert estimates["iqm_low"] <= estimates["iqm"] <= estimates["iqm_high"]
@@ -292,8 +266,6 @@ def test_ablation_interval_estimates():
 
 
 def test_fingerprint_tells_a_changed_algorithm_from_rounding(tiny_results):
-    fingerprint = load_script("fingerprint")
-    benchmark = load_script("benchmark")
     trpo, npg = fingerprint.fingerprint("sb3_trpo"), fingerprint.fingerprint("sb3_npg")
     assert fingerprint.same_algorithm(trpo, trpo)
     # A rounding-level difference keeps the records; another update (NPG has no line search) makes them stale
@@ -304,23 +276,22 @@ def test_fingerprint_tells_a_changed_algorithm_from_rounding(tiny_results):
     out, _ = tiny_results
     record = next(json.loads(line) for line in (out / "CartPole-v1.jsonl").read_text().splitlines() if '"sb3_trpo"' in line)
     current = {"sb3_trpo": trpo, "sb3_contrib": None}
-    assert not benchmark.is_stale(record, current)
-    assert benchmark.is_stale({**record, "fingerprint": npg}, current)
-    assert not benchmark.is_stale({**record, "fingerprint": None}, current)  # made before fingerprints: not judged
+    assert not fingerprint.is_stale(record, current)
+    assert fingerprint.is_stale({**record, "fingerprint": npg}, current)
+    assert not fingerprint.is_stale({**record, "fingerprint": None}, current)  # made before fingerprints: not judged
 
 
 def test_a_table_refuses_mixed_seed_roles_and_stale_records(tiny_results, tmp_path):
     out, _ = tiny_results
-    plot_results = load_script("plot_results")
     lines = (out / "CartPole-v1.jsonl").read_text().splitlines()
     mixed = tmp_path / "mixed"
     mixed.mkdir()
     evaluation = [json.dumps({**json.loads(line), "seed": 100, "seed_role": "evaluation"}) for line in lines]
     (mixed / "CartPole-v1.jsonl").write_text("\n".join(lines + evaluation) + "\n")
     arguments = ["--results", str(mixed), "--plots", str(tmp_path / "plots"), "--table", str(tmp_path / "table.md")]
-    assert plot_results.main(arguments) == 2
+    assert cli(["plot", *arguments]) == 2
     assert not (tmp_path / "table.md").exists()
-    assert plot_results.main([*arguments, "--allow-mixed"]) == 0
+    assert cli(["plot", *arguments, "--allow-mixed"]) == 0
     # A record whose fingerprint is not the current code's is stale
     stale = tmp_path / "stale"
     stale.mkdir()
@@ -329,22 +300,19 @@ def test_a_table_refuses_mixed_seed_roles_and_stale_records(tiny_results, tmp_pa
         if record["fingerprint"] is not None:
             record["fingerprint"] = [value + 1.0 for value in record["fingerprint"]]
     (stale / "CartPole-v1.jsonl").write_text("".join(json.dumps(record) + "\n" for record in records))
-    benchmark = load_script("benchmark")
-    current = {"sb3_trpo": benchmark.algorithm_fingerprint("sb3_trpo")}
-    problems = benchmark.record_problems(records, current)
+    current = {"sb3_trpo": fingerprint.algorithm_fingerprint("sb3_trpo")}
+    problems = fingerprint.record_problems(records, current)
     assert len(problems) == 1 and problems[0].startswith("stale: sb3_trpo CartPole-v1 seed 0")
-    assert (
-        plot_results.main(["--results", str(stale), "--plots", str(tmp_path / "p2"), "--table", str(tmp_path / "t2.md")]) == 2
-    )
+    assert cli(["plot", "--results", str(stale), "--plots", str(tmp_path / "p2"), "--table", str(tmp_path / "t2.md")]) == 2
 
 
-def _synthetic_records(benchmark, returns: dict[str, dict[str, list[float]]]) -> list[dict]:
+def _synthetic_records(returns: dict[str, dict[str, list[float]]]) -> list[dict]:
     # Records as the benchmark writes them, with the Zoo's own entries (the headline variants) and given returns
     records = []
     for algo, by_env in returns.items():
-        config = benchmark.rl_zoo_config("ppo" if algo == "ppo" else "trpo")
+        config = entries.rl_zoo_config("ppo" if algo == "ppo" else "trpo")
         for env_id, values in by_env.items():
-            _, entry = benchmark.select_entry(config, env_id)
+            _, entry = entries.select_entry(config, env_id)
             for offset, value in enumerate(values):
                 records.append(
                     {"algo": algo, "env": env_id, "seed": 100 + offset, "seed_role": "evaluation", "budget": 1_000_000,
@@ -354,17 +322,15 @@ def _synthetic_records(benchmark, returns: dict[str, dict[str, list[float]]]) ->
 
 
 def test_evaluation_report_statistics(tmp_path, monkeypatch):
-    report = load_script("evaluation_report")
-    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)  # a quicker bootstrap: the checks below do not depend on it
-    benchmark = load_script("benchmark")
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)  # a quicker bootstrap: the checks below do not depend on it
     ours = {"Hopper-v5": [3600.0, 3700.0, 3500.0, 3650.0, 3550.0], "Swimmer-v5": [360.0, 362.0, 358.0, 361.0, 359.0]}
     contrib = {"Hopper-v5": [2000.0, 2100.0, 1900.0, 2050.0, 1950.0], "Swimmer-v5": [300.0, 310.0, 290.0, 305.0, 295.0]}
-    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib})
+    records = _synthetic_records({"sb3_trpo": ours, "sb3_contrib": contrib})
     results = tmp_path / "results"
     results.mkdir()
     for env_id in ours:
         (results / f"{env_id}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records if r["env"] == env_id))
-    by_env = report.evaluation_records(str(results))
+    by_env = load_runs(str(results), "evaluation")
     text = report.report(by_env, tmp_path / "plots")
     assert "| Hopper-v5 | sb3_trpo TRPO (ours) | 5 | 3600.0 [" in text  # IQM of 5 runs: the middle three
     assert report.cpu_capabilities(by_env["Hopper-v5"][:5]) == "unknown 5"  # the synthetic records name no CPU
@@ -380,20 +346,18 @@ def test_evaluation_report_statistics(tmp_path, monkeypatch):
     # Tuning-seed records are never read
     tuning = [{**r, "seed": r["seed"] - 100, "seed_role": "tuning"} for r in records]
     (results / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in tuning))
-    assert all(r["seed_role"] == "evaluation" for r in report.evaluation_records(str(results))["Swimmer-v5"])
-    assert report.evaluation_records(str(results))["Hopper-v5"] == []
+    assert all(r["seed_role"] == "evaluation" for r in load_runs(str(results), "evaluation")["Swimmer-v5"])
+    assert load_runs(str(results), "evaluation")["Hopper-v5"] == []
 
 
 def test_an_algorithm_on_fewer_tasks_keeps_the_others_aggregate(tmp_path, monkeypatch):
     # PPO on Swimmer-v5 only (its grid still filling) must not shrink ours-against-sb3-contrib to Swimmer-v5: each
     # other algorithm is compared with ours on the tasks both have run
-    report = load_script("evaluation_report")
-    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 200)
-    benchmark = load_script("benchmark")
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 200)
     ours = {"Hopper-v5": [3600.0, 3700.0, 3500.0], "Swimmer-v5": [360.0, 362.0, 358.0]}
     contrib = {"Hopper-v5": [2000.0, 2100.0, 1900.0], "Swimmer-v5": [300.0, 310.0, 290.0]}
     ppo = {"Hopper-v5": [1000.0], "Swimmer-v5": [350.0, 365.0, 355.0]}  # one Hopper-v5 run: not yet a comparison
-    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib, "ppo": ppo})
+    records = _synthetic_records({"sb3_trpo": ours, "sb3_contrib": contrib, "ppo": ppo})
     by_env: dict = {}
     for record in records:
         by_env.setdefault(record["env"], []).append(record)
@@ -415,14 +379,12 @@ def test_an_algorithm_on_fewer_tasks_keeps_the_others_aggregate(tmp_path, monkey
 def test_the_aggregate_takes_each_task_s_current_entry_of_ours_under_one_label(monkeypatch):
     # Ours is labeled by what each task's entry changes, so the MuJoCo aggregate gathers the current entries under one
     # label: the `# Tuned` entry where its runs exist (not a former entry, not a candidate), else the Zoo's settings
-    report, plot_results = load_script("evaluation_report"), load_script("plot_results")
-    benchmark = load_script("benchmark")
     zoo = {"Hopper-v5": [1.0, 2.0], "Swimmer-v5": [3.0, 4.0], "Walker2d-v5": [5.0, 6.0]}
-    records = _synthetic_records(benchmark, {"sb3_trpo": zoo, "sb3_contrib": zoo})
+    records = _synthetic_records({"sb3_trpo": zoo, "sb3_contrib": zoo})
     hopper, swimmer = records[0]["hyperparams"], records[2]["hyperparams"]
     former, tuned = {**hopper, "target_kl": 0.03}, {**hopper, "target_kl": "lin_0.06"}
-    monkeypatch.setattr(report.plot_results, "_former_entries", lambda: {"Hopper-v5": [former], "Swimmer-v5": [swimmer]})
-    monkeypatch.setattr(report.plot_results, "_tuned_entries", lambda: {"Hopper-v5": tuned})
+    monkeypatch.setattr(entries, "former_entries", lambda: {"Hopper-v5": [former], "Swimmer-v5": [swimmer]})
+    monkeypatch.setattr(entries, "tuned_entries", lambda: {"Hopper-v5": tuned})
     extra = [
         {**records[0], "hyperparams": former, "final_eval": {"mean": 10.0}},
         {**records[0], "hyperparams": tuned, "final_eval": {"mean": 20.0}},
@@ -437,17 +399,15 @@ def test_the_aggregate_takes_each_task_s_current_entry_of_ours_under_one_label(m
         "Hopper-v5": {100: 20.0, 101: 30.0},  # the tuned entry; not the Zoo's values, the former entry, the candidate
         "Walker2d-v5": {100: 5.0, 101: 6.0},  # no tuned runs: the Zoo's settings
     }  # Swimmer-v5: its only runs of ours are a former entry (the Zoo's values)
-    assert scores[plot_results.ALGO_LABELS["sb3_contrib"]]["Swimmer-v5"] == {100: 3.0, 101: 4.0}
+    assert scores[ALGORITHMS["sb3_contrib"].label]["Swimmer-v5"] == {100: 3.0, 101: 4.0}
     # A former entry that is the Zoo's values is labeled as former too, not as the current "(ours)"
-    assert report.plot_results.variant_label(records[2]) == "sb3_trpo TRPO (ours, former entry)"
-    assert report.plot_results.variant_label(records[4]) == "sb3_trpo TRPO (ours)"
+    assert entries.variant_label(records[2]) == "sb3_trpo TRPO (ours, former entry)"
+    assert entries.variant_label(records[4]) == "sb3_trpo TRPO (ours)"
 
 
 def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
-    report = load_script("evaluation_report")
-    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
-    monkeypatch.setattr(report.plot_results, "_former_entries", dict)  # the Zoo's values as the current entry
-    benchmark = load_script("benchmark")
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)
+    monkeypatch.setattr(entries, "former_entries", dict)  # the Zoo's values as the current entry
     ours = {
         "Hopper-v5": [3600.0, 3700.0, 3500.0, 3650.0, 3550.0],  # IQM 3600 < 3618; CV 0.020
         "Walker2d-v5": [5000.0, 3000.0, 7000.0, 5100.0, 4900.0],  # IQM 5000 >= 4933; CV 0.253 > 0.15
@@ -455,7 +415,7 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     }
     contrib = {"Hopper-v5": [3800.0, 3900.0, 3750.0, 3850.0, 3950.0], "Walker2d-v5": [1000.0, 1100.0, 900.0]}
     ppo = {"Hopper-v5": [3000.0, 3650.0, 3700.0]}
-    records = _synthetic_records(benchmark, {"sb3_trpo": ours, "sb3_contrib": contrib, "ppo": ppo})
+    records = _synthetic_records({"sb3_trpo": ours, "sb3_contrib": contrib, "ppo": ppo})
     for record in records:
         if record["env"] == "Humanoid-v5":
             record["budget"] = 2_000_000
@@ -506,26 +466,25 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     # Humanoid-v5 at 1M of its 2M steps: the two runs with an evaluation there (1000, 1001), no sb3-contrib runs
     assert rows["Humanoid-v5"].startswith(f"| Humanoid-v5 | {label} | 2 | 1,000,000 steps | 810 | 1000.5 [")
     assert rows["Humanoid-v5"].endswith("| met | - | 0 | - | - | 0 |")
-    assert report.score_at(records[0], None) == 3600.0
+    assert score_at(records[0], None) == 3600.0
     assert "Targets, judged on evaluation seeds only" in report.tables(by_env)
     assert report.targets_table({"CartPole-v1": by_env["Hopper-v5"]}) == ""
     # A tuned entry of ours is judged too (its label names what it changes)
     tuned = [r for r in by_env["Hopper-v5"] if r["algo"] == "sb3_trpo"]
-    monkeypatch.setattr(report.plot_results, "is_tuned", lambda record: record["algo"] == "sb3_trpo")
+    monkeypatch.setattr(entries, "is_tuned", lambda record: record["algo"] == "sb3_trpo")
     monkeypatch.setattr(
-        report.plot_results, "changes_from_rl_zoo", lambda record: {"n_steps": 2048} if record["algo"] == "sb3_trpo" else {}
+        entries, "changes_from_rl_zoo", lambda record: {"n_steps": 2048} if record["algo"] == "sb3_trpo" else {}
     )
     row = report.targets_table({"Hopper-v5": tuned}).splitlines()[2]
     assert row.startswith("| Hopper-v5 | sb3_trpo TRPO (ours, tuned), n_steps=2048 | 5 | final | 3618 | 3600.0 [")
     # A former entry has no place in the summary: the same runs as a former entry leave it empty
     assert report.targets_summary({"Hopper-v5": tuned}).startswith("Targets, judged on the evaluation seeds")
-    monkeypatch.setattr(report.plot_results, "is_former_entry", lambda record: record["algo"] == "sb3_trpo")
+    monkeypatch.setattr(entries, "is_former_entry", lambda record: record["algo"] == "sb3_trpo")
     assert report.targets_summary({"Hopper-v5": tuned}) == ""
 
 
 def test_targets_summary_writes_a_cv_that_rounds_to_the_bound_to_a_fourth_digit(monkeypatch):
     # 0.1501 misses CV <= 0.15: written "0.150" it would read as met
-    report = load_script("evaluation_report")
     estimate = {"iqm": 4338.8, "iqm_low": 3765.9, "iqm_high": 4673.1}
     rows = [
         {"env": env_id, "former": False, "n": 10, "steps": None, "target": 4933.0, "estimate": estimate, "cv": cv,
@@ -538,11 +497,9 @@ def test_targets_summary_writes_a_cv_that_rounds_to_the_bound_to_a_fourth_digit(
 
 
 def test_exploration_table_reads_the_std_early_in_training_against_the_final_return(monkeypatch):
-    report = load_script("evaluation_report")
-    monkeypatch.setattr(report.plot_results, "_former_entries", dict)  # the Zoo's values as the current entry
-    benchmark = load_script("benchmark")
+    monkeypatch.setattr(entries, "former_entries", dict)  # the Zoo's values as the current entry
     finals = [5000.0, 1800.0, 4500.0, 1700.0, 3000.0]
-    records = _synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": finals}, "ppo": {"HalfCheetah-v5": finals}})
+    records = _synthetic_records({"sb3_trpo": {"HalfCheetah-v5": finals}, "ppo": {"HalfCheetah-v5": finals}})
     for record in records:
         # std 0.1 * final / 1000 at 200k steps (the update nearest 20% of 1M), unrelated values elsewhere
         early = 0.1 * record["final_eval"]["mean"] / 1000
@@ -551,7 +508,7 @@ def test_exploration_table_reads_the_std_early_in_training_against_the_final_ret
             {"timesteps": 204_800, "std": early},
             {"timesteps": 1_000_000, "std": 0.0},
         ]
-    assert report.std_at(records[0], 0.2) == 0.5 and report.std_at({"budget": 1, "updates": []}, 0.2) is None
+    assert run_std_at(records[0], 0.2) == 0.5 and run_std_at({"budget": 1, "updates": []}, 0.2) is None
     by_env = {"HalfCheetah-v5": records}
     rows = report.exploration_table(by_env).splitlines()
     assert len(rows) == 3  # ours only, not PPO
@@ -563,13 +520,11 @@ def test_exploration_table_reads_the_std_early_in_training_against_the_final_ret
 
 def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, monkeypatch):
     # The grid's copy of an ablation run is the same run: the summary counts it once; other runs from both folders
-    report = load_script("evaluation_report")
-    benchmark = load_script("benchmark")
-    records = _synthetic_records(benchmark, {"sb3_trpo": {"Hopper-v5": [1.0, 2.0, 3.0]}})
+    records = _synthetic_records({"sb3_trpo": {"Hopper-v5": [1.0, 2.0, 3.0]}})
     for folder, runs in (("grid", records), ("ablation", [*records[:2], {**records[0], "seed": 107}])):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "Hopper-v5.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
-    monkeypatch.setattr(report.benchmark, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(report, "REPO_ROOT", tmp_path)
     merged = report.merged_evaluation_records(("grid", "ablation", "missing"))
     assert sorted(run["seed"] for run in merged["Hopper-v5"]) == [100, 101, 102, 107]
     # A different entry at the same seed is another run
@@ -584,26 +539,22 @@ def test_merged_evaluation_records_count_a_run_in_two_folders_once(tmp_path, mon
 
 
 def test_evaluation_report_learning_curves(tmp_path, monkeypatch):
-    report = load_script("evaluation_report")
-    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)
     # Five runs, evaluated at 0, 10 and 20 steps (one run also at 15: only the common points count)
     runs = [
         {"learning_curve": [{"timesteps": step, "mean": float(seed * (step + 1))} for step in (0, 10, 20)]}
         for seed in range(1, 6)
     ]
     runs[0]["learning_curve"].insert(2, {"timesteps": 15, "mean": 99.0})
-    steps, returns = report.learning_curves(runs)
+    steps, returns = stats.learning_curves(runs)
     assert steps.tolist() == [0, 10, 20] and returns.shape == (5, 3)
-    curve = report.iqm_curve(returns)
+    curve = stats.iqm_curve(returns)
     # The IQM of 5 runs is the mean of the middle three (the 25% trimmed mean): seeds 2, 3, 4 -> 3 * (step + 1)
     assert np.allclose(curve["iqm"], [3.0, 33.0, 63.0])
     assert np.all(curve["low"] <= curve["iqm"]) and np.all(curve["iqm"] <= curve["high"])
     assert np.all(curve["high"] - curve["low"] > 0)
     # A figure per task with learning curves of the headline algorithms; a probability-of-improvement figure
-    benchmark = load_script("benchmark")
-    records = _synthetic_records(
-        benchmark, {"sb3_trpo": {"Hopper-v5": [1.0, 2.0, 3.0]}, "sb3_contrib": {"Hopper-v5": [0.5, 1.0, 1.5]}}
-    )
+    records = _synthetic_records({"sb3_trpo": {"Hopper-v5": [1.0, 2.0, 3.0]}, "sb3_contrib": {"Hopper-v5": [0.5, 1.0, 1.5]}})
     for record in records:
         record["learning_curve"] = [{"timesteps": step, "mean": record["final_eval"]["mean"] * step} for step in (0, 5, 10)]
     written = report.plot_learning_curves({"Hopper-v5": records}, tmp_path / "plots")
@@ -615,7 +566,7 @@ def test_evaluation_report_learning_curves(tmp_path, monkeypatch):
 def test_masked_benchmark_runs_maskable_trpo_and_maskable_ppo_under_masks(tmp_path):
     # Each algorithm reads its own file; both are evaluated under the env's masks; ours carries its fingerprint
     command = [
-        sys.executable, "scripts/benchmark.py", "--envs", "InvalidActionsDiscrete-v0", "--algos", "sb3_trpo_mask",
+        sys.executable, "-m", "benchmarks", "run", "--envs", "InvalidActionsDiscrete-v0", "--algos", "sb3_trpo_mask",
         "maskable_ppo", "--seeds", "100", "--n-timesteps", "2048", "--n-evals", "1", "--eval-episodes", "2",
         "--final-eval-episodes", "2", "--out", str(tmp_path),
     ]  # fmt: skip
@@ -639,72 +590,67 @@ def test_masked_benchmark_runs_maskable_trpo_and_maskable_ppo_under_masks(tmp_pa
         assert record["seed_role"] == "evaluation" and record["timesteps"] >= 2048
         # 40 of 50 actions masked at each step: an unmasked random policy would score about 2 per 100 steps
         assert record["final_eval"]["mean"] > 10
-    benchmark = load_script("benchmark")
-    args = benchmark.parse_args(["--algos", "sb3_trpo_mask", "--envs", "MaskedTaxi-v4"])
-    assert benchmark.run_budget(args, "MaskedTaxi-v4") == 500_000
-    assert "sb3_trpo_mask" not in benchmark.parse_args([]).algos
+    args = grid.parse_args(["--algos", "sb3_trpo_mask", "--envs", "MaskedTaxi-v4"])
+    assert grid.run_budget(args, "MaskedTaxi-v4") == 500_000
+    assert "sb3_trpo_mask" not in grid.parse_args([]).algos
 
 
 def test_recurrent_family_reads_its_own_files_and_budget():
-    benchmark = load_script("benchmark")
-    args = benchmark.parse_args(["--algos", "sb3_trpo_lstm", "recurrent_ppo", "--envs", "CartPoleNoVel-v1"])
-    assert Path(benchmark.algo_config(args, "sb3_trpo_lstm")).name == "trpo_lstm.yml"
-    assert Path(benchmark.algo_config(args, "recurrent_ppo")).name == "ppo_lstm.yml"  # the RL Zoo's RecurrentPPO file
-    assert benchmark.run_budget(args, "CartPoleNoVel-v1") == 100_000
-    assert benchmark.algorithm_class("sb3_trpo_lstm").__name__ == "RecurrentTRPO"
-    assert benchmark.algorithm_class("recurrent_ppo").__name__ == "RecurrentPPO"
+    args = grid.parse_args(["--algos", "sb3_trpo_lstm", "recurrent_ppo", "--envs", "CartPoleNoVel-v1"])
+    assert Path(grid.algo_config(args, "sb3_trpo_lstm")).name == "trpo_lstm.yml"
+    assert Path(grid.algo_config(args, "recurrent_ppo")).name == "ppo_lstm.yml"  # the RL Zoo's RecurrentPPO file
+    assert grid.run_budget(args, "CartPoleNoVel-v1") == 100_000
+    assert ALGORITHMS["sb3_trpo_lstm"].load().__name__ == "RecurrentTRPO"
+    assert ALGORITHMS["recurrent_ppo"].load().__name__ == "RecurrentPPO"
     # Mixed families: the TRPO file's budget
-    mixed = benchmark.parse_args(["--algos", "sb3_trpo", "sb3_trpo_lstm"])
-    assert benchmark.run_budget(mixed, "CartPole-v1") == 100_000
-    fingerprint = load_script("fingerprint")
-    assert fingerprint.ALGORITHMS["sb3_trpo_lstm"] == "RecurrentTRPO"
+    mixed = grid.parse_args(["--algos", "sb3_trpo", "sb3_trpo_lstm"])
+    assert grid.run_budget(mixed, "CartPole-v1") == 100_000
+    assert ALGORITHMS["sb3_trpo_lstm"].entry.class_name == "RecurrentTRPO"
 
 
 def test_masks_and_memory_benchmark_reads_its_own_file_and_the_maskable_budget():
-    benchmark = load_script("benchmark")
     algos = ["sb3_trpo_mask_lstm", "sb3_trpo_mask", "maskable_ppo"]
-    args = benchmark.parse_args(["--algos", *algos, "--envs", "MaskedCueMemory-v0"])
-    assert Path(benchmark.algo_config(args, "sb3_trpo_mask_lstm")).name == "trpo_mask_lstm.yml"
-    assert benchmark.run_budget(args, "MaskedCueMemory-v0") == 200_000  # every maskable algorithm: trpo_mask.yml's
-    assert set(algos) <= set(benchmark.MASKABLE_ALGOS)  # trained and evaluated under the env's masks
-    assert benchmark.algorithm_class("sb3_trpo_mask_lstm").__name__ == "MaskableRecurrentTRPO"
+    args = grid.parse_args(["--algos", *algos, "--envs", "MaskedCueMemory-v0"])
+    assert Path(grid.algo_config(args, "sb3_trpo_mask_lstm")).name == "trpo_mask_lstm.yml"
+    assert grid.run_budget(args, "MaskedCueMemory-v0") == 200_000  # every maskable algorithm: trpo_mask.yml's
+    assert set(algos) <= {
+        name for name, algorithm in ALGORITHMS.items() if algorithm.maskable
+    }  # trained and evaluated under the env's masks
+    assert ALGORITHMS["sb3_trpo_mask_lstm"].load().__name__ == "MaskableRecurrentTRPO"
     # evaluated with the helper that keeps the LSTM states under masks
-    assert benchmark.evaluation_function(True).__module__ == "sb3_trpo.common.evaluation"
-    assert load_script("fingerprint").ALGORITHMS["sb3_trpo_mask_lstm"] == "MaskableRecurrentTRPO"
-    assert load_script("plot_results").ALGO_LABELS["sb3_trpo_mask_lstm"] == "sb3_trpo MaskableRecurrentTRPO (ours)"
+    assert grid.evaluation_function(True).__module__ == "sb3_trpo.common.evaluation"
+    assert ALGORITHMS["sb3_trpo_mask_lstm"].entry.class_name == "MaskableRecurrentTRPO"
+    assert ALGORITHMS["sb3_trpo_mask_lstm"].label == "sb3_trpo MaskableRecurrentTRPO (ours)"
 
 
 def test_a_task_the_rl_zoo_has_no_entry_for_has_no_zoo_settings_to_differ_from():
     # The Zoo's file falls back to another entry for CartPoleNoVel-v1 (trpo.yml has none): not the Zoo's settings
-    plot_results = load_script("plot_results")
     record = {"algo": "sb3_trpo", "env": "CartPoleNoVel-v1", "hyperparams": {"policy": "MlpPolicy", "n_steps": 128}}
-    assert plot_results.changes_from_rl_zoo(record) == {} and plot_results.is_headline(record)
+    assert entries.changes_from_rl_zoo(record) == {} and entries.is_headline(record)
     # a task it has an entry for (or a v4 entry, for v5) still is compared with it
-    assert plot_results.changes_from_rl_zoo({**record, "env": "CartPole-v1"})
-    assert plot_results.changes_from_rl_zoo({**record, "env": "Hopper-v5"})
+    assert entries.changes_from_rl_zoo({**record, "env": "CartPole-v1"})
+    assert entries.changes_from_rl_zoo({**record, "env": "Hopper-v5"})
 
 
 def test_family_runs_are_compared_with_their_own_file_entry():
     # The Zoo has no file for RecurrentTRPO: a run of zoo_configs/trpo_lstm.yml's entry is the headline, a candidate's
     # run (another n_steps) is labeled by what it changes and never mixed into the headline's seeds
-    plot_results = load_script("plot_results")
-    benchmark = load_script("benchmark")
     config = zoo.load_config(REPO_ROOT / "zoo_configs" / "trpo_lstm.yml")
-    entry = benchmark._json_ready(config["PendulumNoVel-v1"])
+    entry = records.json_ready(config["PendulumNoVel-v1"])
     record = {"algo": "sb3_trpo_lstm", "env": "PendulumNoVel-v1", "hyperparams": entry}
-    assert plot_results.is_headline(record) and plot_results.variant_label(record) == "sb3_trpo RecurrentTRPO (ours)"
+    assert entries.is_headline(record) and entries.variant_label(record) == "sb3_trpo RecurrentTRPO (ours)"
     candidate = {**record, "hyperparams": {**entry, "n_steps": 7}}
-    assert not plot_results.is_headline(candidate)
-    assert plot_results.variant_label(candidate) == "sb3_trpo RecurrentTRPO (ours), n_steps=7"
+    assert not entries.is_headline(candidate)
+    assert entries.variant_label(candidate) == "sb3_trpo RecurrentTRPO (ours), n_steps=7"
     # A task its file has no entry for: nothing to differ from
-    assert plot_results.is_headline({**candidate, "env": "CartPole-v1"})
+    assert entries.is_headline({**candidate, "env": "CartPole-v1"})
 
 
 def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
     out = tmp_path / "bench.json"
     command = [
-        sys.executable, "scripts/bench_distributed.py", "--env", "Pendulum-v1", "--ranks", "1", "2", "--updates", "1",
-        "--repeats", "1", "--json", str(out),
+        sys.executable, "-m", "benchmarks", "bench", "distributed", "--env", "Pendulum-v1", "--ranks", "1", "2",
+        "--updates", "1", "--repeats", "1", "--json", str(out),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -722,7 +668,7 @@ def test_bench_distributed_writes_a_record_for_each_number_of_ranks(tmp_path):
 def test_curve_distributed_records_one_and_two_ranks_and_reports_them(tmp_path):
     out = tmp_path / "curves"
     command = [
-        sys.executable, "scripts/curve_distributed.py", "run", "--envs", "Pendulum-v1", "--seeds", "100",
+        sys.executable, "-m", "benchmarks", "curves", "run", "--envs", "Pendulum-v1", "--seeds", "100",
         "--budget", "4096", "--eval-episodes", "1", "--final-eval-episodes", "2", "--out", str(out),
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
@@ -739,14 +685,14 @@ def test_curve_distributed_records_one_and_two_ranks_and_reports_them(tmp_path):
     again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "[start]" not in again.stdout
     report = subprocess.run(
-        [sys.executable, "scripts/curve_distributed.py", "report", "--out", str(out), "--plot", str(tmp_path / "c.png")],
+        [sys.executable, "-m", "benchmarks", "curves", "report", "--out", str(out), "--plot", str(tmp_path / "c.png")],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert report.returncode == 0, report.stderr
     assert "| Pendulum-v1 | 1 | 1 | n < 2 |" in report.stdout and "| Pendulum-v1 | 2 | 1 | n < 2 |" in report.stdout
     assert (tmp_path / "c.png").stat().st_size > 0
     refused = subprocess.run(
-        [sys.executable, "scripts/curve_distributed.py", "run", "--seeds", "3", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks", "curves", "run", "--seeds", "3", "--out", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert refused.returncode == 2 and "not an evaluation seed" in refused.stderr
@@ -754,23 +700,20 @@ def test_curve_distributed_records_one_and_two_ranks_and_reports_them(tmp_path):
 
 def test_bench_learn_times_evaluation_with_our_predict_and_sb3s(tmp_path):
     out = tmp_path / "predict.json"
-    bench_learn = load_script("bench_learn")
-    assert bench_learn.main(["--envs", "Pendulum-v1", "--evaluate", "1", "--repeats", "1", "--json", str(out)]) == 0
+    assert cli(["bench", "learn", "--envs", "Pendulum-v1", "--evaluate", "1", "--repeats", "1", "--json", str(out)]) == 0
     record = json.loads(out.read_text())
     measured = record["median"]["Pendulum-v1"]
     assert measured["max_abs_action_difference"] == 0.0  # the same actions, bit for bit
     assert all(measured[key] > 0 for key in ("evaluate_ours", "evaluate_sb3", "predict_ours", "predict_sb3"))
-    assert record["command"].startswith("python scripts/bench_learn.py --envs Pendulum-v1 --evaluate 1")
+    assert record["command"].startswith("python -m benchmarks bench learn --envs Pendulum-v1 --evaluate 1")
     assert record["hardware"]["cpu_capability"] and len(record["git_commit"]) == 40
 
 
 def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning_seeds(tmp_path, monkeypatch):
-    robustness = load_script("robustness_report")
-    monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
-    monkeypatch.setattr(robustness.plot_results, "_former_entries", dict)  # an entry never replaced
-    benchmark = load_script("benchmark")
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)
+    monkeypatch.setattr(entries, "former_entries", dict)  # an entry never replaced
     entry = [2000.0, 4000.0, 1800.0, 4500.0, 1900.0]
-    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": entry}})]
+    (ours,) = [_synthetic_records({"sb3_trpo": {"HalfCheetah-v5": entry}})]
     records = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning"} for run in ours]
 
     def candidate(change: dict, returns: list[float]) -> list[dict]:
@@ -791,7 +734,7 @@ def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning
     (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs))
     rows = {
         row.split(" | ")[1]: row.split(" | ")
-        for row in robustness.robustness_table(robustness.tuning_records(str(results))).splitlines()[2:]
+        for row in tuning.robustness_table(tuning.tuning_records(str(results))).splitlines()[2:]
     }
     assert rows["sb3_trpo TRPO (ours)"][-1] == "entry |" and rows["sb3_trpo TRPO (ours)"][3] == "0,1,2,3,4"
     assert rows["sb3_trpo TRPO (ours), ent_coef=0.01"][-1] == "chosen |"
@@ -801,36 +744,34 @@ def test_robustness_report_judges_each_candidate_against_the_entry_on_the_tuning
     assert rows["sb3_trpo TRPO (ours), ent_coef=0.001"][-1] == "not chosen |"
     assert rows["sb3_trpo TRPO (ours), target_kl=0.05"][-1] == "pending |"  # 3 seeds: not judged, however high
     assert rows["sb3_trpo TRPO (ours), gamma=0.995"][-1] == "not chosen, a run far below the entry's worst |"
-    assert robustness.verdicts(
-        robustness.final_returns(records), {"fails_once": robustness.final_returns(fails_once)}, worst_run_guard=False
+    assert tuning.verdicts(
+        tuning.final_returns(records), {"fails_once": tuning.final_returns(fails_once)}, worst_run_guard=False
     ) == {"fails_once": "chosen"}
-    assert robustness.worst_run_floor(np.array(entry), 2633.3) == pytest.approx(1800.0 - 263.33)
+    assert tuning.worst_run_floor(np.array(entry), 2633.3) == pytest.approx(1800.0 - 263.33)
     assert rows["sb3_trpo TRPO (ours)"][4].startswith("2633.3 [")  # IQM of five: the mean of the middle three
     # --docs writes the table between the page's markers, and says so when the page has none
     page = tmp_path / "results.md"
-    page.write_text(f"intro\n{robustness.START}\nold\n{robustness.END}\n")
-    assert robustness.main(["--results", str(results), "--docs", str(page)]) == 0
+    page.write_text(f"intro\n{tuning.ROBUSTNESS_MARKERS[0]}\nold\n{tuning.ROBUSTNESS_MARKERS[1]}\n")
+    assert cli(["report", "robustness", "--results", str(results), "--docs", str(page)]) == 0
     assert "| HalfCheetah-v5 | sb3_trpo TRPO (ours), ent_coef=0.01 | 5 |" in page.read_text() and "old" not in page.read_text()
     page.write_text("no markers\n")
-    assert robustness.main(["--results", str(results), "--docs", str(page)]) == 1
+    assert cli(["report", "robustness", "--results", str(results), "--docs", str(page)]) == 1
     # Evaluation seeds are never read: the folder is refused
     evaluation = [{**run, "seed": run["seed"] + 100, "seed_role": "evaluation"} for run in records]
     (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs + evaluation))
-    assert robustness.main(["--results", str(results)]) == 2
+    assert cli(["report", "robustness", "--results", str(results)]) == 2
 
 
 def test_a_former_entry_keeps_its_results_and_the_candidates_are_judged_against_the_new_entry(tmp_path, monkeypatch):
     # Once a chosen candidate replaces the entry in zoo_configs/trpo.yml, the former entry's runs are labeled as
     # such and stay in the headline tables; the robustness table judges the entry that replaced it against it, and
     # every other candidate against the new entry (to replace the entry, a candidate has to beat the one in place)
-    plot_results, robustness = load_script("plot_results"), load_script("robustness_report")
-    monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
-    benchmark = load_script("benchmark")
-    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"HalfCheetah-v5": [2000.0, 4000.0, 1800.0, 4500.0, 1900.0]}})]
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)
+    (ours,) = [_synthetic_records({"sb3_trpo": {"HalfCheetah-v5": [2000.0, 4000.0, 1800.0, 4500.0, 1900.0]}})]
     former = {**ours[0]["hyperparams"], "target_kl": 0.03}
     current = {**former, "target_kl": "lin_0.06"}
-    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"HalfCheetah-v5": [former]})
-    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"HalfCheetah-v5": current})
+    monkeypatch.setattr(entries, "former_entries", lambda: {"HalfCheetah-v5": [former]})
+    monkeypatch.setattr(entries, "tuned_entries", lambda: {"HalfCheetah-v5": current})
     records = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning", "hyperparams": former} for run in ours]
     promoted = [{**run, "hyperparams": current, "final_eval": {"mean": run["final_eval"]["mean"] + 100}} for run in records]
     other = [{**run, "hyperparams": {**former, "ent_coef": 0.01}} for run in records]
@@ -839,16 +780,16 @@ def test_a_former_entry_keeps_its_results_and_the_candidates_are_judged_against_
         {**run, "hyperparams": {**former, "target_kl": "lin_0.03"}, "final_eval": {"mean": run["final_eval"]["mean"] + 50}}
         for run in records
     ]
-    assert plot_results.is_former_entry(records[0]) and not plot_results.is_tuned(records[0])
-    assert plot_results.variant_label(records[0]) == "sb3_trpo TRPO (ours, former entry), target_kl=0.03"
-    assert plot_results.is_headline(records[0]) and plot_results.is_headline(promoted[0])
-    assert not plot_results.is_former_entry(other[0]) and not plot_results.is_headline(other[0])
-    assert not plot_results.is_former_entry({**records[0], "algo": "sb3_contrib"})
+    assert entries.is_former_entry(records[0]) and not entries.is_tuned(records[0])
+    assert entries.variant_label(records[0]) == "sb3_trpo TRPO (ours, former entry), target_kl=0.03"
+    assert entries.is_headline(records[0]) and entries.is_headline(promoted[0])
+    assert not entries.is_former_entry(other[0]) and not entries.is_headline(other[0])
+    assert not entries.is_former_entry({**records[0], "algo": "sb3_contrib"})
     results = tmp_path / "robustness"
     results.mkdir()
     all_runs = records + promoted + other + second
     (results / "HalfCheetah-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in all_runs))
-    table = robustness.robustness_table(robustness.tuning_records(str(results))).splitlines()[2:]
+    table = tuning.robustness_table(tuning.tuning_records(str(results))).splitlines()[2:]
     rows = {row.split(" | ")[1]: row.split(" | ")[-1] for row in table}
     assert rows == {
         "sb3_trpo TRPO (ours, former entry), target_kl=0.03": "former entry |",
@@ -872,16 +813,14 @@ def test_a_former_entry_keeps_its_results_and_the_candidates_are_judged_against_
 def test_evaluation_summary_lists_each_task_s_current_entry_and_leaves_former_entries_to_the_full_table(monkeypatch):
     # The README's summary: one row per task and algorithm (ours with the task's current entry); the full table of
     # docs/results.md keeps the former entries' evaluation-seed rows beside it
-    plot_results, report = load_script("plot_results"), load_script("evaluation_report")
-    monkeypatch.setattr(report, "BOOTSTRAP_REPS", 500)
-    benchmark = load_script("benchmark")
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)
     returns = {"sb3_trpo": {"Hopper-v5": [3000.0, 3100.0, 2900.0]}, "sb3_contrib": {"Hopper-v5": [2000.0, 2100.0, 1900.0]}}
-    records = _synthetic_records(benchmark, returns)
+    records = _synthetic_records(returns)
     ours = [run for run in records if run["algo"] == "sb3_trpo"]
     former = {**ours[0]["hyperparams"], "target_kl": 0.03}
     current = {**former, "target_kl": "lin_0.06"}
-    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"Hopper-v5": [former]})
-    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"Hopper-v5": current})
+    monkeypatch.setattr(entries, "former_entries", lambda: {"Hopper-v5": [former]})
+    monkeypatch.setattr(entries, "tuned_entries", lambda: {"Hopper-v5": current})
     runs = [run for run in records if run["algo"] != "sb3_trpo"]
     runs += [{**run, "hyperparams": former} for run in ours]
     runs += [{**run, "hyperparams": current, "final_eval": {"mean": run["final_eval"]["mean"] + 500}} for run in ours]
@@ -905,15 +844,15 @@ def test_an_entry_replaced_twice_keeps_each_former_entry_s_verdict_against_the_o
     # A task whose entry was replaced twice (former_entries.yml, then former_entries_2.yml): both former entries are
     # labeled as such, the second keeps its verdict against the first, the entry its verdict against the second, and
     # the other candidates are judged against the entry
-    plot_results, robustness = load_script("plot_results"), load_script("robustness_report")
-    monkeypatch.setattr(robustness.evaluation_report, "BOOTSTRAP_REPS", 500)
-    benchmark = load_script("benchmark")
-    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"Ant-v5": [1000.0, 1200.0, 900.0, 1300.0, 800.0]}})]
+    from benchmarks import tuning as robustness
+
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)
+    (ours,) = [_synthetic_records({"sb3_trpo": {"Ant-v5": [1000.0, 1200.0, 900.0, 1300.0, 800.0]}})]
     first = {**ours[0]["hyperparams"], "target_kl": 0.08}
     second = {**first, "policy_kwargs": "dict(log_std_init=-1)"}
     current = {**first, "policy_kwargs": "dict(log_std_init=-1, net_arch=[256, 256])"}
-    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"Ant-v5": [first, second]})
-    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"Ant-v5": current})
+    monkeypatch.setattr(entries, "former_entries", lambda: {"Ant-v5": [first, second]})
+    monkeypatch.setattr(entries, "tuned_entries", lambda: {"Ant-v5": current})
     tuning = [{**run, "seed": run["seed"] - 100, "seed_role": "tuning"} for run in ours]
 
     def runs(hyperparams: dict, shift: float) -> list[dict]:
@@ -924,8 +863,8 @@ def test_an_entry_replaced_twice_keeps_each_former_entry_s_verdict_against_the_o
     # The second former entry far above the first, the entry a little above the second, a candidate between the two
     # former entries (better than the first, not than the entry it would replace)
     records = runs(first, 0.0) + runs(second, 2000.0) + runs(current, 2150.0) + runs({**first, "gamma": 0.995}, 1000.0)
-    assert [plot_results.former_generation(run) for run in records[::5]] == [0, 1, None, None]
-    assert plot_results.variant_label(records[5]) == (
+    assert [entries.former_generation(run) for run in records[::5]] == [0, 1, None, None]
+    assert entries.variant_label(records[5]) == (
         "sb3_trpo TRPO (ours, former entry), policy_kwargs=dict(log_std_init=-1), target_kl=0.08"
     )
     results = tmp_path / "robustness"
@@ -960,7 +899,6 @@ def test_improvement_share_is_rliable_s_probability_of_improvement_bit_for_bit()
     # Mann-Whitney test per task, about 100 times slower): the same float on every input, ties and equal runs included
     from rliable import metrics
 
-    report = load_script("evaluation_report")
     rng = np.random.default_rng(0)
     for trial in range(600):
         n_x, n_y, n_tasks = (int(value) for value in rng.integers(1, 12, size=3) % [12, 12, 4] + [0, 0, 1])
@@ -970,8 +908,8 @@ def test_improvement_share_is_rliable_s_probability_of_improvement_bit_for_bit()
         if trial % 3 == 2:  # one task where X's runs are Y's
             y = rng.normal(size=(n_x, n_tasks))
             y[:, 0] = x[:, 0]
-        assert report.improvement_share(x, y) == metrics.probability_of_improvement(x, y)
-    assert report.improvement_share(np.array([[1.0], [2.0]]), np.array([[2.0], [0.0]])) == 0.625  # (1 + 0.5 + 1 + 0) / 4
+        assert stats.improvement_share(x, y) == metrics.probability_of_improvement(x, y)
+    assert stats.improvement_share(np.array([[1.0], [2.0]]), np.array([[2.0], [0.0]])) == 0.625  # (1 + 0.5 + 1 + 0) / 4
 
 
 def test_interquartile_mean_is_rliable_s_aggregate_iqm_bit_for_bit():
@@ -980,31 +918,30 @@ def test_interquartile_mean_is_rliable_s_aggregate_iqm_bit_for_bit():
     # any number of runs and tasks, and the strided slices the curves' bootstrap hands it included
     from rliable import metrics
 
-    report = load_script("evaluation_report")
     rng = np.random.default_rng(1)
     for trial in range(600):
         n_runs, n_tasks = int(rng.integers(1, 25)), int(rng.integers(1, 5))
         scores = rng.normal(size=(n_runs, n_tasks)) * 10 ** rng.uniform(-3, 4)
         if trial % 3 == 1:  # many ties
             scores = np.round(scores)
-        assert report.interquartile_mean(scores) == metrics.aggregate_iqm(scores)
+        assert stats.interquartile_mean(scores) == metrics.aggregate_iqm(scores)
     curves = rng.normal(size=(10, 1, 21))
-    assert all(report.interquartile_mean(curves[..., p]) == metrics.aggregate_iqm(curves[..., p]) for p in range(21))
-    assert report.interquartile_mean(np.array([[1.0], [2.0], [3.0], [100.0]])) == 2.5  # the middle two of four
+    assert all(stats.interquartile_mean(curves[..., p]) == metrics.aggregate_iqm(curves[..., p]) for p in range(21))
+    assert stats.interquartile_mean(np.array([[1.0], [2.0], [3.0], [100.0]])) == 2.5  # the middle two of four
 
 
 def test_carry_over_report_checks_each_replacement_on_the_evaluation_seeds(tmp_path, monkeypatch):
     # Each replacement of an entry (oldest first) with its tuning-seed evidence next to the evaluation seeds' outcome,
     # and the counts of those that carried over, split by whether the tuning P's whole CI was above 0.5
-    plot_results, carry = load_script("plot_results"), load_script("carry_over_report")
-    monkeypatch.setattr(carry.evaluation_report, "BOOTSTRAP_REPS", 500)
-    benchmark = load_script("benchmark")
-    (ours,) = [_synthetic_records(benchmark, {"sb3_trpo": {"Ant-v5": [1000.0, 1200.0, 900.0, 1300.0, 800.0]}})]
+    from benchmarks import tuning as carry
+
+    monkeypatch.setattr(stats, "BOOTSTRAP_REPS", 500)
+    (ours,) = [_synthetic_records({"sb3_trpo": {"Ant-v5": [1000.0, 1200.0, 900.0, 1300.0, 800.0]}})]
     first = {**ours[0]["hyperparams"], "target_kl": 0.08}
     second = {**first, "policy_kwargs": "dict(log_std_init=-1)"}
     current = {**second, "gamma": 0.995}
-    monkeypatch.setattr(plot_results, "_former_entries", lambda: {"Ant-v5": [first, second]})
-    monkeypatch.setattr(plot_results, "_tuned_entries", lambda: {"Ant-v5": current})
+    monkeypatch.setattr(entries, "former_entries", lambda: {"Ant-v5": [first, second]})
+    monkeypatch.setattr(entries, "tuned_entries", lambda: {"Ant-v5": current})
 
     def runs(hyperparams: dict, returns: list[float], role: str) -> list[dict]:
         offset = 100 if role == "evaluation" else 0
@@ -1028,10 +965,10 @@ def test_carry_over_report_checks_each_replacement_on_the_evaluation_seeds(tmp_p
         + runs(current, [2000.0, 2100.0, 2200.0, 2050.0, 2150.0], "evaluation")
     )
     assert [carry.generation(run) for run in tuning[::5]] == [0, 1, 2, None]
-    for folder, records in (("tuning", tuning), ("evaluation", evaluation)):
+    for folder, runs in (("tuning", tuning), ("evaluation", evaluation)):
         (tmp_path / folder).mkdir()
-        (tmp_path / folder / "Ant-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in records))
-    rows = carry.replacements({"Ant-v5": tuning}, carry.evaluation_report.evaluation_records(str(tmp_path / "evaluation")))
+        (tmp_path / folder / "Ant-v5.jsonl").write_text("".join(json.dumps(run) + "\n" for run in runs))
+    rows = carry.replacements({"Ant-v5": tuning}, load_runs(str(tmp_path / "evaluation"), "evaluation"))
     assert [row["change"] for row in rows] == [
         "policy_kwargs default -> dict(log_std_init=-1)",
         "gamma 0.99 -> 0.995",
@@ -1065,12 +1002,12 @@ def test_carry_over_report_checks_each_replacement_on_the_evaluation_seeds(tmp_p
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Compact records (scripts/records.py): the per-update logs in side files, a summary of them in the records
+# Compact records (benchmarks.records): the per-update logs in side files, a summary of them in the records
 # ---------------------------------------------------------------------------------------------------------------------
 
 
 def _full_record(seed: int, algo: str = "sb3_trpo", finished_at: str = "2026-12-01T00:00:00+0000") -> dict:
-    # A record as benchmark.py wrote it before 0.2.0: the per-update log between the timings and the versions
+    # A record as the harness wrote it before 0.2.0: the per-update log between the timings and the versions
     rng = np.random.default_rng(seed)
     updates = []
     for index in range(12):
@@ -1092,7 +1029,6 @@ def _full_record(seed: int, algo: str = "sb3_trpo", finished_at: str = "2026-12-
 
 
 def test_compaction_round_trip_and_idempotence(tmp_path):
-    records = load_script("records")
     originals = [_full_record(100), _full_record(101, "ppo"), _full_record(102), _full_record(100, finished_at="later")]
     original_lines = [json.dumps(record) for record in originals]
     path = tmp_path / "Hopper-v5.jsonl"
@@ -1127,21 +1063,17 @@ def test_compaction_round_trip_and_idempotence(tmp_path):
 
 
 def test_compact_summary_is_what_the_reports_read_from_the_log(tmp_path):
-    records = load_script("records")
-    plot_results = load_script("plot_results")
-    report = load_script("evaluation_report")
-    ablation = load_script("ablation")
     full = [_full_record(seed) for seed in (100, 101, 102)] + [_full_record(100, "ppo")]
     compact = [records.compact_record(record)[0] for record in full]
     for before, after in zip(full, compact, strict=True):
         log = before["updates"]
-        assert records.run_drop_share(after) == plot_results.drop_share([update.get("ep_rew_mean") for update in log])
-        assert report.std_at(after, report.EARLY) == report.std_at(before, report.EARLY)
+        assert records.run_drop_share(after) == records.drop_share([update.get("ep_rew_mean") for update in log])
+        assert records.run_std_at(after, records.EARLY) == records.run_std_at(before, records.EARLY)
         assert records.summary(after) == records.summary(before)
-    assert report.std_at(compact[0], report.EARLY) == 1 - 1 / 20  # nearest 20% of 24,576 steps: the update at 4,096
-    assert report.std_at(compact[3], report.EARLY) is None  # PPO logs no std
+    assert records.run_std_at(compact[0], records.EARLY) == 1 - 1 / 20  # nearest 20% of 24,576 steps: the update at 4,096
+    assert records.run_std_at(compact[3], records.EARLY) is None  # PPO logs no std
     with pytest.raises(ValueError, match="fetch the per-update logs"):
-        report.std_at(compact[0], 0.5)  # a compact record has the std early in training only
+        records.run_std_at(compact[0], 0.5)  # a compact record has the std early in training only
     # The ablation's means over every update of the runs: the same floats as statistics.mean over the logs
     cg = [update["cg_iterations"] for record in full[:3] for update in record["updates"]]
     assert records.mean_of(records.summary(record)["cg_iterations"] for record in compact[:3]) == statistics.mean(cg)
@@ -1149,24 +1081,21 @@ def test_compact_summary_is_what_the_reports_read_from_the_log(tmp_path):
     ppo = ablation.summarize(compact[3:])  # no CG, no line search
     assert np.isnan(ppo["cg_iterations"]) and ppo["line_search_success"] is None
     # The results table (drops column) is the same from either
-    assert plot_results.tables({"Hopper-v5": compact}) == plot_results.tables({"Hopper-v5": full})
+    assert plot.tables({"Hopper-v5": compact}) == plot.tables({"Hopper-v5": full})
     assert "updates_summary" not in full[0] and "updates" not in compact[0]
 
 
 def test_benchmark_appends_compact_records(tmp_path):
-    benchmark = load_script("benchmark")
-    records = load_script("records")
     path = tmp_path / "Hopper-v5.jsonl"
     originals = [_full_record(100), _full_record(101)]
     for record in originals:
-        benchmark.append_record(path, record)
+        records.append_record(path, record)
     assert all("updates" not in json.loads(line) for line in path.read_text().splitlines())
     assert list(records.attached(path)) == originals
     assert records.compact_file(path) == 0  # already compact
 
 
 def test_records_branch_publish_and_fetch(tmp_path, monkeypatch):
-    records = load_script("records")
     for who in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{who}_NAME", "test")
         monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")

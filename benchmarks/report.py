@@ -1,8 +1,9 @@
 """
-Results on evaluation seeds, with interval estimates (rliable): the statistics of the held-out protocol.
+Results on evaluation seeds, with interval estimates (rliable): the statistics of the held-out protocol
+(``python -m benchmarks report evaluation``).
 
-From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only (100-199), for each algorithm as
-``scripts/plot_results.py`` labels it (ours with an entry's settings, sb3-contrib's TRPO, SB3's PPO):
+From the records of EVALUATION seeds only (100-199), for each algorithm as ``benchmarks.entries`` labels it (ours with
+an entry's settings, sb3-contrib's TRPO, SB3's PPO):
 
 - per task: n, IQM and mean of the final returns with stratified-bootstrap 95% CIs, mean +/- std, the mean return
   along the learning curves (how soon it learned), the median ``learn()`` steps per second and the runs on each CPU
@@ -18,16 +19,20 @@ From the benchmark's records (``scripts/benchmark.py``) of EVALUATION seeds only
 - what tells the better runs of ours from the worse: the policy's action std early in training (at ``EARLY`` of the
   budget) in each half by final return, and its rank correlation with the final return.
 
-It refuses records that mix seed roles or are stale (``scripts/benchmark.py``'s ``record_problems``; ``--allow-mixed``
-to override), and it never reads tuning seeds::
+With ``--summary``, the summary of every evaluation-seed record (all results folders); with ``--headline``, the
+README's MuJoCo headline (ours like for like, ours tuned on the confirmation seeds, the peers). It refuses records
+that mix seed roles or are stale (``benchmarks.fingerprint.record_problems``; ``--allow-mixed`` to override), and it
+never reads tuning seeds::
 
-    python scripts/evaluation_report.py --results benchmarks/evaluation/results --out benchmarks/evaluation/report.md \\
-        --plots benchmarks/evaluation/plots
-    python scripts/evaluation_report.py --results benchmarks/masked/results --docs docs/results.md --section masked
-    python scripts/evaluation_report.py --results benchmarks/evaluation/results --docs docs/results/archive.md \\
+    python -m benchmarks report evaluation --results benchmarks/evaluation/results \\
+        --out benchmarks/evaluation/report.md --plots benchmarks/evaluation/plots
+    python -m benchmarks report evaluation --results benchmarks/masked/results --docs docs/results.md --section masked
+    python -m benchmarks report evaluation --results benchmarks/evaluation/results --docs docs/results/archive.md \\
         --section evaluation
-    python scripts/evaluation_report.py --summary docs/index.md docs/results.md docs/algorithms/trpo.md
-    python scripts/evaluation_report.py --headline README.md docs/results.md
+    python -m benchmarks report evaluation --summary docs/index.md docs/results.md docs/algorithms/trpo.md
+    python -m benchmarks report evaluation --headline README.md docs/results.md
+
+``report robustness`` and ``report carry-over`` (:mod:`benchmarks.tuning`) judge the choices made on tuning seeds.
 """
 
 import argparse
@@ -35,23 +40,32 @@ import functools
 import os
 import sys
 import textwrap
+import warnings
 from collections import Counter
 from collections.abc import Callable
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark  # the sibling scripts: records, roles, fingerprints
-import plot_results
-from records import EARLY, run_std_at  # EARLY: where the exploration table reads the action std (in compact records too)
+from benchmarks import REPO_ROOT, entries, stats, tuning
+from benchmarks.algorithms import ALGORITHMS
+from benchmarks.docs import replace_block, write_block
+from benchmarks.fingerprint import refuse_to_report
+from benchmarks.plot import pyplot, save
+from benchmarks.records import EARLY, load_runs, record_key, run_std_at, score_at
+from benchmarks.stats import (
+    iqm_and_mean,
+    iqm_curve,
+    learning_curves,
+    poi_with_ci,
+    probability_of_improvement,
+    with_ci,
+)
 
 #: The RL Zoo's published returns of sb3-contrib's TRPO at 1M steps (DESIGN.md, section 3): the normalization
 ZOO_PUBLISHED = {"HalfCheetah-v5": 1785.0, "Hopper-v5": 3618.0, "Walker2d-v5": 4933.0, "Ant-v5": 4982.0, "Swimmer-v5": 366.0}
 OURS, CONTRIB, PPO = "sb3_trpo", "sb3_contrib", "ppo"
-BOOTSTRAP_REPS = 5000
 #: The held-out protocol's targets for ours (IQM over evaluation seeds): task -> (target, the training steps at which
 #: it is judged; None: the final model). The RL Zoo's published returns where it has them; HalfCheetah-v5 5000; Ant-v5
 #: and Humanoid-v5 (at 1M of its 2M steps) Tianshou's TRPO at 1M
@@ -61,119 +75,28 @@ EVALUATION_TARGETS: dict[str, tuple[float, int | None]] = {
     "Walker2d-v5": (4933.0, None),
     "Swimmer-v5": (366.0, None),
     "Ant-v5": (2867.0, None),
-    "Humanoid-v5": (810.0, plot_results.JUDGED_AT["Humanoid-v5"]),
+    "Humanoid-v5": (810.0, entries.JUDGED_AT["Humanoid-v5"]),
 }
 #: the largest coefficient of variation (std / |mean| of the judged returns over seeds) that meets the target
 MAX_CV = 0.15
 
 
-def _bootstrap(score_dict: dict[str, Any], aggregate: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    from rliable import library as rly
-
-    with warnings.catch_warnings():
-        # arch deprecates the RandomState that rliable hands it; the draws are the same
-        warnings.simplefilter("ignore", FutureWarning)
-        np.random.seed(0)  # parts of the bootstrap draw from NumPy's global generator: the same CIs on every call
-        return rly.get_interval_estimates(
-            score_dict, aggregate, reps=BOOTSTRAP_REPS, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
-        )
-
-
-def interquartile_mean(scores: np.ndarray) -> float:
-    """
-    rliable's ``metrics.aggregate_iqm`` (SciPy's ``trim_mean(scores, 0.25, axis=None)``), bit for bit: the mean of
-    the middle half of all the values, after the same partition. The bootstraps call it hundreds of thousands of
-    times (every point of every learning curve, 5000 times): SciPy's array-API wrapper costs about 0.3 ms a call,
-    these three NumPy operations a few microseconds.
-
-    :param scores: any shape (runs x tasks), flattened
-    :return: the 25% trimmed mean
-    """
-    flat = np.asarray(scores).ravel()
-    cut = int(0.25 * flat.size)
-    middle = np.partition(flat, (cut, flat.size - cut - 1))[cut : flat.size - cut]
-    return float(np.mean(middle.astype(np.float64, copy=False)))
-
-
-def iqm_and_mean(scores: np.ndarray) -> dict[str, float]:
-    """
-    IQM and mean with stratified-bootstrap 95% CIs (rliable; tasks are the strata).
-
-    :param scores: final returns (or normalized scores), shape (n_runs, n_tasks)
-    :return: ``iqm``, ``iqm_low``, ``iqm_high``, ``mean``, ``mean_low``, ``mean_high``
-    """
-    from rliable import metrics
-
-    def aggregate(values: np.ndarray) -> np.ndarray:
-        return np.array([interquartile_mean(values), metrics.aggregate_mean(values)])
-
-    point, interval = _bootstrap({"scores": np.asarray(scores, dtype=np.float64)}, aggregate)
-    (iqm, mean), ((iqm_low, mean_low), (iqm_high, mean_high)) = point["scores"], interval["scores"]
-    return {"iqm": iqm, "iqm_low": iqm_low, "iqm_high": iqm_high, "mean": mean, "mean_low": mean_low, "mean_high": mean_high}
-
-
-def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """
-    ``P(X > Y)``: the probability that a run of X beats a run of Y on the same task, averaged over tasks (ties count
-    half), with a stratified-bootstrap 95% CI (rliable).
-
-    :param x: scores of X, shape (n_runs_x, n_tasks)
-    :param y: scores of Y, shape (n_runs_y, n_tasks)
-    :return: ``poi``, ``low``, ``high``
-    """
-    point, interval = _bootstrap({"pair": [np.asarray(x, np.float64), np.asarray(y, np.float64)]}, improvement_share)
-    low, high = np.ravel(interval["pair"])
-    return {"poi": float(np.ravel(point["pair"])[0]), "low": float(low), "high": float(high)}
-
-
-def improvement_share(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
-    """
-    rliable's ``metrics.probability_of_improvement``, bit for bit, without its Mann-Whitney test per task: per task,
-    the share of (X run, Y run) pairs that X wins, ties half (the Mann-Whitney U over the number of pairs; 0.5 where
-    X's and Y's runs are the same), averaged over tasks. The bootstrap calls it thousands of times: SciPy's test
-    costs about 2 ms a call, this about 20 us.
-
-    :param scores_x: shape (n_runs_x, n_tasks)
-    :param scores_y: shape (n_runs_y, n_tasks)
-    :return: P(X > Y) averaged over tasks
-    """
-    shares = []
-    for task in range(scores_x.shape[1]):
-        x, y = scores_x[:, task], scores_y[:, task]
-        if np.array_equal(x, y):
-            shares.append(0.5)
-        else:
-            # U: the pairs X wins plus half the ties, an exact float (integers and halves), as SciPy's rank sums give it
-            wins = float(np.count_nonzero(x[:, None] > y[None, :])) + 0.5 * float(np.count_nonzero(x[:, None] == y[None, :]))
-            shares.append(wins / (len(x) * len(y)))
-    return float(np.mean(shares))
-
-
-def evaluation_records(results: str) -> dict[str, list[dict[str, Any]]]:
-    """
-    :param results: a results folder of ``scripts/benchmark.py``
-    :return: the evaluation-seed runs of each task (the last line of a run present twice, as plot_results reads)
-    """
-    runs = plot_results.load_runs(results)
-    return {env_id: [run for run in env_runs if run.get("seed_role") == "evaluation"] for env_id, env_runs in runs.items()}
-
-
 def headline_scores(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[int, float]]]:
     """
     :return: algorithm label -> task -> seed -> final return, for the headline variants (each algorithm with the Zoo's
-        settings, ours with its entry marked ``# Tuned``), as plot_results chooses them
+        settings, ours with its entry marked ``# Tuned``), as ``benchmarks.entries`` chooses them
     """
     scores: dict[str, dict[str, dict[int, float]]] = {}
     for env_id, runs in records.items():
         for run in runs:
-            if plot_results.is_headline(run):
-                label = plot_results.variant_label(run)
+            if entries.is_headline(run):
+                label = entries.variant_label(run)
                 scores.setdefault(label, {}).setdefault(env_id, {})[run["seed"]] = run["final_eval"]["mean"]
     return scores
 
 
 #: ours in the MuJoCo aggregate, one label across tasks: on each task its entry of ``zoo_configs/trpo.yml``
-OURS_ENTRIES = plot_results.ALGO_LABELS[OURS].replace("(ours)", "(ours, each task's entry)")
+OURS_ENTRIES = ALGORITHMS[OURS].label.replace("(ours)", "(ours, each task's entry)")
 
 
 def aggregate_scores(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, dict[int, float]]]:
@@ -187,21 +110,19 @@ def aggregate_scores(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict
     """
     scores: dict[str, dict[str, dict[int, float]]] = {}
     for env_id, runs in records.items():
-        tuned = any(plot_results.is_tuned(run) for run in runs)
+        tuned = any(entries.is_tuned(run) for run in runs)
         for run in runs:
-            if not plot_results.is_headline(run) or plot_results.is_former_entry(run):
+            if not entries.is_headline(run) or entries.is_former_entry(run):
                 continue
-            if run["algo"] == OURS and tuned and not plot_results.is_tuned(run):
+            if run["algo"] == OURS and tuned and not entries.is_tuned(run):
                 continue
-            label = OURS_ENTRIES if run["algo"] == OURS else plot_results.variant_label(run)
+            label = OURS_ENTRIES if run["algo"] == OURS else entries.variant_label(run)
             scores.setdefault(label, {}).setdefault(env_id, {})[run["seed"]] = run["final_eval"]["mean"]
     return scores
 
 
 def score_matrix(by_task: dict[str, dict[int, float]], tasks: list[str], normalize: bool) -> np.ndarray:
-    """
-    :return: shape (n_seeds, n_tasks) over the seeds every task has, normalized by ``ZOO_PUBLISHED`` when asked
-    """
+    """:return: shape (n_seeds, n_tasks) over the seeds every task has, normalized by ``ZOO_PUBLISHED`` when asked"""
     seeds = sorted(set.intersection(*(set(by_task[task]) for task in tasks)))
     matrix = np.array([[by_task[task][seed] for task in tasks] for seed in seeds], dtype=np.float64)
     if normalize:
@@ -211,16 +132,12 @@ def score_matrix(by_task: dict[str, dict[int, float]], tasks: list[str], normali
 
 def _is_our_trpo(label: str) -> bool:
     # our TRPO with the Zoo's settings ("sb3_trpo TRPO (ours)") or its tuned entry ("sb3_trpo TRPO (ours, tuned), ...")
-    return label.startswith(plot_results.ALGO_LABELS[OURS].removesuffix(")"))
-
-
-def _headline_label(run: dict[str, Any]) -> str | None:
-    return plot_results.variant_label(run) if plot_results.is_headline(run) else None
+    return label.startswith(ALGORITHMS[OURS].label.removesuffix(")"))
 
 
 def _former_labels(runs: list[dict[str, Any]]) -> set[str]:
     """:return: the headline labels of the runs of ours with a former entry (``(ours, former entry)``)"""
-    return {label for run in runs if (label := _headline_label(run)) and plot_results.is_former_entry(run)}
+    return {label for run in runs if (label := entries.headline_label(run)) and entries.is_former_entry(run)}
 
 
 def _curve_and_speed(runs: list[dict[str, Any]]) -> tuple[str, str]:
@@ -246,14 +163,6 @@ def cpu_capabilities(runs: list[dict[str, Any]]) -> str:
     return ", ".join(f"{capability} {count}" for capability, count in sorted(counts.items())) or "-"
 
 
-def _with_ci(estimate: dict[str, float], name: str, digits: int) -> str:
-    return f"{estimate[name]:.{digits}f} [{estimate[name + '_low']:.{digits}f}, {estimate[name + '_high']:.{digits}f}]"
-
-
-def _poi_with_ci(poi: dict[str, float]) -> str:
-    return f"{poi['poi']:.2f} [{poi['low']:.2f}, {poi['high']:.2f}]"
-
-
 def per_task_table(records: dict[str, list[dict[str, Any]]], former_entries: bool = True) -> str:
     """
     :param former_entries: whether to list ours with its former entries too (``False``: each task's current entry
@@ -271,11 +180,11 @@ def per_task_table(records: dict[str, list[dict[str, Any]]], former_entries: boo
             if env_id not in by_task or len(by_task[env_id]) < 2:
                 continue
             values = np.array(list(by_task[env_id].values()))
-            estimate = iqm_and_mean(values.reshape(-1, 1))
-            runs = [run for run in records[env_id] if _headline_label(run) == label]
+            estimate = iqm_and_mean(values)
+            runs = [run for run in records[env_id] if entries.headline_label(run) == label]
             curve, speed = _curve_and_speed(runs)
             lines.append(
-                f"| {env_id} | {label} | {len(values)} | {_with_ci(estimate, 'iqm', 1)} | {_with_ci(estimate, 'mean', 1)}"
+                f"| {env_id} | {label} | {len(values)} | {with_ci(estimate, 'iqm', 1)} | {with_ci(estimate, 'mean', 1)}"
                 f" | {values.mean():.1f} +/- {values.std():.1f} | {curve} | {speed} | {cpu_capabilities(runs)} |"
             )
     return "\n".join(lines) + "\n"
@@ -333,7 +242,7 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
     """
     scores = aggregate_scores(records)
     text = tables(records)
-    others = [plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]]
+    others = [ALGORITHMS[CONTRIB].label, ALGORITHMS[PPO].label]
     improvements: dict[tuple[str, str], dict[str, float]] = {}
     for index, (tasks, labels) in enumerate(aggregate_blocks(scores)):
         normalized = {label: score_matrix(scores[label], tasks, normalize=True) for label in labels}
@@ -342,15 +251,15 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
         for label, matrix in sorted(normalized.items()):
             estimate = iqm_and_mean(matrix)
             text += (
-                f"| {label} | {matrix.shape[0]} x {matrix.shape[1]} | {_with_ci(estimate, 'iqm', 2)}"
-                f" | {_with_ci(estimate, 'mean', 2)} |\n"
+                f"| {label} | {matrix.shape[0]} x {matrix.shape[1]} | {with_ci(estimate, 'iqm', 2)}"
+                f" | {with_ci(estimate, 'mean', 2)} |\n"
             )
         pairs = [(mine, other) for mine in normalized if _is_our_trpo(mine) for other in others if other in normalized]
         block = {(mine, other): probability_of_improvement(normalized[mine], normalized[other]) for mine, other in pairs}
         if block:
             text += "\n| probability of improvement | P(X > Y) [95% CI] |\n|---|---|\n"
             for (mine, other), poi in block.items():
-                text += f"| {mine} over {other} | {_poi_with_ci(poi)} |\n"
+                text += f"| {mine} over {other} | {poi_with_ci(poi)} |\n"
         improvements.update(block)
         if plots is not None and index == 0:
             plot_performance_profile(normalized, plots / "performance_profile.png")
@@ -361,21 +270,8 @@ def report(records: dict[str, list[dict[str, Any]]], plots: Path | None) -> str:
     return text
 
 
-def score_at(run: dict[str, Any], steps: int | None) -> float | None:
-    """
-    :param run: a run's record
-    :param steps: training steps at which to judge it; None: the final model
-    :return: the final evaluation's mean return when ``steps`` is None or the run's budget, else the evaluation along
-        its learning curve at exactly ``steps`` (None when the run has none there)
-    """
-    if steps is None or run["budget"] == steps:
-        return float(run["final_eval"]["mean"])
-    points = [point["mean"] for point in run.get("learning_curve") or [] if point["timesteps"] == steps]
-    return float(points[0]) if points else None
-
-
 def _judged_scores(runs: list[dict[str, Any]], label: str, steps: int | None) -> np.ndarray:
-    scores = [score_at(run, steps) for run in runs if _headline_label(run) == label]
+    scores = [score_at(run, steps) for run in runs if entries.headline_label(run) == label]
     return np.array([score for score in scores if score is not None], dtype=np.float64)
 
 
@@ -393,7 +289,7 @@ def _improvement_over(scores: np.ndarray, others: np.ndarray) -> dict[str, float
     """:return: P(a run of ``scores`` > a run of ``others``) with its 95% CI; None until ``others`` has 2+ runs"""
     if len(others) < 2:
         return None
-    return probability_of_improvement(scores.reshape(-1, 1), others.reshape(-1, 1))
+    return probability_of_improvement(scores, others)
 
 
 def judged_targets(records: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -405,12 +301,12 @@ def judged_targets(records: dict[str, list[dict[str, Any]]]) -> list[dict[str, A
         their 95% CIs), ``cv``, ``contrib`` and ``ppo`` (P(ours > it) with its 95% CI, None until it has 2+ runs
         there) and ``contrib_n`` and ``ppo_n`` (its numbers of runs)
     """
-    contrib, ppo = plot_results.ALGO_LABELS[CONTRIB], plot_results.ALGO_LABELS[PPO]
+    contrib, ppo = ALGORITHMS[CONTRIB].label, ALGORITHMS[PPO].label
     judged = []
     for env_id, (target, steps) in EVALUATION_TARGETS.items():
         runs = records.get(env_id, [])
         former = _former_labels(runs)
-        for label in sorted({label for run in runs if (label := _headline_label(run)) and _is_our_trpo(label)}):
+        for label in sorted({label for run in runs if (label := entries.headline_label(run)) and _is_our_trpo(label)}):
             scores = _judged_scores(runs, label, steps)
             if len(scores) < 2:
                 continue
@@ -423,7 +319,7 @@ def judged_targets(records: dict[str, list[dict[str, Any]]]) -> list[dict[str, A
                     "n": len(scores),
                     "steps": steps,
                     "target": target,
-                    "estimate": iqm_and_mean(scores.reshape(-1, 1)),
+                    "estimate": iqm_and_mean(scores),
                     "cv": float(scores.std() / abs(scores.mean())),
                     "contrib": _improvement_over(scores, others),
                     "contrib_n": len(others),
@@ -450,13 +346,13 @@ def targets_table(records: dict[str, list[dict[str, Any]]]) -> str:
         if (poi := row["contrib"]) is not None:
             verdict = _verdict(poi["poi"] > 0.5, n)
             verdict += " (provisional)" if row["contrib_n"] < n and n >= JUDGED_SEEDS else ""
-            improvement = f"{_poi_with_ci(poi)} | {row['contrib_n']} | {verdict}"
+            improvement = f"{poi_with_ci(poi)} | {row['contrib_n']} | {verdict}"
         else:
             improvement = f"- | {row['contrib_n']} | -"
-        improvement += f" | {_poi_with_ci(row['ppo']) if row['ppo'] is not None else '-'} | {row['ppo_n']}"
+        improvement += f" | {poi_with_ci(row['ppo']) if row['ppo'] is not None else '-'} | {row['ppo_n']}"
         at = "final" if row["steps"] is None else f"{row['steps']:,} steps"
         lines.append(
-            f"| {row['env']} | {row['label']} | {n} | {at} | {row['target']:g} | {_with_ci(row['estimate'], 'iqm', 1)}"
+            f"| {row['env']} | {row['label']} | {n} | {at} | {row['target']:g} | {with_ci(row['estimate'], 'iqm', 1)}"
             f" | {_verdict(row['estimate']['iqm'] >= row['target'], n)} | {row['cv']:.3f}"
             f" | {_verdict(row['cv'] <= MAX_CV, n)} | {improvement} |"
         )
@@ -525,16 +421,6 @@ def targets_summary(records: dict[str, list[dict[str, Any]]]) -> str:
     return "Targets, judged on the evaluation seeds (ours with each task's current entry): " + " ".join(sentences) + "\n"
 
 
-def std_at(run: dict[str, Any], fraction: float) -> float | None:
-    """
-    :param run: a run's record: its ``updates`` (each with ``timesteps`` and the logged ``std``), or, in a compact
-        record, its ``updates_summary`` (which has the std at ``EARLY`` only, ``records.run_std_at``)
-    :param fraction: a fraction of the run's budget
-    :return: the policy's action std logged at the update nearest ``fraction * budget`` steps; None without a log
-    """
-    return run_std_at(run, fraction)
-
-
 def exploration_table(records: dict[str, list[dict[str, Any]]]) -> str:
     """
     :return: the Markdown table, per target task and headline variant of ours with 4+ runs that log their action
@@ -547,11 +433,11 @@ def exploration_table(records: dict[str, list[dict[str, Any]]]) -> str:
     lines = []
     for env_id in EVALUATION_TARGETS:
         runs = records.get(env_id, [])
-        for label in sorted({label for run in runs if (label := _headline_label(run)) and _is_our_trpo(label)}):
+        for label in sorted({label for run in runs if (label := entries.headline_label(run)) and _is_our_trpo(label)}):
             pairs = [
                 (float(run["final_eval"]["mean"]), std)
                 for run in runs
-                if _headline_label(run) == label and (std := std_at(run, EARLY)) is not None
+                if entries.headline_label(run) == label and (std := run_std_at(run, EARLY)) is not None
             ]
             if len(pairs) < 4:
                 continue
@@ -572,34 +458,6 @@ def exploration_table(records: dict[str, list[dict[str, Any]]]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
-def learning_curves(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """
-    The runs' learning curves on their common evaluation points.
-
-    :param runs: the runs of one algorithm on one task (each with ``learning_curve``: ``timesteps`` and ``mean``)
-    :return: the timesteps (n_points,) and the mean evaluated returns (n_runs, n_points) at the points every run has
-    """
-    curves = [{point["timesteps"]: point["mean"] for point in run["learning_curve"]} for run in runs]
-    common = sorted(set.intersection(*(set(curve) for curve in curves))) if curves else []
-    return np.array(common), np.array([[curve[step] for step in common] for curve in curves], dtype=np.float64)
-
-
-def iqm_curve(returns: np.ndarray) -> dict[str, np.ndarray]:
-    """
-    IQM over runs at each evaluation point, with stratified-bootstrap 95% CIs (rliable; one task).
-
-    :param returns: shape (n_runs, n_points)
-    :return: ``iqm``, ``low``, ``high``, each of shape (n_points,)
-    """
-
-    def aggregate(values: np.ndarray) -> np.ndarray:
-        # values: (n_runs, 1 task, n_points)
-        return np.array([interquartile_mean(values[..., point]) for point in range(values.shape[-1])])
-
-    point, interval = _bootstrap({"curve": np.asarray(returns, np.float64)[:, None, :]}, aggregate)
-    return {"iqm": point["curve"], "low": interval["curve"][0], "high": interval["curve"][1]}
-
-
 def plot_learning_curves(records: dict[str, list[dict[str, Any]]], plots: Path) -> list[Path]:
     """
     One figure per task: each headline algorithm's IQM over runs of the evaluated return along training, with its
@@ -607,16 +465,12 @@ def plot_learning_curves(records: dict[str, list[dict[str, Any]]], plots: Path) 
 
     :return: the files written
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = []
     for env_id, runs in sorted(records.items()):
         by_label: dict[str, list[dict[str, Any]]] = {}
         for run in runs:
-            label = _headline_label(run)
+            label = entries.headline_label(run)
             if label is not None and run.get("learning_curve"):
                 by_label.setdefault(label, []).append(run)
         if not by_label:
@@ -636,20 +490,14 @@ def plot_learning_curves(records: dict[str, list[dict[str, Any]]], plots: Path) 
         axis.set_ylabel("evaluated return")
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
         path = plots / f"curves_{env_id}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(figure)
+        save(figure, path, bbox_inches="tight")
         written.append(path)
     return written
 
 
 def plot_probabilities_of_improvement(pairs: dict[tuple[str, str], dict[str, float]], path: Path) -> None:
     """``P(X > Y)`` of each pair with its 95% CI, as horizontal intervals (rliable's presentation)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 0.6 + 0.5 * len(pairs)))
     for row, poi in enumerate(pairs.values()):
         axis.plot([poi["low"], poi["high"]], [row, row], linewidth=6, alpha=0.5)
@@ -658,33 +506,26 @@ def plot_probabilities_of_improvement(pairs: dict[tuple[str, str], dict[str, flo
     axis.set_yticks(range(len(pairs)), [f"{mine}\nover {other}" for mine, other in pairs], fontsize=8)
     axis.set_xlim(0.0, 1.0)
     axis.set_xlabel("P(X > Y), 95% CI")
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def plot_performance_profile(normalized: dict[str, np.ndarray], path: Path) -> None:
     """The fraction of runs whose normalized score exceeds each threshold, with 95% CIs (rliable)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from rliable import library as rly
     from rliable import plot_utils
 
     taus = np.linspace(0.0, max(2.0, max(float(matrix.max()) for matrix in normalized.values())), 81)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        profiles, cis = rly.create_performance_profile(normalized, taus, reps=BOOTSTRAP_REPS)
+        profiles, cis = rly.create_performance_profile(normalized, taus, reps=stats.BOOTSTRAP_REPS)
     figure, axis = plt.subplots(figsize=(7, 4))
     plot_utils.plot_performance_profiles(profiles, taus, performance_profile_cis=cis, ax=axis, xlabel="normalized return")
     # one line per algorithm, in the profiles' order (the bands are not legend entries)
     axis.legend(axis.get_lines()[: len(profiles)], list(profiles), loc="upper right", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 #: Where the records of evaluation seeds are (the grid, the ablation, the masked and recurrent benchmarks)
@@ -708,11 +549,11 @@ def merged_evaluation_records(folders: tuple[str, ...] = EVALUATION_FOLDERS) -> 
     merged: dict[str, list[dict[str, Any]]] = {}
     seen: set[tuple[str, str, int, int, str]] = set()
     for folder in folders:
-        path = benchmark.REPO_ROOT / folder
+        path = REPO_ROOT / folder
         if path.is_dir():
-            for env_id, runs in evaluation_records(str(path)).items():
+            for env_id, runs in load_runs(path, "evaluation").items():
                 for run in runs:
-                    key = benchmark.run_key(run["algo"], run["env"], run["seed"], run["budget"], run["hyperparams"])
+                    key = record_key(run)
                     if key not in seen:
                         seen.add(key)
                         merged.setdefault(env_id, []).append(run)
@@ -736,8 +577,8 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "evidence are in `docs/results/archive.md`, with their evaluation-seed runs and what each replacement changed); "
         "the others "
         "with their Zoo settings. Records: "
-        + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (benchmark.REPO_ROOT / folder).is_dir())
-        + ". Regenerate: `python scripts/evaluation_report.py --summary docs/index.md docs/results.md "
+        + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (REPO_ROOT / folder).is_dir())
+        + ". Regenerate: `python -m benchmarks report evaluation --summary docs/index.md docs/results.md "
         "docs/algorithms/trpo.md`."
     )
     targets = targets_summary(records)
@@ -768,8 +609,8 @@ def headline_records() -> dict[str, dict[str, list[dict[str, Any]]]]:
     """
 
     def load(folder: str) -> dict[str, list[dict[str, Any]]]:
-        path = benchmark.REPO_ROOT / folder
-        return plot_results.load_runs(str(path)) if path.is_dir() else {}
+        path = REPO_ROOT / folder
+        return load_runs(str(path)) if path.is_dir() else {}
 
     like_for_like, confirmation, development = (
         load(LIKE_FOR_LIKE_FOLDER),
@@ -782,7 +623,7 @@ def headline_records() -> dict[str, dict[str, list[dict[str, Any]]]]:
             env_id: [
                 run
                 for run in env_runs
-                if run["algo"] == algo and run.get("seed_role") == role and (not zoo or plot_results.is_headline(run))
+                if run["algo"] == algo and run.get("seed_role") == role and (not zoo or entries.is_headline(run))
             ]
             for env_id, env_runs in runs.items()
         }
@@ -800,7 +641,7 @@ def _iqm_cell(scores: np.ndarray, expected: int | None = None) -> str:
         return f"pending (0 of {expected})" if expected else "-"
     if len(scores) == 1:
         return f"{scores[0]:.1f} (n=1)"
-    estimate = iqm_and_mean(scores.reshape(-1, 1))
+    estimate = iqm_and_mean(scores)
     return f"{estimate['iqm']:.1f} [{estimate['iqm_low']:.1f}, {estimate['iqm_high']:.1f}] (n={len(scores)})"
 
 
@@ -823,16 +664,14 @@ def headline_links(page: str | Path) -> tuple[str, str]:
     def relative(path: Path) -> str:
         return Path(os.path.relpath(path, folder)).as_posix()
 
-    entries = relative(benchmark.REPO_ROOT / "benchmarks" / "confirmation" / "entries.yml")
-    docs = benchmark.REPO_ROOT / "docs"
+    confirmation = relative(REPO_ROOT / "benchmarks" / "confirmation" / "entries.yml")
+    docs = REPO_ROOT / "docs"
     if folder == docs or docs in folder.parents:
-        return relative(docs / "guide" / "reproducing.md") + "#the-mujoco-headline", entries
-    return relative(benchmark.REPO_ROOT / "benchmarks" / "like_for_like" / "README.md"), entries
+        return relative(docs / "guide" / "reproducing.md") + "#the-mujoco-headline", confirmation
+    return relative(REPO_ROOT / "benchmarks" / "like_for_like" / "README.md"), confirmation
 
 
-def headline_table(
-    columns: dict[str, dict[str, list[dict[str, Any]]]], page: str | Path = benchmark.REPO_ROOT / "README.md"
-) -> str:
+def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: str | Path = REPO_ROOT / "README.md") -> str:
     """
     The README's results: one row per MuJoCo task, each cell IQM [95% CI] (n) of the final returns (Humanoid-v5's
     tuned entry at 1M of its 2M steps), then the targets of the tuned entries, judged on the confirmation seeds only,
@@ -842,10 +681,10 @@ def headline_table(
     :param page: the page that holds the table, whose folder its links are relative to (:func:`headline_links`)
     :return: Markdown
     """
-    like_for_like, tuned = headline_links(page)
+    like_for_like_link, tuned_link = headline_links(page)
     header = (
-        f"| task | budget | [ours, sb3-contrib's settings]({like_for_like}) "
-        f"| [ours, tuned]({tuned}) (confirmation seeds) | sb3-contrib TRPO | SB3 PPO "
+        f"| task | budget | [ours, sb3-contrib's settings]({like_for_like_link}) "
+        f"| [ours, tuned]({tuned_link}) (confirmation seeds) | sb3-contrib TRPO | SB3 PPO "
         "| learn() minutes: ours, sb3-contrib's settings / sb3-contrib |\n|---|---|---|---|---|---|---|"
     )
     rows, verdicts, improvements = [header], [], []
@@ -861,13 +700,13 @@ def headline_table(
             f"| {_iqm_cell(tuned, 10)} | {_iqm_cell(finals['sb3_contrib'])} | {_iqm_cell(finals['ppo'])} "
             f"| {_minutes(runs['contrib_settings'])} / {_minutes(runs['sb3_contrib'])} |"
         )
-        estimate = iqm_and_mean(tuned.reshape(-1, 1))["iqm"] if len(tuned) > 1 else float("nan")
+        estimate = iqm_and_mean(tuned)["iqm"] if len(tuned) > 1 else float("nan")
         shown = f"{estimate:.1f}" if len(tuned) > 1 else "-"
         verdicts.append(f"{env_id} {_verdict(bool(estimate >= target), len(tuned))} ({shown} against {target:g})")
         ours = finals["contrib_settings"]
         improvement = _improvement_over(ours, finals["sb3_contrib"]) if len(ours) > 1 else None
         if improvement is not None:
-            improvements.append(f"{env_id} {_poi_with_ci(improvement)} (n={len(finals['contrib_settings'])})")
+            improvements.append(f"{env_id} {poi_with_ci(improvement)} (n={len(finals['contrib_settings'])})")
     text = "\n".join(rows) + "\n\n"
     text += (
         "learn() minutes: the median run's training time, evaluations left out, on one core; indicative only, as "
@@ -895,39 +734,40 @@ def _publish(
     """
     Write a generated block into pages, between their markers, unless its records may not be reported together.
 
-    :param pages: the Markdown pages
-    :param record_sets: the records, each set one table's (task -> runs), checked by ``benchmark.refuse_to_report``
+    :param record_sets: the records, each set one table's (task -> runs), checked by ``refuse_to_report``
     :param text: makes the block of a page, given the page (its relative links differ between README.md and docs/)
     :param markers: the block's start and end markers
     :param args: the command line (``--allow-mixed``)
     :return: the exit code
     """
     for by_task in record_sets:
-        if benchmark.refuse_to_report([run for runs in by_task.values() for run in runs], args.allow_mixed):
+        if refuse_to_report([run for runs in by_task.values() for run in runs], args.allow_mixed):
             return 2
     for page in pages:
         block = text(page)
-        plot_results.replace_block(Path(page), block, *markers)
+        replace_block(Path(page), block, *markers)
         print(block)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default=str(benchmark.REPO_ROOT / "benchmarks" / "evaluation" / "results"))
-    parser.add_argument("--out", default=None, help="write the report here (Markdown)")
-    parser.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks report``: one subcommand per report."""
+    reports = parser.add_subparsers(dest="report", required=True, metavar="REPORT")
+    evaluation = reports.add_parser("evaluation", help=__doc__.strip().splitlines()[0], description=__doc__.split("\n\n")[0])
+    evaluation.add_argument("--results", default=str(REPO_ROOT / "benchmarks" / "evaluation" / "results"))
+    evaluation.add_argument("--out", default=None, help="write the report here (Markdown)")
+    evaluation.add_argument(
         "--plots",
         default=None,
         help="folder for the plots: learning curves (IQM, 95%% CI bands) per task, the performance profile and the "
         "probabilities of improvement",
     )
-    parser.add_argument("--allow-mixed", action="store_true", help="report stale records too")
-    parser.add_argument(
+    evaluation.add_argument("--allow-mixed", action="store_true", help="report stale records too")
+    evaluation.add_argument(
         "--docs", "--readme", dest="docs", default=None, help="also write the per-task table into this Markdown page, between"
     )
-    parser.add_argument("--section", default="masked", help="... its <!-- SECTION-results:start/end --> markers")
-    parser.add_argument(
+    evaluation.add_argument("--section", default="masked", help="... its <!-- SECTION-results:start/end --> markers")
+    evaluation.add_argument(
         "--summary",
         nargs="+",
         default=None,
@@ -935,7 +775,7 @@ def main(argv: list[str] | None = None) -> int:
         help="write the summary of every evaluation-seed record (all results folders) into these pages, between "
         "their <!-- evaluation-summary:start/end --> markers, and stop",
     )
-    parser.add_argument(
+    evaluation.add_argument(
         "--headline",
         nargs="+",
         default=None,
@@ -943,7 +783,17 @@ def main(argv: list[str] | None = None) -> int:
         help="write the MuJoCo headline (like for like, confirmation seeds, peers) into these pages, between their "
         "<!-- headline:start/end --> markers, and stop",
     )
-    args = parser.parse_args(argv)
+    for name, add, handler in (
+        ("robustness", tuning.add_robustness_arguments, tuning.robustness_main),
+        ("carry-over", tuning.add_carry_over_arguments, tuning.carry_over_main),
+    ):
+        report = reports.add_parser(name, help=handler.__doc__, description=handler.__doc__)
+        add(report)
+        report.set_defaults(handler=handler)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``report evaluation``"""
     if args.headline:
         # Each column one seed role (the confirmation seeds in their own), no stale record
         columns = headline_records()
@@ -954,23 +804,19 @@ def main(argv: list[str] | None = None) -> int:
         merged = merged_evaluation_records()
         summary = functools.cache(lambda: evaluation_summary(merged))  # the same text on every page (no link)
         return _publish(args.summary, [merged], lambda page: summary(), SUMMARY_MARKERS, args)
-    records = evaluation_records(args.results)
+    records = load_runs(args.results, "evaluation")
     flat = [record for runs in records.values() for record in runs]
     if not flat:
         print(f"no evaluation-seed records in {args.results}", file=sys.stderr)
         return 1
-    if benchmark.refuse_to_report(flat, args.allow_mixed):
+    if refuse_to_report(flat, args.allow_mixed):
         return 2
     text = report(records, Path(args.plots) if args.plots else None)
     if args.out:
         Path(args.out).write_text("# Results on evaluation seeds\n\n" + text)
     if args.docs:
         start, end = f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
-        if not plot_results.write_block(Path(args.docs), tables(records), start, end):
+        if not write_block(Path(args.docs), tables(records), start, end):
             return 1
     print(text)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,6 @@
 """
-Steps per second of ``learn()``: ours against the environment alone, sb3-contrib's TRPO and SB3's PPO, side by side.
+Steps per second of ``learn()``: ours against the environment alone, sb3-contrib's TRPO and SB3's PPO, side by side
+(``python -m benchmarks bench learn``).
 
 For each task, in one process on one core (run it under ``taskset -c CORE``; torch on one thread), interleaved over
 ``--repeats`` rounds, median of the rounds:
@@ -12,26 +13,24 @@ For each task, in one process on one core (run it under ``taskset -c CORE``; tor
 - sb3-contrib: ``sb3_contrib.TRPO.learn()``, same entry;
 - PPO: SB3's ``PPO.learn()`` with the Zoo's own ``ppo.yml`` entry for the task.
 
-Every model is built by the RL Zoo's ``ExperimentManager`` from its entry (as ``scripts/benchmark.py`` does), and
+Every model is built by the RL Zoo's ``ExperimentManager`` from its entry (as ``run`` does), and
 learns ``--steps`` steps after a warm-up of one rollout. Writes a text table and a JSON file::
 
-    taskset -c 1 python scripts/bench_learn.py --envs HalfCheetah-v5 Hopper-v5 --steps 40960 --repeats 3 \\
+    taskset -c 1 python -m benchmarks bench learn --envs HalfCheetah-v5 Hopper-v5 --steps 40960 --repeats 3 \\
         --json benchmarks/bench_learn.json --text benchmarks/bench_learn.txt
 
 With ``--evaluate EPISODES``, it times instead SB3's ``evaluate_policy`` (deterministic, the Zoo's evaluation env:
 one ``Monitor``-wrapped env under a frozen ``VecNormalize``) of one model with our ``predict`` against SB3's own
 ``predict`` (``BaseAlgorithm.predict``, the same actions), interleaved, and ``predict`` alone per call::
 
-    taskset -c 1 python scripts/bench_learn.py --envs HalfCheetah-v5 Walker2d-v5 --evaluate 5 --repeats 3 \\
+    taskset -c 1 python -m benchmarks bench learn --envs HalfCheetah-v5 Walker2d-v5 --evaluate 5 --repeats 3 \\
         --json benchmarks/bench_predict.json --text benchmarks/bench_predict.txt
 """
 
 import argparse
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,40 +40,38 @@ from typing import Any
 import numpy as np
 import torch as th
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark  # the sibling script: the Zoo's entries and environments
+from benchmarks import REPO_ROOT
+from benchmarks.algorithms import ALGORITHMS
+from benchmarks.entries import rl_zoo_config, select_entry
+from benchmarks.records import cpu_model, git_state, hardware, versions
 
 VARIANTS = ("env_alone", "ours", "ours_sb3_loop", "sb3_contrib", "ppo")
 
 
 def build(algo: str, env_id: str, seed: int, folder: str) -> tuple[Any, Any]:
     """
-    A model and its training env, from the RL Zoo's entry, as ``scripts/benchmark.py`` builds them.
+    A model and its training env, from the RL Zoo's entry, as ``run`` builds them.
 
     :param algo: ``sb3_trpo``, ``sb3_contrib`` or ``ppo``
-    :param env_id: environment id
-    :param seed: random seed
     :param folder: a scratch log folder for the Zoo's experiment manager
     :return: the model (None for ``env_alone``'s use) and the vectorized env
     """
     from rl_zoo3.exp_manager import ExperimentManager
 
-    config = benchmark.rl_zoo_config("ppo") if algo == "ppo" else str(benchmark.REPO_ROOT / "zoo_configs" / "trpo.yml")
-    _, entry = benchmark.select_entry(config, env_id)
+    config = rl_zoo_config("ppo") if algo == "ppo" else str(REPO_ROOT / "zoo_configs" / "trpo.yml")
+    _, entry = select_entry(config, env_id)
     manager = ExperimentManager(
         argparse.Namespace(), "ppo" if algo == "ppo" else "trpo", env_id, folder, seed=seed, verbose=0, config=config
     )
     entry.setdefault("n_timesteps", 1)
     hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(entry)
     env = manager.create_envs(manager.n_envs, no_log=True)
-    model = benchmark.algorithm_class(algo)(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
+    model = ALGORITHMS[algo].load()(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
     return model, env
 
 
 def env_alone_rate(env: Any, steps: int, seed: int) -> float:
-    """
-    :return: steps per second of the vectorized env alone, with random actions drawn before the clock starts
-    """
+    """:return: steps per second of the vectorized env alone, with random actions drawn before the clock starts"""
     n_envs = env.num_envs
     generator = np.random.default_rng(seed)
     low, high = env.action_space.low, env.action_space.high
@@ -87,9 +84,7 @@ def env_alone_rate(env: Any, steps: int, seed: int) -> float:
 
 
 def learn_rate(model: Any, steps: int) -> tuple[float, float]:
-    """
-    :return: steps per second of ``model.learn(steps)`` (after a one-rollout warm-up), and the share of it in ``train()``
-    """
+    """:return: steps per second of ``model.learn(steps)`` (after a one-rollout warm-up), and the share of it in ``train()``"""
     model.learn(model.n_steps * model.n_envs)
     train_seconds = 0.0
     real_train = model.train
@@ -117,7 +112,7 @@ def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, fl
     algo = {"env_alone": "sb3_trpo", "ours": "sb3_trpo", "ours_sb3_loop": "sb3_trpo"}.get(variant, variant)
     real_bind: Callable[..., Any] = core.bind_numpy_forward
     if variant == "ours_sb3_loop":
-        core.bind_numpy_forward = lambda policy: None  # type: ignore[assignment]
+        core.bind_numpy_forward = lambda policy: None
     try:
         with tempfile.TemporaryDirectory() as folder:
             model, env = build(algo, env_id, seed, folder)
@@ -127,31 +122,25 @@ def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, fl
                 rate, train_share = learn_rate(model, steps)
             env.close()
     finally:
-        core.bind_numpy_forward = real_bind  # type: ignore[assignment]
+        core.bind_numpy_forward = real_bind
     return rate, train_share
 
 
-def write_outputs(args: argparse.Namespace, text: str, record: dict[str, Any], arguments: list[str]) -> None:
-    """Print the table, and write it to ``--text`` and the record (with the command that made it) to ``--json``."""
+def write_outputs(args: argparse.Namespace, text: str, record: dict[str, Any]) -> None:
+    """
+    Print the table, and write it to ``--text`` and the record to ``--json``, with the command that made it, the code
+    measured (what this process imported: the tree may change while it runs), the versions and the machine.
+    """
     print(text)
     if args.text:
         Path(args.text).write_text(text + "\n")
     if args.json:
-        command = " ".join(["python", "scripts/bench_learn.py", *arguments])
-        Path(args.json).write_text(json.dumps({"command": command, **record}, indent=1) + "\n")
+        record = {"command": args.command_line, **record, "versions": versions(), "hardware": hardware(), **args.git}
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
 
 
-def machine() -> dict[str, Any]:
-    """The versions and the machine a record was measured with (CPU model and capability, pinned cores)."""
-    return {
-        "versions": benchmark.versions(),
-        "hardware": {
-            "cpu": benchmark.cpu_model(),
-            "cpu_capability": th.backends.cpu.get_cpu_capability(),
-            "cores_pinned": sorted(os.sched_getaffinity(0)),
-            "python": platform.python_version(),
-        },
-    }
+def _machine_line() -> str:
+    return f"torch threads 1, cores {sorted(os.sched_getaffinity(0))} ({cpu_model()}, {th.backends.cpu.get_cpu_capability()})"
 
 
 def collection_parts(env_id: str, seed: int, calls: int) -> dict[str, float]:
@@ -200,8 +189,8 @@ def collection_parts(env_id: str, seed: int, calls: int) -> dict[str, float]:
     return parts
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``bench learn``."""
     parser.add_argument("--envs", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--steps", type=int, default=40_960)
@@ -221,14 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="if > 0, time instead the pieces of our collection beyond env.step (collection_parts), over this many calls",
     )
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     th.set_num_threads(1)
-    # The code measured: what this process imports now (the tree may change while it runs)
-    git = benchmark.git_state()
+    args.git = git_state()  # the code measured: what this process imports now (the tree may change while it runs)
     if args.parts > 0:
-        return report_parts(args, git, sys.argv[1:] if argv is None else argv)
+        return report_parts(args)
     if args.evaluate > 0:
-        return report_evaluation(args, git, sys.argv[1:] if argv is None else argv)
+        return report_evaluation(args)
 
     rates: dict[str, dict[str, list[float]]] = {env_id: {variant: [] for variant in args.variants} for env_id in args.envs}
     train_shares: dict[str, dict[str, list[float]]] = {env_id: {} for env_id in args.envs}
@@ -243,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
 
     median = {env_id: {variant: statistics.median(values) for variant, values in by.items()} for env_id, by in rates.items()}
     lines = [
-        f"learn() steps/s, median of {args.repeats} interleaved rounds of {args.steps} steps, one process, torch threads 1,"
-        f" cores {sorted(os.sched_getaffinity(0))} ({benchmark.cpu_model()}, {th.backends.cpu.get_cpu_capability()})",
+        f"learn() steps/s, median of {args.repeats} interleaved rounds of {args.steps} steps, one process, {_machine_line()}",
         "",
         "| env | "
         + " | ".join(args.variants)
@@ -260,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     for env_id in args.envs:
         cells = [f"{median[env_id][variant]:.0f}" for variant in args.variants]
         cells += [ratio(env_id, "ours", other) for other in ("env_alone", "sb3_contrib", "ppo", "ours_sb3_loop")]
-        share = train_shares[env_id].get("ours")
-        cells.append(f"{statistics.median(share):.2f}" if share else "-")
+        shares = train_shares[env_id].get("ours")
+        cells.append(f"{statistics.median(shares):.2f}" if shares else "-")
         lines.append(f"| {env_id} | " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     record = {
@@ -270,20 +259,17 @@ def main(argv: list[str] | None = None) -> int:
         "median_steps_per_s": median,
         "all_steps_per_s": rates,
         "train_share": train_shares,
-        **machine(),
-        **git,
     }
-    write_outputs(args, text, record, sys.argv[1:] if argv is None else argv)
+    write_outputs(args, text, record)
     return 0
 
 
-def report_parts(args: argparse.Namespace, git: dict[str, Any], arguments: list[str]) -> int:
+def report_parts(args: argparse.Namespace) -> int:
     """Print (and write with ``--json`` / ``--text``) the microseconds per call of :func:`collection_parts`."""
     parts = {env_id: collection_parts(env_id, args.seed, args.parts) for env_id in args.envs}
     lines = [
         f"Pieces of our collection beyond env.step, microseconds per call (one call per vectorized step), mean of"
-        f" {args.parts} calls, torch threads 1, cores {sorted(os.sched_getaffinity(0))} ({benchmark.cpu_model()},"
-        f" {th.backends.cpu.get_cpu_capability()})",
+        f" {args.parts} calls, {_machine_line()}",
         "",
         "| env | n_envs | NumPy forward (us) | of which torch.randn (us) | callbacks (us) |",
         "|---|---|---|---|---|",
@@ -293,13 +279,7 @@ def report_parts(args: argparse.Namespace, git: dict[str, Any], arguments: list[
             f"| {env_id} | {by['n_envs']:.0f} | {by['numpy_forward']:.1f} | {by['torch_randn']:.1f} | {by['callbacks']:.1f} |"
         )
     text = "\n".join(lines)
-    record = {
-        "calls": args.parts,
-        "microseconds_per_call": parts,
-        **machine(),
-        **git,
-    }
-    write_outputs(args, text, record, arguments)
+    write_outputs(args, text, {"calls": args.parts, "microseconds_per_call": parts})
     return 0
 
 
@@ -319,9 +299,9 @@ def evaluation_rates(env_id: str, seed: int, episodes: int, repeats: int) -> dic
     with tempfile.TemporaryDirectory() as folder:
         model, env = build("sb3_trpo", env_id, seed, folder)
         model.learn(model.n_steps * model.n_envs)
-        config = str(benchmark.REPO_ROOT / "zoo_configs" / "trpo.yml")
+        config = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
         manager = ExperimentManager(argparse.Namespace(), "trpo", env_id, folder, seed=seed + 10_000, verbose=0, config=config)
-        _, entry = benchmark.select_entry(config, env_id)
+        _, entry = select_entry(config, env_id)
         entry.setdefault("n_timesteps", 1)
         _, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(entry)
         eval_env = manager.create_envs(1, eval_env=True)
@@ -344,7 +324,7 @@ def evaluation_rates(env_id: str, seed: int, episodes: int, repeats: int) -> dic
         results: dict[str, list[float]] = {key: [] for key in ("evaluate_ours", "evaluate_sb3", "predict_ours", "predict_sb3")}
         for _ in range(repeats):
             for name, predict in predicts.items():
-                model.predict = predict  # type: ignore[method-assign]
+                model.predict = predict
                 start = time.perf_counter()
                 _, lengths = evaluate_policy(
                     model, eval_env, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True
@@ -376,22 +356,16 @@ def evaluation_table(median: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def report_evaluation(args: argparse.Namespace, git: dict[str, Any], arguments: list[str]) -> int:
+def report_evaluation(args: argparse.Namespace) -> int:
     """Print (and write with ``--json`` / ``--text``) the medians of :func:`evaluation_rates` and their ratios."""
     rates = {env_id: evaluation_rates(env_id, args.seed, args.evaluate, args.repeats) for env_id in args.envs}
     median = {env_id: {key: statistics.median(values) for key, values in by.items()} for env_id, by in rates.items()}
     lines = [
         f"evaluate_policy ({args.evaluate} deterministic episodes) steps/s and predict() us per call, ours against SB3's"
-        f" predict on the same model, median of {args.repeats} interleaved rounds, torch threads 1, cores"
-        f" {sorted(os.sched_getaffinity(0))} ({benchmark.cpu_model()}, {th.backends.cpu.get_cpu_capability()})",
+        f" predict on the same model, median of {args.repeats} interleaved rounds, {_machine_line()}",
         "",
         evaluation_table(median),
     ]
     text = "\n".join(lines)
-    record = {"episodes": args.evaluate, "repeats": args.repeats, "median": median, "all": rates, **machine(), **git}
-    write_outputs(args, text, record, arguments)
+    write_outputs(args, text, {"episodes": args.evaluate, "repeats": args.repeats, "median": median, "all": rates})
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

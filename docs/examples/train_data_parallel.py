@@ -1,10 +1,10 @@
 """
 Data-parallel training with the Python API: one process per rank, launched by torchrun.
 
-    torchrun --standalone --nproc_per_node 2 scripts/train_data_parallel.py --env Pendulum-v1 -n 100000
+    torchrun --standalone --nproc_per_node 2 docs/examples/train_data_parallel.py --env Pendulum-v1 -n 100000
     # several machines: on each, --nnodes N --node-rank I --rdzv-endpoint HOST:PORT instead of --standalone
     # restarted after a failure, from the last checkpoint (saved every 5 updates):
-    torchrun --standalone --nproc_per_node 2 --max-restarts 3 scripts/train_data_parallel.py --checkpoint-dir ckpt
+    torchrun --standalone --nproc_per_node 2 --max-restarts 3 docs/examples/train_data_parallel.py --checkpoint-dir ckpt
 
 Each rank collects its own rollouts (seed + rank) and the update averages every mean over the ranks
 (``data_parallel=True``, :mod:`sb3_trpo.common.distributed`), so all ranks hold the same parameters; rank 0 prints,
@@ -42,7 +42,7 @@ def main() -> None:
     # torchrun sets RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT
     dist.init_process_group("nccl" if use_cuda else "gloo")
     try:
-        algorithm = ALGORITHMS[args.algo]
+        algorithm = ALGORITHMS[args.algo].load()
         env = make_vec_env(args.env, n_envs=1)
         callbacks = []
         model = None

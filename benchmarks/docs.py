@@ -1,5 +1,8 @@
 """
-Build the documentation site, check that it holds together, and look at it as a reader would.
+The docs: the generated blocks of its pages, and the site as a reader sees it.
+
+Each generated block of a Markdown page sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers and is
+rewritten by the command that makes it (:func:`replace_block`). ``python -m benchmarks docs``:
 
 1. ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (warnings are errors);
 2. every internal link (``href``) and image (``src``) of every built HTML page must resolve: to an existing file, and
@@ -11,8 +14,8 @@ Build the documentation site, check that it holds together, and look at it as a 
 
 Usage::
 
-    python scripts/docs_screenshots.py                          # all three (and the tables' widths)
-    python scripts/docs_screenshots.py --no-build --no-screenshots   # the link check of an existing build (make docs)
+    python -m benchmarks docs                                  # all three (and the tables' widths)
+    python -m benchmarks docs --no-build --no-screenshots      # the link check of an existing build (make docs)
 """
 
 import argparse
@@ -25,7 +28,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import REPO_ROOT
+
 DOCS = REPO_ROOT / "docs"
 BUILD = DOCS / "_build" / "html"
 SCREENSHOTS = DOCS / "_static" / "screenshots"
@@ -47,6 +51,46 @@ _WIDTHS_SCRIPT = """<script>window.addEventListener("load", function () {
   out.textContent = JSON.stringify(widths);
   document.body.appendChild(out);
 });</script>"""
+
+
+def replace_block(path: Path, text: str, start: str, end: str) -> None:
+    """
+    Replace the text between two markers of a Markdown page.
+
+    :raise ValueError: when the page lacks either marker
+    """
+    content = path.read_text()
+    if start not in content or end not in content:
+        raise ValueError(f"{path} has no {start} ... {end} block")
+    before, rest = content.split(start, 1)
+    _, after = rest.split(end, 1)
+    path.write_text(f"{before}{start}\n{text}{end}{after}")
+
+
+def write_block(path: Path, text: str, start: str, end: str) -> bool:
+    """
+    :func:`replace_block` for a report's ``--docs`` option: a page without the markers is said on stderr.
+
+    :return: whether the block was written
+    """
+    try:
+        replace_block(path, text, start, end)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return False
+    return True
+
+
+def publish(text: str, page: str | None, start: str, end: str) -> int:
+    """
+    A report's last step: write ``text`` into ``page`` between its markers (when a page is given), then print it.
+
+    :return: the command's exit status: 0, or 1 where the page has no markers (nothing printed)
+    """
+    if page and not write_block(Path(page), text, start, end):
+        return 1
+    print(text)
+    return 0
 
 
 def build(out: Path = BUILD) -> None:
@@ -166,14 +210,16 @@ def table_widths(page: Path, chromium: str) -> list[tuple[int, int]]:
     return [(table, column) for table, column in json.loads(found.group(1))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks docs``."""
     parser.add_argument("--site", default=str(BUILD), help="the built site (default: %(default)s)")
     parser.add_argument("--no-build", action="store_true", help="check an existing build instead of building")
     parser.add_argument("--no-screenshots", action="store_true", help="build and check only")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--out", default=str(SCREENSHOTS), help="folder of the screenshots (default: %(default)s)")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     site = Path(args.site)
     if not args.no_build:
         build(site)
@@ -204,7 +250,3 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"no table wider than the content column on {', '.join(PAGES)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,30 +1,31 @@
 """
-Compact run records: each run's per-update log out of the tracked JSON lines, into a compressed side file.
+The record of a run, one JSON line of ``<folder>/<env>.jsonl``, written by ``python -m benchmarks run`` (and
+``curves run``): its identity (algorithm, env, seed, budget, hyperparameters), its provenance (seed role, commit and
+dirty flag, machine, the algorithm's fingerprint, versions, command), the learning curve and the final evaluation.
 
-A run's record (``scripts/benchmark.py``) is one JSON line of ``<folder>/<env>.jsonl``: provenance (commit, dirty flag,
-machine, fingerprint, seed role, versions, command), hyperparameters, the learning curve and the final evaluation.
-Records made before 0.2.0 also hold ``updates``, one dict of the logged ``train/*`` values per update: about 98% of the
-line. The compact record holds, in that list's place, ``updates_summary``: what the reports read from the log
+Records made before 0.2.0 also hold ``updates``, one dict of the logged ``train/*`` values per update: about 98% of
+the line. A compact record holds, in that list's place, ``updates_summary``: what the reports read from the log
 (:func:`summarize`), so every table and plot of the docs regenerates from the tracked records alone:
 
 - ``updates``: the number of updates logged;
 - ``drop_share``: the share of updates after which the mean training return fell by more than ``fraction`` of the
-  run's range (``plot_results.py``'s drops column, :func:`drop_share`);
+  run's range (``plot``'s drops column, :func:`drop_share`);
 - ``std_early``: the policy's action std logged at the update nearest ``fraction`` of the budget, and that update's
-  steps (``evaluation_report.py``'s exploration table), or None where the algorithm logs no std;
+  steps (``report evaluation``'s exploration table), or None where the algorithm logs no std;
 - ``cg_iterations`` and ``is_line_search_success``: the exact sum of the logged values and their count
-  (``ablation.py``'s means over all updates of a variant's runs, :func:`mean_of`).
+  (``ablation``'s means over all updates of a variant's runs, :func:`mean_of`).
 
 The log goes to ``<folder>/<env>.updates.jsonl.xz`` (one xz stream per write, so appending is concatenating), one JSON
 line per run: its key (:func:`log_key`: algorithm, env, seed, budget, hyperparameters' digest, and when it finished)
 and its ``updates``. The side files are git-ignored on ``main`` and published on the orphan branch ``records``.
-``benchmark.py`` writes records compact; ``compact`` turns the lines of an older harness into compact records (it is
-idempotent: compact lines are left as they are), and ``attach`` puts the logs back, giving the original lines exactly::
+``run`` writes records compact; ``records compact`` turns the lines of an older harness into compact records (it is
+idempotent: compact lines are left as they are), and ``records attach`` puts the logs back, giving the original
+lines exactly::
 
-    python scripts/records.py compact benchmarks/results benchmarks/evaluation/results   # folders or files
-    git fetch origin records && python scripts/records.py fetch --ref origin/records    # the logs, into the tree
-    python scripts/records.py attach benchmarks/results/Hopper-v5.jsonl > Hopper-v5.full.jsonl
-    python scripts/records.py publish                                                   # commit the logs on `records`
+    python -m benchmarks records compact benchmarks/results benchmarks/evaluation/results   # folders or files
+    git fetch origin records && python -m benchmarks records fetch --ref origin/records    # the logs, into the tree
+    python -m benchmarks records attach benchmarks/results/Hopper-v5.jsonl > Hopper-v5.full.jsonl
+    python -m benchmarks records publish                                                   # commit the logs on `records`
 """
 
 import argparse
@@ -33,24 +34,29 @@ import hashlib
 import json
 import lzma
 import os
+import platform
 import subprocess
 import sys
 import tempfile
+import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import REPO_ROOT
+
 #: the record's key of the per-update log, and of what replaces it in a compact record
 UPDATES, SUMMARY = "updates", "updates_summary"
-#: a drop of the mean training return counts when larger than this fraction of the run's range (plot_results.py)
+#: a drop of the mean training return counts when larger than this fraction of the run's range (``plot``'s drops)
 DROP_FRACTION = 0.1
-#: "early in training": this fraction of the budget (evaluation_report.py's exploration table)
+#: "early in training": this fraction of the budget (``report evaluation``'s exploration table)
 EARLY = 0.2
-#: the logged values whose mean over all updates of a set of runs a report shows (ablation.py)
+#: the logged values whose mean over all updates of a set of runs a report shows (``ablation``)
 SUMMED = ("cg_iterations", "is_line_search_success")
 #: the orphan branch that holds the side files, at the same paths as on main
 BRANCH = "records"
@@ -62,12 +68,194 @@ of its runs in `benchmarks/.../<env>.updates.jsonl.xz` (xz, one JSON line per ru
 `main` tracks the compact records (with an `updates_summary` in the log's place) and git-ignores these files:
 
     git fetch origin records
-    python scripts/records.py fetch --ref origin/records       # the files into the working tree of main
-    python scripts/records.py attach benchmarks/results/Hopper-v5.jsonl > Hopper-v5.full.jsonl
+    python -m benchmarks records fetch --ref origin/records       # the files into the working tree of main
+    python -m benchmarks records attach benchmarks/results/Hopper-v5.jsonl > Hopper-v5.full.jsonl
     git show origin/records:benchmarks/results/Hopper-v5.updates.jsonl.xz | xz -d | head -1   # or one file by hand
 
-`python scripts/records.py publish` adds new logs here (a commit on top of the last, never a rewrite).
+`python -m benchmarks records publish` adds new logs here (a commit on top of the last, never a rewrite).
 """
+#: Seeds for choosing configs and seeds for publishing: never mixed (docs/results/archive.md, "Set-up")
+TUNING_SEEDS = range(0, 100)
+EVALUATION_SEEDS = range(100, 200)
+#: Seeds that publish a tuned entry once, after the entry and the commands are committed; never used for a choice
+CONFIRMATION_SEEDS = range(1000, 2000)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Provenance: the seed's role, the code, the machine
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def seed_role(seed: int) -> str:
+    """
+    :return: ``"tuning"`` (seeds 0-99: configs are chosen on them), ``"evaluation"`` (100-199: the development seeds,
+        which steered which candidates were made) or ``"confirmation"`` (1000-1999: a tuned entry's one published run)
+    """
+    if seed in TUNING_SEEDS:
+        return "tuning"
+    if seed in EVALUATION_SEEDS:
+        return "evaluation"
+    if seed in CONFIRMATION_SEEDS:
+        return "confirmation"
+    raise ValueError(
+        f"seed {seed} is neither a tuning seed (0-99), a development seed (100-199) nor a confirmation seed (1000-1999)"
+    )
+
+
+def versions() -> dict[str, str]:
+    """:return: versions of python and of the packages that shape the results"""
+    found = {"python": platform.python_version()}
+    packages = ("torch", "stable_baselines3", "sb3_contrib", "sb3_trpo", "rl_zoo3", "gymnasium", "mujoco", "box2d", "numpy")
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def cpu_model() -> str:
+    """:return: the processor's model name (from /proc/cpuinfo on Linux), else the machine type"""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    """
+    :return: the machine a measure was made on: the CPU's model and capability (torch's vector kernels: a run
+        reproduces bit for bit only on the same ones), its cores, those this process is pinned to, the machine type
+    """
+    import torch as th
+
+    return {
+        "cpu": cpu_model(),
+        "cpu_capability": th.backends.cpu.get_cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "cores_pinned": sorted(os.sched_getaffinity(0)),
+        "machine": platform.machine(),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """
+    :return: the repository's commit and whether the code that shapes a run (sb3_trpo/, the harness, zoo_configs/)
+        differs from it (``git_dirty``), as the run saw them
+    """
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "sb3_trpo", "benchmarks/*.py", "zoo_configs"))
+    return {"git_commit": commit or "unknown", "git_dirty": dirty}
+
+
+def provenance(seed: int, git: dict[str, Any], fingerprint: list[float] | None, command: str) -> dict[str, Any]:
+    """
+    :param git: :func:`git_state` when the run started (the code it imported)
+    :param fingerprint: the fingerprint of the algorithm's code (None for the peers)
+    :param command: the command line that asked for the run
+    :return: the fields every run's record has besides its results: the seed's role, the commit, the fingerprint,
+        the versions, the machine, the command and when the run finished
+    """
+    return {
+        "seed_role": seed_role(seed),
+        **git,
+        "fingerprint": fingerprint,
+        "versions": versions(),
+        "hardware": hardware(),
+        "command": command,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def json_ready(value: Any) -> Any:
+    """
+    :param value: hyperparameters (an entry, or what the Zoo made of it)
+    :return: the same as plain JSON: YAML scalars stay, anything else (classes, schedules) becomes its repr
+    """
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A run's identity, and the results files
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def hyperparams_digest(hyperparams: dict[str, Any]) -> str:
+    """
+    :param hyperparams: an entry, or hyperparameters as the records hold them
+    :return: 12 hex digits of the SHA-1 of the hyperparameters as canonical JSON (same values, same digest, in any
+        file): the harness's run identity
+    """
+    return hashlib.sha1(json.dumps(json_ready(hyperparams), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_key(algo: str, env_id: str, seed: int, budget: int, hyperparams: dict[str, Any]) -> tuple[str, str, int, int, str]:
+    """
+    :return: what identifies a run: algorithm, environment, seed, budget and the hyperparameters' digest (a run
+        with the same values in another file counts as done; a changed entry runs again)
+    """
+    return (algo, env_id, seed, budget, hyperparams_digest(hyperparams))
+
+
+def record_key(record: dict[str, Any]) -> tuple[str, str, int, int, str]:
+    """:return: :func:`run_key` of a record"""
+    return run_key(record["algo"], record["env"], record["seed"], record["budget"], record["hyperparams"])
+
+
+def results_path(out: str | Path, env_id: str) -> Path:
+    """:return: the JSON-lines file of ``env_id``"""
+    return Path(out) / f"{env_id}.jsonl"
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    """:return: the records of a results file, in order (none where it is absent)"""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def load_runs(results: str | Path, role: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """
+    Read every ``*.jsonl`` file of a results folder. A run present twice (same algorithm, seed, budget and
+    hyperparameters) counts once: its last line.
+
+    :param role: keep only the runs of this seed role (``tuning``, ``evaluation``, ``confirmation``); None: all
+    :return: the runs of each environment (of those with a file, also where none has the role)
+    """
+    runs: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
+    for path in sorted(Path(results).glob("*.jsonl")):
+        for record in read(path):
+            runs[record["env"]][record_key(record)] = record
+    return {
+        env_id: [run for run in by_key.values() if role is None or run.get("seed_role") == role]
+        for env_id, by_key in runs.items()
+    }
+
+
+def score_at(run: dict[str, Any], steps: int | None) -> float | None:
+    """
+    :param steps: training steps at which to judge it; None: the final model
+    :return: the final evaluation's mean return when ``steps`` is None or the run's budget, else the evaluation along
+        its learning curve at exactly ``steps`` (None when the run has none there)
+    """
+    if steps is None or run["budget"] == steps:
+        return float(run["final_eval"]["mean"])
+    points = [point["mean"] for point in run.get("learning_curve") or [] if point["timesteps"] == steps]
+    return float(points[0]) if points else None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -101,7 +289,6 @@ def drop_share(ep_rew_means: list[float | None], fraction: float = DROP_FRACTION
 def logged_std_at(updates: list[dict[str, Any]], budget: int, fraction: float) -> tuple[int, float] | None:
     """
     :param updates: a run's per-update log (each update with ``timesteps`` and, for Gaussian policies, ``std``)
-    :param budget: the run's budget
     :param fraction: a fraction of the budget
     :return: the steps of the update nearest ``fraction * budget`` among those that log a std, and its std; None
         when no update logs one
@@ -115,10 +302,7 @@ def logged_std_at(updates: list[dict[str, Any]], budget: int, fraction: float) -
 
 
 def exact_sum(values: list[float]) -> dict[str, Any]:
-    """
-    :param values: logged values
-    :return: ``sum`` (a float where it is exact, else the exact fraction as ``"p/q"``) and ``count``
-    """
+    """:return: ``sum`` (a float where it is exact, else the exact fraction as ``"p/q"``) and ``count``"""
     total = sum((Fraction(value) for value in values), Fraction(0))
     return {"sum": float(total) if Fraction(float(total)) == total else str(total), "count": len(values)}
 
@@ -137,11 +321,7 @@ def mean_of(parts: Iterable[dict[str, Any]]) -> float | None:
 
 
 def summarize(updates: list[dict[str, Any]], budget: int) -> dict[str, Any]:
-    """
-    :param updates: a run's per-update log
-    :param budget: the run's budget
-    :return: the run's ``updates_summary`` (this module's docstring)
-    """
+    """:return: the run's ``updates_summary`` (this module's docstring)"""
     early = logged_std_at(updates, budget, EARLY)
     return {
         "updates": len(updates),
@@ -171,7 +351,7 @@ def _checked(part: dict[str, Any] | None, fraction: float, what: str) -> dict[st
     if part is not None and part["fraction"] != fraction:
         raise ValueError(
             f"the compact record holds the {what} at {part['fraction']}, not {fraction}: fetch the per-update logs "
-            "(python scripts/records.py fetch) and attach them"
+            "(python -m benchmarks records fetch) and attach them"
         )
     return part
 
@@ -207,15 +387,6 @@ def run_std_at(record: dict[str, Any], fraction: float) -> float | None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def hyperparams_digest(hyperparams: dict[str, Any]) -> str:
-    """
-    :param hyperparams: hyperparameters as plain JSON (as the records hold them)
-    :return: 12 hex digits of the SHA-1 of the hyperparameters as canonical JSON (same values, same digest, in any
-        file): the benchmark's run identity
-    """
-    return hashlib.sha1(json.dumps(hyperparams, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def log_key(record: dict[str, Any]) -> dict[str, Any]:
     """
     :param record: a run's record (or a side file's line)
@@ -243,7 +414,6 @@ def side_path(path: Path) -> Path:
 
 def compact_record(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """
-    :param record: a run's record
     :return: the compact record (``updates_summary`` where ``updates`` was, every other key in its place) and the log's
         line for the side file; a record without ``updates`` is returned as it is, with no log
     """
@@ -261,7 +431,7 @@ def attach_log(record: dict[str, Any], log: dict[str, Any]) -> dict[str, Any]:
     """
     :param record: a compact record
     :param log: its line of the side file
-    :return: the record with ``updates`` in the summary's place: the line ``benchmark.py`` wrote before 0.2.0
+    :return: the record with ``updates`` in the summary's place: the line the harness wrote before 0.2.0
     """
     return {(UPDATES if key == SUMMARY else key): (log[UPDATES] if key == SUMMARY else value) for key, value in record.items()}
 
@@ -294,7 +464,6 @@ def append_logs(side: Path, logs: list[dict[str, Any]]) -> int:
     updates: a compaction interrupted after writing its logs and run again). The file is replaced atomically; callers
     hold the results file's lock.
 
-    :param side: the side file
     :param logs: lines of the side file
     :return: the number of lines appended
     """
@@ -311,7 +480,6 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     Append a run's record to its results file compact, its log to the side file first, under the results file's
     exclusive lock (several runs may end at once; a compaction takes the same lock).
 
-    :param path: the environment's results file
     :param record: the run's record (with its ``updates``, or without a log)
     """
     compact, log = compact_record(record)
@@ -331,7 +499,6 @@ def compact_file(path: Path) -> int:
     lines stay as they are. The file is rewritten in place under its lock, so a grid appending to it meanwhile waits,
     then appends to the rewritten file.
 
-    :param path: a results file
     :return: the number of records compacted
     """
     with open(path, "r+") as file:
@@ -373,7 +540,8 @@ def attached(path: Path) -> Iterator[dict[str, Any]]:
             if SUMMARY in record:
                 found = by_key.get(json.dumps(log_key(record), sort_keys=True))
                 if not found:
-                    raise KeyError(f"{path}: no log of {log_key(record)} in {side_path(path)} (scripts/records.py fetch)")
+                    where = f"{side_path(path)} (python -m benchmarks records fetch)"
+                    raise KeyError(f"{path}: no log of {log_key(record)} in {where}")
                 record = attach_log(record, found.pop(0))
             yield record
 
@@ -454,7 +622,6 @@ def publish(message: str) -> str | None:
     temporary index: nothing is checked out, main is not touched). A side file that lacks logs the branch has is
     refused (run ``fetch`` first).
 
-    :param message: the commit message
     :return: the new commit, or None when the branch already holds these files
     """
     parent = _resolve(f"refs/heads/{BRANCH}")
@@ -462,7 +629,7 @@ def publish(message: str) -> str | None:
     sides = sorted(path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "benchmarks").rglob(f"*{SIDE_SUFFIX}"))
     for name in sides:
         if name in on_branch and not _canonical(_logs_of(on_branch[name])) <= _canonical(read_logs(REPO_ROOT / name)):
-            raise RuntimeError(f"{name} lacks logs that the {BRANCH} branch has: python scripts/records.py fetch first")
+            raise RuntimeError(f"{name} lacks logs that the {BRANCH} branch has: python -m benchmarks records fetch first")
     with tempfile.TemporaryDirectory() as folder:
         env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
         if parent:
@@ -480,9 +647,9 @@ def publish(message: str) -> str | None:
     return commit
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks records``."""
+    commands = parser.add_subparsers(dest="action", required=True)
     compact = commands.add_parser("compact", help="move the records' per-update logs into their side files")
     compact.add_argument("paths", nargs="+", help="results files, or folders searched for *.jsonl")
     attach = commands.add_parser("attach", help="print a results file's records with their logs (the original lines)")
@@ -491,22 +658,20 @@ def main(argv: list[str] | None = None) -> int:
     fetch_parser.add_argument("--ref", default=None, help=f"default: {BRANCH}, else origin/{BRANCH}")
     publish_parser = commands.add_parser("publish", help=f"commit the tree's side files on the {BRANCH} branch")
     publish_parser.add_argument("-m", "--message", default="Per-update logs of the benchmark records")
-    args = parser.parse_args(argv)
-    if args.command == "compact":
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action == "compact":
         for path in results_files(args.paths):
             count = compact_file(path)
             print(f"{path}: {count} records compacted" + (f", logs in {side_path(path).name}" if count else ""))
-    elif args.command == "attach":
+    elif args.action == "attach":
         for record in attached(Path(args.path)):
             sys.stdout.write(json.dumps(record) + "\n")
-    elif args.command == "fetch":
+    elif args.action == "fetch":
         ref = args.ref or (BRANCH if _resolve(f"refs/heads/{BRANCH}") else f"origin/{BRANCH}")
         print(f"{fetch(ref)} side files written from {ref}")
     else:
         commit = publish(args.message)
         print(f"{BRANCH}: {commit}" if commit else f"{BRANCH} already holds these logs")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

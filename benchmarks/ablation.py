@@ -2,18 +2,18 @@
 Ablation of TRPO's options and NPG: TRPO with its defaults, each option alone, all options together, and NPG.
 
 Every variant takes the environment's entry of ``zoo_configs/trpo.yml`` (budget included; where a robustness candidate
-has since replaced the entry the ablation ran on, that former entry, the oldest in ``benchmark.FORMER_ENTRIES``, so
+has since replaced the entry the ablation ran on, that former entry, the oldest in ``entries.FORMER_ENTRIES``, so
 that the committed ablation stays the one reported) and changes only what its name says; the variants' hyperparameter
 files are written to ``benchmarks/configs/ablation/`` from that entry, so each run's record names the file and values
 it ran. The seeds are evaluation seeds (100-104: no config was ever chosen on them), one run per variant, env and
 seed. The option values are fixed in advance (``VARIANTS``), not chosen on these seeds.
 
-Runs go through ``scripts/benchmark.py`` (one process per core, one torch thread, resumable: finished runs are
+Runs go through the grid (``benchmarks.grid``: one process per core, one torch thread, resumable: finished runs are
 skipped), into ``benchmarks/ablation/results/<env>.jsonl``::
 
-    python scripts/ablation.py run --jobs 2                # all of it (Hopper-v5's 30 runs take most of the time)
-    python scripts/ablation.py run --envs Pendulum-v1 --jobs 1 --first-core 1
-    python scripts/ablation.py report --docs docs/results/archive.md   # table (IQM with bootstrap CIs) and plot
+    python -m benchmarks ablation run --jobs 2              # all of it (Hopper-v5's 30 runs take most of the time)
+    python -m benchmarks ablation run --envs Pendulum-v1 --jobs 1 --first-core 1
+    python -m benchmarks ablation report --docs docs/results/archive.md   # table (IQM with bootstrap CIs) and plot
 
 ``report`` writes ``benchmarks/ablation/ablation.md`` and ``benchmarks/ablation/ablation.png`` and, with
 ``--docs``, the table into that page (the docs' results page) between its ablation markers. Variants with fewer
@@ -22,21 +22,20 @@ than ``SEEDS`` finished runs are reported with their ``n`` and marked incomplete
 
 import argparse
 import json
-import shlex
 import statistics
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark  # the sibling script
-import records as record_logs  # the records' per-update logs and their summaries
+from benchmarks import REPO_ROOT, entries, grid
+from benchmarks.docs import replace_block
+from benchmarks.fingerprint import algorithm_fingerprint, is_stale
+from benchmarks.plot import pyplot, save
+from benchmarks.records import hyperparams_digest, mean_of, read, results_path
+from benchmarks.records import summary as log_summary
+from benchmarks.stats import iqm_and_mean
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("Pendulum-v1", "LunarLanderContinuous-v3", "Hopper-v5")
 SEEDS = (100, 101, 102, 103, 104)
 #: variant -> (benchmark algorithm, options added to the trpo.yml entry); values fixed before any run
@@ -58,22 +57,20 @@ def variant_config(variant: str) -> Path:
     """
     Write the variant's hyperparameter file: the ablation envs' entries of ``zoo_configs/trpo.yml`` plus its options.
 
-    :param variant: a key of ``VARIANTS``
     :return: the file's path (rewritten whenever ``zoo_configs/trpo.yml`` changes the entries)
     """
     from sb3_trpo.zoo import load_config
 
     base = load_config(REPO_ROOT / "zoo_configs" / "trpo.yml")
     # The oldest former entry: the one in place when the ablation ran
-    base.update({env_id: entries[0] for env_id, entries in benchmark.former_entries().items()})
+    base.update({env_id: former[0] for env_id, former in entries.former_entries().items()})
     _, options = VARIANTS[variant]
-    entries = {env_id: {**base[env_id], **options} for env_id in ENVS}
     header = (
-        f"# Ablation variant {variant!r} (scripts/ablation.py writes this file): the entries of zoo_configs/trpo.yml"
-        f" with {options or 'no change'}\n"
+        f"# Ablation variant {variant!r} (python -m benchmarks ablation writes this file): the entries of"
+        f" zoo_configs/trpo.yml with {options or 'no change'}\n"
     )
     path = CONFIG_DIR / f"{variant}.yml"
-    text = header + yaml.safe_dump(entries, sort_keys=True)
+    text = header + yaml.safe_dump({env_id: {**base[env_id], **options} for env_id in ENVS}, sort_keys=True)
     if not path.is_file() or path.read_text() != text:
         # Written only when it changes: running workers read these files
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,17 +79,15 @@ def variant_config(variant: str) -> Path:
 
 
 def plan(envs: list[str], variants: list[str], seeds: list[int]) -> list[dict[str, Any]]:
-    """
-    :return: the specs of the runs still to do, environment-major (the short tasks first)
-    """
+    """:return: the specs of the runs still to do, environment-major (the short tasks first)"""
     pending: list[dict[str, Any]] = []
     for env_id in envs:
         for variant in variants:
             algo, _ = VARIANTS[variant]
-            args = benchmark.Args(
+            args = grid.Args(
                 envs=[env_id], algos=[algo], seeds=seeds, trpo_config=str(variant_config(variant)), out=str(RESULTS)
             )
-            specs, _ = benchmark.plan_runs(args)
+            specs, _ = grid.plan_runs(args)
             pending += specs
     return pending
 
@@ -108,13 +103,12 @@ def load_runs() -> dict[tuple[str, str], list[dict[str, Any]]]:
         records of another version of the algorithm (stale fingerprints) are left out
     """
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    current = {algo: benchmark.algorithm_fingerprint(algo) for algo, _ in VARIANTS.values()}
+    current = {algo: algorithm_fingerprint(algo) for algo, _ in VARIANTS.values()}
     for env_id in ENVS:
-        path = benchmark.results_path(str(RESULTS), env_id)
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+        records = read(results_path(RESULTS, env_id))
         for variant, (algo, _) in VARIANTS.items():
-            _, entry = benchmark.select_entry(str(variant_config(variant)), env_id)
-            digest = benchmark.hyperparams_digest(entry)
+            _, entry = entries.select_entry(variant_config(variant), env_id)
+            digest = hyperparams_digest(entry)
             runs[(env_id, variant)] = sorted(
                 (
                     record
@@ -122,45 +116,12 @@ def load_runs() -> dict[tuple[str, str], list[dict[str, Any]]]:
                     if record["algo"] == algo
                     and record["seed"] in SEEDS
                     and record.get("seed_role") == "evaluation"
-                    and benchmark.hyperparams_digest(record["hyperparams"]) == digest
-                    and not benchmark.is_stale(record, current)
+                    and hyperparams_digest(record["hyperparams"]) == digest
+                    and not is_stale(record, current)
                 ),
                 key=lambda record: record["seed"],
             )
     return runs
-
-
-def interval_estimates(returns: list[float]) -> dict[str, float]:
-    """
-    IQM and mean of the final returns with stratified-bootstrap 95% CIs (rliable), over one task's seeds.
-
-    :param returns: one final return per seed
-    :return: ``iqm``, ``iqm_low``, ``iqm_high``, ``mean``, ``mean_low``, ``mean_high``
-    """
-    from rliable import library as rly
-    from rliable import metrics
-
-    scores = {"runs": np.asarray(returns, dtype=np.float64).reshape(-1, 1)}
-
-    def aggregate(values: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(values), metrics.aggregate_mean(values)])
-
-    with warnings.catch_warnings():
-        # arch deprecates the RandomState that rliable hands it; the draws are the same
-        warnings.simplefilter("ignore", FutureWarning)
-        np.random.seed(0)  # parts of the bootstrap draw from NumPy's global generator: the same CIs on every call
-        point, interval = rly.get_interval_estimates(
-            scores, aggregate, reps=5000, confidence_interval_size=0.95, random_state=np.random.RandomState(0)
-        )
-    (iqm, mean), ((iqm_low, mean_low), (iqm_high, mean_high)) = point["runs"], interval["runs"]
-    return {
-        "iqm": iqm,
-        "iqm_low": iqm_low,
-        "iqm_high": iqm_high,
-        "mean": mean,
-        "mean_low": mean_low,
-        "mean_high": mean_high,
-    }
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -170,12 +131,12 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """
     finals = [record["final_eval"]["mean"] for record in records]
     # Means over every update of the runs, from the logs or the records' summaries (their exact sums and counts)
-    cg_iterations = record_logs.mean_of(record_logs.summary(record)["cg_iterations"] for record in records)
-    accepted = record_logs.mean_of(record_logs.summary(record)["is_line_search_success"] for record in records)
+    cg_iterations = mean_of(log_summary(record)["cg_iterations"] for record in records)
+    accepted = mean_of(log_summary(record)["is_line_search_success"] for record in records)
     return {
         "n": len(records),
         "seeds": [record["seed"] for record in records],
-        **(interval_estimates(finals) if len(finals) >= 2 else {}),
+        **(iqm_and_mean(finals) if len(finals) >= 2 else {}),
         "mean_final": statistics.mean(finals),
         "std_final": statistics.pstdev(finals),
         "wall_clock_s": statistics.mean(record["wall_clock_s"] - record["eval_s"] for record in records),
@@ -188,9 +149,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(summaries: dict[tuple[str, str], dict[str, Any]]) -> str:
-    """
-    :return: the Markdown table of the ablation (one row per env and variant that has runs)
-    """
+    """:return: the Markdown table of the ablation (one row per env and variant that has runs)"""
     lines = [
         "| env | variant | n | IQM [95% CI] | mean [95% CI] | mean +/- std | learn() s | CG iters/update | line search ok |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -215,15 +174,8 @@ def table(summaries: dict[tuple[str, str], dict[str, Any]]) -> str:
 def plot(
     summaries: dict[tuple[str, str], dict[str, Any]], all_runs: dict[tuple[str, str], list[dict[str, Any]]], path: Path
 ) -> None:
-    """
-    One panel per env: each variant's IQM with its 95% CI, and every seed's final return.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, len(ENVS), figsize=(5 * len(ENVS), 4), squeeze=False)
+    """One panel per env: each variant's IQM with its 95% CI, and every seed's final return."""
+    figure, axes = pyplot().subplots(1, len(ENVS), figsize=(5 * len(ENVS), 4), squeeze=False)
     for axis, env_id in zip(axes[0], ENVS, strict=True):
         for position, variant in enumerate(VARIANTS):
             summary = summaries[(env_id, variant)]
@@ -239,9 +191,7 @@ def plot(
         axis.set_title(f"{env_id} (seeds {SEEDS[0]}-{SEEDS[-1]})" + ("" if finished else ": no finished run yet"))
         axis.set_ylabel("final return (IQM, 95% CI; dots: seeds)")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save(figure, path)
 
 
 def docs_section(summaries: dict[tuple[str, str], dict[str, Any]]) -> tuple[str, str]:
@@ -253,7 +203,8 @@ def docs_section(summaries: dict[tuple[str, str], dict[str, Any]]) -> tuple[str,
     note = (
         f"\nEvaluation seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
         f"budget; learn() s excludes the periodic evaluations. Records: `benchmarks/ablation/results/` (commits "
-        f"{', '.join(commits) or 'none'}). Regenerate: `python scripts/ablation.py report --docs docs/results/archive.md`.\n"
+        f"{', '.join(commits) or 'none'}). Regenerate: `python -m benchmarks ablation report --docs "
+        "docs/results/archive.md`.\n"
     )
     return table(summaries), note
 
@@ -273,16 +224,13 @@ def report(docs: str | None) -> str:
     (OUT / "summary.json").write_text(json.dumps({f"{env}/{variant}": s for (env, variant), s in summaries.items()}, indent=1))
     plot(summaries, runs, OUT / "ablation.png")
     if docs is not None:
-        path = Path(docs)
-        content = path.read_text()
-        start, end = content.index(SECTION_START) + len(SECTION_START), content.index(SECTION_END)
-        path.write_text(content[:start] + "\n" + text + "\n" + note + content[end:])
+        replace_block(Path(docs), text + "\n" + note, SECTION_START, SECTION_END)
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m benchmarks ablation``."""
+    commands = parser.add_subparsers(dest="action", required=True)
     run = commands.add_parser("run", help="run the missing ablation runs")
     run.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
     run.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -294,15 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument(
         "--docs", "--readme", dest="docs", default=None, help="also write the table into this page between its markers"
     )
-    args = parser.parse_args(argv)
-    if args.command == "report":
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action == "report":
         print(report(args.docs))
         return 0
     pending = plan(args.envs, args.variants, args.seeds)
     print(f"{len(pending)} ablation runs to do (results in {RESULTS})", flush=True)
-    command = shlex.join(["python", "scripts/ablation.py", *(sys.argv[1:] if argv is None else argv)])
-    return 1 if benchmark.execute_runs(pending, args.jobs, args.first_core, command, args.dry_run) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return 1 if grid.execute_runs(pending, args.jobs, args.first_core, args.command_line, args.dry_run) else 0

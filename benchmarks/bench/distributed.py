@@ -1,5 +1,6 @@
 """
-Steps per second of data-parallel TRPO: 1 rank against N ranks at the same total batch, side by side.
+Steps per second of data-parallel TRPO: 1 rank against N ranks at the same total batch, side by side
+(``python -m benchmarks bench distributed``).
 
 Each configuration runs in its own processes (gloo over loopback for N > 1), each rank pinned to its own core with
 torch on one thread. The task's ``zoo_configs/trpo.yml`` entry sets the total batch (``n_envs * n_steps``) and the
@@ -12,40 +13,66 @@ between the configurations (``--repeats``) and the median is reported. For each 
 once, one per core, give the machine's ceiling (their steps/s summed: cores that share caches, memory bandwidth or a
 physical core do not add up to N)::
 
-    python scripts/bench_distributed.py --env HalfCheetah-v5 --ranks 1 2 --updates 10 --repeats 3 \\
+    python -m benchmarks bench distributed --env HalfCheetah-v5 --ranks 1 2 --updates 10 --repeats 3 \\
         --json benchmarks/distributed/bench_distributed.json
 """
 
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import torch as th
-import torch.distributed as dist
-import torch.multiprocessing as mp
-
-from sb3_trpo.common.distributed import close_process_group
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark  # the sibling script: the Zoo's entries, versions, git state, machine
+from benchmarks import REPO_ROOT
+from benchmarks.entries import select_entry
+from benchmarks.records import git_state, hardware, json_ready, versions
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """:return: a free TCP port on the loopback interface, for the ranks' rendezvous"""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
+@contextmanager
+def process_group(rank: int, world: int, port: int, minutes: int) -> Iterator[None]:
+    """This process as rank ``rank`` of ``world`` (gloo over loopback; nothing for one rank), closed on exit."""
+    import torch.distributed as dist
+
+    from sb3_trpo.common.distributed import close_process_group
+
+    if world > 1:
+        init_method = f"tcp://127.0.0.1:{port}"
+        dist.init_process_group(
+            "gloo", init_method=init_method, rank=rank, world_size=world, timeout=timedelta(minutes=minutes)
+        )
+    try:
+        yield
+    finally:
+        if world > 1:
+            close_process_group()
+
+
+def split_entry(entry: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:
+    """
+    :param entry: a task's entry of ``zoo_configs/trpo.yml``
+    :return: TRPO's keyword arguments (the Zoo's own keys left out), ``n_envs`` and ``normalize``
+    """
+    kwargs = {key: value for key, value in entry.items() if key not in ("n_envs", "normalize", "n_timesteps", "policy")}
+    return kwargs, int(entry.get("n_envs", 1)), bool(entry.get("normalize", False))
+
+
 def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) -> None:
+    import torch as th
+    import torch.distributed as dist
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -56,23 +83,16 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
     if spec.get("independent"):
         # One of `world` independent single-process runs at once, one per core: the machine's own ceiling
         rank, world, out = 0, 1, f"{out}.{rank}"
-    if world > 1:
-        init_method = f"tcp://127.0.0.1:{port}"
-        dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world, timeout=timedelta(minutes=10))
-    try:
-        entry = dict(spec["entry"])
-        n_envs = int(entry.pop("n_envs", 1))
+    with process_group(rank, world, port, minutes=10):
+        kwargs, n_envs, normalize = split_entry(spec["entry"])
         if spec["split"] == "n_envs":
             n_envs //= world
         else:
-            entry["n_steps"] = int(entry.get("n_steps", 2048)) // world
-        normalize = bool(entry.pop("normalize", False))
-        for key in ("n_timesteps", "policy"):
-            entry.pop(key, None)
+            kwargs["n_steps"] = int(kwargs.get("n_steps", 2048)) // world
         env = make_vec_env(spec["env"], n_envs=n_envs, seed=spec["seed"] + 1000 * rank)
         if normalize:
             env = VecNormalize(env)
-        model = TRPO("MlpPolicy", env, seed=spec["seed"], device="cpu", data_parallel=world > 1, **entry)
+        model = TRPO("MlpPolicy", env, seed=spec["seed"], device="cpu", data_parallel=world > 1, **kwargs)
         per_update = model.n_steps * n_envs * world
         model.learn(per_update)  # warm-up: one update
         if world > 1:
@@ -87,9 +107,6 @@ def _worker(rank: int, world: int, port: int, spec: dict[str, Any], out: str) ->
             breakdown: dict[str, float] = {part: value / spec["updates"] for part, value in seconds_in.items()}
             result = {"seconds": seconds, "steps": per_update * spec["updates"], "seconds_per_update": breakdown}
             Path(out).write_text(json.dumps(result))
-    finally:
-        if world > 1:
-            close_process_group()
 
 
 def _time_parts(model: Any) -> dict[str, float]:
@@ -113,6 +130,8 @@ def _time_parts(model: Any) -> dict[str, float]:
 
         return wrapper
 
+    import torch.distributed as dist
+
     model.collect_rollouts = timed("collect_rollouts", model.collect_rollouts)
     model.train = timed("train", model.train)
     model._fit_critic = timed("critic", model._fit_critic)
@@ -127,9 +146,11 @@ def measure(world: int, spec: dict[str, Any]) -> dict[str, Any]:
     :param spec: the run's settings
     :return: steps per second of all ranks together, and rank 0's seconds per update in each part
     """
+    import torch.multiprocessing as mp
+
     with tempfile.TemporaryDirectory() as folder:
         out = str(Path(folder) / "result.json")
-        mp.spawn(_worker, args=(world, _free_port(), spec, out), nprocs=world, join=True)
+        mp.spawn(_worker, args=(world, free_port(), spec, out), nprocs=world, join=True)
         result = json.loads(Path(out).read_text())
     return {"steps_per_second": result["steps"] / result["seconds"], "seconds_per_update": result["seconds_per_update"]}
 
@@ -140,6 +161,8 @@ def measure_independent(copies: int, spec: dict[str, Any]) -> float:
     :param spec: the run's settings
     :return: the sum of their steps per second: what the cores give when nothing is shared between them
     """
+    import torch.multiprocessing as mp
+
     with tempfile.TemporaryDirectory() as folder:
         out = str(Path(folder) / "result.json")
         mp.spawn(_worker, args=(copies, 0, {**spec, "independent": True}, out), nprocs=copies, join=True)
@@ -147,8 +170,8 @@ def measure_independent(copies: int, spec: dict[str, Any]) -> float:
     return sum(result["steps"] / result["seconds"] for result in results)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``bench distributed``."""
     parser.add_argument("--env", default="HalfCheetah-v5")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--updates", type=int, default=10, help="timed updates per configuration and round")
@@ -157,14 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split", choices=["n_steps", "n_envs"], default="n_steps", help="what the ranks divide among them")
     parser.add_argument("--json", default="", help="write the record here")
-    args = parser.parse_args(argv)
-    if max(args.ranks) + args.first_core > (os.cpu_count() or 1):
-        parser.error(f"--ranks up to {max(args.ranks)} from core {args.first_core} needs more cores than {os.cpu_count()}")
 
-    key, entry = benchmark.select_entry(str(benchmark.REPO_ROOT / "zoo_configs" / "trpo.yml"), args.env)
+
+def main(args: argparse.Namespace) -> int:
+    if max(args.ranks) + args.first_core > (os.cpu_count() or 1):
+        args.parser.error(
+            f"--ranks up to {max(args.ranks)} from core {args.first_core} needs more cores than {os.cpu_count()}"
+        )
+
+    key, entry = select_entry(REPO_ROOT / "zoo_configs" / "trpo.yml", args.env)
     for world in args.ranks:
         if int(entry.get(args.split, 2048 if args.split == "n_steps" else 1)) % world:
-            parser.error(f"{key}'s {args.split} must divide among {world} ranks (--split n_steps or n_envs)")
+            args.parser.error(f"{key}'s {args.split} must divide among {world} ranks (--split n_steps or n_envs)")
     spec = {
         "env": args.env,
         "entry": entry,
@@ -203,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         record = {
             "env": args.env,
             "config_key": key,
-            "hyperparams": benchmark._json_ready(entry),
+            "hyperparams": json_ready(entry),
             "updates_timed": args.updates,
             "split": args.split,
             "rounds": {str(world): values for world, values in rounds.items()},
@@ -214,20 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             "rounds_independent": {str(world): values for world, values in ceiling.items()},
             "median_steps_per_second_independent": {str(world): value for world, value in ceilings.items()},
             "ceiling_speedup": {str(world): value / base for world, value in ceilings.items()},
-            **benchmark.git_state(),
-            "versions": benchmark.versions(),
-            "hardware": {
-                "cpu": benchmark.cpu_model(),
-                "cpu_capability": th.backends.cpu.get_cpu_capability(),
-                "cpu_count": os.cpu_count(),
-                "machine": platform.machine(),
-            },
-            "command": "python scripts/bench_distributed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            **git_state(),
+            "versions": versions(),
+            "hardware": hardware(),
+            "command": args.command_line,
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

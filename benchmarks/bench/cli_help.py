@@ -4,9 +4,9 @@ Wall-clock time of the command line's help: ``python -m sb3_trpo --help`` and ``
 Each command runs ``--repeats`` times in a fresh interpreter, pinned to one core (``taskset -c CORE`` where
 ``taskset`` exists), the commands interleaved; the table gives the median, the fastest and the slowest run::
 
-    python scripts/time_cli_help.py --repeats 7 --core 0
+    python -m benchmarks bench cli-help --repeats 7 --core 0
 
-The help is printed without importing torch, Stable-Baselines3 or the RL Zoo (``sb3_trpo.cli``), so both commands
+The help is printed without importing torch, Stable-Baselines3 or the RL Zoo (``sb3_trpo.zoo.cli``), so both commands
 should take well under 2 s on an idle core. ``--max-median S`` exits with status 1 when a median is above ``S``.
 """
 
@@ -41,14 +41,16 @@ def time_command(arguments: Sequence[str], core: int | None) -> float:
     return elapsed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``bench cli-help``."""
     parser.add_argument("--repeats", type=int, default=7, help="runs of each command (default 7)")
     parser.add_argument("--core", type=int, default=0, help="CPU core to run on (default 0; -1: not pinned)")
     parser.add_argument("--max-median", type=float, default=None, help="exit 1 when a median is above this (seconds)")
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+        args.parser.error(f"--repeats must be >= 1, got {args.repeats}")
     core = None if args.core < 0 else args.core
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     for _ in range(args.repeats):
@@ -62,7 +64,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {name:<34} {median:.2f} [{min(runs):.2f}, {max(runs):.2f}]")
         too_slow |= args.max_median is not None and median > args.max_median
     return 1 if too_slow else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,6 @@
 """
-Time one TRPO update (``train()`` alone) of sb3_trpo against sb3-contrib's TRPO, on the same data and weights.
+Time one TRPO update (``train()`` alone) of sb3_trpo against sb3-contrib's TRPO, on the same data and weights
+(``python -m benchmarks bench update``).
 
 For each config: both algorithms are built on the same environment, seed and hyperparameters; ours gets the policy
 weights of contrib's (same ``ActorCriticPolicy`` class, so the state dict transfers); one rollout is collected with
@@ -13,21 +14,19 @@ makes the two damped systems proportional, hence the same search direction (chec
 
 Usage::
 
-    taskset -c 1 python scripts/bench_update.py --configs hopper halfcheetah --updates 20 --json bench.json
+    taskset -c 1 python -m benchmarks bench update --configs hopper halfcheetah --updates 20 --json bench.json
 
-End to end (``learn()`` against the env alone, sb3-contrib and PPO): ``scripts/bench_learn.py``.
+End to end (``learn()`` against the env alone, sb3-contrib and PPO): ``bench learn``.
 """
 
 import argparse
 import copy
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -41,8 +40,6 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-# Import sb3_trpo from this checkout (not from another installed copy)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sb3_trpo
 import sb3_trpo.common.on_policy_ng as our_trpo_module
 
@@ -144,8 +141,8 @@ def restore(model: Any, state: Snapshot, seed: int) -> None:
 def build_pair(config: Config, seed: int, fisher_product: str = "gauss_newton") -> tuple[Any, Any]:
     """Contrib's and our TRPO on the same env, same weights, one rollout collected by contrib's and copied into ours."""
     env = make_env(config, seed)
-    kwargs = dict(config.kwargs)
-    common = dict(policy_kwargs=config.policy_kwargs, seed=seed, device="cpu", verbose=0)
+    kwargs: dict[str, Any] = dict(config.kwargs)
+    common: dict[str, Any] = dict(policy_kwargs=config.policy_kwargs, seed=seed, device="cpu", verbose=0)
     contrib = sb3_contrib.TRPO(config.policy, env, **kwargs, **common)
     ours_kwargs = dict(kwargs, cg_damping=kwargs.get("cg_damping", 0.1) * n_action_dims(env.action_space))
     ours = sb3_trpo.TRPO(config.policy, env, **ours_kwargs, **common, fisher_product=fisher_product)
@@ -154,6 +151,7 @@ def build_pair(config: Config, seed: int, fisher_product: str = "gauss_newton") 
         model.set_logger(configure(None, []))
     _, callback = contrib._setup_learn(contrib.n_steps * env.num_envs, None)
     callback.on_training_start(locals(), globals())
+    assert contrib.env is not None
     contrib.collect_rollouts(contrib.env, callback, contrib.rollout_buffer, contrib.n_steps)
     ours.rollout_buffer = copy.deepcopy(contrib.rollout_buffer)
     return contrib, ours
@@ -296,14 +294,16 @@ def print_table(results: list[dict[str, Any]]) -> None:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``bench update``."""
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--updates", type=int, default=20, help="timed train() calls per algorithm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=str, default=None, help="save the results here")
-    args = parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> int:
     th.set_num_threads(args.threads)
 
     output: dict[str, Any] = {"torch": th.__version__, "threads": args.threads}
@@ -316,7 +316,4 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as file:
             json.dump(output, file, indent=2)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

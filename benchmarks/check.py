@@ -1,0 +1,209 @@
+"""
+Checks over long training (``python -m benchmarks check``).
+
+``check learning``: the fast path learns as well as the reference path. Trains ``TRPO`` on CartPole-v1 and
+Pendulum-v1 with the RL Zoo's TRPO settings, for the same seeds, along two paths, and prints the evaluated mean return
+of each (deterministic policy):
+
+- ``fast`` (the default): Gauss-Newton Fisher products (closed form for MLP actors), the closed-form critic gradient
+  with the fused-Adam shortcut, the bound rollout forward;
+- ``reference``: ``fisher_product="double_backward"`` (Hessian-vector products of the KL by double backward) and the
+  critic fitted through autograd and ``optimizer.step()``. (The bound rollout forward is bit for bit SB3's, so it
+  is the same in both.)
+
+``check soak``: train TRPO for a long time and check, after EVERY update, that nothing degrades silently. Per update
+it records the KL(pi_old || pi_new) over the whole rollout batch (recomputed from a snapshot taken before ``train()``,
+critic epochs included), whether the line search succeeded, the peak resident memory and whether every parameter is
+finite. At the end it prints the worst KL / target_kl ratio, the line-search success rate and the growth of the peak
+RSS from the 10th update to the last, and exits non-zero when a target is missed: worst KL <= target_kl, no
+non-finite parameter, RSS growth < 50 MB.
+
+Usage::
+
+    taskset -c 0 python -m benchmarks check learning --seeds 0 1 2 --timesteps 100000 --json learning.json
+    taskset -c 0 python -m benchmarks check soak            # 1M steps of Pendulum-v1 (RL Zoo TRPO settings)
+    taskset -c 0 python -m benchmarks check soak --quick    # 200k steps
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from sb3_trpo import TRPO
+from sb3_trpo.common.natural_gradient import detached_distribution, kl_old_new
+
+# RL Zoo's TRPO settings (rl_zoo3/hyperparams/trpo.yml), with 2 envs
+SETTINGS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99, n_critic_updates=20),
+    "Pendulum-v1": dict(n_steps=1024, gamma=0.9, n_critic_updates=15, use_sde=True, sde_sample_freq=4),
+}
+
+
+PATHS = ("fast", "reference")
+
+
+def run(env_id: str, path: str, seed: int, timesteps: int, eval_episodes: int) -> float:
+    fisher_product = "gauss_newton" if path == "fast" else "double_backward"
+    model = TRPO(
+        "MlpPolicy", make_vec_env(env_id, n_envs=2, seed=seed), seed=seed, fisher_product=fisher_product, **SETTINGS[env_id]
+    )
+    if path == "reference":
+        model._value_regression = None  # the critic through autograd
+    model.learn(timesteps)
+    mean_return, _ = evaluate_policy(model, make_vec_env(env_id, n_envs=1, seed=seed + 1000), n_eval_episodes=eval_episodes)
+    return float(mean_return)  # type: ignore[arg-type]
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports ``ru_maxrss`` in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class SoakMonitor(BaseCallback):
+    """Snapshot pi_old after each rollout, then after train() measure the KL and the state of the model."""
+
+    model: TRPO
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[dict[str, float]] = []
+        self._snapshot: tuple | None = None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        data = next(self.model.rollout_buffer.get(batch_size=None))
+        with th.no_grad():
+            self._snapshot = (data.observations, detached_distribution(self.model.policy.get_distribution(data.observations)))
+
+    def _record(self) -> None:
+        if self._snapshot is None:
+            return
+        observations, old = self._snapshot
+        with th.no_grad():
+            kl = float(kl_old_new(old, self.model.policy.get_distribution(observations)).mean())
+        finite = all(bool(th.isfinite(param).all()) for param in self.model.policy.parameters())
+        values = self.model.logger.name_to_value
+        self.records.append(
+            {
+                "update": self.model._n_updates,
+                "kl": kl,
+                "line_search_success": float(values["train/is_line_search_success"]),
+                "peak_rss_mb": peak_rss_mb(),
+                "finite": float(finite),
+            }
+        )
+        self._snapshot = None
+
+    def _on_rollout_start(self) -> None:
+        self._record()
+
+    def _on_training_end(self) -> None:
+        self._record()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``check learning`` and ``check soak``."""
+    checks = parser.add_subparsers(dest="check", required=True, metavar="CHECK")
+    learning = checks.add_parser("learning", help="the fast path learns as well as the reference path")
+    learning.add_argument("--envs", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    learning.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    learning.add_argument("--timesteps", type=int, default=100_000)
+    learning.add_argument("--eval-episodes", type=int, default=10)
+    learning.add_argument("--json", type=str, default=None)
+    learning.set_defaults(handler=learning_main)
+    soak = checks.add_parser("soak", help="train for long, checking the KL, finiteness and memory after every update")
+    soak.add_argument("--env-id", default="Pendulum-v1", help="environment id")
+    soak.add_argument("--n-timesteps", type=int, default=1_000_000, help="training budget (200k with --quick)")
+    soak.add_argument("--quick", action="store_true", help="200k steps instead of 1M")
+    soak.add_argument("--seed", type=int, default=0, help="random seed")
+    soak.add_argument(
+        "--max-rss-growth-mb", type=float, default=50.0, help="allowed growth of the peak RSS from the 10th update to the last"
+    )
+    soak.add_argument("--json-out", default=None, help="a JSON file for the per-update records and the summary")
+    soak.set_defaults(handler=soak_main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return int(args.handler(args))
+
+
+def learning_main(args: argparse.Namespace) -> int:
+    """``check learning``"""
+    th.set_num_threads(1)
+
+    results: dict[str, dict[str, list[float]]] = {}
+    for env_id in args.envs:
+        for seed in args.seeds:
+            for path in PATHS:
+                start = time.perf_counter()
+                mean_return = run(env_id, path, seed, args.timesteps, args.eval_episodes)
+                results.setdefault(env_id, {}).setdefault(path, []).append(mean_return)
+                print(f"{env_id} seed {seed} {path}: {mean_return:.1f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(f"\n{'env':<14}{'fast':>22}{'reference':>22}   ({len(args.seeds)} seeds, {args.timesteps} steps, mean +/- std)")
+    for env_id, by_path in results.items():
+        cells = [f"{statistics.mean(by_path[p]):.1f} +/- {statistics.pstdev(by_path[p]):.1f}" for p in PATHS]
+        print(f"{env_id:<14}" + "".join(f"{cell:>22}" for cell in cells))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"timesteps": args.timesteps, "seeds": args.seeds, "results": results}, file, indent=2)
+    return 0
+
+
+def soak_main(args: argparse.Namespace) -> int:
+    """``check soak``"""
+    options = {
+        "env_id": args.env_id,
+        "n_timesteps": 200_000 if args.quick else args.n_timesteps,
+        "seed": args.seed,
+        "max_rss_growth_mb": args.max_rss_growth_mb,
+        "json_out": args.json_out,
+    }
+    th.set_num_threads(1)
+    # RL Zoo TRPO settings for Pendulum-v1
+    model = TRPO("MlpPolicy", make_vec_env(args.env_id, n_envs=2, seed=args.seed), seed=args.seed, **SETTINGS["Pendulum-v1"])
+    monitor = SoakMonitor()
+    start = time.time()
+    # log_interval beyond the number of updates: the logger keeps the last update's values for the monitor
+    model.learn(options["n_timesteps"], callback=monitor, log_interval=10**9)
+    elapsed = time.time() - start
+
+    records = monitor.records
+    kls = np.array([record["kl"] for record in records])
+    rss = np.array([record["peak_rss_mb"] for record in records])
+    baseline = rss[min(9, len(rss) - 1)]
+    summary = {
+        "env_id": args.env_id,
+        "n_timesteps": options["n_timesteps"],
+        "n_updates": len(records),
+        "target_kl": model.target_kl,
+        "worst_kl_over_target": float(kls.max() / model.target_kl),
+        "line_search_success_rate": float(np.mean([record["line_search_success"] for record in records])),
+        "non_finite_updates": int(sum(1 - record["finite"] for record in records)),
+        "peak_rss_mb_at_update_10": float(baseline),
+        "peak_rss_mb_at_last_update": float(rss[-1]),
+        "rss_growth_mb": float(rss[-1] - baseline),
+        "seconds": elapsed,
+        "command": args.command_line,
+    }
+    print(json.dumps(summary, indent=2))
+    if args.json_out:
+        with open(args.json_out, "w") as file:
+            json.dump({"args": options, "summary": summary, "records": records}, file)
+    passed = (
+        summary["worst_kl_over_target"] <= 1.0
+        and summary["non_finite_updates"] == 0
+        and summary["rss_growth_mb"] < args.max_rss_growth_mb
+    )
+    print("PASS" if passed else "FAIL")
+    return 0 if passed else 1
