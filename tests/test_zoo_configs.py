@@ -376,7 +376,7 @@ FAMILY_CONFIGS = {
         ("trpo_mask_lstm", ["MaskedTaxi-v4", "InvalidActionsDiscrete-v0", "MaskedCueMemory-v0"]),
     )
 }
-#: each family file's algorithm in scripts/benchmark.py and the folder of its tuning-seed records (benchmarks/<folder>/tuning/)
+#: each family file's algorithm (benchmarks/algorithms.py) and the folder of its tuning-seed records (benchmarks/<dir>/tuning/)
 FAMILY_TUNING = {
     "trpo_mask": ("sb3_trpo_mask", "masked"),
     "trpo_lstm": ("sb3_trpo_lstm", "recurrent"),
