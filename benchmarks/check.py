@@ -33,29 +33,32 @@ import time
 from typing import Any
 
 import numpy as np
-import torch as th
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
-
-from sb3_trpo import TRPO
-from sb3_trpo.common.natural_gradient import detached_distribution, kl_old_new
 
 # RL Zoo's TRPO settings (rl_zoo3/hyperparams/trpo.yml), with 2 envs
 SETTINGS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(n_steps=512, batch_size=512, cg_damping=1e-3, gae_lambda=0.98, gamma=0.99, n_critic_updates=20),
     "Pendulum-v1": dict(n_steps=1024, gamma=0.9, n_critic_updates=15, use_sde=True, sde_sample_freq=4),
 }
-
-
 PATHS = ("fast", "reference")
 
 
-def run(env_id: str, path: str, seed: int, timesteps: int, eval_episodes: int) -> float:
-    fisher_product = "gauss_newton" if path == "fast" else "double_backward"
-    model = TRPO(
-        "MlpPolicy", make_vec_env(env_id, n_envs=2, seed=seed), seed=seed, fisher_product=fisher_product, **SETTINGS[env_id]
-    )
+def _model(env_id: str, seed: int, settings: dict[str, Any], **kwargs: Any) -> Any:
+    # TRPO with the Zoo's settings of a task on 2 envs, on one torch thread
+    import torch as th
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from sb3_trpo import TRPO
+
+    th.set_num_threads(1)
+    return TRPO("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=seed), seed=seed, **settings, **kwargs)
+
+
+def learn_and_evaluate(env_id: str, path: str, seed: int, timesteps: int, eval_episodes: int) -> float:
+    """:return: the evaluated mean return (deterministic) of TRPO trained along ``path`` (``fast`` or ``reference``)"""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    model = _model(env_id, seed, SETTINGS[env_id], fisher_product="gauss_newton" if path == "fast" else "double_backward")
     if path == "reference":
         model._value_regression = None  # the critic through autograd
     model.learn(timesteps)
@@ -63,53 +66,32 @@ def run(env_id: str, path: str, seed: int, timesteps: int, eval_episodes: int) -
     return float(mean_return)  # type: ignore[arg-type]
 
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process in MB (Linux reports ``ru_maxrss`` in KB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def checked_train(model: Any, records: list[dict[str, float]]) -> None:
+    """
+    Make ``model.train()`` append, after each update, the KL(pi_old || pi_new) over the whole rollout batch (pi_old
+    snapshotted before ``train()``, critic epochs included), whether the line search succeeded, the peak resident
+    memory (MB; Linux reports ``ru_maxrss`` in KB) and whether every parameter is finite, to ``records``.
+    """
+    import torch as th
 
+    from sb3_trpo.common.natural_gradient import detached_distribution, kl_old_new
 
-class SoakMonitor(BaseCallback):
-    """Snapshot pi_old after each rollout, then after train() measure the KL and the state of the model."""
+    train = model.train
 
-    model: TRPO
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[dict[str, float]] = []
-        self._snapshot: tuple | None = None
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_end(self) -> None:
-        data = next(self.model.rollout_buffer.get(batch_size=None))
+    def checked() -> None:
+        observations = next(model.rollout_buffer.get(batch_size=None)).observations
         with th.no_grad():
-            self._snapshot = (data.observations, detached_distribution(self.model.policy.get_distribution(data.observations)))
-
-    def _record(self) -> None:
-        if self._snapshot is None:
-            return
-        observations, old = self._snapshot
+            old = detached_distribution(model.policy.get_distribution(observations))
+        train()
         with th.no_grad():
-            kl = float(kl_old_new(old, self.model.policy.get_distribution(observations)).mean())
-        finite = all(bool(th.isfinite(param).all()) for param in self.model.policy.parameters())
-        values = self.model.logger.name_to_value
-        self.records.append(
-            {
-                "update": self.model._n_updates,
-                "kl": kl,
-                "line_search_success": float(values["train/is_line_search_success"]),
-                "peak_rss_mb": peak_rss_mb(),
-                "finite": float(finite),
-            }
-        )
-        self._snapshot = None
+            kl = float(kl_old_new(old, model.policy.get_distribution(observations)).mean())
+        record = {"update": model._n_updates, "kl": kl}
+        record["line_search_success"] = float(model.logger.name_to_value["train/is_line_search_success"])
+        record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        record["finite"] = float(all(bool(th.isfinite(param).all()) for param in model.policy.parameters()))
+        records.append(record)
 
-    def _on_rollout_start(self) -> None:
-        self._record()
-
-    def _on_training_end(self) -> None:
-        self._record()
+    model.train = checked
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,14 +122,13 @@ def main(args: argparse.Namespace) -> int:
 
 def learning_main(args: argparse.Namespace) -> int:
     """``check learning``"""
-    th.set_num_threads(1)
 
     results: dict[str, dict[str, list[float]]] = {}
     for env_id in args.envs:
         for seed in args.seeds:
             for path in PATHS:
                 start = time.perf_counter()
-                mean_return = run(env_id, path, seed, args.timesteps, args.eval_episodes)
+                mean_return = learn_and_evaluate(env_id, path, seed, args.timesteps, args.eval_episodes)
                 results.setdefault(env_id, {}).setdefault(path, []).append(mean_return)
                 print(f"{env_id} seed {seed} {path}: {mean_return:.1f} ({time.perf_counter() - start:.0f} s)", flush=True)
     print(f"\n{'env':<14}{'fast':>22}{'reference':>22}   ({len(args.seeds)} seeds, {args.timesteps} steps, mean +/- std)")
@@ -169,16 +150,13 @@ def soak_main(args: argparse.Namespace) -> int:
         "max_rss_growth_mb": args.max_rss_growth_mb,
         "json_out": args.json_out,
     }
-    th.set_num_threads(1)
-    # RL Zoo TRPO settings for Pendulum-v1
-    model = TRPO("MlpPolicy", make_vec_env(args.env_id, n_envs=2, seed=args.seed), seed=args.seed, **SETTINGS["Pendulum-v1"])
-    monitor = SoakMonitor()
+    model = _model(args.env_id, args.seed, SETTINGS["Pendulum-v1"])  # the RL Zoo's TRPO settings for Pendulum-v1
+    records: list[dict[str, float]] = []
+    checked_train(model, records)
     start = time.time()
-    # log_interval beyond the number of updates: the logger keeps the last update's values for the monitor
-    model.learn(options["n_timesteps"], callback=monitor, log_interval=10**9)
+    # log_interval beyond the number of updates: the logger keeps each update's values for the check
+    model.learn(options["n_timesteps"], log_interval=10**9)
     elapsed = time.time() - start
-
-    records = monitor.records
     kls = np.array([record["kl"] for record in records])
     rss = np.array([record["peak_rss_mb"] for record in records])
     baseline = rss[min(9, len(rss) - 1)]

@@ -297,6 +297,29 @@ def final_evaluation(model: Any, final_env: Any, episodes: int, maskable: bool =
     }
 
 
+def zoo_setup(
+    algo: str, env_id: str, config: str, entry: dict[str, Any], seed: int, folder: str, budget: int = 0
+) -> tuple[Any, dict[str, Any], list[Any]]:
+    """
+    The RL Zoo's own parsing of an entry (schedules, ``policy_kwargs``, ``normalize``, wrappers, frame stack).
+
+    :param entry: ``algo``'s entry of ``env_id`` in ``config`` (not changed)
+    :param folder: a scratch log folder for the Zoo's experiment manager
+    :param budget: the training steps (0: the entry's ``n_timesteps``)
+    :return: the Zoo's experiment manager, ready to create the envs; the model's keyword arguments; the Zoo's callbacks
+    """
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    zoo_algo = ALGORITHMS[algo].zoo_algo
+    manager = ExperimentManager(
+        argparse.Namespace(), zoo_algo, env_id, folder, n_timesteps=budget, seed=seed, verbose=0, config=config
+    )
+    hyperparams, manager.env_wrapper, callbacks, manager.vec_env_wrapper = manager._preprocess_hyperparams(
+        {"n_timesteps": budget or 1, **copy.deepcopy(entry)}
+    )
+    return manager, hyperparams, callbacks
+
+
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """
     Train one algorithm on one environment with one seed, evaluating along the way, and return the run's record.
@@ -308,7 +331,6 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
 
     th.set_num_threads(1)
     import rl_zoo3.import_envs  # noqa: F401 (registers the Zoo's environments)
-    from rl_zoo3.exp_manager import ExperimentManager
 
     import sb3_trpo.envs  # noqa: F401 (registers the masked environments)
 
@@ -319,20 +341,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     raw_hyperparams = copy.deepcopy(entry)
 
     with tempfile.TemporaryDirectory() as log_folder:
-        # The Zoo's experiment manager does the parsing: schedules, policy_kwargs, normalize, wrappers, frame stack
-        manager = ExperimentManager(
-            argparse.Namespace(),
-            algorithm.zoo_algo,
-            env_id,
-            log_folder,
-            n_timesteps=budget,
-            seed=seed,
-            verbose=0,
-            config=spec["config"],
-        )
-        entry.setdefault("n_timesteps", budget)
-        hyperparams, env_wrapper, zoo_callbacks, vec_env_wrapper = manager._preprocess_hyperparams(copy.deepcopy(entry))
-        manager.env_wrapper, manager.vec_env_wrapper = env_wrapper, vec_env_wrapper
+        manager, hyperparams, zoo_callbacks = zoo_setup(algo, env_id, spec["config"], entry, seed, log_folder, budget)
         env = manager.create_envs(manager.n_envs, no_log=True)
         # A separate evaluation env, seeded apart from the training envs
         manager.seed = seed + 10_000

@@ -436,14 +436,13 @@ def attach_log(record: dict[str, Any], log: dict[str, Any]) -> dict[str, Any]:
     return {(UPDATES if key == SUMMARY else key): (log[UPDATES] if key == SUMMARY else value) for key, value in record.items()}
 
 
-def read_logs(side: Path) -> list[dict[str, Any]]:
+def read_logs(side: Path | bytes) -> list[dict[str, Any]]:
     """
-    :param side: a side file (absent: no logs)
+    :param side: a side file (absent: no logs), or its content
     :return: its lines, in order
     """
-    if not side.is_file():
-        return []
-    return [json.loads(line) for line in lzma.decompress(side.read_bytes()).decode().splitlines() if line.strip()]
+    data = side if isinstance(side, bytes) else side.read_bytes() if side.is_file() else b""
+    return [json.loads(line) for line in lzma.decompress(data).decode().splitlines() if line.strip()] if data else []
 
 
 def _compressed(logs: list[dict[str, Any]]) -> bytes:
@@ -584,10 +583,6 @@ def _branch_files(commit: str) -> dict[str, bytes]:
     return {name: _git("show", f"{commit}:{name}") for name in names if name.endswith(SIDE_SUFFIX)}
 
 
-def _logs_of(data: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in lzma.decompress(data).decode().splitlines() if line.strip()]
-
-
 def _canonical(logs: list[dict[str, Any]]) -> set[str]:
     return {json.dumps(log, sort_keys=True) for log in logs}
 
@@ -606,7 +601,7 @@ def fetch(ref: str) -> int:
     written = 0
     for name, data in _branch_files(commit).items():
         local = REPO_ROOT / name
-        on_branch = _canonical(_logs_of(data))
+        on_branch = _canonical(read_logs(data))
         extra = [log for log in read_logs(local) if json.dumps(log, sort_keys=True) not in on_branch]
         content = data + (_compressed(extra) if extra else b"")
         if not local.is_file() or local.read_bytes() != content:
@@ -628,7 +623,7 @@ def publish(message: str) -> str | None:
     on_branch = _branch_files(parent) if parent else {}
     sides = sorted(path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "benchmarks").rglob(f"*{SIDE_SUFFIX}"))
     for name in sides:
-        if name in on_branch and not _canonical(_logs_of(on_branch[name])) <= _canonical(read_logs(REPO_ROOT / name)):
+        if name in on_branch and not _canonical(read_logs(on_branch[name])) <= _canonical(read_logs(REPO_ROOT / name)):
             raise RuntimeError(f"{name} lacks logs that the {BRANCH} branch has: python -m benchmarks records fetch first")
     with tempfile.TemporaryDirectory() as folder:
         env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}

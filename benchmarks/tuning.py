@@ -31,20 +31,13 @@ The worst-run guard was added to the rule on 2026-12-05, before the candidates j
 tuning seeds; the verdicts that replaced an entry before then (the rows of the former entries and of the entries
 that replaced them) were reached without it and are shown as they were reached.
 
-``python -m benchmarks report carry-over``: did the entries chosen on the tuning seeds carry over to the evaluation
-seeds? An audit of the rule. Every replacement of a task's entry (a candidate chosen against the entry on the tuning
-seeds 0-4, the former entry kept in ``benchmarks/configs/former_entries*.yml``) is a prediction that the candidate
-does better on seeds it has never seen. Each entry, former ones included, has since run once on the evaluation seeds
-(``benchmarks/evaluation/results``), so each prediction can be checked: this lists every replacement with its
-tuning-seed evidence (both IQMs, P(new > old) with its 95% CI) next to what the evaluation seeds gave (both IQMs,
-P(new > old)), and counts how many carried over (P(new > old) > 0.5 on the evaluation seeds), separately for the
-replacements whose tuning P had its whole 95% CI above 0.5 and the others. A replacement is pending, and not counted,
-until the new entry has run on every evaluation seed the old one ran on (its estimates are shown before). It chooses
-nothing and changes no entry: the evaluation seeds stay out of every choice of a configuration. What it informs is the
-rule that makes those choices, for the verdicts still to come. Scores are read where each task is judged
-(``benchmarks.entries.JUDGED_AT``: Humanoid-v5 at 1M of its 2M steps), otherwise the final model's return. Audited on
-2026-12-06 (nine of thirteen carried over, the losses mostly small), the rule was kept as it is, rather than asking
-for P's whole 95% CI above 0.5, which would have kept out six of those nine (docs/results/archive.md).
+``python -m benchmarks report carry-over`` audits the rule: each replacement of an entry predicts that the candidate
+does better on seeds it has never seen, and every entry, former ones included, has since run on the evaluation seeds.
+It lists each replacement's tuning-seed evidence (both IQMs, P(new > old) with its 95% CI) beside the evaluation seeds'
+(pending until the new entry has run on all the old one's) and counts how many carried over (P > 0.5 there), apart
+for the replacements whose tuning P had its whole CI above 0.5. It chooses nothing. Audited on 2026-12-06 (nine of
+thirteen carried over, the losses mostly small), the rule was kept rather than asking for P's whole 95% CI above 0.5,
+which would have kept out six of those nine (docs/results/archive.md).
 
 ::
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import REPO_ROOT
+from benchmarks.bench import timed
 from benchmarks.entries import select_entry
 from benchmarks.records import git_state, hardware, json_ready, versions
 
@@ -116,27 +117,14 @@ def _time_parts(model: Any) -> dict[str, float]:
 
     :return: the totals, filled in as the model learns
     """
-    totals = {"collect_rollouts": 0.0, "train": 0.0, "critic": 0.0, "collectives": 0.0, "n_collectives": 0.0}
-
-    def timed(part: str, function: Any) -> Any:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                totals[part] += time.perf_counter() - start
-                if part == "collectives":
-                    totals["n_collectives"] += 1
-
-        return wrapper
-
     import torch.distributed as dist
 
-    model.collect_rollouts = timed("collect_rollouts", model.collect_rollouts)
-    model.train = timed("train", model.train)
-    model._fit_critic = timed("critic", model._fit_critic)
+    totals = {"collect_rollouts": 0.0, "train": 0.0, "critic": 0.0, "collectives": 0.0, "n_collectives": 0.0}
+    model.collect_rollouts = timed(totals, "collect_rollouts", model.collect_rollouts)
+    model.train = timed(totals, "train", model.train)
+    model._fit_critic = timed(totals, "critic", model._fit_critic)
     for name in ("all_reduce", "all_gather", "broadcast"):
-        setattr(dist, name, timed("collectives", getattr(dist, name)))
+        setattr(dist, name, timed(totals, "collectives", getattr(dist, name), count="n_collectives"))
     return totals
 
 

@@ -42,32 +42,27 @@ import torch as th
 
 from benchmarks import REPO_ROOT
 from benchmarks.algorithms import ALGORITHMS
+from benchmarks.bench import timed
 from benchmarks.entries import rl_zoo_config, select_entry
+from benchmarks.grid import zoo_setup
 from benchmarks.records import cpu_model, git_state, hardware, versions
 
 VARIANTS = ("env_alone", "ours", "ours_sb3_loop", "sb3_contrib", "ppo")
 
 
-def build(algo: str, env_id: str, seed: int, folder: str) -> tuple[Any, Any]:
+def build(algo: str, env_id: str, seed: int, folder: str) -> tuple[Any, Any, Any]:
     """
     A model and its training env, from the RL Zoo's entry, as ``run`` builds them.
 
     :param algo: ``sb3_trpo``, ``sb3_contrib`` or ``ppo``
     :param folder: a scratch log folder for the Zoo's experiment manager
-    :return: the model (None for ``env_alone``'s use) and the vectorized env
+    :return: the model, the vectorized env and the Zoo's experiment manager that made it
     """
-    from rl_zoo3.exp_manager import ExperimentManager
-
     config = rl_zoo_config("ppo") if algo == "ppo" else str(REPO_ROOT / "zoo_configs" / "trpo.yml")
-    _, entry = select_entry(config, env_id)
-    manager = ExperimentManager(
-        argparse.Namespace(), "ppo" if algo == "ppo" else "trpo", env_id, folder, seed=seed, verbose=0, config=config
-    )
-    entry.setdefault("n_timesteps", 1)
-    hyperparams, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(entry)
+    manager, hyperparams, _ = zoo_setup(algo, env_id, config, select_entry(config, env_id)[1], seed, folder)
     env = manager.create_envs(manager.n_envs, no_log=True)
     model = ALGORITHMS[algo].load()(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
-    return model, env
+    return model, env, manager
 
 
 def env_alone_rate(env: Any, steps: int, seed: int) -> float:
@@ -86,20 +81,12 @@ def env_alone_rate(env: Any, steps: int, seed: int) -> float:
 def learn_rate(model: Any, steps: int) -> tuple[float, float]:
     """:return: steps per second of ``model.learn(steps)`` (after a one-rollout warm-up), and the share of it in ``train()``"""
     model.learn(model.n_steps * model.n_envs)
-    train_seconds = 0.0
-    real_train = model.train
-
-    def timed_train() -> None:
-        nonlocal train_seconds
-        start = time.perf_counter()
-        real_train()
-        train_seconds += time.perf_counter() - start
-
-    model.train = timed_train
+    totals = {"train": 0.0}
+    model.train = timed(totals, "train", model.train)
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
     elapsed = time.perf_counter() - start
-    return steps / elapsed, train_seconds / elapsed
+    return steps / elapsed, totals["train"] / elapsed
 
 
 def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, float | None]:
@@ -115,7 +102,7 @@ def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, fl
         core.bind_numpy_forward = lambda policy: None
     try:
         with tempfile.TemporaryDirectory() as folder:
-            model, env = build(algo, env_id, seed, folder)
+            model, env, _ = build(algo, env_id, seed, folder)
             if variant == "env_alone":
                 rate, train_share = env_alone_rate(env, steps, seed), None
             else:
@@ -158,7 +145,7 @@ def collection_parts(env_id: str, seed: int, calls: int) -> dict[str, float]:
     from sb3_trpo.common.rollout import bind_numpy_forward
 
     with tempfile.TemporaryDirectory() as folder:
-        model, env = build("sb3_trpo", env_id, seed, folder)
+        model, env, _ = build("sb3_trpo", env_id, seed, folder)
         bound = bind_numpy_forward(model.policy)
         assert bound is not None, f"{env_id}: the NumPy forward does not apply"
         forward = bound[0]
@@ -291,19 +278,14 @@ def evaluation_rates(env_id: str, seed: int, episodes: int, repeats: int) -> dic
     :return: per measure (``evaluate_ours``, ``evaluate_sb3``: steps/s; ``predict_ours``, ``predict_sb3``: us per
         call), one value per round; and ``max_abs_action_difference`` between the two predicts (0: bit for bit)
     """
-    from rl_zoo3.exp_manager import ExperimentManager
     from stable_baselines3.common.base_class import BaseAlgorithm
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import sync_envs_normalization
 
     with tempfile.TemporaryDirectory() as folder:
-        model, env = build("sb3_trpo", env_id, seed, folder)
+        model, env, manager = build("sb3_trpo", env_id, seed, folder)
         model.learn(model.n_steps * model.n_envs)
-        config = str(REPO_ROOT / "zoo_configs" / "trpo.yml")
-        manager = ExperimentManager(argparse.Namespace(), "trpo", env_id, folder, seed=seed + 10_000, verbose=0, config=config)
-        _, entry = select_entry(config, env_id)
-        entry.setdefault("n_timesteps", 1)
-        _, manager.env_wrapper, _, manager.vec_env_wrapper = manager._preprocess_hyperparams(entry)
+        manager.seed = seed + 10_000
         eval_env = manager.create_envs(1, eval_env=True)
         sync_envs_normalization(env, eval_env)
         predicts: dict[str, Callable[..., Any]] = {

@@ -17,11 +17,9 @@ Usage::
 """
 
 import argparse
-import copy
 import json
 import statistics
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,11 @@ import torch as th
 import yaml
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecNormalize
 
 import sb3_trpo.common.recurrent.algorithm as recurrent_module
 from benchmarks import REPO_ROOT
+from benchmarks.bench import patched, restore, snapshot
 from benchmarks.records import git_state, hardware, versions
 from sb3_trpo import RecurrentTRPO
 from sb3_trpo.common.natural_gradient import get_flat_params
@@ -65,30 +63,19 @@ def build(config: str, seed: int) -> RecurrentTRPO:
     return model
 
 
-@contextmanager
-def sb3_contrib_loop():
+def sb3_contrib_loop() -> Any:
     """The update as before the change: episode starts left in place, so sb3-contrib loops over the steps."""
-    original = recurrent_module.reset_states_at_sequence_starts
-    recurrent_module.reset_states_at_sequence_starts = lambda states, starts: ((states[0], states[1]), starts)
-    try:
-        yield
-    finally:
-        recurrent_module.reset_states_at_sequence_starts = original
+    return patched(
+        recurrent_module, "reset_states_at_sequence_starts", lambda _: lambda states, starts: ((states[0], states[1]), starts)
+    )
 
 
 def bench_config(config: str, updates: int, seed: int) -> dict[str, Any]:
     model = build(config, seed)
-    pristine = (
-        copy.deepcopy(model.policy.state_dict()),
-        copy.deepcopy(model.policy.optimizer.state_dict()),
-        copy.deepcopy(model.rollout_buffer),
-    )
+    pristine = snapshot(model)
 
     def timed_update() -> tuple[float, th.Tensor]:
-        model.policy.load_state_dict(pristine[0])
-        model.policy.optimizer.load_state_dict(pristine[1])
-        model.rollout_buffer = copy.deepcopy(pristine[2])
-        set_random_seed(seed)
+        restore(model, pristine, seed)
         start = time.perf_counter()
         model.train()
         return time.perf_counter() - start, get_flat_params(list(model.policy.parameters())).detach().clone()

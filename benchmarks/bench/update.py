@@ -21,11 +21,11 @@ End to end (``learn()`` against the env alone, sb3-contrib and PPO): ``bench lea
 
 import argparse
 import copy
+import functools
 import json
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +37,11 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 import sb3_trpo
 import sb3_trpo.common.on_policy_ng as our_trpo_module
+from benchmarks.bench import Snapshot, patched, restore, snapshot, timed
 
 
 class TinyImageEnv(gym.Env):
@@ -114,30 +114,6 @@ def n_action_dims(action_space: spaces.Space) -> int:
     return 1
 
 
-@dataclass
-class Snapshot:
-    """Everything ``train()`` reads or changes, to restore before each call."""
-
-    policy: dict[str, th.Tensor]
-    optimizer: dict[str, Any]
-    buffer: Any
-
-
-def snapshot(model: Any) -> Snapshot:
-    return Snapshot(
-        copy.deepcopy(model.policy.state_dict()),
-        copy.deepcopy(model.policy.optimizer.state_dict()),
-        copy.deepcopy(model.rollout_buffer),
-    )
-
-
-def restore(model: Any, state: Snapshot, seed: int) -> None:
-    model.policy.load_state_dict(state.policy)
-    model.policy.optimizer.load_state_dict(state.optimizer)
-    model.rollout_buffer = copy.deepcopy(state.buffer)
-    set_random_seed(seed)
-
-
 def build_pair(config: Config, seed: int, fisher_product: str = "gauss_newton") -> tuple[Any, Any]:
     """Contrib's and our TRPO on the same env, same weights, one rollout collected by contrib's and copied into ours."""
     env = make_env(config, seed)
@@ -157,16 +133,6 @@ def build_pair(config: Config, seed: int, fisher_product: str = "gauss_newton") 
     return contrib, ours
 
 
-@contextmanager
-def patched(module: Any, name: str, wrapper: Callable[[Callable], Callable]):
-    original = getattr(module, name)
-    setattr(module, name, wrapper(original))
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
-
-
 def capture_result(store: list) -> Callable[[Callable], Callable]:
     def wrapper(function: Callable) -> Callable:
         def captured(*args: Any, **kwargs: Any) -> Any:
@@ -175,20 +141,6 @@ def capture_result(store: list) -> Callable[[Callable], Callable]:
             return result
 
         return captured
-
-    return wrapper
-
-
-def timed(store: dict[str, float], key: str) -> Callable[[Callable], Callable]:
-    def wrapper(function: Callable) -> Callable:
-        def timed_call(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                store[key] = store.get(key, 0.0) + time.perf_counter() - start
-
-        return timed_call
 
     return wrapper
 
@@ -214,10 +166,10 @@ def breakdown(ours: Any, state: Snapshot, seed: int, repeats: int) -> dict[str, 
         times: dict[str, float] = {}
         restore(ours, state, seed)
         with (
-            patched(ours, "_policy_objective", timed(times, "gradient")),
-            patched(ours, "_search_direction", timed(times, "fisher+cg")),
-            patched(ours, "_apply_step", timed(times, "line_search")),
-            patched(ours, "_fit_critic", timed(times, "critic")),
+            patched(ours, "_policy_objective", functools.partial(timed, times, "gradient")),
+            patched(ours, "_search_direction", functools.partial(timed, times, "fisher+cg")),
+            patched(ours, "_apply_step", functools.partial(timed, times, "line_search")),
+            patched(ours, "_fit_critic", functools.partial(timed, times, "critic")),
         ):
             start = time.perf_counter()
             ours.train()
