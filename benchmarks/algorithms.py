@@ -139,7 +139,9 @@ ALGORITHMS: dict[str, Algorithm] = {
         ),
     )
 }
-#: our algorithms, whose records carry the fingerprint of the code that made them
-OURS = tuple(name for name, algorithm in ALGORITHMS.items() if algorithm.ours)
+#: our algorithms, whose records carry the fingerprint of the code that made them: the registry's, then our variants
+OURS = tuple("sb3_" + name for name in REGISTRY) + tuple(
+    name for name, algorithm in ALGORITHMS.items() if algorithm.ours and name.removeprefix("sb3_") not in REGISTRY
+)
 #: the RL Zoo's own file a ``--*-config rl_zoo`` option stands for
 RL_ZOO_FILES = {"trpo_config": "trpo", "ppo_config": "ppo", "recurrent_ppo_config": "ppo_lstm"}
