@@ -201,7 +201,7 @@ def docs_section(summaries: dict[tuple[str, str], dict[str, Any]]) -> tuple[str,
     """
     commits = sorted({commit for summary in summaries.values() for commit in summary.get("commits", [])})
     note = (
-        f"\nEvaluation seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
+        f"\nDevelopment seeds {SEEDS[0]}-{SEEDS[-1]}, final deterministic return over 20 episodes at the trpo.yml entry's "
         f"budget; learn() s excludes the periodic evaluations. Records: `benchmarks/ablation/results/` (commits "
         f"{', '.join(commits) or 'none'}). Regenerate: `python -m benchmarks ablation report --docs "
         "docs/results/archive.md`.\n"

@@ -214,7 +214,7 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "run":
         for seed in args.seeds:
             if seed_role(seed) != "evaluation":
-                args.parser.error(f"--seeds: {seed} is not an evaluation seed (100-199): these curves are published")
+                args.parser.error(f"--seeds: {seed} is not a development seed (100-199): these curves are published")
         return run(args)
     records = load_records(Path(args.out))
     if not records:

@@ -1,5 +1,5 @@
 """
-Results on evaluation seeds, with interval estimates (rliable): the statistics of the held-out protocol
+Results on development seeds (100-199), with interval estimates (rliable): the statistics of the held-out protocol
 (``python -m benchmarks report evaluation``).
 
 From the records of EVALUATION seeds only (100-199), for each algorithm as ``benchmarks.entries`` labels it (ours with
@@ -196,7 +196,7 @@ def tables(records: dict[str, list[dict[str, Any]]]) -> str:
         task (what ``--docs`` writes)
     """
     targets = targets_table(records)
-    text = per_task_table(records) + (f"\nTargets, judged on evaluation seeds only:\n\n{targets}" if targets else "")
+    text = per_task_table(records) + (f"\nTargets, judged on development seeds only:\n\n{targets}" if targets else "")
     exploration = exploration_table(records)
     if exploration:
         text += (
@@ -418,7 +418,7 @@ def targets_summary(records: dict[str, list[dict[str, Any]]]) -> str:
             )
         parts = [f"{outcome} on {_listed(tasks)}" for outcome, tasks in verdicts.items() if tasks]
         sentences.append(f"{name}: " + "; ".join(parts) + ".")
-    return "Targets, judged on the evaluation seeds (ours with each task's current entry): " + " ".join(sentences) + "\n"
+    return "Targets, judged on the development seeds (ours with each task's current entry): " + " ".join(sentences) + "\n"
 
 
 def exploration_table(records: dict[str, list[dict[str, Any]]]) -> str:
@@ -485,7 +485,7 @@ def plot_learning_curves(records: dict[str, list[dict[str, Any]]], plots: Path) 
             wrapped = textwrap.fill(f"{label} (n={len(label_runs)})", 110, subsequent_indent="    ")
             (line,) = axis.plot(steps, curve["iqm"], label=wrapped)
             axis.fill_between(steps, curve["low"], curve["high"], alpha=0.2, color=line.get_color())
-        axis.set_title(f"{env_id}: IQM over evaluation seeds, 95% bootstrap CI", fontsize=10)
+        axis.set_title(f"{env_id}: IQM over development seeds, 95% bootstrap CI", fontsize=10)
         axis.set_xlabel("timesteps")
         axis.set_ylabel("evaluated return")
         axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False)
@@ -566,7 +566,8 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         settings, and a note on what it holds
     """
     note = (
-        "Evaluation seeds only (100 and up, never used to choose anything), each configuration run once on them: final "
+        "Development seeds only (100 and up: no configuration was chosen on them, but for ours they steered which candidates "
+        "were made; the peers' runs are unbiased), each configuration run once on them: final "
         "return of the final model, deterministic, 20 episodes; IQM and mean with stratified-bootstrap 95% CIs "
         "(rliable); curve mean: the mean evaluated return along the learning curve; steps/s: `learn()` on one core "
         "(indicative: other work shared the machine, and machines differ); CPUs: the runs on each CPU capability "
@@ -574,7 +575,7 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
         "an older record). "
         "Ours with the task's current entry of `zoo_configs/` (`(ours, tuned)`: "
         "a `# Tuned` entry, with what it changes from the RL Zoo's values; the entries these replaced on tuning-seed "
-        "evidence are in `docs/results/archive.md`, with their evaluation-seed runs and what each replacement changed); "
+        "evidence are in `docs/results/archive.md`, with their development-seed runs and what each replacement changed); "
         "the others "
         "with their Zoo settings. Records: "
         + ", ".join(f"`{folder}/`" for folder in EVALUATION_FOLDERS if (REPO_ROOT / folder).is_dir())
@@ -813,7 +814,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     text = report(records, Path(args.plots) if args.plots else None)
     if args.out:
-        Path(args.out).write_text("# Results on evaluation seeds\n\n" + text)
+        Path(args.out).write_text("# Results on development seeds\n\n" + text)
     if args.docs:
         start, end = f"<!-- {args.section}-results:start -->", f"<!-- {args.section}-results:end -->"
         if not write_block(Path(args.docs), tables(records), start, end):

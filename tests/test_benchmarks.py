@@ -442,7 +442,7 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     rows = {line.split(" | ")[0][2:]: line for line in report.targets_table(by_env).splitlines()[2:]}
     summary = report.targets_summary(by_env)
     assert summary == (
-        "Targets, judged on the evaluation seeds (ours with each task's current entry): "
+        "Targets, judged on the development seeds (ours with each task's current entry): "
         "IQM >= target: met on Walker2d-v5 (5000.0 against 4933) and Humanoid-v5 at 1M steps (1000.5 against 810); "
         "missed on Hopper-v5 (3600.0 against 3618). "
         f"CV <= 0.15: met on Hopper-v5 ({np.std(ours['Hopper-v5']) / np.mean(ours['Hopper-v5']):.3f}) and Humanoid-v5 at "
@@ -467,7 +467,7 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     assert rows["Humanoid-v5"].startswith(f"| Humanoid-v5 | {label} | 2 | 1,000,000 steps | 810 | 1000.5 [")
     assert rows["Humanoid-v5"].endswith("| met | - | 0 | - | - | 0 |")
     assert score_at(records[0], None) == 3600.0
-    assert "Targets, judged on evaluation seeds only" in report.tables(by_env)
+    assert "Targets, judged on development seeds only" in report.tables(by_env)
     assert report.targets_table({"CartPole-v1": by_env["Hopper-v5"]}) == ""
     # A tuned entry of ours is judged too (its label names what it changes)
     tuned = [r for r in by_env["Hopper-v5"] if r["algo"] == "sb3_trpo"]
@@ -478,7 +478,7 @@ def test_evaluation_report_judges_the_targets(tmp_path, monkeypatch):
     row = report.targets_table({"Hopper-v5": tuned}).splitlines()[2]
     assert row.startswith("| Hopper-v5 | sb3_trpo TRPO (ours, tuned), n_steps=2048 | 5 | final | 3618 | 3600.0 [")
     # A former entry has no place in the summary: the same runs as a former entry leave it empty
-    assert report.targets_summary({"Hopper-v5": tuned}).startswith("Targets, judged on the evaluation seeds")
+    assert report.targets_summary({"Hopper-v5": tuned}).startswith("Targets, judged on the development seeds")
     monkeypatch.setattr(entries, "is_former_entry", lambda record: record["algo"] == "sb3_trpo")
     assert report.targets_summary({"Hopper-v5": tuned}) == ""
 
@@ -695,7 +695,7 @@ def test_curve_distributed_records_one_and_two_ranks_and_reports_them(tmp_path):
         [sys.executable, "-m", "benchmarks", "curves", "run", "--seeds", "3", "--out", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert refused.returncode == 2 and "not an evaluation seed" in refused.stderr
+    assert refused.returncode == 2 and "not a development seed" in refused.stderr
 
 
 def test_bench_learn_times_evaluation_with_our_predict_and_sb3s(tmp_path):
