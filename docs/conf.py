@@ -25,6 +25,9 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
 ]
+# A name documented where it is re-exported (sb3_trpo.zoo.register, defined in sb3_trpo.zoo.registry) links to no
+# source page: followed, viewcode would link the defining module's other names to ids of the re-exporting module
+viewcode_follow_imported_members = False
 
 # Markdown pages (MyST) and the odd reST page
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
