@@ -63,7 +63,7 @@ from benchmarks.stats import (
     with_ci,
 )
 
-#: The RL Zoo's published returns of sb3-contrib's TRPO at 1M steps (DESIGN.md, section 3): the normalization
+#: The RL Zoo's published returns of sb3-contrib's TRPO at 1M steps (rl-baselines3-zoo's benchmark.md): the normalization
 ZOO_PUBLISHED = {"HalfCheetah-v5": 1785.0, "Hopper-v5": 3618.0, "Walker2d-v5": 4933.0, "Ant-v5": 4982.0, "Swimmer-v5": 366.0}
 OURS, CONTRIB, PPO = "sb3_trpo", "sb3_contrib", "ppo"
 #: The held-out protocol's targets for ours (IQM over evaluation seeds): task -> (target, the training steps at which
