@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -41,6 +42,25 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Callable[..., subprocess.CompletedProcess]:
+    """
+    `python -m sb3_trpo ARGS` in this process: ``main`` (what ``__main__`` calls), as ``run_cli`` returns it, without the
+    ~4 s of imports of a new interpreter; the commands through a real subprocess are test_train_then_enjoy's and
+    test_bad_input_in_a_subprocess_is_one_line's (and the signal and torchrun tests').
+    """
+
+    def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        with monkeypatch.context() as patch:
+            patch.chdir(cwd)
+            returncode = main(list(args))
+        stdout, stderr = capsys.readouterr()
+        return subprocess.CompletedProcess(["sb3_trpo", *args], returncode, stdout, stderr)
+
+    return run
+
+
 def test_train_then_enjoy(tmp_path: Path) -> None:
     train = run_cli(
         "train", "--env", "CartPole-v1", "-n", "256", "--seed", "0", "--final-eval-episodes", "3", *FAST,
@@ -66,12 +86,12 @@ def test_train_then_enjoy(tmp_path: Path) -> None:
     assert "Mean reward:" in enjoy.stdout
 
 
-def test_train_with_the_zoos_linear_schedule_for_target_kl(tmp_path: Path) -> None:
+def test_train_with_the_zoos_linear_schedule_for_target_kl(tmp_path: Path, cli: Callable) -> None:
     # `target_kl: lin_0.03` in a hyperparameter file, as the Zoo writes schedules: 0.03 * progress remaining
     conf = tmp_path / "trpo.yml"
     entry = {"policy": "'MlpPolicy'", "n_timesteps": 256, "n_steps": 64, "batch_size": 64, "target_kl": "lin_0.03"}
     conf.write_text("Pendulum-v1:\n" + "".join(f"  {name}: {value}\n" for name, value in entry.items()))
-    train = run_cli(
+    train = cli(
         "train", "--env", "Pendulum-v1", "-n", "256", "--seed", "0", "--final-eval-episodes", "0", *FAST,
         "-conf", str(conf), cwd=tmp_path,
     )  # fmt: skip
@@ -82,11 +102,11 @@ def test_train_with_the_zoos_linear_schedule_for_target_kl(tmp_path: Path) -> No
     assert re.findall(r"target_kl_effective\s+\| ([\d.e-]+)", train.stdout) == ["0.0225", "0.015", "0.0075"]
 
 
-def test_train_normalize_and_zoo_options(tmp_path: Path) -> None:
+def test_train_normalize_and_zoo_options(tmp_path: Path, cli: Callable) -> None:
     # MountainCarContinuous-v0 has `normalize: true`; also the Zoo's subprocess envs, checkpoints,
     # periodic evaluation, tensorboard and progress bar
     env_id, seed = "MountainCarContinuous-v0", 3
-    train = run_cli(
+    train = cli(
         "train", "--env", env_id, "-n", "256", "--seed", str(seed), "--final-eval-episodes", "2",
         "--num-threads", "1", "--vec-env", "subproc", "--save-freq", "128", "--eval-freq", "256",
         "--eval-episodes", "1", "--tensorboard-log", "tb", "--progress",
@@ -116,11 +136,12 @@ def test_train_normalize_and_zoo_options(tmp_path: Path) -> None:
     assert f"{np.mean(returns):.2f}" == match.group(2)
 
 
-def test_optimize_two_trials(tmp_path: Path) -> None:
-    # The Zoo's TRPO sampler on our class; seed 8 of the random sampler draws two cheap trials
-    optimize = run_cli(
-        "train", "--env", "CartPole-v1", "-optimize", "--n-trials", "2", "-n", "2000", "--n-evaluations", "1",
-        "--eval-episodes", "2", "--sampler", "random", "--pruner", "none", "--no-optim-plots", "--seed", "8",
+def test_optimize_two_trials(tmp_path: Path, cli: Callable) -> None:
+    # The Zoo's TRPO sampler on our class; seed 48 of the random sampler draws two cheap trials (256 steps per env and
+    # update: one rollout of the 512-step budget each)
+    optimize = cli(
+        "train", "--env", "CartPole-v1", "-optimize", "--n-trials", "2", "-n", "512", "--n-evaluations", "1",
+        "--eval-episodes", "2", "--sampler", "random", "--pruner", "none", "--no-optim-plots", "--seed", "48",
         "--num-threads", "1",
         cwd=tmp_path,
     )  # fmt: skip
@@ -129,18 +150,19 @@ def test_optimize_two_trials(tmp_path: Path) -> None:
     best = optimize.stdout[optimize.stdout.index("Best trial:") :]
     assert re.search(r"Value:\s+-?[\d.]+", best)
     assert re.search(r"target_kl: [\d.e-]+", best) and re.search(r"n_critic_updates: \d+", best)
-    assert len(list((tmp_path / "logs" / "trpo").glob("report_CartPole-v1_2-trials-2000-random-none_*.csv"))) == 1
+    assert len(list((tmp_path / "logs" / "trpo").glob("report_CartPole-v1_2-trials-512-random-none_*.csv"))) == 1
 
 
-def test_optimize_with_trial_seeds_averages_runs_on_consecutive_seeds(tmp_path: Path) -> None:
-    # Each trial trains on --seed and --seed + 1; the trial's value is the mean of the two runs' last evaluations
+def test_optimize_with_trial_seeds_averages_runs_on_consecutive_seeds(tmp_path: Path, cli: Callable) -> None:
+    # Each trial trains on --seed and --seed + 1; the trial's value is the mean of the two runs' last evaluations.
+    # Seed 48 of the random sampler draws a cheap trial (256 steps per env and update: one rollout of the budget)
     def tune(folder: str, trial_seeds: int = 2) -> optuna.Study:
         (tmp_path / folder).mkdir()
         storage = f"sqlite:///{tmp_path / folder / 'study.db'}"
-        result = run_cli(
+        result = cli(
             "train", "--env", "Pendulum-v1", "-optimize", "--n-trials", "1", "--trial-seeds", str(trial_seeds), "-n", "512",
             "--n-evaluations", "1", "--eval-episodes", "1", "--sampler", "random", "--pruner", "median",
-            "--no-optim-plots", "--seed", "3", "--num-threads", "1", "--storage", storage, "--study-name", "seeds",
+            "--no-optim-plots", "--seed", "48", "--num-threads", "1", "--storage", storage, "--study-name", "seeds",
             cwd=tmp_path / folder,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr[-3000:]
@@ -250,9 +272,9 @@ def test_bad_input_in_a_subprocess_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "logs").exists()
 
 
-def test_npg_train_then_enjoy(tmp_path: Path) -> None:
+def test_npg_train_then_enjoy(tmp_path: Path, cli: Callable) -> None:
     # --algo npg: zoo_configs/npg.yml's entry, logs/npg/ENV_ID_N, and the model is sb3_trpo's NPG
-    train = run_cli(
+    train = cli(
         "train", "--algo", "npg", "--env", "Pendulum-v1", "-n", "256", "--seed", "0", "--final-eval-episodes", "2",
         *FAST, "-params", "n_steps:64", "batch_size:64", "n_critic_updates:2",
         cwd=tmp_path,
@@ -265,20 +287,20 @@ def test_npg_train_then_enjoy(tmp_path: Path) -> None:
     saved, _ = get_saved_hyperparams(str(run_folder / "Pendulum-v1"))
     assert saved["gamma"] == 0.9 and saved["use_sde"] is True  # npg.yml's Pendulum-v1 entry
 
-    enjoy = run_cli(
+    enjoy = cli(
         "enjoy", "--algo", "npg", "--env", "Pendulum-v1", "--no-render", "-n", "50", "--num-threads", "1", cwd=tmp_path
     )
     assert enjoy.returncode == 0, enjoy.stderr[-3000:]
 
-    bad = run_cli("train", "--algo", "npg", "--env", "Pendulum-v1", "-params", "line_search_max_iter:3", cwd=tmp_path)
+    bad = cli("train", "--algo", "npg", "--env", "Pendulum-v1", "-params", "line_search_max_iter:3", cwd=tmp_path)
     assert bad.returncode == EXIT_BAD_INPUT
     assert "unknown hyperparameter 'line_search_max_iter' for NPG" in bad.stderr
 
 
-def test_trpo_mask_train_with_masked_evaluations_then_enjoy(tmp_path: Path) -> None:
+def test_trpo_mask_train_with_masked_evaluations_then_enjoy(tmp_path: Path, cli: Callable) -> None:
     # --algo trpo_mask: zoo_configs/trpo_mask.yml, the Zoo's evaluations under masks (MaskableEvalCallback), the final
     # evaluation under masks, and enjoy
-    train = run_cli(
+    train = cli(
         "train", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "-n", "1024", "--seed", "0",
         "--final-eval-episodes", "2", "--num-threads", "1", "--eval-freq", "512", "--eval-episodes", "2",
         "-params", "n_envs:1", "n_steps:256", "batch_size:256", "n_critic_updates:2",
@@ -290,18 +312,18 @@ def test_trpo_mask_train_with_masked_evaluations_then_enjoy(tmp_path: Path) -> N
     model = MaskableTRPO.load(run_folder / "InvalidActionsDiscrete-v0.zip")
     assert type(model) is MaskableTRPO and model.n_steps == 256
     assert len(np.load(run_folder / "evaluations.npz")["results"]) == 2
-    enjoy = run_cli(
+    enjoy = cli(
         "enjoy", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "--no-render", "-n", "50",
         "--num-threads", "1", cwd=tmp_path,
     )  # fmt: skip
     assert enjoy.returncode == 0, enjoy.stderr[-3000:]
-    tune = run_cli("train", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "-optimize", cwd=tmp_path)
+    tune = cli("train", "--algo", "trpo_mask", "--env", "InvalidActionsDiscrete-v0", "-optimize", cwd=tmp_path)
     assert tune.returncode == EXIT_BAD_INPUT and "does not pass action masks" in tune.stderr
 
 
-def test_trpo_lstm_train_then_enjoy(tmp_path: Path) -> None:
+def test_trpo_lstm_train_then_enjoy(tmp_path: Path, cli: Callable) -> None:
     # --algo trpo_lstm: zoo_configs/trpo_lstm.yml's entry (normalized, LSTM policy), then enjoy with the LSTM states
-    train = run_cli(
+    train = cli(
         "train", "--algo", "trpo_lstm", "--env", "CartPoleNoVel-v1", "-n", "256", "--seed", "0",
         "--final-eval-episodes", "2", *FAST,
         "-params", "n_envs:2", "n_steps:64", "batch_size:64", "n_critic_updates:2", "policy_kwargs:dict(lstm_hidden_size=8)",
@@ -312,16 +334,16 @@ def test_trpo_lstm_train_then_enjoy(tmp_path: Path) -> None:
     run_folder = tmp_path / "logs" / "trpo_lstm" / "CartPoleNoVel-v1_1"
     model = RecurrentTRPO.load(run_folder / "CartPoleNoVel-v1.zip")
     assert type(model) is RecurrentTRPO and model.policy.lstm_actor.hidden_size == 8
-    enjoy = run_cli(
+    enjoy = cli(
         "enjoy", "--algo", "trpo_lstm", "--env", "CartPoleNoVel-v1", "--no-render", "-n", "50", "--num-threads", "1",
         cwd=tmp_path,
     )  # fmt: skip
     assert enjoy.returncode == 0, enjoy.stderr[-3000:]
 
 
-def test_trpo_mask_lstm_train_with_masked_evaluations_then_enjoy(tmp_path: Path) -> None:
+def test_trpo_mask_lstm_train_with_masked_evaluations_then_enjoy(tmp_path: Path, cli: Callable) -> None:
     # --algo trpo_mask_lstm: zoo_configs/trpo_mask_lstm.yml, evaluations under masks with the LSTM states, enjoy
-    train = run_cli(
+    train = cli(
         "train", "--algo", "trpo_mask_lstm", "--env", "InvalidActionsDiscrete-v0", "-n", "256", "--seed", "0",
         "--final-eval-episodes", "2", "--num-threads", "1", "--eval-freq", "128", "--eval-episodes", "2",
         "-params", "n_envs:1", "n_steps:128", "batch_size:128", "n_critic_updates:2",
@@ -334,7 +356,7 @@ def test_trpo_mask_lstm_train_with_masked_evaluations_then_enjoy(tmp_path: Path)
     model = MaskableRecurrentTRPO.load(run_folder / "InvalidActionsDiscrete-v0.zip")
     assert type(model) is MaskableRecurrentTRPO and model.policy.lstm_actor.hidden_size == 8
     assert len(np.load(run_folder / "evaluations.npz")["results"]) == 2
-    enjoy = run_cli(
+    enjoy = cli(
         "enjoy", "--algo", "trpo_mask_lstm", "--env", "InvalidActionsDiscrete-v0", "--no-render", "-n", "50",
         "--num-threads", "1", cwd=tmp_path,
     )  # fmt: skip
@@ -343,11 +365,12 @@ def test_trpo_mask_lstm_train_with_masked_evaluations_then_enjoy(tmp_path: Path)
 
 def test_train_under_torchrun_is_one_data_parallel_job(tmp_path: Path) -> None:
     # 2 ranks: one run folder (rank 0's), rank 0 evaluates and saves, the model trained with data_parallel.
-    # Pendulum-v1's entry: 2 envs x 1024 steps per rank, so 4096 steps of all ranks per rollout
+    # Pendulum-v1's entry with n_steps 256: 2 envs x 256 steps per rank, so 1024 steps of all ranks per rollout
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "sb3_trpo",
-        "train", "--env", "Pendulum-v1", "-n", "8192", "--seed", "0", "--final-eval-episodes", "2",
-        "--num-threads", "1", "--eval-freq", "4096", "--eval-episodes", "1", "--save-freq", "4096",
+        "train", "--env", "Pendulum-v1", "-n", "2048", "--seed", "0", "--final-eval-episodes", "2",
+        "--num-threads", "1", "--eval-freq", "1024", "--eval-episodes", "1", "--save-freq", "1024",
+        "-params", "n_steps:256", "n_critic_updates:2",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(sb3_trpo.__file__).parent.parent)}
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
@@ -355,19 +378,19 @@ def test_train_under_torchrun_is_one_data_parallel_job(tmp_path: Path) -> None:
     assert len(EVALUATION_LINE.findall(result.stdout)) == 1, result.stdout[-3000:]
     run_folder = tmp_path / "logs" / "trpo" / "Pendulum-v1_1"
     assert sorted(path.name for path in (tmp_path / "logs" / "trpo").iterdir()) == ["Pendulum-v1_1"]
-    # Every count is of all ranks' steps: the model, the logs, the checkpoints and the evaluations (every 4096 steps)
+    # Every count is of all ranks' steps: the model, the logs, the checkpoints and the evaluations (every 1024 steps)
     model = TRPO.load(run_folder / "Pendulum-v1.zip")
-    assert model.num_timesteps == 8192
+    assert model.num_timesteps == 2048
     # (SB3's table after each rollout, and the evaluation's)
-    assert sorted(set(re.findall(r"total_timesteps\s+\| (\d+)", result.stdout))) == ["4096", "8192"]
+    assert sorted(set(re.findall(r"total_timesteps\s+\| (\d+)", result.stdout))) == ["1024", "2048"]
     assert sorted(path.name for path in run_folder.glob("rl_model_*_steps.zip")) == [
-        "rl_model_4096_steps.zip",
-        "rl_model_8192_steps.zip",
+        "rl_model_1024_steps.zip",
+        "rl_model_2048_steps.zip",
     ]
-    assert TRPO.load(run_folder / "rl_model_4096_steps.zip").num_timesteps == 4096
-    assert np.load(run_folder / "evaluations.npz")["timesteps"].tolist() == [4096, 8192]
+    assert TRPO.load(run_folder / "rl_model_1024_steps.zip").num_timesteps == 1024
+    assert np.load(run_folder / "evaluations.npz")["timesteps"].tolist() == [1024, 2048]
     saved, _ = get_saved_hyperparams(str(run_folder / "Pendulum-v1"))
-    assert "data_parallel" not in saved  # the config file stays the Zoo entry's
+    assert "data_parallel" not in saved and saved["n_steps"] == 256  # the config file stays the Zoo entry's (and -params)
 
 
 def test_enjoy_of_trpo_mask_predicts_under_the_env_masks(tmp_path: Path) -> None:

@@ -1,10 +1,5 @@
 """The optional EnvPool backend (sb3_trpo.zoo.envpool): SB3's VecEnv conventions, spaces, both ways between backends."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,7 +13,6 @@ pytest.importorskip("envpool", reason='EnvPool is an optional dependency: pip in
 from sb3_trpo import TRPO
 from sb3_trpo.zoo.envpool import EnvPoolVecEnv, envpool_vec_env_cls, make_envpool_vec_env
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(net_arch=[16])
 
 
@@ -92,23 +86,23 @@ def test_make_vec_env_builds_envpool_from_the_factories():
         EnvPoolVecEnv("Pendulum-v0-not-there", 1)
 
 
-def test_cli_trains_on_envpool(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    train = subprocess.run(
-        [sys.executable, "-m", "sb3_trpo", "train", "--env", "Hopper-v5", "--vec-env", "envpool", "-n", "512",
+def test_cli_trains_on_envpool(tmp_path, monkeypatch, capsys):
+    # `python -m sb3_trpo train` in this process (main, what __main__ calls; tests/test_cli.py runs it as a subprocess)
+    from sb3_trpo.zoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    returncode = main(
+        ["train", "--env", "Hopper-v5", "--vec-env", "envpool", "-n", "512",
          "--seed", "0", "--final-eval-episodes", "2", "--num-threads", "1", "--eval-freq", "-1",
          "-params", "n_steps:128", "batch_size:128", "n_critic_updates:1"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert train.returncode == 0, train.stderr[-3000:]
-    assert "Evaluation of the final model over 2 episodes" in train.stdout
+    stdout, stderr = capsys.readouterr()
+    assert returncode == 0, stderr[-3000:]
+    assert "Evaluation of the final model over 2 episodes" in stdout
     assert TRPO.load(tmp_path / "logs" / "trpo" / "Hopper-v5_1" / "Hopper-v5.zip").n_steps == 128
     # The run's arguments record its VecEnv (the Zoo's parser, which knows dummy and subproc only, never saw it)
     args_file = tmp_path / "logs" / "trpo" / "Hopper-v5_1" / "Hopper-v5" / "args.yml"
     args = yaml.load(args_file.read_text(), Loader=yaml.UnsafeLoader)  # the Zoo writes an OrderedDict
     assert args["vec_env"] == "envpool"
-    bad = subprocess.run(
-        [sys.executable, "-m", "sb3_trpo", "train", "--env", "Hopper-v5", "--vec-env", "ray"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert bad.returncode == 2 and "--vec-env must be one of dummy, subproc, envpool, got 'ray'" in bad.stderr
+    assert main(["train", "--env", "Hopper-v5", "--vec-env", "ray"]) == 2
+    assert "--vec-env must be one of dummy, subproc, envpool, got 'ray'" in capsys.readouterr().err

@@ -279,7 +279,9 @@ def test_numpy_collection_keeps_sb3s_callback_contract():
 
 
 def test_numpy_collection_with_vec_normalize_and_subprocesses():
-    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv))
+    # Workers forked: SB3's default, forkserver, starts each in a new interpreter (seconds more for the same collection)
+    fork = dict(start_method="fork")
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv, vec_env_kwargs=fork))
     try:
         model = TRPO("MlpPolicy", env, n_steps=64, batch_size=64, policy_kwargs=dict(net_arch=[8]), seed=0)
         model.learn(256)
