@@ -711,7 +711,8 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
     text = "\n".join(rows) + "\n\n"
     text += (
         "learn() minutes: the median run's training time, evaluations left out, on one core; indicative only, as "
-        "other work shared the machine and the records come from different machines (their CPUs are in the records).\n\n"
+        "other work shared the machine and the records come from different machines (their CPUs are in the records). "
+        "Side by side in one process on one core instead: `benchmarks/like_for_like/bench_learn.txt`.\n\n"
     )
     text += "Targets of the tuned entries (IQM), judged on the confirmation seeds only: " + "; ".join(verdicts) + ".\n"
     if improvements:

@@ -47,20 +47,24 @@ from benchmarks.entries import rl_zoo_config, select_entry
 from benchmarks.grid import zoo_setup
 from benchmarks.records import cpu_model, git_state, hardware, versions
 
-VARIANTS = ("env_alone", "ours", "ours_sb3_loop", "sb3_contrib", "ppo")
+VARIANTS = ("env_alone", "ours", "ours_sb3_loop", "ours_contrib_settings", "sb3_contrib", "ppo")
+#: The hyperparameter file of each algorithm that does not run ours (``zoo_configs/trpo.yml``): the RL Zoo's own
+#: (ours like for like: sb3-contrib's entries with ``kl_constraint="sb3_contrib"``)
+ZOO_FILES = {"ppo": "ppo", "sb3_contrib": "trpo", "sb3_trpo_contrib_kl": "trpo"}
 
 
 def build(algo: str, env_id: str, seed: int, folder: str) -> tuple[Any, Any, Any]:
     """
     A model and its training env, from the RL Zoo's entry, as ``run`` builds them.
 
-    :param algo: ``sb3_trpo``, ``sb3_contrib`` or ``ppo``
+    :param algo: ``sb3_trpo``, ``sb3_trpo_contrib_kl``, ``sb3_contrib`` or ``ppo``
     :param folder: a scratch log folder for the Zoo's experiment manager
     :return: the model, the vectorized env and the Zoo's experiment manager that made it
     """
-    config = rl_zoo_config("ppo") if algo == "ppo" else str(REPO_ROOT / "zoo_configs" / "trpo.yml")
+    config = rl_zoo_config(ZOO_FILES[algo]) if algo in ZOO_FILES else str(REPO_ROOT / "zoo_configs" / "trpo.yml")
     manager, hyperparams, _ = zoo_setup(algo, env_id, config, select_entry(config, env_id)[1], seed, folder)
     env = manager.create_envs(manager.n_envs, no_log=True)
+    hyperparams.update(ALGORITHMS[algo].options)
     model = ALGORITHMS[algo].load()(env=env, seed=seed, verbose=0, device="cpu", **hyperparams)
     return model, env, manager
 
@@ -96,7 +100,13 @@ def measure(variant: str, env_id: str, steps: int, seed: int) -> tuple[float, fl
     """
     import sb3_trpo.common.on_policy_ng as core
 
-    algo = {"env_alone": "sb3_trpo", "ours": "sb3_trpo", "ours_sb3_loop": "sb3_trpo"}.get(variant, variant)
+    ours = {
+        "env_alone": "sb3_trpo",
+        "ours": "sb3_trpo",
+        "ours_sb3_loop": "sb3_trpo",
+        "ours_contrib_settings": "sb3_trpo_contrib_kl",
+    }
+    algo = ours.get(variant, variant)
     real_bind: Callable[..., Any] = core.bind_numpy_forward
     if variant == "ours_sb3_loop":
         core.bind_numpy_forward = lambda policy: None
@@ -225,8 +235,8 @@ def main(args: argparse.Namespace) -> int:
         "| env | "
         + " | ".join(args.variants)
         + " | ours / env alone | ours / sb3-contrib | ours / PPO | ours / ours with SB3's loop "
-        "| train() share of ours |",
-        "|---" * (len(args.variants) + 6) + "|",
+        "| ours with sb3-contrib's settings / sb3-contrib | train() share of ours |",
+        "|---" * (len(args.variants) + 7) + "|",
     ]
 
     def ratio(env_id: str, numerator: str, denominator: str) -> str:
@@ -236,6 +246,7 @@ def main(args: argparse.Namespace) -> int:
     for env_id in args.envs:
         cells = [f"{median[env_id][variant]:.0f}" for variant in args.variants]
         cells += [ratio(env_id, "ours", other) for other in ("env_alone", "sb3_contrib", "ppo", "ours_sb3_loop")]
+        cells.append(ratio(env_id, "ours_contrib_settings", "sb3_contrib"))
         shares = train_shares[env_id].get("ours")
         cells.append(f"{statistics.median(shares):.2f}" if shares else "-")
         lines.append(f"| {env_id} | " + " | ".join(cells) + " |")
