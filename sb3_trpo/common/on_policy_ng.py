@@ -609,8 +609,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         fvp = scaled_fisher_vector_product(
             self._batch_fisher_vector_product(batch, distribution, old_dist, damping), dimensions
         )
-        reducer = self._reducer
-        return lambda vector: reducer.mean(fvp(vector))
+        return self._reducer.mean_product(fvp)
 
     def _batch_fisher_vector_product(
         self, batch: RolloutBufferSamples, distribution: Distribution, old_dist: Distribution, damping: float

@@ -15,7 +15,7 @@ bounds how long a rank waits for a dead or hung peer. A rank ends its job with :
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -104,6 +104,10 @@ class Reducer:
         """:return: the mean of each scalar over the ranks"""
         return values
 
+    def mean_product(self, product: Callable[[th.Tensor], th.Tensor]) -> Callable[[th.Tensor], th.Tensor]:
+        """:return: ``v -> product(v)`` averaged over the ranks (e.g. a Fisher-vector product); ``product`` itself here"""
+        return product
+
     def normalize(self, advantages: th.Tensor) -> th.Tensor:
         """:return: the advantages shifted and scaled by the mean and std of all ranks' samples"""
         return normalize_advantages(advantages)
@@ -180,6 +184,9 @@ class DataParallel(Reducer):
         else:
             dist.all_reduce(total, op=dist.ReduceOp.SUM)
         return total / self.world_size
+
+    def mean_product(self, product: Callable[[th.Tensor], th.Tensor]) -> Callable[[th.Tensor], th.Tensor]:
+        return lambda vector: self.mean(product(vector))
 
     def mean_values(self, *values: float) -> tuple[float, ...]:
         """:return: the mean of each scalar over the ranks (one collective for all)"""
