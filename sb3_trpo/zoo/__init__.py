@@ -17,44 +17,31 @@ attribute, a fresh copy of ``zoo_configs/trpo.yml``, is what the Zoo reads from 
     python -m rl_zoo3.train --algo trpo --env CartPole-v1 --gym-packages sb3_trpo.zoo.plugin -conf sb3_trpo.zoo
 """
 
-import importlib
 from typing import Any
 
-from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS, register
-
-# The names of sb3_trpo.zoo.config, imported on first use (`python -m sb3_trpo --help` imports the registry alone)
-_CONFIG_NAMES = frozenset(
-    {
-        "ZOO_KEYS",
-        "ConfigError",
-        "MissingDependencyError",
-        "algorithm_class",
-        "check_hyperparameter_types",
-        "check_hyperparameters",
-        "check_run",
-        "default_config_path",
-        "entry_marks",
-        "load_config",
-        "rl_zoo_config_path",
-        "select_entry",
-        "zoo_trust_region",
-    }
+from sb3_trpo.zoo.config import (
+    ConfigError,
+    MissingDependencyError,
+    algorithm_class,
+    default_config_path,
+    entry_marks,
+    load_config,
 )
+
+# The checks of sb3_trpo.zoo.config, reachable here too
+from sb3_trpo.zoo.config import ZOO_KEYS, check_hyperparameter_types, check_hyperparameters, check_run  # noqa: F401
+from sb3_trpo.zoo.config import rl_zoo_config_path, select_entry, zoo_trust_region  # noqa: F401
+from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS, register
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _CONFIG_NAMES and name != "hyperparams":
+    # `hyperparams`: a fresh copy each time, since the Zoo updates the entry it picks in place
+    if name != "hyperparams":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    config = importlib.import_module("sb3_trpo.zoo.config")
-    # `-conf sb3_trpo.zoo` reads `hyperparams`: a fresh copy each time, since the Zoo updates the entry it picks in place
-    return config.load_config(config.default_config_path()) if name == "hyperparams" else getattr(config, name)
+    return load_config(default_config_path())
 
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_CONFIG_NAMES})
-
-
-# The documented names (docs/api.md); the checks of sb3_trpo.zoo.config are reachable here too
+# The documented names (docs/api.md)
 __all__ = [
     "ALGORITHMS",
     "DEFAULT_ALGO",

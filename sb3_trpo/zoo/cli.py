@@ -12,6 +12,7 @@ import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from sb3_trpo.zoo import config
 from sb3_trpo.zoo.registry import ALGORITHMS, DEFAULT_ALGO, MASKABLE_ALGORITHMS, register
 
 # Exit codes: a problem with the user's input, a missing optional dependency
@@ -106,7 +107,6 @@ def train_parser() -> argparse.ArgumentParser:
     ours.add_argument(
         "-conf",
         "--conf-file",
-        default=None,
         help="hyperparameter file (YAML, the Zoo's schema) or python module with a `hyperparams` dict (default: "
         "zoo_configs/<algo>.yml); rl_zoo3: the RL Zoo's own hyperparams/<algo>.yml, whose trpo.yml entries were tuned "
         "for sb3-contrib's TRPO and so get kl_constraint: sb3_contrib unless they name one",
@@ -115,14 +115,12 @@ def train_parser() -> argparse.ArgumentParser:
         "-n",
         "--n-timesteps",
         type=int,
-        default=None,
         help="steps to train, > 0 (default: the entry's n_timesteps); under torchrun, the steps of all ranks",
     )
     ours.add_argument(
         "-params",
         "--hyperparams",
         nargs="+",
-        default=None,
         metavar="KEY:VALUE",
         help="override hyperparameters of the entry, each KEY:VALUE with VALUE a Python expression "
         '(e.g. target_kl:0.02 n_steps:1024 policy_kwargs:"dict(net_arch=[64, 64])")',
@@ -153,9 +151,9 @@ def train_parser() -> argparse.ArgumentParser:
 
 def _add_zoo_train_options(zoo: Any) -> None:
     # rl_zoo3 2.x's train.py, in its order, less those of train_parser's own group (their help as the Zoo's)
-    zoo.add_argument("--env", type=str, default="CartPole-v1", help="environment ID")
-    zoo.add_argument("-tb", "--tensorboard-log", help="Tensorboard log dir", default="", type=str)
-    zoo.add_argument("-i", "--trained-agent", help="Path to a pretrained agent to continue training", default="", type=str)
+    zoo.add_argument("--env", default="CartPole-v1", help="environment ID")
+    zoo.add_argument("-tb", "--tensorboard-log", help="Tensorboard log dir", default="")
+    zoo.add_argument("-i", "--trained-agent", help="Path to a pretrained agent to continue training", default="")
     zoo.add_argument(
         "--truncate-last-trajectory",
         help="When using HER with online sampling the last trajectory in the replay buffer will be truncated after "
@@ -180,15 +178,14 @@ def _add_zoo_train_options(zoo: Any) -> None:
         "--optimization-log-path",
         help="Path to save the evaluation log and optimal policy for each hyperparameter tried during optimization. "
         "Disabled if no argument is passed.",
-        type=str,
     )
     zoo.add_argument("--eval-episodes", help="Number of episodes to use for evaluation", default=5, type=int)
     zoo.add_argument("--n-eval-envs", help="Number of environments for evaluation", default=1, type=int)
     zoo.add_argument("--save-freq", help="Save the model every n steps (if negative, no checkpoint)", default=-1, type=int)
     zoo.add_argument("--save-replay-buffer", help="Save the replay buffer too (when applicable)", action="store_true")
-    zoo.add_argument("-f", "--log-folder", help="Log folder", type=str, default="logs")
+    zoo.add_argument("-f", "--log-folder", help="Log folder", default="logs")
     zoo.add_argument("--seed", help="Random generator seed", type=int, default=-1)
-    zoo.add_argument("--device", help="PyTorch device to be use (ex: cpu, cuda...)", default="auto", type=str)
+    zoo.add_argument("--device", help="PyTorch device to be use (ex: cpu, cuda...)", default="auto")
     zoo.add_argument(
         "--n-trials",
         help="Number of trials for optimizing hyperparameters. This applies to each optimization runner, not the entire "
@@ -201,28 +198,18 @@ def _add_zoo_train_options(zoo: Any) -> None:
         help="Number of (potentially pruned) trials for optimizing hyperparameters. This applies to the entire "
         "optimization process and takes precedence over --n-trials if set.",
         type=int,
-        default=None,
     )
     zoo.add_argument(
-        "-optimize",
-        "--optimize-hyperparameters",
-        action="store_true",
-        dest="optimize",
-        help="Run hyperparameters search",
+        "-optimize", "--optimize-hyperparameters", action="store_true", dest="optimize", help="Run hyperparameters search"
     )
     zoo.add_argument("--no-optim-plots", action="store_true", help="Disable hyperparameter optimization plots")
     zoo.add_argument("--n-jobs", help="Number of parallel jobs when optimizing hyperparameters", type=int, default=1)
     zoo.add_argument(
-        "--sampler",
-        help="Sampler to use when optimizing hyperparameters",
-        type=str,
-        default="tpe",
-        choices=["random", "tpe", "auto"],
+        "--sampler", help="Sampler to use when optimizing hyperparameters", default="tpe", choices=["random", "tpe", "auto"]
     )
     zoo.add_argument(
         "--pruner",
         help="Pruner to use when optimizing hyperparameters",
-        type=str,
         default="median",
         choices=["halving", "median", "none"],
     )
@@ -232,39 +219,27 @@ def _add_zoo_train_options(zoo: Any) -> None:
         help="Training policies are evaluated every n-timesteps // n-evaluations steps when doing hyperparameter "
         "optimization. Default is 1 evaluation per 100k timesteps.",
         type=int,
-        default=None,
     )
-    zoo.add_argument(
-        "--storage", help="Database storage path if distributed optimization should be used", type=str, default=None
-    )
-    zoo.add_argument("--study-name", help="Study name for distributed optimization", type=str, default=None)
+    zoo.add_argument("--storage", help="Database storage path if distributed optimization should be used")
+    zoo.add_argument("--study-name", help="Study name for distributed optimization")
     zoo.add_argument("--trial-id", help="Trial id to load for a Optuna storage.", type=int)
     zoo.add_argument("--verbose", help="Verbose mode (0: no output, 1: INFO)", default=1, type=int)
     zoo.add_argument(
-        "--gym-packages",
-        type=str,
-        nargs="+",
-        default=[],
-        help="Additional external Gym environment package modules to import",
+        "--gym-packages", nargs="+", default=[], help="Additional external Gym environment package modules to import"
     )
-    zoo.add_argument("--env-kwargs", type=str, nargs="+", help="Optional keyword argument to pass to the env constructor")
+    zoo.add_argument("--env-kwargs", nargs="+", help="Optional keyword argument to pass to the env constructor")
     zoo.add_argument(
-        "--eval-env-kwargs",
-        type=str,
-        nargs="+",
-        help="Optional keyword argument to pass to the env constructor for evaluation",
+        "--eval-env-kwargs", nargs="+", help="Optional keyword argument to pass to the env constructor for evaluation"
     )
     zoo.add_argument("-uuid", "--uuid", action="store_true", help="Ensure that the run has a unique ID")
     zoo.add_argument(
         "--track", action="store_true", help="if toggled, this experiment will be tracked with Weights and Biases"
     )
-    zoo.add_argument("--wandb-project-name", type=str, default="sb3", help="the wandb's project name")
-    zoo.add_argument("--wandb-entity", type=str, default=None, help="the entity (team) of wandb's project")
-    zoo.add_argument("--wandb-group", type=str, default=None, help="the wandb's group name")
+    zoo.add_argument("--wandb-project-name", default="sb3", help="the wandb's project name")
+    zoo.add_argument("--wandb-entity", help="the entity (team) of wandb's project")
+    zoo.add_argument("--wandb-group", help="the wandb's group name")
     zoo.add_argument("-P", "--progress", action="store_true", help="if toggled, display a progress bar using tqdm and rich")
-    zoo.add_argument(
-        "-tags", "--wandb-tags", type=str, default=[], nargs="+", help="Tags for wandb run, e.g.: -tags optimized pr-123"
-    )
+    zoo.add_argument("-tags", "--wandb-tags", default=[], nargs="+", help="Tags for wandb run, e.g.: -tags optimized pr-123")
 
 
 def _check_override_form(pairs: Sequence[str]) -> None:
@@ -366,19 +341,16 @@ def _with_algo(argv: Sequence[str], algo: str) -> list[str]:
 
 def _register_zoo() -> None:
     """Register sb3_trpo's algorithms in the RL Zoo (:func:`sb3_trpo.zoo.register`), or say which package is missing."""
-    from sb3_trpo.zoo.config import EXTRA_INSTALL
-
     try:
         import rl_zoo3  # noqa: F401 (first, so that a missing Zoo is named as such)
 
         register()
     except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] == "sb3_trpo":
+        package = (error.name or "sb3_trpo").split(".")[0]
+        if package == "sb3_trpo":
             raise
-        raise CLIError(
-            f"the RL Zoo workflow needs the optional package {error.name.split('.')[0]!r}; install it with: {EXTRA_INSTALL}",
-            EXIT_MISSING_DEPENDENCY,
-        ) from None
+        message = f"the RL Zoo workflow needs the optional package {package!r}; install it with: {config.EXTRA_INSTALL}"
+        raise CLIError(message, EXIT_MISSING_DEPENDENCY) from None
 
 
 def _import_gym_packages(modules: Sequence[str]) -> None:
@@ -394,15 +366,10 @@ def _import_gym_packages(modules: Sequence[str]) -> None:
 @contextlib.contextmanager
 def _zoo_script(prog: str, argv: Sequence[str], module: types.ModuleType, **replaced: Any) -> Iterator[None]:
     """
-    Run a Zoo script's function (which parses ``sys.argv``) on ``argv``, with some globals of its module replaced for the
-    call and everything restored afterwards. The Zoo has no hook for the experiment manager that ``rl_zoo3.train.train()``
-    creates, nor for the env and model that ``rl_zoo3.enjoy.enjoy()`` uses: this is the one place where sb3_trpo.zoo
-    replaces attributes of another library.
-
-    :param prog: program name shown by the Zoo's ``--help``
-    :param argv: arguments for the script
-    :param module: the script's module (``rl_zoo3.train``, ``rl_zoo3.enjoy``)
-    :param replaced: its globals to replace during the call, by name
+    Run a Zoo script's function (which parses ``sys.argv``) as ``prog argv``, with the ``replaced`` globals of its
+    ``module`` for the call and everything restored afterwards. The Zoo has no hook for the experiment manager that
+    ``rl_zoo3.train.train()`` creates, nor for the env and model that ``rl_zoo3.enjoy.enjoy()`` uses: this is the one
+    place where sb3_trpo.zoo replaces attributes of another library.
     """
     saved = {name: getattr(module, name) for name in replaced}
     old_argv, sys.argv = sys.argv, [prog, *argv]
@@ -430,7 +397,6 @@ def train(argv: Sequence[str]) -> None:
     _register_zoo()
     import rl_zoo3.train
 
-    from sb3_trpo.zoo import config
     from sb3_trpo.zoo.manager import TrainingInterrupted, experiment_manager_class
 
     overrides = None if options.hyperparams is None else evaluate_overrides(options.hyperparams)
@@ -438,22 +404,16 @@ def train(argv: Sequence[str]) -> None:
     if options.trained_agent and not (options.trained_agent.endswith(".zip") and os.path.isfile(options.trained_agent)):
         raise CLIError(f"--trained-agent {options.trained_agent} is not a saved model (.zip file)")
     conf_file = options.conf_file
-    try:
-        if conf_file is None:
-            conf_file = str(config.default_config_path(options.algo))
-            zoo_argv = ["--conf-file", conf_file, *zoo_argv]
-        elif conf_file == config.RL_ZOO_CONFIG:
-            conf_file = str(config.rl_zoo_config_path(options.algo))
-            if not os.path.isfile(conf_file):
-                raise config.ConfigError(f"-conf rl_zoo3: the RL Zoo has no hyperparameter file for --algo {options.algo}")
-            # (after the user's -conf rl_zoo3: the last one counts)
-            zoo_argv = [*zoo_argv, "--conf-file", conf_file]
-        config.check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
-    except config.MissingDependencyError as error:
-        raise CLIError(str(error), EXIT_MISSING_DEPENDENCY) from None
-    except config.ConfigError as error:
-        raise CLIError(str(error)) from None
-
+    if conf_file is None:
+        conf_file = str(config.default_config_path(options.algo))
+        zoo_argv = ["--conf-file", conf_file, *zoo_argv]
+    elif conf_file == config.RL_ZOO_CONFIG:
+        conf_file = str(config.rl_zoo_config_path(options.algo))
+        if not os.path.isfile(conf_file):
+            raise CLIError(f"-conf rl_zoo3: the RL Zoo has no hyperparameter file for --algo {options.algo}")
+        # (after the user's -conf rl_zoo3: the last one counts)
+        zoo_argv = [*zoo_argv, "--conf-file", conf_file]
+    config.check_run(options.env, conf_file, overrides, options.n_timesteps, options.algo, options.optimize)
     if options.vec_env == "envpool":
         try:
             import envpool  # noqa: F401 (only checks that it is installed)
@@ -468,8 +428,6 @@ def train(argv: Sequence[str]) -> None:
             "python -m sb3_trpo train", _with_algo(zoo_argv, options.algo), rl_zoo3.train, ExperimentManager=manager_class
         ):
             rl_zoo3.train.train()
-    except config.ConfigError as error:
-        raise CLIError(str(error)) from None
     except TrainingInterrupted as interrupted:
         # The model is saved: exit as a shell expects of a command stopped by that signal (130: SIGINT, 143: SIGTERM)
         raise CLIError(str(interrupted), 128 + interrupted.signal, kind="interrupted") from None
@@ -481,16 +439,11 @@ def train(argv: Sequence[str]) -> None:
 
 
 def _init_data_parallel(options: argparse.Namespace) -> int:
-    """
-    Join the torchrun job this process was launched in: gloo on CPU, NCCL when the run's device is a GPU.
-
-    :param options: the run's options (tuning is refused: each trial would be one data-parallel job)
-    :return: this process's rank
-    """
+    """Join the torchrun job this process was launched in (gloo on CPU, NCCL on a GPU) and return its rank."""
     import torch as th
     import torch.distributed as dist
 
-    if options.optimize:
+    if options.optimize:  # (each trial would be one data-parallel job)
         raise CLIError("-optimize cannot run under torchrun: start several tuning workers on a shared --storage instead")
     use_cuda = options.device.startswith("cuda") or (options.device == "auto" and th.cuda.is_available())
     if use_cuda:
@@ -508,12 +461,10 @@ def enjoy(argv: Sequence[str]) -> None:
     _register_zoo()
     import rl_zoo3.enjoy
 
-    from sb3_trpo.zoo.config import ConfigError, check_env_id
-
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--algo", default=DEFAULT_ALGO)
     parser.add_argument("--env", default="CartPole-v1")
-    parser.add_argument("-f", "--folder", default=None)
+    parser.add_argument("-f", "--folder")
     parser.add_argument("--gym-packages", nargs="+", default=[])
     namespace, _ = parser.parse_known_args(argv)
     _check_algo(namespace.algo, "python -m rl_zoo3.enjoy")
@@ -522,10 +473,7 @@ def enjoy(argv: Sequence[str]) -> None:
         zoo_argv += ["--folder", "logs"]
     if not any(argument in ("-h", "--help") for argument in argv):
         _import_gym_packages(namespace.gym_packages)
-        try:
-            check_env_id(namespace.env)
-        except ConfigError as error:
-            raise CLIError(str(error)) from None
+        config.check_env_id(namespace.env)
     try:
         with _zoo_script("python -m sb3_trpo enjoy", zoo_argv, rl_zoo3.enjoy, **_predict_under_masks(namespace.algo)):
             rl_zoo3.enjoy.enjoy()
@@ -540,10 +488,9 @@ def enjoy(argv: Sequence[str]) -> None:
 
 def _predict_under_masks(algo: str) -> dict[str, Any]:
     """
-    For a maskable algorithm (``--algo trpo_mask`` or ``trpo_mask_lstm``), what :func:`_zoo_script` replaces in
-    ``rl_zoo3.enjoy`` so that its loop predicts under the test env's action masks: its ``create_test_env`` notes the env
-    it creates, and its ``ALGOS`` (a copy: the Zoo's table is left as it is) loads the model as a subclass whose
-    ``predict`` reads that env's masks when given none.
+    For a maskable algorithm, what :func:`_zoo_script` replaces in ``rl_zoo3.enjoy`` so that its loop predicts under the
+    test env's action masks: its ``create_test_env`` notes the env it creates, and its ``ALGOS`` (a copy: the Zoo's
+    table is left as it is) loads the model seen through :class:`~sb3_trpo.common.evaluation.MaskedPredictor` on it.
 
     :param algo: ``--algo``
     :return: the replaced globals of ``rl_zoo3.enjoy`` by name (none for the other algorithms)
@@ -551,7 +498,8 @@ def _predict_under_masks(algo: str) -> dict[str, Any]:
     if algo not in MASKABLE_ALGORITHMS:
         return {}
     import rl_zoo3.enjoy
-    from sb3_contrib.common.maskable.utils import get_action_masks
+
+    from sb3_trpo.common.evaluation import MaskedPredictor
 
     test_envs: list[Any] = []
     create_test_env, algorithm = rl_zoo3.enjoy.create_test_env, rl_zoo3.enjoy.ALGOS[algo]
@@ -560,20 +508,11 @@ def _predict_under_masks(algo: str) -> dict[str, Any]:
         test_envs.append(create_test_env(*args, **kwargs))
         return test_envs[-1]
 
-    class UnderEnvMasks(algorithm):  # type: ignore[misc,valid-type]
-        def predict(
-            self,
-            observation: Any,
-            state: Any = None,
-            episode_start: Any = None,
-            deterministic: bool = False,
-            action_masks: Any = None,
-        ) -> Any:
-            if action_masks is None and test_envs:
-                action_masks = get_action_masks(test_envs[-1])
-            return super().predict(observation, state, episode_start, deterministic, action_masks=action_masks)
+    def load_under_masks(*args: Any, **kwargs: Any) -> MaskedPredictor:
+        return MaskedPredictor(algorithm.load(*args, **kwargs), test_envs[-1])
 
-    return {"create_test_env": noting_create_test_env, "ALGOS": {**rl_zoo3.enjoy.ALGOS, algo: UnderEnvMasks}}
+    under_masks = types.SimpleNamespace(load=load_under_masks)
+    return {"create_test_env": noting_create_test_env, "ALGOS": {**rl_zoo3.enjoy.ALGOS, algo: under_masks}}
 
 
 COMMANDS: dict[str, Callable[[Sequence[str]], None]] = {"train": train, "enjoy": enjoy}
@@ -600,4 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as error:
         print(f"sb3_trpo {command}: {error.kind}: {error}", file=sys.stderr)
         return error.exit_code
+    except config.ConfigError as error:  # (the checks of sb3_trpo.zoo.config, and a failed setup)
+        print(f"sb3_trpo {command}: error: {error}", file=sys.stderr)
+        return EXIT_MISSING_DEPENDENCY if isinstance(error, config.MissingDependencyError) else EXIT_BAD_INPUT
     return 0

@@ -2,12 +2,11 @@
 Hyperparameter files in the RL Zoo's schema, and the checks of a run's configuration that ``python -m sb3_trpo train``
 makes before the Zoo creates any folder, each problem told in one line (:class:`ConfigError`).
 
-The module imports no heavy package at import time (yaml, gymnasium and the Zoo are imported by the functions that
-use them), so that the CLI can name its errors without slowing ``--help``.
+It imports nothing heavy (yaml, gymnasium, difflib and the Zoo are imported by the functions that use them), so that
+the CLI can name its errors without slowing ``--help``.
 """
 
 import collections.abc
-import difflib
 import inspect
 import numbers
 import re
@@ -56,7 +55,7 @@ def algorithm_class(algo: str) -> type[Any]:
     """
     The class behind an ``--algo`` name (imported on this call).
 
-    :param algo: ``"trpo"``, ``"npg"``, ``"trpo_mask"``, ``"trpo_lstm"`` or ``"trpo_mask_lstm"``
+    :param algo: a name of :data:`~sb3_trpo.zoo.registry.ALGORITHMS`
     :return: the algorithm class
     """
     if algo not in ALGORITHMS:
@@ -154,14 +153,19 @@ def entry_marks(path: str | Path) -> dict[str, str]:
     return marks
 
 
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def check_env_id(env_id: str) -> None:
     """Check that ``env_id`` is registered in Gymnasium (after the Zoo's and ``--gym-packages``'s registrations)."""
     import gymnasium as gym
 
-    registered = list(gym.envs.registry.keys())
-    if env_id not in registered:
-        close = difflib.get_close_matches(env_id, registered, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+    if env_id not in gym.envs.registry:
+        hint = _did_you_mean(env_id, list(gym.envs.registry))
         raise ConfigError(f"unknown environment id {env_id!r} (not in the Gymnasium registry){hint}")
 
 
@@ -216,57 +220,43 @@ def check_hyperparameters(hyperparams: dict[str, Any], where: str, algo: str = D
         if name in ZOO_CONSTRUCTOR_ARGS:
             raise ConfigError(f"{name!r} in {where} is set by the RL Zoo from its command line; remove it from the entry")
         if name not in arguments and name not in ZOO_KEYS:
-            close = difflib.get_close_matches(name, sorted(arguments | ZOO_KEYS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = _did_you_mean(name, sorted(arguments | ZOO_KEYS))
             raise ConfigError(f"unknown hyperparameter {name!r} for {algorithm.__name__} in {where}{hint}")
     if "policy" not in hyperparams:
         raise ConfigError(f"{where} has no 'policy' (e.g. policy: 'MlpPolicy')")
 
 
-def _accepts(annotation: Any, value: Any) -> bool:
-    # Whether `value` is of the annotated type (numbers, strings, booleans, None, callables, classes, containers and
-    # unions of them; any other form is left to the constructor)
+def _expected_type(annotation: Any) -> tuple[str, collections.abc.Callable[[Any], bool]]:
+    # What an annotation asks for, in words and as a test of a value: numbers, strings, booleans, None, callables,
+    # classes, containers and unions of them; any other form accepts every value (left to the constructor)
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        return any(_accepts(member, value) for member in typing.get_args(annotation))
+        members = [_expected_type(member) for member in typing.get_args(annotation)]
+        names = list(dict.fromkeys(name for name, _ in members))
+        name = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        return name, lambda value: any(accepts(value) for _, accepts in members)
     if annotation is None or annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
+        return "None", lambda value: value is None
+    if origin is collections.abc.Callable or annotation is collections.abc.Callable:
+        return "a callable (a schedule of the progress remaining)", callable
+    if origin is type:
+        return "a class", lambda value: isinstance(value, type)
     if annotation is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return "an integer", lambda value: isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if annotation is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if origin is collections.abc.Callable or annotation is collections.abc.Callable:
-        return callable(value)
-    if origin is type:
-        return isinstance(value, type)
-    if isinstance(origin, type):
-        return isinstance(value, origin)
-    if isinstance(annotation, type) and annotation is not Any:
-        return isinstance(value, annotation)
-    return True
-
-
-def _type_name(annotation: Any) -> str:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        members = list(dict.fromkeys(_type_name(member) for member in typing.get_args(annotation)))
-        return ", ".join(members[:-1]) + " or " + members[-1] if len(members) > 1 else members[0]
-    if annotation is None or annotation is type(None):
-        return "None"
-    if origin is collections.abc.Callable or annotation is collections.abc.Callable:
-        return "a callable (a schedule of the progress remaining)"
-    if origin is type:
-        return "a class"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a dict", list: "a list"}
+        return "a number", lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool)
     base = origin if isinstance(origin, type) else annotation
-    return names.get(base, f"a {getattr(base, '__name__', str(base))}")
+    words = {bool: "true or false", str: "a string", dict: "a dict", list: "a list"}
+    name = words.get(base, f"a {getattr(base, '__name__', str(base))}")
+    if isinstance(base, type) and base is not Any:
+        return name, lambda value: isinstance(value, base)
+    return name, lambda value: True
 
 
 def _check_type(name: str, value: Any, annotation: Any, where: str) -> None:
-    if not _accepts(annotation, value):
-        raise ConfigError(f"{name} {where} must be {_type_name(annotation)}, got {value!r} ({type(value).__name__})")
+    expected, accepts = _expected_type(annotation)
+    if not accepts(value):
+        raise ConfigError(f"{name} {where} must be {expected}, got {value!r} ({type(value).__name__})")
 
 
 def check_hyperparameter_types(hyperparams: dict[str, Any], algo: str = DEFAULT_ALGO) -> None:

@@ -17,15 +17,6 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 from sb3_trpo.zoo.config import ENVPOOL_INSTALL
 
 
-def _import_envpool() -> Any:
-    try:
-        import envpool
-    except ImportError as error:
-        message = f"the EnvPool backend needs the optional package 'envpool'; install it with: {ENVPOOL_INSTALL}"
-        raise ImportError(message) from error
-    return envpool
-
-
 class EnvPoolVecEnv(VecEnv):
     """
     An EnvPool pool of ``num_envs`` copies of ``env_id`` as an SB3 ``VecEnv``.
@@ -37,7 +28,12 @@ class EnvPoolVecEnv(VecEnv):
     """
 
     def __init__(self, env_id: str, num_envs: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> None:
-        self._envpool = _import_envpool()
+        try:
+            import envpool
+        except ImportError as error:
+            message = f"the EnvPool backend needs the optional package 'envpool'; install it with: {ENVPOOL_INSTALL}"
+            raise ImportError(message) from error
+        self._envpool = envpool
         if env_id not in self._envpool.list_all_envs():
             known = sorted(self._envpool.list_all_envs())
             raise ValueError(f"`env_id` {env_id!r} is not an EnvPool task; EnvPool has: {known}")
@@ -120,13 +116,8 @@ class EnvPoolVecEnv(VecEnv):
 
 def make_envpool_vec_env(env_id: str, num_envs: int, seed: int = 0, env_kwargs: dict[str, Any] | None = None) -> VecEnv:
     """
-    :class:`EnvPoolVecEnv` with SB3's ``VecMonitor`` (episode returns and lengths in ``infos[i]["episode"]``).
-
-    :param env_id: the task
-    :param num_envs: number of environments
-    :param seed: seed of the pool
-    :param env_kwargs: keyword arguments of ``envpool.make_gymnasium``
-    :return: the monitored vectorized env
+    :class:`EnvPoolVecEnv` (the same arguments) with SB3's ``VecMonitor`` (episode returns and lengths in
+    ``infos[i]["episode"]``).
     """
     return VecMonitor(EnvPoolVecEnv(env_id, num_envs, seed, env_kwargs))
 

@@ -1,8 +1,6 @@
 """
-The RL Zoo's experiment manager for sb3_trpo's runs (:class:`TRPOExperimentManager`): folders cleaned up after a
-failed setup, the types of the hyperparameters checked, a final evaluation, the model saved on an interrupt or an
-error, multi-seed Optuna trials, and the settings of one ``python -m sb3_trpo train`` run
-(:func:`experiment_manager_class`: EnvPool, data-parallel ranks).
+The RL Zoo's experiment manager with our additions (:class:`TRPOExperimentManager`), and its class for one
+``python -m sb3_trpo train`` run (:func:`experiment_manager_class`: EnvPool, data-parallel ranks).
 """
 
 import argparse
@@ -77,15 +75,12 @@ class _UnprunedTrial:
 
 
 @contextlib.contextmanager
-def signals_raise_keyboard_interrupt(
-    signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
-) -> Iterator[list[signal.Signals]]:
+def signals_raise_keyboard_interrupt() -> Iterator[list[signal.Signals]]:
     """
-    While in the block, the first of ``signals`` received raises ``KeyboardInterrupt`` (for SIGTERM too, which would
+    While in the block, the first SIGINT or SIGTERM received raises ``KeyboardInterrupt`` (for SIGTERM too, which would
     otherwise end the process unsaved); later ones are only recorded, so that the cleanup is not cut short. Outside the
     main thread, where Python cannot set handlers, nothing changes.
 
-    :param signals: the signals to handle
     :return: (yields) the list of the signals received in the block, filled as they arrive
     """
     received: list[signal.Signals] = []
@@ -98,7 +93,7 @@ def signals_raise_keyboard_interrupt(
         if len(received) == 1:
             raise KeyboardInterrupt
 
-    previous = {number: signal.signal(number, interrupt) for number in signals}
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield received
     finally:
@@ -118,16 +113,45 @@ class TRPOExperimentManager(ExperimentManager):
       failed) before it is raised;
     - with ``n_trial_seeds`` > 1, each Optuna trial trains on seeds ``seed``, ``seed + 1``, ..., and its value is the
       mean of the runs' (kept in the trial's user attribute ``seed_values``); the pruner sees the first run only;
-    - with a maskable algorithm, evaluations during training take the eval env's action masks.
+    - with a maskable algorithm, evaluations during training take the eval env's action masks;
+    - with ``data_parallel_rank`` set (``torchrun``), the model gets ``data_parallel=True``; rank 0 alone writes the
+      run's folder, evaluates, checkpoints, saves and shows the progress bar (the other ranks write to a temporary
+      folder and do none of that). ``-n``, ``--eval-freq`` and ``--save-freq`` count the steps of all ranks, as the
+      model's ``num_timesteps`` does;
+    - with ``vec_env`` ``"envpool"``, the envs are EnvPool's (:mod:`sb3_trpo.zoo.envpool`).
+
+    :func:`experiment_manager_class` sets these class attributes for one run (the Zoo's ``train()`` creates the manager).
     """
 
+    #: episodes of the final evaluation, 0 to skip it
     n_final_eval_episodes: ClassVar[int] = 10
     #: training runs per Optuna trial, on consecutive seeds from ``--seed`` (1: the Zoo's objective, unseeded)
     n_trial_seeds: ClassVar[int] = 1
-    #: whether this process saves and evaluates the trained model (False on the other ranks of a data-parallel job)
-    saves_model: ClassVar[bool] = True
+    #: this process's rank in a data-parallel job, None outside one
+    data_parallel_rank: ClassVar[int | None] = None
+    #: ``"envpool"`` for EnvPool's envs, None for the Zoo's ``--vec-env``
+    vec_env: ClassVar[str | None] = None
     #: the signal that interrupted training (set by ``learn``), None when it was not interrupted
     interrupted_by: signal.Signals | None = None
+
+    def __init__(self, args: Any, algo: str, env_id: str, log_folder: str, *rest: Any, **kwargs: Any) -> None:
+        if self.data_parallel_rank:
+            # The Zoo's train() passes (..., log_folder, tensorboard_log, n_timesteps, eval_freq, eval_episodes,
+            # save_freq, ...) positionally: no tensorboard, evaluation or checkpoint on the other ranks
+            log_folder = tempfile.mkdtemp(prefix=f"sb3_trpo_rank{self.data_parallel_rank}_")
+            atexit.register(shutil.rmtree, log_folder, True)
+            rest = ("", rest[1], -1, rest[3], -1, *rest[5:])
+            kwargs["verbose"], kwargs["show_progress"] = 0, False
+        if self.vec_env == "envpool":
+            # The Zoo's parser knows dummy and subproc only (the CLI takes envpool out of its arguments): args.yml
+            # records the run's
+            args = argparse.Namespace(**{**vars(args), "vec_env": self.vec_env})
+        super().__init__(args, algo, env_id, log_folder, *rest, **kwargs)
+
+    @property
+    def saves_model(self) -> bool:
+        """Whether this process saves and evaluates the trained model (not the other ranks of a data-parallel job)."""
+        return not self.data_parallel_rank
 
     def objective(self, trial: optuna.Trial) -> float:
         if self.n_trial_seeds == 1:
@@ -169,6 +193,8 @@ class TRPOExperimentManager(ExperimentManager):
         processed, *others = super()._preprocess_hyperparams(hyperparams)
         if self.algo in ALGORITHMS:
             check_hyperparameter_types(processed, self.algo)
+        if self.data_parallel_rank is not None:
+            processed["data_parallel"] = True
         return (processed, *others)
 
     def learn(self, model: BaseAlgorithm) -> None:
@@ -187,12 +213,7 @@ class TRPOExperimentManager(ExperimentManager):
         return os.path.join(self.save_path, f"{self.env_name}.zip")
 
     def _save_after_error(self, model: BaseAlgorithm, error: Exception) -> None:
-        """
-        Save the model that training stopped on with an error (the Zoo would lose it), and say so on stderr.
-
-        :param model: the model
-        :param error: the error, raised again by the caller
-        """
+        # Save the model that training stopped on with `error` (the Zoo would lose it), and say so on stderr
         if not self.saves_model:
             return
         try:
@@ -207,7 +228,20 @@ class TRPOExperimentManager(ExperimentManager):
         )
 
     def create_callbacks(self) -> None:
+        if self.data_parallel_rank is not None:
+            # The model counts the steps of all ranks, and so do --eval-freq and --save-freq: the Zoo divides them by
+            # one rank's n_envs to get the calls of its callbacks, each call one step of every rank's envs
+            world_size = dist.get_world_size()
+            self.eval_freq, self.save_freq = (
+                max(frequency // world_size, 1) if frequency > 0 else frequency
+                for frequency in (self.eval_freq, self.save_freq)
+            )
         super().create_callbacks()
+        if self.data_parallel_rank is not None:
+            self.callbacks = [
+                AllRanksProgressBar(world_size) if type(callback) is ProgressBarCallback else callback
+                for callback in self.callbacks
+            ]
         if self.algo not in MASKABLE_ALGORITHMS:
             return
         # The Zoo's EvalCallback, made again as a MaskableEvalCallback on the same env and settings: it evaluates under
@@ -245,10 +279,9 @@ class TRPOExperimentManager(ExperimentManager):
 
     def evaluate_final_model(self, model: BaseAlgorithm, n_episodes: int) -> tuple[float, float]:
         """
-        Evaluate a model on a test environment built from the run's saved configuration (as ``enjoy`` does).
+        Evaluate ``model`` over ``n_episodes`` on a test environment built from the run's saved configuration (as
+        ``enjoy`` does).
 
-        :param model: the trained model
-        :param n_episodes: number of episodes
         :return: mean and standard deviation of the episode returns
         """
         hyperparams, stats_path = get_saved_hyperparams(self.params_path, test_mode=True)
@@ -283,62 +316,20 @@ def experiment_manager_class(
     n_trial_seeds: int = 1,
 ) -> type[TRPOExperimentManager]:
     """
-    A ``TRPOExperimentManager`` class for one run (the Zoo's ``train()`` creates the manager itself).
+    A :class:`TRPOExperimentManager` class for one run, with these class attributes (the Zoo's ``train()`` creates the
+    manager itself).
 
-    :param n_final_eval_episodes: episodes of the final evaluation, 0 to skip it
-    :param vec_env: ``"envpool"`` for EnvPool's envs (:mod:`sb3_trpo.zoo.envpool`), None for the Zoo's ``--vec-env``
-    :param data_parallel_rank: this process's rank in a data-parallel job (``torchrun``), None otherwise: the model
-        gets ``data_parallel=True``; rank 0 alone writes the run's folder, evaluates, checkpoints, saves and shows the
-        progress bar (the other ranks write to a temporary folder and do none of that). ``-n``, ``--eval-freq`` and
-        ``--save-freq`` count the steps of all ranks, as the model's ``num_timesteps`` does
-    :param n_trial_seeds: training runs per Optuna trial (``-optimize``), on seeds ``--seed``, ``--seed`` + 1, ...;
-        the trial's value is their mean (1: the Zoo's objective)
     :return: the class
     """
-
-    class RunExperimentManager(TRPOExperimentManager):
-        def __init__(self, args: Any, algo: str, env_id: str, log_folder: str, *rest: Any, **kwargs: Any) -> None:
-            if data_parallel_rank:
-                # The Zoo's train() passes (..., log_folder, tensorboard_log, n_timesteps, eval_freq, eval_episodes,
-                # save_freq, ...) positionally: no tensorboard, evaluation or checkpoint on the other ranks
-                log_folder = tempfile.mkdtemp(prefix=f"sb3_trpo_rank{data_parallel_rank}_")
-                atexit.register(shutil.rmtree, log_folder, True)
-                rest = ("", rest[1], -1, rest[3], -1, *rest[5:])
-                kwargs["verbose"], kwargs["show_progress"] = 0, False
-            if vec_env == "envpool":
-                # The Zoo's parser knows dummy and subproc only (the CLI takes envpool out of its arguments): args.yml
-                # records the run's
-                args = argparse.Namespace(**{**vars(args), "vec_env": vec_env})
-            super().__init__(args, algo, env_id, log_folder, *rest, **kwargs)
-
-        def _preprocess_hyperparams(self, hyperparams: dict[str, Any]) -> Any:
-            processed, *others = super()._preprocess_hyperparams(hyperparams)
-            if data_parallel_rank is not None:
-                processed["data_parallel"] = True
-            return (processed, *others)
-
-        def create_callbacks(self) -> None:
-            if data_parallel_rank is None:
-                return super().create_callbacks()
-            # The model counts the steps of all ranks, and so do --eval-freq and --save-freq: the Zoo divides them by
-            # one rank's n_envs to get the calls of its callbacks, each call one step of every rank's envs
-            world_size = dist.get_world_size()
-            self.eval_freq, self.save_freq = (
-                max(frequency // world_size, 1) if frequency > 0 else frequency
-                for frequency in (self.eval_freq, self.save_freq)
-            )
-            super().create_callbacks()
-            self.callbacks = [
-                AllRanksProgressBar(world_size) if type(callback) is ProgressBarCallback else callback
-                for callback in self.callbacks
-            ]
-
-    RunExperimentManager.saves_model = not data_parallel_rank
-    RunExperimentManager.n_final_eval_episodes = n_final_eval_episodes
-    RunExperimentManager.n_trial_seeds = n_trial_seeds
+    settings: dict[str, Any] = {
+        "n_final_eval_episodes": n_final_eval_episodes,
+        "vec_env": vec_env,
+        "data_parallel_rank": data_parallel_rank,
+        "n_trial_seeds": n_trial_seeds,
+    }
     if vec_env == "envpool":
         from sb3_trpo.zoo.envpool import envpool_vec_env_cls
 
         # The Zoo's own hook: the class make_vec_env builds the training and evaluation envs with
-        RunExperimentManager.default_vec_env_cls = staticmethod(envpool_vec_env_cls)  # type: ignore[assignment]
-    return RunExperimentManager
+        settings["default_vec_env_cls"] = staticmethod(envpool_vec_env_cls)
+    return cast(type[TRPOExperimentManager], type("RunExperimentManager", (TRPOExperimentManager,), settings))

@@ -56,13 +56,12 @@ DEFAULT_ALGO = "trpo"
 
 def register() -> None:
     """
-    Make the RL Zoo's ``--algo trpo``, ``npg``, ``trpo_mask``, ``trpo_lstm`` and ``trpo_mask_lstm`` use sb3_trpo's
-    classes in this process (``trpo`` replaces sb3-contrib's TRPO), with our Optuna samplers for ``-optimize``
-    (:mod:`sb3_trpo.zoo.tuning`), and register the masked environments of :mod:`sb3_trpo.envs`.
+    Make the RL Zoo's ``--algo`` names of :data:`ALGORITHMS` use sb3_trpo's classes in this process (``trpo`` replaces
+    sb3-contrib's TRPO), with our Optuna samplers for ``-optimize`` (:mod:`sb3_trpo.zoo.tuning`), and register the
+    masked environments of :mod:`sb3_trpo.envs`. Calling it again changes nothing.
 
     ``rl_zoo3.utils.ALGOS`` is the one table that ``rl_zoo3.train``, ``rl_zoo3.enjoy`` and the experiment manager read,
-    so updating its entries in place is enough. ``python -m sb3_trpo`` calls this; with the Zoo's own scripts, name
-    :mod:`sb3_trpo.zoo.plugin` with ``--gym-packages``. Calling it again changes nothing.
+    so updating its entries in place is enough.
     """
     from rl_zoo3.hyperparams_opt import HYPERPARAMS_CONVERTER, HYPERPARAMS_SAMPLER
     from rl_zoo3.utils import ALGOS

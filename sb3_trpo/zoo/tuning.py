@@ -1,13 +1,8 @@
 """
-Optuna search spaces of sb3_trpo's TRPO and NPG, for the RL Zoo's ``-optimize`` (its sampler registry).
-
-The RL Zoo's own TRPO sampler leaves ``cg_damping`` and the line search out and samples ``target_kl`` for
-sb3-contrib's per-dimension KL. Ours samples what matters for our update: the radius of the joint KL (``target_kl``,
-log-uniform), the damping relative to it, the batch and critic settings, the network, and (TRPO only) the line
-search. The sampled values use the Zoo's parameterization (``n_steps_pow``, ``one_minus_gamma``, ``net_arch``
-names), so the Zoo's ``convert_onpolicy_params`` turns a trial into constructor arguments, and reports and stored
-studies read like the Zoo's. :func:`sb3_trpo.zoo.register` puts them in the Zoo's sampler table under the names the
-registry gives (``trpo``, ``npg``, and ``trpo_lstm`` with TRPO's). Shared studies: docs/guide/tuning.md.
+Optuna search spaces of sb3_trpo's TRPO and NPG for the RL Zoo's ``-optimize``, which :func:`sb3_trpo.zoo.register`
+puts in the Zoo's sampler table (``trpo_lstm`` with TRPO's). They sample in the Zoo's parameterization
+(``n_steps_pow``, ``one_minus_gamma``, ``net_arch`` names), turned into constructor arguments by its
+``convert_onpolicy_params``; what they sample and why: docs/guide/tuning.md.
 """
 
 from typing import Any
