@@ -6,8 +6,8 @@ import torch as th
 from torch import nn
 
 from sb3_trpo.common.mlp import (
+    Layers,
     affine_layers,
-    chain_layers,
     jacobian_transpose_vector,
     jacobian_vector,
     linearize,
@@ -37,6 +37,13 @@ def test_forward_is_the_modules_bit_for_bit(activation, bias):
         assert th.equal(mlp_forward(affine_layers(layers), x), expected)
         assert th.equal(linearize(affine_layers(layers), x)[0], expected)
     assert np.allclose(numpy_forward(numpy_layers(layers), x.numpy()), expected.numpy(), atol=1e-6)
+
+
+def chain_layers(chain: nn.Module) -> Layers | None:
+    # mlp_layers of one module, where an empty nn.Sequential (SB3's net_arch=[]) is no layer
+    if isinstance(chain, nn.Sequential) and len(chain) == 0:
+        return []
+    return mlp_layers([chain])
 
 
 def test_an_empty_chain_is_the_identity():
