@@ -4,10 +4,9 @@ buffer's rows as hooks, :class:`RolloutStep`), and leaner ``policy.forward`` and
 same outputs as SB3's, bit for bit (``tests/test_rollout.py``).
 
 For the small MLP policies TRPO runs with, most of SB3's per-step ``policy(obs)`` goes to Python-side work (module
-calls, distribution objects, argument checks), not arithmetic. For SB3's own actor-critic classes with a flat MLP
-actor over parameter-free features (:func:`sb3_trpo.common.policies.has_flat_mlp_actor`), tanh or ReLU layers, a
-linear value head and a diagonal Gaussian (no gSDE) or categorical distribution, the functions here compute the same
-operations in the same order with the weights looked up once. Nothing is assigned onto the policy.
+calls, distribution objects, argument checks), not arithmetic. For the policies of
+:func:`sb3_trpo.common.policies.has_flat_mlp_actor` whose actor and critic are tanh or ReLU MLPs, the functions here
+compute the same operations in the same order with the weights looked up once. Nothing is assigned onto the policy.
 """
 
 import math
@@ -147,10 +146,7 @@ class PredictActions:
     def of(self, policy: nn.Module) -> Callable[..., th.Tensor] | None:
         """:return: the bound actions of ``policy``, or None where they do not apply"""
         modules = _actor_modules(policy)
-        unchanged = len(modules) == len(self._modules) and all(
-            new is old for new, old in zip(modules, self._modules, strict=True)
-        )
-        if not unchanged:
+        if len(modules) != len(self._modules) or any(new is not old for new, old in zip(modules, self._modules, strict=True)):
             self._modules, self._actions = modules, bind_policy_actions(policy)
         return self._actions
 
