@@ -6,7 +6,6 @@ import torch as th
 from torch import nn
 
 from sb3_trpo.common.mlp import (
-    Layers,
     affine_layers,
     jacobian_transpose_vector,
     jacobian_vector,
@@ -39,15 +38,10 @@ def test_forward_is_the_modules_bit_for_bit(activation, bias):
     assert np.allclose(numpy_forward(numpy_layers(layers), x.numpy()), expected.numpy(), atol=1e-6)
 
 
-def chain_layers(chain: nn.Module) -> Layers | None:
-    # mlp_layers of one module, where an empty nn.Sequential (SB3's net_arch=[]) is no layer
-    if isinstance(chain, nn.Sequential) and len(chain) == 0:
-        return []
-    return mlp_layers([chain])
-
-
 def test_an_empty_chain_is_the_identity():
-    assert chain_layers(nn.Sequential()) == []
+    # SB3's net_arch=[]: an empty latent net before the action head reads as the head alone
+    head = nn.Linear(3, 2)
+    assert mlp_layers([nn.Sequential(), head]) == [(head, None)]
     assert mlp_layers([nn.Sequential()]) is None
 
 
