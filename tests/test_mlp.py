@@ -7,7 +7,6 @@ from torch import nn
 
 from sb3_trpo.common.mlp import (
     affine_layers,
-    chain_layers,
     jacobian_transpose_vector,
     jacobian_vector,
     linearize,
@@ -40,7 +39,9 @@ def test_forward_is_the_modules_bit_for_bit(activation, bias):
 
 
 def test_an_empty_chain_is_the_identity():
-    assert chain_layers(nn.Sequential()) == []
+    # SB3's net_arch=[]: an empty latent net before the action head reads as the head alone
+    head = nn.Linear(3, 2)
+    assert mlp_layers([nn.Sequential(), head]) == [(head, None)]
     assert mlp_layers([nn.Sequential()]) is None
 
 

@@ -26,11 +26,9 @@ class MlpRegression:
         if layers[-1][0].out_features != 1 or layers[-1][1] is not None:
             raise ValueError("The last layer must be a linear layer with one output (a value) and no activation")
         self.layers = layers
-        self.parameters: list[th.Tensor] = []
-        for linear, _ in layers:
-            self.parameters.append(linear.weight)
-            if linear.bias is not None:
-                self.parameters.append(linear.bias)
+        self.parameters: list[th.Tensor] = [
+            param for linear, _ in layers for param in (linear.weight, linear.bias) if param is not None
+        ]
 
     def bind(self) -> Callable[[th.Tensor, th.Tensor], float]:
         """

@@ -194,12 +194,11 @@ def mlp_fisher_vector_product(
         log_std = getattr(policy, "log_std", None)
         if not isinstance(log_std, nn.Parameter):
             return None
-    # The flat vectors' pieces, in the order of params: each one a (weight, bias) of a layer, or log_std
-    pieces = [linear.weight for linear, _ in layers] + [linear.bias for linear, _ in layers]
-    pieces += [] if log_std is None else [log_std]
-    if sorted(map(id, params)) != sorted(id(piece) for piece in pieces if piece is not None):
+    weights = [linear.weight for linear, _ in layers]
+    biases = [linear.bias for linear, _ in layers]
+    pieces = weights + [bias for bias in biases if bias is not None] + ([] if log_std is None else [log_std])
+    if sorted(map(id, params)) != sorted(map(id, pieces)):
         return None
-    order = {id(param): position for position, param in enumerate(params)}
     affine = affine_layers(layers)
     with th.no_grad():
         features = BaseModel.extract_features(policy, observations, policy.pi_features_extractor)
@@ -210,24 +209,20 @@ def mlp_fisher_vector_product(
 
     def fvp(vector: th.Tensor) -> th.Tensor:
         with th.no_grad():
-            chunks = th.split(vector, numels)
-
-            def tangent_of(param: th.Tensor | None) -> th.Tensor | None:
-                return None if param is None else chunks[order[id(param)]].view(param.shape)
-
-            tangent_weights = [chunks[order[id(linear.weight)]].view(linear.weight.shape) for linear, _ in layers]
+            # The flat vector's pieces by parameter, and the product's
+            chunks = {id(param): chunk for param, chunk in zip(params, th.split(vector, numels), strict=True)}
             tangent = jacobian_vector(
-                affine, linearization, tangent_weights, [tangent_of(linear.bias) for linear, _ in layers]
+                affine,
+                linearization,
+                [chunks[id(weight)].view(weight.shape) for weight in weights],
+                [None if bias is None else chunks[id(bias)].view(bias.shape) for bias in biases],
             )
             grads_weight, grads_bias = jacobian_transpose_vector(affine, linearization, metric(tangent))
-            products: list[th.Tensor] = [th.empty(0)] * len(params)
-            for (linear, _), grad_weight, grad_bias in zip(layers, grads_weight, grads_bias, strict=True):
-                products[order[id(linear.weight)]] = grad_weight
-                if linear.bias is not None and grad_bias is not None:
-                    products[order[id(linear.bias)]] = grad_bias
+            products = {id(weight): grad for weight, grad in zip(weights, grads_weight, strict=True)}
+            products.update({id(bias): grad for bias, grad in zip(biases, grads_bias, strict=True) if grad is not None})
             if log_std is not None:
-                products[order[id(log_std)]] = 2.0 * chunks[order[id(log_std)]]
-            return th.cat([product.reshape(-1) for product in products]) + damping * vector
+                products[id(log_std)] = 2.0 * chunks[id(log_std)]
+            return th.cat([products[id(param)].reshape(-1) for param in params]) + damping * vector
 
     return fvp
 

@@ -49,13 +49,6 @@ def mlp_layers(modules: Sequence[nn.Module]) -> Layers | None:
     return layers or None
 
 
-def chain_layers(chain: nn.Module) -> Layers | None:
-    """:func:`mlp_layers` of one module, where an empty ``nn.Sequential`` (SB3's ``net_arch=[]``) is no layer."""
-    if isinstance(chain, nn.Sequential) and len(chain) == 0:
-        return []
-    return mlp_layers([chain])
-
-
 def affine_layers(layers: Layers, detach: bool = True) -> AffineLayers:
     """
     The layers bound to their tensors, ``(W^T, bias or None, activation or None)``: valid while the weights change in

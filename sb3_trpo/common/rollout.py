@@ -4,15 +4,14 @@ buffer's rows as hooks, :class:`RolloutStep`), and leaner ``policy.forward`` and
 same outputs as SB3's, bit for bit (``tests/test_rollout.py``).
 
 For the small MLP policies TRPO runs with, most of SB3's per-step ``policy(obs)`` goes to Python-side work (module
-calls, distribution objects, argument checks), not arithmetic. For SB3's own actor-critic classes with a flat MLP
-actor over parameter-free features (:func:`sb3_trpo.common.policies.has_flat_mlp_actor`), tanh or ReLU layers, a
-linear value head and a diagonal Gaussian (no gSDE) or categorical distribution, the functions here compute the same
-operations in the same order with the weights looked up once. Nothing is assigned onto the policy.
+calls, distribution objects, argument checks), not arithmetic. For the policies of
+:func:`sb3_trpo.common.policies.has_flat_mlp_actor` whose actor and critic are tanh or ReLU MLPs, the functions here
+compute the same operations in the same order with the weights looked up once. Nothing is assigned onto the policy.
 """
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch as th
@@ -21,7 +20,7 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import BaseModel, BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BaseModel, BasePolicy
 from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor
 from stable_baselines3.common.type_aliases import PyTorchObs
@@ -29,19 +28,23 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sb3_trpo.common.mlp import AffineLayers, affine_layers, chain_layers, mlp_forward, numpy_forward, numpy_layers
+from sb3_trpo.common.mlp import Layers, affine_layers, mlp_forward, mlp_layers, numpy_forward, numpy_layers
 from sb3_trpo.common.policies import has_flat_mlp_actor
 
 RolloutForward = Callable[..., tuple[th.Tensor, th.Tensor, th.Tensor]]
+Bound = TypeVar("Bound")
 
 
 # log(sqrt(2 pi)), the constant of torch.distributions.Normal.log_prob, computed the same way
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
-def _bind_chain(chain: nn.Module) -> AffineLayers | None:
-    layers = chain_layers(chain)
-    return None if layers is None else affine_layers(layers)
+def _bind_mlps(policy: ActorCriticPolicy, bind: Callable[[Layers], Bound]) -> tuple[Bound, Bound] | None:
+    # The actor's and the critic's layers (each its latent net, then its head) bound by `bind`, or None where either is
+    # not a plain MLP
+    actor = mlp_layers([policy.mlp_extractor.policy_net, policy.action_net])
+    critic = mlp_layers([policy.mlp_extractor.value_net, policy.value_net])
+    return None if actor is None or critic is None else (bind(actor), bind(critic))
 
 
 def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
@@ -50,15 +53,9 @@ def bind_rollout_forward(policy: nn.Module) -> RolloutForward | None:
     not apply: ``(obs, deterministic=False) -> (actions, values, log_prob)``, exactly as SB3's
     ``ActorCriticPolicy.forward``.
     """
-    if not has_flat_mlp_actor(policy) or type(policy.value_net) is not nn.Linear:
+    if not has_flat_mlp_actor(policy) or (mlps := _bind_mlps(policy, affine_layers)) is None:
         return None
-    actor = _bind_chain(policy.mlp_extractor.policy_net)
-    critic = _bind_chain(policy.mlp_extractor.value_net)
-    head = _bind_chain(policy.action_net)
-    value_head = _bind_chain(policy.value_net)
-    if actor is None or critic is None or head is None or value_head is None:
-        return None
-    actor, critic = actor + head, critic + value_head
+    actor, critic = mlps
     action_shape: tuple[int, ...] = policy.action_space.shape or ()
     gaussian = type(policy.action_dist) is DiagGaussianDistribution
     log_std = policy.log_std.detach() if gaussian else None
@@ -102,11 +99,9 @@ def bind_policy_actions(policy: nn.Module) -> Callable[..., th.Tensor] | None:
     """
     if not has_flat_mlp_actor(policy):
         return None
-    chain = chain_layers(policy.mlp_extractor.policy_net)
-    head = chain_layers(policy.action_net)
-    if chain is None or head is None:
+    layers = mlp_layers([policy.mlp_extractor.policy_net, policy.action_net])
+    if layers is None:
         return None
-    layers = chain + head
     pi_features = _bind_features(policy, policy.pi_features_extractor)
     log_std = policy.log_std if type(policy.action_dist) is DiagGaussianDistribution else None
 
@@ -151,10 +146,7 @@ class PredictActions:
     def of(self, policy: nn.Module) -> Callable[..., th.Tensor] | None:
         """:return: the bound actions of ``policy``, or None where they do not apply"""
         modules = _actor_modules(policy)
-        unchanged = len(modules) == len(self._modules) and all(
-            new is old for new, old in zip(modules, self._modules, strict=True)
-        )
-        if not unchanged:
+        if len(modules) != len(self._modules) or any(new is not old for new, old in zip(modules, self._modules, strict=True)):
             self._modules, self._actions = modules, bind_policy_actions(policy)
         return self._actions
 
@@ -234,21 +226,12 @@ def bind_numpy_forward(policy: nn.Module) -> tuple[NumpyForward, NumpyValues] | 
     NumPy's are several times cheaper. The random draws stay torch's (the same generator and calls as SB3), so the
     outputs equal ``policy.forward``'s to float32 rounding (the matrix products sum in NumPy's BLAS's order).
     """
-    if not has_flat_mlp_actor(policy) or type(policy.value_net) is not nn.Linear or policy.device.type != "cpu":
+    if not has_flat_mlp_actor(policy) or policy.device.type != "cpu" or (features_of := _numpy_features(policy)) is None:
         return None
-    features_of = _numpy_features(policy)
-    if features_of is None:
+    # Copies of the weights, valid for one rollout (the weights do not change during it)
+    if (mlps := _bind_mlps(policy, numpy_layers)) is None:
         return None
-    chains = [
-        chain_layers(module)
-        for module in (policy.mlp_extractor.policy_net, policy.action_net, policy.mlp_extractor.value_net, policy.value_net)
-    ]
-    if any(chain is None for chain in chains):
-        return None
-    actor_body, head, critic_body, value_head = chains
-    assert actor_body is not None and head is not None and critic_body is not None and value_head is not None
-    # Copies of the weights: valid for one rollout, during which the weights do not change; bound again for the next
-    actor, critic = numpy_layers(actor_body + head), numpy_layers(critic_body + value_head)
+    actor, critic = mlps
     action_shape: tuple[int, ...] = policy.action_space.shape or ()
 
     if type(policy.action_dist) is DiagGaussianDistribution:
@@ -315,7 +298,6 @@ class RolloutStep:
     def act(self, obs: Any, **inputs: Any) -> tuple[np.ndarray, th.Tensor, th.Tensor]:
         """:return: the actions (an array), their values and log-probabilities (tensors) at the observations ``obs``"""
         with th.no_grad():
-            # Convert to pytorch tensor or to TensorDict
             obs_tensor = obs_as_tensor(obs, self.device)
             actions, values, log_probs = self.forward(obs_tensor, **inputs)
         return actions.cpu().numpy(), values, log_probs
@@ -395,7 +377,6 @@ def collect_rollouts(
     """
     assert algorithm._last_obs is not None, "No previous observation was provided"
     policy = algorithm.policy
-    # Switch to eval mode (this affects batch norm / dropout)
     policy.set_training_mode(False)
     n_steps = 0
     rollout_buffer.reset()
@@ -415,11 +396,9 @@ def collect_rollouts(
 
     while n_steps < n_rollout_steps:
         if sde_sample_freq > 0 and n_steps % sde_sample_freq == 0:
-            # Sample a new noise matrix
             policy.reset_noise(n_envs)
         inputs = step_inputs(env)
         actions, values, log_probs = step.act(algorithm._last_obs, **inputs)
-        # Rescale and perform action
         clipped_actions = actions
         if unscale:
             # Unscale the actions to match env bounds if they were previously squashed (scaled in [-1, 1])
@@ -431,14 +410,12 @@ def collect_rollouts(
         new_obs, rewards, dones, infos = env.step(clipped_actions)
         algorithm.num_timesteps += n_envs
 
-        # Give access to local variables
         callback.update_locals(locals())
         if not callback.on_step():
             return False
         algorithm._update_info_buffer(infos, dones)
         n_steps += 1
         if discrete:
-            # Reshape in case of discrete action
             actions = actions.reshape(-1, 1)
 
         # Handle timeout by bootstrapping with value function (SB3's GitHub issue #633)
@@ -452,7 +429,6 @@ def collect_rollouts(
         algorithm._last_obs = new_obs  # type: ignore[assignment]
         algorithm._last_episode_starts = dones
 
-    # Compute value for the last timestep
     values = step.last_values(new_obs, dones)
     rollout_buffer.compute_returns_and_advantage(last_values=values, dones=dones)
     callback.update_locals(locals())

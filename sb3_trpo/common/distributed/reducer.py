@@ -1,14 +1,8 @@
 """
-The collectives of the natural-gradient update, as one object the algorithm calls whether it runs alone or as one
-rank of a data-parallel job (``torch.distributed``: gloo on CPU, NCCL on GPU).
-
-:class:`Reducer` is a single process's: every method leaves its input as it is. :class:`DataParallel` is one rank's:
-each rank collects its own rollouts, and the update is the one of a single process holding all the ranks' samples.
-Every mean over the batch (advantage statistics, the policy gradient and objective, each Fisher-vector product, each
-line-search candidate's objective and KL) is averaged across the ranks; the critic is fitted on all ranks' samples,
-gathered once per update, in rank 0's order of minibatches, and ends as rank 0's; VecNormalize's statistics merge
-all ranks' data. So the parameters stay bit for bit equal on every rank. ``num_timesteps`` counts the steps of all
-ranks (:class:`CountAllRanksSteps`), as SB3 counts those of all ``n_envs`` envs.
+The collectives of the natural-gradient update, as one object the algorithm calls whether it runs alone
+(:class:`Reducer`: every method leaves its input as it is) or as one rank of a data-parallel job over
+``torch.distributed`` (:class:`DataParallel`), so that the update is the one of a single process holding all the
+ranks' samples, and the parameters stay bit for bit equal on every rank: ``docs/guide/data_parallel.md``.
 
 The process group is the user's (``torch.distributed.init_process_group``, e.g. under ``torchrun``); its timeout
 bounds how long a rank waits for a dead or hung peer. A rank ends its job with :func:`close_process_group`.
@@ -97,7 +91,7 @@ class Reducer:
         return [], [], progress_bar
 
     def mean(self, tensor: th.Tensor) -> th.Tensor:
-        """:return: the mean of the ranks' ``tensor`` (e.g. a gradient, a Fisher-vector product)"""
+        """:return: the mean of the ranks' ``tensor`` (e.g. a gradient), the same bits on every rank"""
         return tensor
 
     def mean_values(self, *values: float) -> tuple[float, ...]:
@@ -173,7 +167,6 @@ class DataParallel(Reducer):
         return [CountAllRanksSteps(self.world_size)], last, False
 
     def mean(self, tensor: th.Tensor) -> th.Tensor:
-        """:return: the mean of the ranks' ``tensor`` (a new tensor, the same bits on every rank)"""
         total = tensor.detach().clone()
         if self._mean_by_gather:
             parts = [th.empty_like(total) for _ in range(self.world_size)]
@@ -189,12 +182,10 @@ class DataParallel(Reducer):
         return lambda vector: self.mean(product(vector))
 
     def mean_values(self, *values: float) -> tuple[float, ...]:
-        """:return: the mean of each scalar over the ranks (one collective for all)"""
         means = self.mean(th.tensor(values, dtype=th.float64, device=self.device))
         return tuple(float(value) for value in means.cpu())
 
     def normalize(self, advantages: th.Tensor, eps: float = 1e-8) -> th.Tensor:
-        """:return: ``advantages`` shifted and scaled by the mean and (unbiased) std of all ranks' samples"""
         # mean = sum(A) / n, var = (sum(A^2) - n mean^2) / (n - 1), over all ranks' samples
         moments = th.stack([advantages.sum(), (advantages * advantages).sum()]).double()
         count = th.tensor(float(advantages.numel()), dtype=th.float64, device=advantages.device)
@@ -247,12 +238,12 @@ class DataParallel(Reducer):
         dist.broadcast(permutations, src=0)
         return permutations
 
-    def broadcast_tensors(self, tensors: Sequence[th.Tensor], src: int = 0) -> None:
+    def broadcast_tensors(self, tensors: Sequence[th.Tensor]) -> None:
         if not tensors:
             return
         with th.no_grad():
             flat = th.cat([tensor.detach().reshape(-1) for tensor in tensors])
-            dist.broadcast(flat, src=src)
+            dist.broadcast(flat, src=0)
             offset = 0
             for tensor in tensors:
                 tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
@@ -264,10 +255,8 @@ class DataParallel(Reducer):
                 dist.broadcast(tensor.data, src=0)
 
     def share_running_statistics(self, env: VecEnv | None) -> None:
-        """
-        Each rank's VecNormalize data since the last call (:func:`~sb3_trpo.common.distributed.statistics.moments_added`),
-        merged over the ranks into the statistics shared then. The first call records the statistics to start from.
-        """
+        # Each rank's data since the last call (statistics.moments_added), merged over the ranks into the statistics
+        # shared then; the first call records the statistics to start from
         for name, rms in running_statistics(env).items():
             current = moments_of(rms)
             shared = self._shared_moments.get(name)

@@ -1,7 +1,4 @@
-"""
-Invalid action masking for an algorithm of the family, MaskablePPO's API on sb3-contrib's maskable policies, buffers
-and distributions: :class:`ActionMasking`, mixed in by MaskableTRPO and MaskableRecurrentTRPO.
-"""
+"""Invalid action masking for the family (MaskablePPO's API on sb3-contrib's maskable policies and buffers)."""
 
 from typing import Any, TypeVar
 

@@ -141,10 +141,6 @@ class RecurrentNaturalGradient(NaturalGradientAlgorithm):
             **self.rollout_buffer_kwargs,
         )
 
-    # -----------------------------------------------------------------------------------------------------------------
-    # The update over padded sequences: only the real samples enter
-    # -----------------------------------------------------------------------------------------------------------------
-
     def _whole_rollout(self) -> RolloutBufferSamples:
         """
         The rollout as padded sequences (observations, episode starts, the LSTM states at each sequence's start, the padding
