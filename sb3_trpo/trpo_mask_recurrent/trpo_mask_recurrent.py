@@ -39,9 +39,9 @@ class MaskableRecurrentTRPO(ActionMasking, RecurrentNaturalGradient, TRPO):  # t
     :param env: The environment to learn from (if registered in Gym, can be str); Discrete, MultiDiscrete or
         MultiBinary actions
 
-    Every other parameter is TRPO's (:class:`sb3_trpo.trpo.TRPO`; ``batch_size`` as in RecurrentTRPO; no gSDE, the
-    actions being discrete); ``rollout_buffer_class`` must be one of
-    :mod:`sb3_trpo.common.maskable.buffers` (None: chosen from the observation space).
+    Every other parameter is TRPO's (:class:`sb3_trpo.TRPO`; ``batch_size`` as in RecurrentTRPO; no gSDE, the
+    actions being discrete); ``rollout_buffer_class`` must be one of :mod:`sb3_trpo.common.maskable.buffers` (None:
+    chosen from the observation space).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
