@@ -641,9 +641,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
         optimizer = self.policy.optimizer
         optimizer_step: Callable[[], Any] = optimizer.step
-        # The closed-form gradients keep the same .grad tensors, which the fused-Adam shortcut relies on
+        # The fused-Adam shortcut relies on the closed-form gradients keeping the same .grad tensors; bind() looks the
+        # critic's tensors up once for all the minibatches
         try_fused_step = self._value_regression is not None
-        # Closed-form gradients with the critic's tensors looked up once for all the minibatches
         value_regression = self._value_regression.bind() if self._value_regression is not None else None
         value_losses: list[float] = []
         n_skipped = 0

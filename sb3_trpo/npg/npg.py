@@ -18,13 +18,10 @@ class NPG(NaturalGradientAlgorithm):
     ``KL = target_kl`` at the quadratic model of the KL, taken unless its objective or KL is not finite.
 
     The constructor is TRPO's (:class:`sb3_trpo.TRPO`, where each parameter is documented) without
-    ``line_search_shrinking_factor`` and ``line_search_max_iter``. Two parameters mean something else without a line
-    search:
+    ``line_search_shrinking_factor`` and ``line_search_max_iter``, where ``target_kl`` is not a bound:
 
     :param target_kl: The step size as a KL ``delta``, reached by the full step at the quadratic model (the KL reached
         is logged, not bounded); > 0, typically 0.005-0.05, or a schedule, or ``"lin_<value>"``
-    :param adaptive_kl: Whether the step size adapts between updates (x1.5 after a KL at most ``radius / 1.5``, /1.5
-        after a KL above ``1.5 * radius`` or a non-finite step, within ``[target_kl / 10, 10 * target_kl]``); default False
     """
 
     _argument_hints: ClassVar[dict[str, str]] = {

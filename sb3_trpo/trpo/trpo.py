@@ -61,9 +61,8 @@ class TRPO(NaturalGradientAlgorithm):
         reference). The same matrix at a different cost.
     :param ent_coef: Entropy bonus ``ent_coef * mean(H(pi_theta))`` added to the surrogate, in the gradient and in the
         line search's improvement check alike; >= 0, default 0 (off)
-    :param adaptive_kl: Whether the radius adapts between updates from ``target_kl``
-        (:func:`sb3_trpo.common.natural_gradient.adapt_trust_region_radius`: x1.5 after a full step well inside it,
-        /1.5 after a rejected line search, within ``[target_kl / 10, 10 * target_kl]``); the radius in use is
+    :param adaptive_kl: Whether the radius adapts between updates, within ``[target_kl / 10, 10 * target_kl]``
+        (:func:`sb3_trpo.common.natural_gradient.adapt_trust_region_radius`); the radius in use is
         ``target_kl_effective``, logged and saved with the model. Default: False.
     :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction (saved with the
         model). Default: False.

@@ -83,14 +83,9 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         data_parallel: bool = False,
         kl_constraint: str = "joint",
     ):
-        if rollout_buffer_class is not None:
-            is_maskable = isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, MASKABLE_BUFFERS)
-            check_range(
-                "rollout_buffer_class",
-                rollout_buffer_class,
-                is_maskable,
-                "MaskableRolloutBuffer, MaskableDictRolloutBuffer or a subclass",
-            )
+        is_maskable = isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, MASKABLE_BUFFERS)
+        allowed = "MaskableRolloutBuffer, MaskableDictRolloutBuffer or a subclass"
+        check_range("rollout_buffer_class", rollout_buffer_class, rollout_buffer_class is None or is_maskable, allowed)
         self._use_masking = True
         super().__init__(
             policy,  # type: ignore[arg-type]
