@@ -18,7 +18,7 @@ class NPG(NaturalGradientAlgorithm):
     ``KL = target_kl`` at the quadratic model of the KL, taken unless its objective or KL is not finite.
 
     The constructor is TRPO's (:class:`sb3_trpo.TRPO`, where each parameter is documented) without
-    ``line_search_shrinking_factor`` and ``line_search_max_iter``, where ``target_kl`` is not a bound:
+    ``line_search_shrinking_factor`` and ``line_search_max_iter``; ``target_kl`` sets the step instead of bounding it:
 
     :param target_kl: The step size as a KL ``delta``, reached by the full step at the quadratic model (the KL reached
         is logged, not bounded); > 0, typically 0.005-0.05, or a schedule, or ``"lin_<value>"``
