@@ -141,8 +141,8 @@ def entropy_regularized_surrogate(
 
 def torch_distributions(distribution: Distribution) -> list[th.distributions.Distribution]:
     """
-    The torch distribution(s) inside an SB3 (or sb3-contrib maskable) action distribution: one per action dimension
-    for multi-categorical ones (SB3's keep them in ``distribution``, sb3-contrib's maskable one in ``distributions``).
+    The torch distribution(s) inside an SB3 (or sb3-contrib maskable) action distribution, one per action dimension for
+    multi-categorical ones (SB3's keep them in ``distribution``, sb3-contrib's maskable one in ``distributions``).
     """
     inner = getattr(distribution, "distributions", None)
     if inner is None:
@@ -185,20 +185,15 @@ def _rebuilt_distribution(distribution: Distribution, transform: Callable[[th.Te
 
 def detached_distribution(distribution: Distribution) -> Distribution:
     """
-    ``pi_old``: a frozen snapshot of an SB3 action distribution (from ``policy.get_distribution(obs)``).
-
-    SB3 policies overwrite ONE mutable distribution wrapper on every forward pass, so a reference (or a
-    ``copy.copy``) of it would follow the new parameters: the snapshot is a new wrapper around torch distributions
-    rebuilt from detached parameters (and action masks).
+    ``pi_old``: a frozen snapshot of an SB3 action distribution, a new wrapper around torch distributions rebuilt from
+    detached parameters (and action masks). SB3 policies overwrite one mutable wrapper on every forward pass, so a
+    reference or a ``copy.copy`` of it would follow the new parameters.
     """
     return _rebuilt_distribution(distribution, th.Tensor.detach)
 
 
 def distribution_samples(distribution: Distribution, index: th.Tensor | slice) -> Distribution:
-    """
-    A new distribution over the samples ``index`` (boolean mask, indices or slice) of a batch, with its graph: e.g. the
-    real samples of padded sequences.
-    """
+    """A new distribution over the samples ``index`` (mask, indices or slice) of a batch, with its graph."""
     return _rebuilt_distribution(distribution, lambda tensor: tensor[index])
 
 
@@ -252,10 +247,7 @@ def kl_new_old_sb3_contrib(old_distribution: Distribution, new_distribution: Dis
 
 
 def constrained_kl(old_distribution: Distribution, new_distribution: Distribution, kl_constraint: str) -> th.Tensor:
-    """
-    Per-sample KL that ``target_kl`` bounds: :func:`kl_old_new` for ``"joint"``, :func:`kl_new_old_sb3_contrib` for
-    ``"sb3_contrib"``.
-    """
+    """Per-sample KL that ``target_kl`` bounds: :func:`kl_old_new` or :func:`kl_new_old_sb3_contrib`."""
     if kl_constraint == "joint":
         return kl_old_new(old_distribution, new_distribution)
     return kl_new_old_sb3_contrib(old_distribution, new_distribution)

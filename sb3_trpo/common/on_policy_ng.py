@@ -1,12 +1,4 @@
-"""
-The natural-gradient update shared by the family: one base class over SB3's ``OnPolicyAlgorithm``.
-
-:class:`NaturalGradientAlgorithm` owns everything but the step itself: the rollout
-(:mod:`sb3_trpo.common.rollout`), the objective and its gradient, the Fisher-vector products, conjugate gradient, the
-step length, the critic's regression, the options, save/load and the logs (docs/design.md, "The update"). A subclass
-takes the step in one hook, :meth:`NaturalGradientAlgorithm._policy_step`: TRPO backtracks, NPG takes the full step
-(as Tianshou builds TRPO on NPG).
-"""
+"""The natural-gradient update shared by the family: :class:`NaturalGradientAlgorithm`, over SB3's ``OnPolicyAlgorithm``."""
 
 import copy
 import inspect
@@ -105,10 +97,8 @@ TRUST_REGION_ALLOWED = (
 
 def trust_region_radius_schedule(target_kl: Any) -> float | Schedule:
     """
-    ``target_kl`` as the algorithms keep it: a float, or a schedule of the progress remaining (as ``learning_rate``);
-    the RL Zoo's ``"lin_<value>"`` becomes ``LinearSchedule(value, 0.0, 1.0)``.
-
-    :raises ValueError: naming ``target_kl`` and what it allows, for anything else
+    ``target_kl`` as the algorithms keep it: a float, or a schedule (the RL Zoo's ``"lin_<value>"`` becomes
+    ``LinearSchedule(value, 0.0, 1.0)``); anything else raises a ``ValueError`` saying what it allows.
     """
     if isinstance(target_kl, str):
         kind, _, value = target_kl.partition("_")
@@ -132,11 +122,9 @@ def trust_region_radius_schedule(target_kl: Any) -> float | Schedule:
 
 def scheduled_value(name: str, schedule: float | Schedule, progress_remaining: float) -> float:
     """
-    A hyperparameter's value at one update: the number, or its schedule at SB3's progress remaining.
-
-    The family's rule for every schedule: a value ``<= 0`` (``lambda p: x * p`` goes negative on the last rollout of a
-    budget that is not a multiple of ``n_steps * n_envs``) is 0, meaning no step (no policy step for ``target_kl``, no
-    critic step for ``learning_rate``); a value that is not a finite number raises a ``ValueError`` naming ``name``.
+    A hyperparameter's value at one update, under the family's rule for schedules (``docs/design.md``, step 0): a value
+    ``<= 0`` is 0, no step (``lambda p: x * p`` goes negative on the last rollout of a budget that is not a multiple of
+    ``n_steps * n_envs``); one that is not a finite number raises a ``ValueError`` naming ``name``.
     """
     try:
         value = float(schedule(progress_remaining)) if callable(schedule) else float(schedule)
@@ -179,58 +167,14 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     Base class of the natural-gradient family (TRPO, NPG): SB3's ``OnPolicyAlgorithm`` with a natural-gradient step of
     the actor and a separate regression of the critic.
 
-    Each update (:meth:`train`): the objective ``L(theta) = mean(ratio * A) + ent_coef * mean(H(pi_theta))`` and its
-    gradient ``g``; the direction ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, ``F`` the Hessian of the mean
-    ``KL(pi_old || pi_theta)``; the full step ``beta * s`` with ``beta = sqrt(2 * delta / s^T (F + cg_damping * I) s)``;
-    the step itself (:meth:`_policy_step`); then ``n_critic_updates`` epochs of Adam regression of the critic.
+    It owns all of the update (:meth:`train`; ``docs/design.md``, "The update, step by step") but the step itself: the
+    rollout (:mod:`sb3_trpo.common.rollout`), the objective and its gradient ``g``, the direction
+    ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, the full step ``beta * s`` that reaches ``target_kl`` at the
+    KL's quadratic model, the critic's regression, the options, save/load and the logs. A subclass takes the step in
+    one hook, :meth:`_policy_step`: TRPO backtracks, NPG takes the full step (as Tianshou builds TRPO on NPG).
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
-    :param env: The environment to learn from (if registered in Gym, can be str)
-    :param learning_rate: The learning rate of the critic's Adam optimizer (the actor's step is set by ``target_kl``);
-        a float or a schedule of the progress remaining. Typically 1e-3.
-    :param n_steps: The number of steps to run for each environment per update (rollout of n_steps * n_envs samples,
-        which must be greater than 1 for the advantage normalization). Typically 1024-8192 in total.
-    :param batch_size: Minibatch size of the critic's regression
-    :param gamma: Discount factor
-    :param cg_max_steps: Maximum number of conjugate-gradient iterations; >= 1, typically 10-25
-    :param cg_damping: Damping ``lambda`` of the Fisher-vector product ``(F + lambda * I) v``; >= 0, typically 0.01-0.1
-    :param n_critic_updates: Number of epochs of critic regression per policy update; >= 1, typically 5-20
-    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
-    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise exploration
-    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: only at the rollout's start)
-    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
-    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
-    :param normalize_advantage: Whether to normalize or not the advantage
-    :param target_kl: The trust-region radius ``delta``: the full step reaches ``mean KL(pi_old || pi_theta) = delta``
-        at the KL's quadratic model (not PPO's early-stopping threshold); > 0, typically 0.01-0.05. Or a schedule of the
-        progress remaining, or the RL Zoo's ``"lin_<value>"`` (not with ``adaptive_kl``).
-    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only
-        (Schulman's thesis, p40-42); >= 1
-    :param stats_window_size: Window size for the rollout logging (episodes)
-    :param tensorboard_log: the log location for tensorboard (if None, no logging)
-    :param policy_kwargs: additional arguments to be passed to the policy on creation
-    :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
-    :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run ("auto": the GPU if possible)
-    :param _init_setup_model: Whether or not to build the network at the creation of the instance
-    :param fisher_product: ``"gauss_newton"`` (default): ``J^T M J v``, ``M`` the closed-form Fisher of the action
-        distribution, in closed form for MLP actors; ``"double_backward"``: the Hessian-vector product of the KL (the
-        reference). The same matrix at a different cost.
-    :param ent_coef: Entropy bonus added to the objective, in the gradient and every check alike; >= 0, default 0
-    :param adaptive_kl: Whether the radius adapts between updates from ``target_kl``
-        (:func:`sb3_trpo.common.natural_gradient.adapt_trust_region_radius`); the radius in use is
-        ``target_kl_effective``, logged and saved with the model. Default: False.
-    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction (saved with the
-        model). Default: False.
-    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
-        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's ``kl_divergence(pi_theta, pi_old).mean()``
-        (averaged over the action dimensions of Box and MultiBinary actions, summed over MultiDiscrete sub-actions), whose
-        Fisher is ``F / d``, so that sb3-contrib's hyperparameters give sb3-contrib's trust region. Saved with the model.
-    :param data_parallel: Whether this process is one rank of a data-parallel job over the initialized
-        ``torch.distributed`` process group (:mod:`sb3_trpo.common.distributed`): the update is the one of a single
-        process holding every rank's rollout, the parameters identical on every rank; ``total_timesteps`` and
-        ``num_timesteps`` count all ranks' steps; rank 0 alone reports. Every rank needs the same ``n_steps * n_envs``.
-        Not saved with the model (pass it to ``load`` to resume). Default: False.
+    The constructor is TRPO's without the line search's two arguments: each parameter is documented in
+    :class:`sb3_trpo.TRPO`.
     """
 
     fisher_products: ClassVar[tuple[str, ...]] = ("gauss_newton", "double_backward")
@@ -255,9 +199,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     _argument_hints: ClassVar[dict[str, str]] = {}
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "NaturalGradientAlgorithm":
-        # Check the call against the constructor's signature first, so that a wrong argument's error names the class
-        # the user called (not the base class whose __init__ it reaches), with the class's hint for that argument.
-        # (copy and pickle call __new__ with no argument: nothing to check then)
+        # A wrong argument's error names the class called (NPG's __init__ is the base class's), with the class's hint
+        # for that argument (copy and pickle call __new__ without arguments: nothing to check)
         if args or kwargs:
             try:
                 inspect.signature(cls.__init__).bind(None, *args, **kwargs)
@@ -313,12 +256,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         check_range("batch_size", batch_size, batch_size >= 1, "an integer >= 1")
         is_number = isinstance(ent_coef, (int, float)) and not _is_bool(ent_coef)
         check_range("ent_coef", ent_coef, is_number and math.isfinite(ent_coef) and ent_coef >= 0, "a finite number >= 0")
-        check_range("adaptive_kl", adaptive_kl, _is_bool(adaptive_kl), "True or False")
-        check_range("cg_warm_start", cg_warm_start, _is_bool(cg_warm_start), "True or False")
-        check_range("data_parallel", data_parallel, _is_bool(data_parallel), "True or False")
+        for name, flag in (("adaptive_kl", adaptive_kl), ("cg_warm_start", cg_warm_start), ("data_parallel", data_parallel)):
+            check_range(name, flag, _is_bool(flag), "True or False")
         check_range("kl_constraint", kl_constraint, kl_constraint in KL_CONSTRAINTS, f"one of {KL_CONSTRAINTS}")
-        # Data-parallel training (sb3_trpo.common.distributed): the reducer is made in _setup_model (after the process
-        # group is up); a single process's reduces nothing
+        # data_parallel's reducer is made in _setup_model, once the process group is up
         self.data_parallel = bool(data_parallel)
         self._reducer = Reducer()
 
@@ -347,8 +288,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         )
 
         self.normalize_advantage = normalize_advantage
-        # Sanity check, otherwise it will lead to noisy gradient and NaN
-        # because of the advantage normalization (same checks and messages as SB3 and sb3-contrib)
+        # SB3's and sb3-contrib's checks, with their messages
         if self.env is not None:
             buffer_size = self.env.num_envs * self.n_steps
             if normalize_advantage:
@@ -356,7 +296,6 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                     "`n_steps * n_envs` must be greater than 1. "
                     f"Currently n_steps={self.n_steps} and n_envs={self.env.num_envs}"
                 )
-            # Check that the rollout buffer size is a multiple of the mini-batch size
             untruncated_batches = buffer_size // batch_size
             if buffer_size % batch_size > 0:
                 warnings.warn(
@@ -368,18 +307,16 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                     f"Info: (n_steps={self.n_steps} and n_envs={self.env.num_envs})"
                 )
         self.batch_size = batch_size
-        # Conjugate gradients parameters
         self.cg_max_steps = cg_max_steps
         self.cg_damping = cg_damping
         self.cg_warm_start = bool(cg_warm_start)
-        # Trust region radius (delta), and the radius in use (adapted between updates with adaptive_kl)
+        # The trust-region radius, and the one in use (adapted between updates with adaptive_kl)
         self.target_kl = target_kl
         self.adaptive_kl = bool(adaptive_kl)
         self.target_kl_effective = float(target_kl(1.0)) if callable(target_kl) else target_kl
         self.n_critic_updates = n_critic_updates
         self.sub_sampling_factor = sub_sampling_factor
         self.fisher_product = fisher_product
-        # What target_kl bounds: the joint KL(pi_old || pi_theta), or sb3-contrib's quantity
         self.kl_constraint = kl_constraint
 
         if _init_setup_model:
@@ -404,8 +341,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         )
 
     def _setup_model(self) -> None:
-        # OnPolicyAlgorithm._setup_model, step for step, with the policy's constructor arguments and the rollout buffer
-        # from the two hooks above (so that the maskable and recurrent variants build their own)
+        # OnPolicyAlgorithm._setup_model, with the policy's arguments and the rollout buffer of the two hooks above
         self._setup_lr_schedule()
         self._reducer = DataParallel(self.device) if self.data_parallel else Reducer()
         # Each rank its own envs and draws; rank 0 alone reports
@@ -426,28 +362,23 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         # Every rank starts from rank 0's weights
         self._reducer.broadcast_parameters(self.policy)
         self.rollout_buffer = self._make_rollout_buffer()
-        # Warn when not using CPU with MlpPolicy
         self._maybe_recommend_cpu()
 
         self.actor_params, self.critic_params = actor_critic_parameters(self.policy)
-        # The previous update's search direction, for cg_warm_start (zero: none yet, start from zero). A tensor so
-        # that save/load keeps it with the model (`_get_torch_save_params`).
+        # cg_warm_start's previous direction (zero: none yet), a tensor so that save/load keeps it
         self._cg_previous_direction = th.zeros(sum(param.numel() for param in self.actor_params), device=self.device)
         self._predict_actions = PredictActions()
-        # The critic gets its own optimizer over the critic's parameters only. It replaces the policy's optimizer
-        # (built by SB3 over all parameters) so that `_get_torch_save_params`, save/load and the learning-rate
-        # schedule keep working as in SB3.
+        # The critic's own optimizer, over its parameters only, in place of SB3's over all of them (so that save/load
+        # and the learning-rate schedule work as in SB3)
         optimizer_kwargs = dict(self.policy.optimizer_kwargs)
         if self.policy.optimizer_class is th.optim.Adam and not {"fused", "foreach"} & optimizer_kwargs.keys():
-            # The critic's many small Adam steps are overhead-bound: the fused kernel (one op per step instead of
-            # a Python loop over parameters) computes the same update, faster. Skipped when the user chose.
+            # The same update in one kernel: the critic's many small steps are overhead-bound (unless the user chose)
             optimizer_kwargs["fused"] = self.device.type in ("cpu", "cuda")
         self.policy.optimizer = self.policy.optimizer_class(
             self.critic_params, lr=self.lr_schedule(1), **optimizer_kwargs  # type: ignore[call-arg]
         )
-        # The critic's features extractor is frozen during the critic's epochs when it has no critic parameter:
-        # shared (it then belongs to the actor, see sb3_trpo.common.policies) or parameter-free (e.g. SB3's
-        # FlattenExtractor). Its output is then computed once per update instead of once per minibatch.
+        # A critic's features extractor without critic parameters (shared with the actor, or parameter-free) is
+        # frozen during the critic's epochs: its output is computed once per update, not once per minibatch
         critic_ids = {id(param) for param in self.critic_params}
         self._critic_extractor = self.policy.vf_features_extractor
         self._critic_reuses_features = not any(id(param) in critic_ids for param in self._critic_extractor.parameters())
@@ -525,10 +456,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         return RolloutStep(self, bind_rollout_forward(self.policy))
 
     def _rollout_inputs(self, env: VecEnv) -> dict[str, Any]:
-        """
-        :return: the extra inputs of a rollout step, for the policy's ``forward`` and the buffer's ``add``
-            (MaskableTRPO: the action masks)
-        """
+        """:return: the extra inputs of each rollout step's forward and buffer row (MaskableTRPO: the action masks)"""
         return {}
 
     # -----------------------------------------------------------------------------------------------------------------
@@ -543,10 +471,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         """:return: the whole rollout as one batch, discrete actions as indices, advantages normalized when asked"""
         rollout_data = self._whole_rollout()
         if isinstance(self.action_space, spaces.Discrete):
-            # Convert discrete action from float to long
             rollout_data = rollout_data._replace(actions=rollout_data.actions.long().flatten())
         if self.normalize_advantage:
-            # (with data_parallel, by the mean and std of all ranks' advantages)
             rollout_data = rollout_data._replace(advantages=self._reducer.normalize(rollout_data.advantages))
         return rollout_data
 
@@ -559,9 +485,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def _policy_objective(self, batch: RolloutBufferSamples) -> PolicyObjective:
         """:return: ``pi_old``, the objective at ``theta_old`` and its gradient ``g`` (docs/design.md, steps 3 and 4)"""
-        # Snapshot pi_old: detached distribution parameters and log-probs at theta_old. Recomputing them (rather than
-        # reading the buffer's log-probs) makes the ratio exactly 1 at theta_old.
-        # (a copy: SB3's policy overwrites its one distribution object at each call)
+        # pi_old recomputed (not the buffer's log-probs), so that the ratio is exactly 1 at theta_old; a copy, since
+        # SB3's policy overwrites its one distribution object at each call
         distribution = copy.copy(self._distribution_on(batch))
         old_distribution = detached_distribution(distribution)
         old_log_prob = distribution.log_prob(batch.actions).detach()
@@ -587,9 +512,7 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         return None
 
     def _distribution_on(self, batch: RolloutBufferSamples, index: slice | None = None) -> Distribution:
-        """
-        :return: ``pi_theta`` on the batch's samples (all, or those at ``index``), under their action masks, with its graph
-        """
+        """:return: ``pi_theta`` on the batch's samples (all, or those at ``index``) under their masks, with its graph"""
         observations = batch.observations if index is None else index_observations(batch.observations, index)
         masks = self._action_masks(batch, index)
         if masks is None:
@@ -690,7 +613,6 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             set_flat_params(params, old_flat)
             raise
         if not step.accepted:
-            # Restore theta_old exactly
             set_flat_params(params, old_flat)
         return step
 
@@ -719,9 +641,9 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
         optimizer = self.policy.optimizer
         optimizer_step: Callable[[], Any] = optimizer.step
-        # The closed-form gradients keep the same .grad tensors, which the fused-Adam shortcut relies on
+        # The fused-Adam shortcut relies on the closed-form gradients keeping the same .grad tensors; bind() looks the
+        # critic's tensors up once for all the minibatches
         try_fused_step = self._value_regression is not None
-        # Closed-form gradients with the critic's tensors looked up once for all the minibatches
         value_regression = self._value_regression.bind() if self._value_regression is not None else None
         value_losses: list[float] = []
         n_skipped = 0
@@ -756,9 +678,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     def train(self) -> None:
         """One update from the rollout buffer (the algorithm box of TRPO and NPG; docs/design.md)."""
-        # This update's trust-region radius and critic learning rate, read before anything is touched: with
-        # adaptive_kl, the adapted radius; else target_kl, or its schedule's value at the progress remaining. A value
-        # <= 0 (a schedule past the end of the budget) means no step; a non-finite one raises (`scheduled_value`).
+        # This update's radius and learning rate, read before anything moves: adaptive_kl's radius, else target_kl at
+        # the progress remaining (`scheduled_value`: a value <= 0 is no step, a non-finite one raises)
         radius = self.target_kl_effective if self.adaptive_kl else self._scheduled_radius()
         # Switch to train mode (this affects batch norm / dropout); update the critic's learning rate
         self.policy.set_training_mode(True)

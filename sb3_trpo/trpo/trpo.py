@@ -21,12 +21,14 @@ class TRPO(NaturalGradientAlgorithm):
     Introduction to TRPO: https://spinningup.openai.com/en/latest/algorithms/trpo.html
 
     The update is :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`'s (``docs/design.md``, "The update,
-    step by step"), with a backtracking line search as the step.
+    step by step"), with a backtracking line search as the step. The parameters below are the family's one full list.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy`` class)
     :param env: The environment to learn from (if registered in Gym, can be str)
-    :param learning_rate: The learning rate of the critic's Adam optimizer (the actor's step is set by ``target_kl``)
-    :param n_steps: The number of steps to run for each environment per update (n_steps * n_envs > 1)
+    :param learning_rate: The learning rate of the critic's Adam optimizer (the actor's step is set by ``target_kl``);
+        a float or a schedule of the progress remaining. Typically 1e-3.
+    :param n_steps: The number of steps to run for each environment per update (rollout of n_steps * n_envs samples,
+        which must be greater than 1 for the advantage normalization). Typically 1024-8192 in total.
     :param batch_size: Minibatch size of the critic's regression
     :param gamma: Discount factor
     :param cg_max_steps: Maximum number of conjugate-gradient iterations; >= 1, typically 10-25
@@ -36,34 +38,43 @@ class TRPO(NaturalGradientAlgorithm):
     :param line_search_max_iter: Maximum number of candidates tried by the backtracking line search; >= 1
     :param n_critic_updates: Number of epochs of critic regression per policy update; >= 1, typically 5-20
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
-    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
-    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: once per rollout)
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE) instead of action noise exploration
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (-1: only at the rollout's start)
     :param rollout_buffer_class: Rollout buffer class to use. If ``None``, it will be automatically selected.
     :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation
     :param normalize_advantage: Whether to normalize or not the advantage
     :param target_kl: The trust-region radius ``delta``: every accepted step has ``mean KL(pi_old || pi_theta) <= delta``
-        on the rollout batch (NOT PPO's early stopping); > 0, typically 0.01-0.05, or a schedule, or ``"lin_<value>"``
-    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only; >= 1
+        on the rollout batch, and the full step reaches ``delta`` at the KL's quadratic model (not PPO's early-stopping
+        threshold); > 0, typically 0.01-0.05. Or a schedule of the progress remaining, or the RL Zoo's
+        ``"lin_<value>"`` (not with ``adaptive_kl``).
+    :param sub_sampling_factor: Compute the Fisher-vector products on every ``sub_sampling_factor``-th sample only
+        (Schulman's thesis, p40-42); >= 1
     :param stats_window_size: Window size for the rollout logging (episodes)
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
     :param policy_kwargs: additional arguments to be passed to the policy on creation
     :param verbose: the verbosity level: 0 no output, 1 info, 2 debug
     :param seed: Seed for the pseudo random generators
-    :param device: Device (cpu, cuda, ...) on which the code should be run.
+    :param device: Device (cpu, cuda, ...) on which the code should be run ("auto": the GPU if possible)
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
-    :param fisher_product: How the Fisher-vector products are computed (same matrix): ``"gauss_newton"`` (default,
-        fast) or ``"double_backward"`` (the reference)
+    :param fisher_product: ``"gauss_newton"`` (default): ``J^T M J v``, ``M`` the closed-form Fisher of the action
+        distribution, in closed form for MLP actors; ``"double_backward"``: the Hessian-vector product of the KL (the
+        reference). The same matrix at a different cost.
     :param ent_coef: Entropy bonus ``ent_coef * mean(H(pi_theta))`` added to the surrogate, in the gradient and in the
         line search's improvement check alike; >= 0, default 0 (off)
-    :param adaptive_kl: Whether the radius adapts between updates (x1.5 after a full step well inside it, /1.5 after a
-        rejected line search, within ``[target_kl / 10, 10 * target_kl]``); default False
-    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction; default False
-    :param data_parallel: Whether this process is one rank of a data-parallel job (``torch.distributed``), every mean
-        of the update taken over all ranks' samples; default False
-    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's ``KL(pi_old || pi_theta)``; or
-        ``"sb3_contrib"``, sb3-contrib's TRPO's KL averaged over action dimensions, for its hyperparameters
-
-    Each parameter in detail: :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`.
+    :param adaptive_kl: Whether the radius adapts between updates, within ``[target_kl / 10, 10 * target_kl]``
+        (:func:`sb3_trpo.common.natural_gradient.adapt_trust_region_radius`); the radius in use is
+        ``target_kl_effective``, logged and saved with the model. Default: False.
+    :param cg_warm_start: Whether conjugate gradient starts from the previous update's direction (saved with the
+        model). Default: False.
+    :param data_parallel: Whether this process is one rank of a data-parallel job over the initialized
+        ``torch.distributed`` process group (:mod:`sb3_trpo.common.distributed`): the update is the one of a single
+        process holding every rank's rollout, the parameters identical on every rank; ``total_timesteps`` and
+        ``num_timesteps`` count all ranks' steps; rank 0 alone reports. Every rank needs the same ``n_steps * n_envs``.
+        Not saved with the model (pass it to ``load`` to resume). Default: False.
+    :param kl_constraint: What ``target_kl`` bounds: ``"joint"`` (default), the paper's mean ``KL(pi_old || pi_theta)``
+        of the joint action distribution; ``"sb3_contrib"``, sb3-contrib's TRPO's ``kl_divergence(pi_theta, pi_old).mean()``
+        (averaged over the action dimensions of Box and MultiBinary actions, summed over MultiDiscrete sub-actions), whose
+        Fisher is ``F / d``, so that sb3-contrib's hyperparameters give sb3-contrib's trust region. Saved with the model.
     """
 
     def __init__(

@@ -24,7 +24,7 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
     Code: an independent implementation, with sb3-contrib's maskable building blocks (policies, distributions, rollout
     buffers, ``get_action_masks``) and MaskablePPO's API.
 
-    TRPO's update (:class:`sb3_trpo.trpo.TRPO`) where every action distribution (``pi_old``, the surrogate, the KL, the
+    TRPO's update (:class:`sb3_trpo.TRPO`) where every action distribution (``pi_old``, the surrogate, the KL, the
     Fisher-vector products, the line search's checks) is the masked one of the rollout's own masks: masked actions
     contribute exactly 0 to the KL, and every accepted step satisfies ``mean KL(pi_old || pi_theta) <= target_kl``
     between the masked distributions. Masks are read from the environment each step (its ``action_masks()`` method, or
@@ -36,8 +36,7 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
     :param rollout_buffer_class: ``MaskableRolloutBuffer`` or ``MaskableDictRolloutBuffer`` (or a subclass); None:
         chosen from the observation space
 
-    Every other parameter is TRPO's (:class:`sb3_trpo.trpo.TRPO`; in full in
-    :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`), without gSDE (the actions are discrete), as in
+    Every other parameter is TRPO's (:class:`sb3_trpo.TRPO`), without gSDE (the actions are discrete), as in
     MaskablePPO.
     """
 
@@ -84,14 +83,9 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         data_parallel: bool = False,
         kl_constraint: str = "joint",
     ):
-        if rollout_buffer_class is not None:
-            is_maskable = isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, MASKABLE_BUFFERS)
-            check_range(
-                "rollout_buffer_class",
-                rollout_buffer_class,
-                is_maskable,
-                "MaskableRolloutBuffer, MaskableDictRolloutBuffer or a subclass",
-            )
+        is_maskable = isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, MASKABLE_BUFFERS)
+        allowed = "MaskableRolloutBuffer, MaskableDictRolloutBuffer or a subclass"
+        check_range("rollout_buffer_class", rollout_buffer_class, rollout_buffer_class is None or is_maskable, allowed)
         self._use_masking = True
         super().__init__(
             policy,  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ class RecurrentTRPO(RecurrentNaturalGradient, TRPO):
     Code: an independent implementation, with sb3-contrib's recurrent building blocks (policies, rollout buffers,
     ``RNNStates``) and RecurrentPPO's API.
 
-    TRPO's update (:class:`sb3_trpo.trpo.TRPO`, same constructor) over whole sequences
+    TRPO's update (:class:`sb3_trpo.TRPO`, same constructor) over whole sequences
     (:class:`sb3_trpo.common.recurrent.algorithm.RecurrentNaturalGradient`): the LSTM is re-run over the rollout's
     padded sequences for the surrogate, ``pi_old``, the KL, the Fisher-vector products and each line-search candidate,
     and only the real samples enter any mean. Use the policies' ``shared_lstm`` / ``enable_critic_lstm`` (in
@@ -28,8 +28,7 @@ class RecurrentTRPO(RecurrentNaturalGradient, TRPO):
         ``RecurrentActorCriticPolicy``)
     :param env: The environment to learn from (if registered in Gym, can be str)
 
-    Every other parameter is TRPO's (:class:`sb3_trpo.trpo.TRPO`; in full in
-    :class:`sb3_trpo.common.on_policy_ng.NaturalGradientAlgorithm`); ``rollout_buffer_class`` must be one of
+    Every other parameter is TRPO's (:class:`sb3_trpo.TRPO`); ``rollout_buffer_class`` must be one of
     sb3-contrib's recurrent buffers (None: chosen from the observation space), and ``batch_size`` is the number of
     steps in each of the critic's minibatches of sequences. With ``data_parallel``, each rank takes its minibatches
     of sequences from its own buffer and the critic's gradients are averaged over the ranks at each step (a minibatch
