@@ -309,6 +309,19 @@ def test_constructor_matches_sb3_contrib_signature():
         assert ours[name].default == parameter.default, name
 
 
+@pytest.mark.parametrize("name", ["TRPO", "NPG", "MaskableTRPO", "RecurrentTRPO", "MaskableRecurrentTRPO"])
+def test_class_signature_is_the_constructors(name):
+    # What inspect.signature, help() and the API docs show: __init__'s arguments, not __new__'s (*args, **kwargs)
+    import inspect
+
+    import sb3_trpo
+
+    algorithm = getattr(sb3_trpo, name)
+    expected = list(inspect.signature(algorithm.__init__).parameters.values())[1:]
+    assert list(inspect.signature(algorithm).parameters.values()) == expected
+    assert "policy" in inspect.signature(algorithm).parameters
+
+
 def test_contrib_config_runs_unchanged():
     config = dict(
         n_steps=64,

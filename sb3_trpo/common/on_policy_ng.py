@@ -162,6 +162,15 @@ class PolicyObjective(NamedTuple):
     gradient: th.Tensor
 
 
+def constructor_signature(cls: type) -> inspect.Signature:
+    """
+    The class's call signature, its ``__init__``'s without ``self``: what ``inspect.signature``, ``help()`` and the API
+    docs show, rather than the ``(*args, **kwargs)`` of the argument check in ``NaturalGradientAlgorithm.__new__``.
+    """
+    signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
 class NaturalGradientAlgorithm(OnPolicyAlgorithm):
     """
     Base class of the natural-gradient family (TRPO, NPG): SB3's ``OnPolicyAlgorithm`` with a natural-gradient step of
@@ -197,6 +206,8 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
 
     #: Hints added to the error for a keyword argument the class does not take, by argument (NPG: no line search)
     _argument_hints: ClassVar[dict[str, str]] = {}
+    #: The signature shown for the class (:func:`constructor_signature`), set for each subclass
+    __signature__: ClassVar[inspect.Signature]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "NaturalGradientAlgorithm":
         # A wrong argument's error names the class called (NPG's __init__ is the base class's), with the class's hint
@@ -208,6 +219,10 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
                 hints = [hint for name, hint in cls._argument_hints.items() if name in kwargs]
                 raise TypeError(" ".join([f"{cls.__name__}(): {error}", *hints])) from None
         return super().__new__(cls)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = constructor_signature(cls)
 
     def __init__(
         self,
@@ -788,3 +803,6 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+
+NaturalGradientAlgorithm.__signature__ = constructor_signature(NaturalGradientAlgorithm)
