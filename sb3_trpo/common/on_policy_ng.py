@@ -201,6 +201,12 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
         "MultiInputPolicy": MultiInputActorCriticPolicy,
     }
 
+    #: The rollout buffer classes for flat and for Dict observations, chosen when ``rollout_buffer_class`` is None
+    rollout_buffer_classes: ClassVar[tuple[type[RolloutBuffer], type[RolloutBuffer]]] = (RolloutBuffer, DictRolloutBuffer)
+    #: A variant's policy class: its policies must derive from it, and its buffers from ``rollout_buffer_classes``
+    #: (None: any actor-critic policy and rollout buffer, as SB3's PPO takes)
+    _policy_base: ClassVar[type[BasePolicy] | None] = None
+
     policy: ActorCriticPolicy
     rollout_buffer: RolloutBuffer
 
@@ -355,17 +361,33 @@ class NaturalGradientAlgorithm(OnPolicyAlgorithm):
             **self.rollout_buffer_kwargs,
         )
 
+    def _check_policy_and_buffer_classes(self) -> None:
+        """
+        Refuse a variant's policy and rollout buffer classes that are not its own (``_policy_base``,
+        ``rollout_buffer_classes``), naming the argument; choose the buffer class from the observation space when none is
+        given.
+        """
+        flat_buffer, dict_buffer = self.rollout_buffer_classes
+        if self._policy_base is not None:
+            policy, buffer = self.policy_class, self.rollout_buffer_class
+            allowed = f"{', '.join(self.policy_aliases)} or a {self._policy_base.__name__}"
+            check_range("policy", policy, isinstance(policy, type) and issubclass(policy, self._policy_base), allowed)
+            if buffer is not None:
+                is_own_buffer = isinstance(buffer, type) and issubclass(buffer, self.rollout_buffer_classes)
+                allowed = f"{flat_buffer.__name__}, {dict_buffer.__name__} or a subclass"
+                check_range("rollout_buffer_class", buffer, is_own_buffer, allowed)
+        if self.rollout_buffer_class is None:
+            self.rollout_buffer_class = dict_buffer if isinstance(self.observation_space, spaces.Dict) else flat_buffer
+
     def _setup_model(self) -> None:
         # OnPolicyAlgorithm._setup_model, with the policy's arguments and the rollout buffer of the two hooks above
+        self._check_policy_and_buffer_classes()
         self._setup_lr_schedule()
         self._reducer = DataParallel(self.device) if self.data_parallel else Reducer()
         # Each rank its own envs and draws; rank 0 alone reports
         self.set_random_seed(self._reducer.rank_seed(self.seed))
         if self._reducer.rank > 0:
             self.verbose, self.tensorboard_log = 0, None
-        if self.rollout_buffer_class is None:
-            dict_observations = isinstance(self.observation_space, spaces.Dict)
-            self.rollout_buffer_class = DictRolloutBuffer if dict_observations else RolloutBuffer
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space,
             self.action_space,

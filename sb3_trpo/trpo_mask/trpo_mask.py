@@ -4,14 +4,12 @@ from typing import Any, ClassVar
 
 import torch as th
 from gymnasium import spaces
-from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, MaskableRolloutBuffer
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
 
 from sb3_trpo.common.maskable.algorithm import MASKABLE_BUFFERS, ActionMasking
-from sb3_trpo.common.on_policy_ng import check_range
 from sb3_trpo.trpo.trpo import TRPO
 from sb3_trpo.trpo_mask.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -46,6 +44,9 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         "MultiInputPolicy": MultiInputPolicy,
     }
     _supported_action_spaces = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+    rollout_buffer_classes = MASKABLE_BUFFERS
+    _policy_base = MaskableActorCriticPolicy
 
     policy: MaskableActorCriticPolicy  # type: ignore[assignment]
 
@@ -83,9 +84,6 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         data_parallel: bool = False,
         kl_constraint: str = "joint",
     ):
-        is_maskable = isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, MASKABLE_BUFFERS)
-        allowed = "MaskableRolloutBuffer, MaskableDictRolloutBuffer or a subclass"
-        check_range("rollout_buffer_class", rollout_buffer_class, rollout_buffer_class is None or is_maskable, allowed)
         self._use_masking = True
         super().__init__(
             policy,  # type: ignore[arg-type]
@@ -123,14 +121,6 @@ class MaskableTRPO(ActionMasking, TRPO):  # type: ignore[misc]
         )
 
     def _setup_model(self) -> None:
-        policy_class = self.policy_class
-        is_maskable = isinstance(policy_class, type) and issubclass(policy_class, MaskableActorCriticPolicy)
-        check_range(
-            "policy", policy_class, is_maskable, "MlpPolicy, CnnPolicy, MultiInputPolicy or a MaskableActorCriticPolicy"
-        )
-        if self.rollout_buffer_class is None:
-            dict_observations = isinstance(self.observation_space, spaces.Dict)
-            self.rollout_buffer_class = MaskableDictRolloutBuffer if dict_observations else MaskableRolloutBuffer
         super()._setup_model()
         # Warn when not using CPU with the maskable MlpPolicy (SB3's check names its own class)
         self._maybe_recommend_cpu("MaskableActorCriticPolicy")

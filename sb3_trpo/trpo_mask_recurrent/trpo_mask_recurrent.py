@@ -8,12 +8,9 @@ from stable_baselines3.common.policies import BasePolicy
 from sb3_trpo.common.maskable.algorithm import ActionMasking
 from sb3_trpo.common.maskable.buffers import MaskableRecurrentDictRolloutBuffer, MaskableRecurrentRolloutBuffer
 from sb3_trpo.common.maskable.policies import MaskableRecurrentActorCriticPolicy
-from sb3_trpo.common.on_policy_ng import check_range
 from sb3_trpo.common.recurrent.algorithm import RecurrentNaturalGradient
 from sb3_trpo.trpo.trpo import TRPO
 from sb3_trpo.trpo_mask_recurrent.policies import CnnLstmPolicy, MlpLstmPolicy, MultiInputLstmPolicy
-
-MASKABLE_RECURRENT_BUFFERS = (MaskableRecurrentRolloutBuffer, MaskableRecurrentDictRolloutBuffer)
 
 
 class MaskableRecurrentTRPO(ActionMasking, RecurrentNaturalGradient, TRPO):  # type: ignore[misc]
@@ -49,21 +46,7 @@ class MaskableRecurrentTRPO(ActionMasking, RecurrentNaturalGradient, TRPO):  # t
     }
     _supported_action_spaces = (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
 
-    policy: MaskableRecurrentActorCriticPolicy
+    rollout_buffer_classes = (MaskableRecurrentRolloutBuffer, MaskableRecurrentDictRolloutBuffer)
+    _policy_base = MaskableRecurrentActorCriticPolicy
 
-    def _setup_model(self) -> None:
-        policy_class = self.policy_class
-        is_maskable = isinstance(policy_class, type) and issubclass(policy_class, MaskableRecurrentActorCriticPolicy)
-        allowed = "MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy or a MaskableRecurrentActorCriticPolicy"
-        check_range("policy", policy_class, is_maskable, allowed)
-        buffer_class = self.rollout_buffer_class
-        if buffer_class is None:
-            dict_observations = isinstance(self.observation_space, spaces.Dict)
-            self.rollout_buffer_class = (
-                MaskableRecurrentDictRolloutBuffer if dict_observations else MaskableRecurrentRolloutBuffer
-            )
-        else:
-            is_maskable_buffer = isinstance(buffer_class, type) and issubclass(buffer_class, MASKABLE_RECURRENT_BUFFERS)
-            allowed = "MaskableRecurrentRolloutBuffer, MaskableRecurrentDictRolloutBuffer or a subclass"
-            check_range("rollout_buffer_class", buffer_class, is_maskable_buffer, allowed)
-        super()._setup_model()
+    policy: MaskableRecurrentActorCriticPolicy

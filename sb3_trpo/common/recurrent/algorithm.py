@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
@@ -17,7 +16,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from torch.nn import functional as F
 
 from sb3_trpo.common.natural_gradient import distribution_samples
-from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm, check_range
+from sb3_trpo.common.on_policy_ng import NaturalGradientAlgorithm
 from sb3_trpo.common.rollout import RolloutStep
 
 RECURRENT_BUFFERS = (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer)
@@ -100,22 +99,13 @@ class RecurrentNaturalGradient(NaturalGradientAlgorithm):
     minibatches of sequences (``batch_size`` steps each) from the critic's stored LSTM states, on the real samples.
     """
 
+    rollout_buffer_classes = RECURRENT_BUFFERS
+    _policy_base = RecurrentActorCriticPolicy
+
     policy: RecurrentActorCriticPolicy
     rollout_buffer: RecurrentRolloutBuffer
 
     def _setup_model(self) -> None:
-        policy_class = self.policy_class
-        is_recurrent = isinstance(policy_class, type) and issubclass(policy_class, RecurrentActorCriticPolicy)
-        allowed = "MlpLstmPolicy, CnnLstmPolicy, MultiInputLstmPolicy or a RecurrentActorCriticPolicy"
-        check_range("policy", policy_class, is_recurrent, allowed)
-        buffer_class = self.rollout_buffer_class
-        if buffer_class is None:
-            dict_observations = isinstance(self.observation_space, spaces.Dict)
-            self.rollout_buffer_class = RecurrentDictRolloutBuffer if dict_observations else RecurrentRolloutBuffer
-        else:
-            is_recurrent_buffer = isinstance(buffer_class, type) and issubclass(buffer_class, RECURRENT_BUFFERS)
-            allowed = "RecurrentRolloutBuffer, RecurrentDictRolloutBuffer or a subclass"
-            check_range("rollout_buffer_class", buffer_class, is_recurrent_buffer, allowed)
         super()._setup_model()
         # The LSTM states of the envs' current step (zero before the first), carried from one rollout to the next
         lstm = self.policy.lstm_actor
