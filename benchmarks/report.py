@@ -30,7 +30,7 @@ never reads tuning seeds::
     python -m benchmarks report evaluation --results benchmarks/evaluation/results --docs docs/results/archive.md \\
         --section evaluation
     python -m benchmarks report evaluation --summary docs/index.md docs/results.md docs/algorithms/trpo.md
-    python -m benchmarks report evaluation --headline README.md docs/results.md
+    python -m benchmarks report evaluation --headline README.md docs/results.md docs/algorithms/trpo.md
 
 ``report robustness`` and ``report carry-over`` (:mod:`benchmarks.tuning`) judge the choices made on tuning seeds.
 """
