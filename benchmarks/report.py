@@ -689,6 +689,8 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
         "| learn() minutes: ours, sb3-contrib's settings / sb3-contrib |\n|---|---|---|---|---|---|---|"
     )
     rows, verdicts, improvements = [header], [], []
+    judged_pairs: dict[str, tuple[dict[str, float], int]] = {}
+    met: dict[str, bool] = {}
     for env_id in HEADLINE_TASKS:
         target, steps = CONFIRMATION_TARGETS[env_id]
         runs = {column: by_task.get(env_id, []) for column, by_task in columns.items()}
@@ -708,18 +710,51 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
         improvement = _improvement_over(ours, finals["sb3_contrib"]) if len(ours) > 1 else None
         if improvement is not None:
             improvements.append(f"{env_id} {poi_with_ci(improvement)} (n={len(finals['contrib_settings'])})")
+            judged_pairs[env_id] = (improvement, min(len(ours), len(finals["sb3_contrib"])))
+        if len(tuned) >= JUDGED_SEEDS:
+            met[env_id] = bool(estimate >= target)
     text = "\n".join(rows) + "\n\n"
     text += (
         "learn() minutes: the median run's training time, evaluations left out, on one core; indicative only, as "
         "other work shared the machine and the records come from different machines (their CPUs are in the records). "
         "Side by side in one process on one core instead: `benchmarks/like_for_like/bench_learn.txt`.\n\n"
     )
-    text += "Targets of the tuned entries (IQM), judged on the confirmation seeds only: " + "; ".join(verdicts) + ".\n"
+    text += (
+        f"Targets of the tuned entries (IQM), judged on the confirmation seeds only ({sum(met.values())} met of "
+        f"{len(met)} judged, {len(HEADLINE_TASKS) - len(met)} pending): " + "; ".join(verdicts) + ".\n"
+    )
     if improvements:
         text += (
             "\nP(ours > sb3-contrib's TRPO), like for like (the same settings and seeds): " + "; ".join(improvements) + ".\n"
         )
+        text += like_for_like_verdict(judged_pairs, [env_id for env_id in HEADLINE_TASKS if env_id != "Humanoid-v5"])
     return text
+
+
+def like_for_like_verdict(judged: dict[str, tuple[dict[str, float], int]], tasks: list[str]) -> str:
+    """
+    What the like-for-like grid shows once it is complete: on which tasks the 95% CI of P(ours > sb3-contrib's TRPO)
+    lies wholly above or below 0.5 (a difference in learning that ten seeds resolve), on which it holds 0.5.
+
+    :param judged: task -> (P with its CI, the smaller number of runs of the two), the tasks with a P so far
+    :param tasks: the tasks of the grid
+    :return: one paragraph, empty until every task has ``JUDGED_SEEDS`` runs of ours
+    """
+    if any(env_id not in judged or judged[env_id][1] < JUDGED_SEEDS for env_id in tasks):
+        return ""
+    above = [env_id for env_id in tasks if judged[env_id][0]["low"] > 0.5]
+    below = [env_id for env_id in tasks if judged[env_id][0]["high"] < 0.5]
+    level = [env_id for env_id in tasks if env_id not in above and env_id not in below]
+    parts = []
+    if level:
+        parts.append(
+            f"the 95% CI of P holds 0.5 on {_listed(level)}: no difference in learning that {JUDGED_SEEDS} seeds resolve"
+        )
+    if above:
+        parts.append(f"it lies wholly above 0.5 on {_listed(above)}: ours learns more there")
+    if below:
+        parts.append(f"it lies wholly below 0.5 on {_listed(below)}: sb3-contrib's TRPO learns more there")
+    return f"\nThe like-for-like grid is complete ({JUDGED_SEEDS} seeds per task for both): " + "; ".join(parts) + ".\n"
 
 
 def _judged_scores_of(runs: list[dict[str, Any]]) -> np.ndarray:

@@ -1128,3 +1128,38 @@ def test_records_branch_publish_and_fetch(tmp_path, monkeypatch):
     side.write_bytes(records._compressed(records.read_logs(side)[1:]))
     with pytest.raises(RuntimeError, match="fetch first"):
         records.publish("lost logs")
+
+
+def test_headline_counts_the_judged_targets_and_states_the_like_for_like_verdict_once_complete():
+    # issue 52: the headline's verdicts come from the records. The targets line counts the tuned entries judged on
+    # ten confirmation seeds (met or missed) and those pending; once every like-for-like task has ten runs of both,
+    # one sentence says where the CI of P(ours > sb3-contrib) lies wholly above 0.5, wholly below it, or holds it
+    def run(score: float, budget: int = 1_000_000) -> dict:
+        return {"final_eval": {"mean": score}, "train_s": 60.0, "budget": budget, "learning_curve": []}
+
+    spread = np.arange(10, dtype=float) * 100
+    tasks = [task for task in report.HEADLINE_TASKS if task != "Humanoid-v5"]
+    contrib = {task: [run(1000 + value) for value in spread] for task in tasks}
+    ours = {task: [run(1000 + value + 50) for value in spread] for task in tasks}  # interleaved: P about 0.5
+    ours["HalfCheetah-v5"] = [run(5000 + value) for value in spread]  # every run above every run of sb3-contrib
+    ours["Hopper-v5"] = [run(value - 2000) for value in spread]  # every run below
+    tuned = {
+        "HalfCheetah-v5": [run(6000 + value) for value in spread],  # IQM 6450 >= 5800: met
+        "Hopper-v5": [run(3000 + value) for value in spread],  # 3450 < 3618: missed
+        "Walker2d-v5": [run(9000)] * 9,  # 9 of 10: pending, not judged
+    }
+    columns = {"contrib_settings": ours, "tuned": tuned, "sb3_contrib": contrib, "ppo": {}}
+    text = report.headline_table(columns)
+    assert "judged on the confirmation seeds only (1 met of 2 judged, 4 pending): HalfCheetah-v5 met" in text
+    assert "Hopper-v5 **missed** (3450.0 against 3618)" in text and "Walker2d-v5 pending (9 of 10)" in text
+    assert (
+        "The like-for-like grid is complete (10 seeds per task for both): the 95% CI of P holds 0.5 on Walker2d-v5, "
+        "Ant-v5 and Swimmer-v5: no difference in learning that 10 seeds resolve; it lies wholly above 0.5 on "
+        "HalfCheetah-v5: ours learns more there; it lies wholly below 0.5 on Hopper-v5: sb3-contrib's TRPO learns more "
+        "there." in text
+    )
+    # one task short of ten runs (of either algorithm): no verdict yet
+    for short in ({**ours, "Swimmer-v5": ours["Swimmer-v5"][:9]}, ours):
+        peers = contrib if short is not ours else {**contrib, "Ant-v5": contrib["Ant-v5"][:9]}
+        text = report.headline_table({**columns, "contrib_settings": short, "sb3_contrib": peers})
+        assert "P(ours > sb3-contrib's TRPO), like for like" in text and "grid is complete" not in text
