@@ -1148,9 +1148,13 @@ def test_headline_counts_the_judged_targets_and_states_the_like_for_like_verdict
         "Hopper-v5": [run(3000 + value) for value in spread],  # 3450 < 3618: missed
         "Walker2d-v5": [run(9000)] * 9,  # 9 of 10: pending, not judged
     }
-    columns = {"contrib_settings": ours, "tuned": tuned, "sb3_contrib": contrib, "ppo": {}}
+    development = {"HalfCheetah-v5": [run(7000 + value) for value in spread], "Walker2d-v5": [run(8000)] * 10}
+    columns = {"contrib_settings": ours, "tuned": tuned, "sb3_contrib": contrib, "ppo": {}, "development": development}
     text = report.headline_table(columns)
     assert "judged on the confirmation seeds only (1 met of 2 judged, 4 pending): HalfCheetah-v5 met" in text
+    # the same entry on the development seeds beside its confirmation result, for the judged tasks that have both
+    development_line = next(line for line in text.splitlines() if line.startswith("Each judged entry"))
+    assert development_line.endswith(": HalfCheetah-v5 7450.0 [7233.3, 7666.7] (n=10) and 6450.0 [6233.3, 6666.7] (n=10).")
     assert "Hopper-v5 **missed** (3450.0 against 3618)" in text and "Walker2d-v5 pending (9 of 10)" in text
     assert (
         "The like-for-like grid is complete (10 seeds per task for both): the 95% CI of P holds 0.5 on Walker2d-v5, "
