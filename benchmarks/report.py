@@ -37,6 +37,7 @@ never reads tuning seeds::
 
 import argparse
 import functools
+import json
 import os
 import sys
 import textwrap
@@ -651,9 +652,24 @@ def _iqm_cell(scores: np.ndarray, expected: int | None = None) -> str:
     return f"{estimate['iqm']:.1f} [{estimate['iqm_low']:.1f}, {estimate['iqm_high']:.1f}] (n={len(scores)})"
 
 
-def _minutes(runs: list[dict[str, Any]]) -> str:
-    # learn() minutes per run (training, the evaluations along it left out), the median over the runs
-    return f"{np.median([run['train_s'] for run in runs]) / 60:.1f}" if runs else "-"
+#: learn() side by side, ours with sb3-contrib's settings and sb3-contrib's TRPO (``python -m benchmarks bench learn``)
+SIDE_BY_SIDE = REPO_ROOT / "benchmarks" / "like_for_like" / "bench_learn.json"
+
+
+def side_by_side_minutes(path: Path = SIDE_BY_SIDE) -> tuple[dict[str, tuple[float, float]], str]:
+    """
+    :param path: the JSON of ``bench learn --variants ours_contrib_settings sb3_contrib``
+    :return: task -> learn() minutes per 1M steps of ours with sb3-contrib's settings and of sb3-contrib's TRPO, at
+        the steps per second measured side by side in one process on one core; and the CPU it ran on
+    """
+    if not path.is_file():
+        return {}, "-"
+    bench = json.loads(path.read_text())
+    minutes = {
+        env_id: (1e6 / speeds["ours_contrib_settings"] / 60, 1e6 / speeds["sb3_contrib"] / 60)
+        for env_id, speeds in bench["median_steps_per_s"].items()
+    }
+    return minutes, bench["hardware"]["cpu"]
 
 
 def headline_links(page: str | Path) -> tuple[str, str]:
@@ -688,10 +704,12 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
     :return: Markdown
     """
     like_for_like_link, tuned_link = headline_links(page)
+    minutes, cpu = side_by_side_minutes()
     header = (
         f"| task | budget | [ours, sb3-contrib's settings]({like_for_like_link}) "
         f"| [ours, tuned]({tuned_link}) (confirmation seeds) | sb3-contrib TRPO | SB3 PPO "
-        "| learn() minutes: ours, sb3-contrib's settings / sb3-contrib |\n|---|---|---|---|---|---|---|"
+        "| learn() minutes per 1M steps, side by side: ours, sb3-contrib's settings / sb3-contrib "
+        "|\n|---|---|---|---|---|---|---|"
     )
     rows, verdicts, improvements = [header], [], []
     judged_pairs: dict[str, tuple[dict[str, float], int]] = {}
@@ -707,7 +725,7 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
         rows.append(
             f"| {env_id} | {budget} | {_iqm_cell(finals['contrib_settings'], 10 if zoo_task else None)} "
             f"| {_iqm_cell(tuned, 10)} | {_iqm_cell(finals['sb3_contrib'])} | {_iqm_cell(finals['ppo'])} "
-            f"| {_minutes(runs['contrib_settings'])} / {_minutes(runs['sb3_contrib'])} |"
+            f"| {' / '.join(f'{value:.1f}' for value in minutes[env_id]) if env_id in minutes else '- / -'} |"
         )
         estimate = iqm_and_mean(tuned)["iqm"] if len(tuned) > 1 else float("nan")
         shown = f"{estimate:.1f}" if len(tuned) > 1 else "-"
@@ -726,9 +744,10 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
                 optimism.append(f"{env_id} {_iqm_cell(np.array(developed))} and {_iqm_cell(tuned)}")
     text = "\n".join(rows) + "\n\n"
     text += (
-        "learn() minutes: the median run's training time, evaluations left out, on one core; indicative only, as "
-        "other work shared the machine and the records come from different machines (their CPUs are in the records). "
-        "Side by side in one process on one core instead: `benchmarks/like_for_like/bench_learn.txt`.\n\n"
+        "learn() minutes per 1M steps: at the steps per second measured side by side, in one process on one core with "
+        "torch on one thread, the Zoo's settings for both, interleaved over three rounds "
+        f"(`benchmarks/like_for_like/bench_learn.txt`, {cpu}); the runs' own training times, on machines shared with "
+        "other work, are in their records.\n\n"
     )
     text += (
         f"Targets of the tuned entries (IQM), judged on the confirmation seeds only ({sum(met.values())} met of "

@@ -1167,3 +1167,22 @@ def test_headline_counts_the_judged_targets_and_states_the_like_for_like_verdict
         peers = contrib if short is not ours else {**contrib, "Ant-v5": contrib["Ant-v5"][:9]}
         text = report.headline_table({**columns, "contrib_settings": short, "sb3_contrib": peers})
         assert "P(ours > sb3-contrib's TRPO), like for like" in text and "grid is complete" not in text
+
+
+def test_headline_minutes_are_the_side_by_side_speeds_per_million_steps(tmp_path):
+    # issue 52: learn() minutes side by side, from one process on one core (bench learn's JSON), not from the runs'
+    # own times on shared machines of different kinds
+    bench = {
+        "median_steps_per_s": {"Hopper-v5": {"ours_contrib_settings": 2000.0, "sb3_contrib": 1000.0}},
+        "hardware": {"cpu": "Some CPU"},
+    }
+    (tmp_path / "bench_learn.json").write_text(json.dumps(bench))
+    minutes, cpu = report.side_by_side_minutes(tmp_path / "bench_learn.json")
+    assert cpu == "Some CPU" and minutes == {"Hopper-v5": pytest.approx((1e6 / 2000 / 60, 1e6 / 1000 / 60))}
+    assert report.side_by_side_minutes(tmp_path / "missing.json") == ({}, "-")
+    table = report.headline_table({"contrib_settings": {}, "tuned": {}, "sb3_contrib": {}, "ppo": {}})
+    measured, _ = report.side_by_side_minutes()
+    for env_id, (ours, contrib) in measured.items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| {env_id} |"))
+        assert row.endswith(f"| {ours:.1f} / {contrib:.1f} |")
+    assert next(line for line in table.splitlines() if line.startswith("| Humanoid-v5 |")).endswith("| - / - |")
