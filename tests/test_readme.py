@@ -19,7 +19,8 @@ RESULTS_PAGE = REPO_ROOT / "docs" / "results.md"
 #: what results.md no longer shows (former entries, candidates, the carry-over audit, the tuning grid, the ablation's
 #: table, the speed details), its blocks still checked against the records
 ARCHIVE_PAGE = REPO_ROOT / "docs" / "results" / "archive.md"
-#: the pages holding the README's MuJoCo headline (the README, the results page, TRPO's page), each with its links relative to its own folder
+#: the pages holding the README's MuJoCo headline (the README, the results page, TRPO's page), each with its links
+#: relative to its own folder
 HEADLINE_FILES = ("README.md", "docs/results.md", "docs/algorithms/trpo.md")
 #: the files holding the summary of the tuning-seed runs (TRPO's page)
 SUMMARY_FILES = ("docs/algorithms/trpo.md",)
