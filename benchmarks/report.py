@@ -591,6 +591,8 @@ def evaluation_summary(records: dict[str, list[dict[str, Any]]]) -> str:
 #: tuned on the confirmation seeds; sb3-contrib's TRPO and SB3's PPO at the Zoo's settings on seeds 100-109
 LIKE_FOR_LIKE_FOLDER, CONFIRMATION_FOLDER = "benchmarks/like_for_like/results", "benchmarks/confirmation/results"
 HEADLINE_TASKS = ("HalfCheetah-v5", "Hopper-v5", "Walker2d-v5", "Ant-v5", "Swimmer-v5", "Humanoid-v5")
+#: the tasks run like for like (no Zoo settings ran on Humanoid-v5: ours tuned only)
+LIKE_FOR_LIKE_TASKS = HEADLINE_TASKS[:-1]
 #: Targets of the tuned entries, judged on the confirmation seeds only: task -> (IQM target, steps where judged)
 CONFIRMATION_TARGETS: dict[str, tuple[float, int | None]] = {
     "HalfCheetah-v5": (5800.0, None),
@@ -697,7 +699,8 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
     """
     The README's results: one row per MuJoCo task, each cell IQM [95% CI] (n) of the final returns (Humanoid-v5's
     tuned entry at 1M of its 2M steps), then the targets of the tuned entries, judged on the confirmation seeds only,
-    and P(ours > sb3-contrib's TRPO) like for like.
+    each judged entry on the development seeds beside the confirmation seeds, P(ours > sb3-contrib's TRPO) like for
+    like and, once that grid is complete, :func:`like_for_like_verdict`.
 
     :param columns: :func:`headline_records`
     :param page: the page that holds the table, whose folder its links are relative to (:func:`headline_links`)
@@ -718,7 +721,7 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
     for env_id in HEADLINE_TASKS:
         target, steps = CONFIRMATION_TARGETS[env_id]
         runs = {column: by_task.get(env_id, []) for column, by_task in columns.items()}
-        zoo_task = env_id != "Humanoid-v5"  # no Zoo settings ran on Humanoid-v5: ours tuned only
+        zoo_task = env_id in LIKE_FOR_LIKE_TASKS
         tuned = np.array([score for run in runs["tuned"] if (score := score_at(run, steps)) is not None])
         finals = {column: _judged_scores_of(runs[column]) for column in ("contrib_settings", "sb3_contrib", "ppo")}
         budget = "2M (judged at 1M)" if steps else "1M"
@@ -762,7 +765,7 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
         text += (
             "\nP(ours > sb3-contrib's TRPO), like for like (the same settings and seeds): " + "; ".join(improvements) + ".\n"
         )
-        text += like_for_like_verdict(judged_pairs, [env_id for env_id in HEADLINE_TASKS if env_id != "Humanoid-v5"])
+        text += like_for_like_verdict(judged_pairs, list(LIKE_FOR_LIKE_TASKS))
     return text
 
 
@@ -773,7 +776,7 @@ def like_for_like_verdict(judged: dict[str, tuple[dict[str, float], int]], tasks
 
     :param judged: task -> (P with its CI, the smaller number of runs of the two), the tasks with a P so far
     :param tasks: the tasks of the grid
-    :return: one paragraph, empty until every task has ``JUDGED_SEEDS`` runs of ours
+    :return: one paragraph, empty until every task has ``JUDGED_SEEDS`` runs of both
     """
     if any(env_id not in judged or judged[env_id][1] < JUDGED_SEEDS for env_id in tasks):
         return ""
