@@ -698,9 +698,10 @@ def headline_links(page: str | Path) -> tuple[str, str]:
 def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: str | Path = REPO_ROOT / "README.md") -> str:
     """
     The README's results: one row per MuJoCo task, each cell IQM [95% CI] (n) of the final returns (Humanoid-v5's
-    tuned entry at 1M of its 2M steps), then the targets of the tuned entries, judged on the confirmation seeds only,
-    each judged entry on the development seeds beside the confirmation seeds, P(ours > sb3-contrib's TRPO) like for
-    like and, once that grid is complete, :func:`like_for_like_verdict`.
+    tuned entry at 1M of its 2M steps), a line naming the tasks whose only runs are the tuned entry's (their other cells
+    are dashes), then the targets of the tuned entries, judged on the confirmation seeds only (a pending entry with its
+    IQM so far, or its one run), each judged entry on the development seeds beside the confirmation seeds, P(ours >
+    sb3-contrib's TRPO) like for like and, once that grid is complete, :func:`like_for_like_verdict`.
 
     :param columns: :func:`headline_records`
     :param page: the page that holds the table, whose folder its links are relative to (:func:`headline_links`)
@@ -718,6 +719,7 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
     judged_pairs: dict[str, tuple[dict[str, float], int]] = {}
     met: dict[str, bool] = {}
     optimism: list[str] = []  # the judged entries on the development seeds, then on the confirmation seeds
+    tuned_only: list[str] = []  # the tasks where only the tuned entry has runs
     for env_id in HEADLINE_TASKS:
         target, steps = CONFIRMATION_TARGETS[env_id]
         runs = {column: by_task.get(env_id, []) for column, by_task in columns.items()}
@@ -731,7 +733,9 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
             f"| {' / '.join(f'{value:.1f}' for value in minutes[env_id]) if env_id in minutes else '- / -'} |"
         )
         estimate = iqm_and_mean(tuned)["iqm"] if len(tuned) > 1 else float("nan")
-        shown = f"{estimate:.1f}" if len(tuned) > 1 else "-"
+        shown = f"{estimate:.1f}" if len(tuned) > 1 else (f"{tuned[0]:.1f}" if len(tuned) else "-")
+        if len(tuned) and not any(len(scores) for scores in finals.values()):
+            tuned_only.append(env_id)
         verdicts.append(f"{env_id} {_verdict(bool(estimate >= target), len(tuned))} ({shown} against {target:g})")
         ours = finals["contrib_settings"]
         improvement = _improvement_over(ours, finals["sb3_contrib"]) if len(ours) > 1 else None
@@ -746,6 +750,11 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
             if len(developed) > 1:
                 optimism.append(f"{env_id} {_iqm_cell(np.array(developed))} and {_iqm_cell(tuned)}")
     text = "\n".join(rows) + "\n\n"
+    if tuned_only:
+        text += (
+            f"A dash: no runs. {_listed(tuned_only)} {'has' if len(tuned_only) == 1 else 'have'} runs of the tuned entry "
+            "only: neither peer nor our TRPO at sb3-contrib's settings has been run there.\n\n"
+        )
     text += (
         "learn() minutes per 1M steps: at the steps per second measured side by side, in one process on one core with "
         "torch on one thread, the Zoo's settings for both, interleaved over three rounds "

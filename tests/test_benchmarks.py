@@ -1147,6 +1147,8 @@ def test_headline_counts_the_judged_targets_and_states_the_like_for_like_verdict
         "HalfCheetah-v5": [run(6000 + value) for value in spread],  # IQM 6450 >= 5800: met
         "Hopper-v5": [run(3000 + value) for value in spread],  # 3450 < 3618: missed
         "Walker2d-v5": [run(9000)] * 9,  # 9 of 10: pending, not judged
+        # one run so far, judged at 1M of its 2M steps: the targets line shows it, as the table does
+        "Humanoid-v5": [{**run(2000, 2_000_000), "learning_curve": [{"timesteps": 1_000_000, "mean": 912.5}]}],
     }
     development = {"HalfCheetah-v5": [run(7000 + value) for value in spread], "Walker2d-v5": [run(8000)] * 10}
     columns = {"contrib_settings": ours, "tuned": tuned, "sb3_contrib": contrib, "ppo": {}, "development": development}
@@ -1156,6 +1158,10 @@ def test_headline_counts_the_judged_targets_and_states_the_like_for_like_verdict
     development_line = next(line for line in text.splitlines() if line.startswith("Each judged entry"))
     assert development_line.endswith(": HalfCheetah-v5 7450.0 [7233.3, 7666.7] (n=10) and 6450.0 [6233.3, 6666.7] (n=10).")
     assert "Hopper-v5 **missed** (3450.0 against 3618)" in text and "Walker2d-v5 pending (9 of 10)" in text
+    assert "Humanoid-v5 pending (1 of 10) (912.5 against 810)" in text and "| 912.5 (n=1) |" in text
+    # a task with runs of the tuned entry only says why its other cells are dashes
+    assert "A dash: no runs. Humanoid-v5 has runs of the tuned entry only: neither peer nor" in text
+    assert "A dash" not in report.headline_table({**columns, "tuned": {**tuned, "Humanoid-v5": []}})
     assert (
         "The like-for-like grid is complete (10 seeds per task for both): the 95% CI of P holds 0.5 on Walker2d-v5, "
         "Ant-v5 and Swimmer-v5: no difference in learning that 10 seeds resolve; it lies wholly above 0.5 on "
