@@ -373,9 +373,11 @@ def _listed(items: list[str]) -> str:
 
 def targets_summary(records: dict[str, list[dict[str, Any]]]) -> str:
     """
-    :return: one paragraph judging each target for ours with each task's current entry (``judged_targets`` less the
-        former entries): per target, the tasks that met it and those that missed it, each with its value; tasks that
-        have not run on ``JUDGED_SEEDS`` seeds yet are pending; empty when no target task has runs of ours
+    :return: one paragraph on each target for ours with each task's current entry on the development seeds
+        (``judged_targets`` less the former entries), which says that these seeds judge nothing and names the targets
+        the confirmation seeds judge where they were raised since (``CONFIRMATION_TARGETS``); per target, the tasks
+        that met it and those that missed it, each with its value; tasks that have not run on ``JUDGED_SEEDS`` seeds
+        yet are pending; empty when no target task has runs of ours
     """
     rows = [row for row in judged_targets(records) if not row["former"]]
     if not rows:
@@ -419,7 +421,19 @@ def targets_summary(records: dict[str, list[dict[str, Any]]]) -> str:
             )
         parts = [f"{outcome} on {_listed(tasks)}" for outcome, tasks in verdicts.items() if tasks]
         sentences.append(f"{name}: " + "; ".join(parts) + ".")
-    return "Targets, judged on the development seeds (ours with each task's current entry): " + " ".join(sentences) + "\n"
+    raised = [
+        f"{env_id} {CONFIRMATION_TARGETS[env_id][0]:g}"
+        for env_id, (target, _) in EVALUATION_TARGETS.items()
+        if env_id in CONFIRMATION_TARGETS and CONFIRMATION_TARGETS[env_id][0] != target
+    ]
+    return (
+        "Targets on the development seeds (ours with each task's current entry), no judgment: these seeds steered the "
+        "search, so the targets are judged on the confirmation seeds only, in the MuJoCo headline"
+        + (f", against targets since raised ({_listed(raised)})" if raised else "")
+        + ". Against the targets set before: "
+        + " ".join(sentences)
+        + "\n"
+    )
 
 
 def exploration_table(records: dict[str, list[dict[str, Any]]]) -> str:
