@@ -424,7 +424,7 @@ def targets_summary(records: dict[str, list[dict[str, Any]]]) -> str:
     raised = [
         f"{env_id} {CONFIRMATION_TARGETS[env_id][0]:g}"
         for env_id, (target, _) in EVALUATION_TARGETS.items()
-        if env_id in CONFIRMATION_TARGETS and CONFIRMATION_TARGETS[env_id][0] != target
+        if CONFIRMATION_TARGETS[env_id][0] != target
     ]
     return (
         "Targets on the development seeds (ours with each task's current entry), no judgment: these seeds steered the "
@@ -746,8 +746,8 @@ def headline_table(columns: dict[str, dict[str, list[dict[str, Any]]]], page: st
             f"| {_iqm_cell(tuned, 10)} | {_iqm_cell(finals['sb3_contrib'])} | {_iqm_cell(finals['ppo'])} "
             f"| {' / '.join(f'{value:.1f}' for value in minutes[env_id]) if env_id in minutes else '- / -'} |"
         )
-        estimate = iqm_and_mean(tuned)["iqm"] if len(tuned) > 1 else float("nan")
-        shown = f"{estimate:.1f}" if len(tuned) > 1 else (f"{tuned[0]:.1f}" if len(tuned) else "-")
+        estimate = iqm_and_mean(tuned)["iqm"] if len(tuned) > 1 else tuned[0] if len(tuned) else float("nan")
+        shown = f"{estimate:.1f}" if len(tuned) else "-"
         if len(tuned) and not any(len(scores) for scores in finals.values()):
             tuned_only.append(env_id)
         verdicts.append(f"{env_id} {_verdict(bool(estimate >= target), len(tuned))} ({shown} against {target:g})")
